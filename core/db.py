@@ -1,0 +1,117 @@
+"""Database access: the async engine, the one place that commits, and the column types.
+
+Services take an ``AsyncSession`` and only ``flush()``. The boundary (the HTTP middleware or
+the job wrapper) opens a unit of work, commits once, and only then runs what was buffered with
+``after_commit`` — so no message is ever sent about a row that was rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, Numeric, func
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
+
+AFTER_COMMIT = "virtuoz.after_commit"
+
+
+class Money(TypeDecorator[int]):
+    """Integer minor units (wei, cents) as ``NUMERIC(78,0)``: 2**256 fits, a bigint does not."""
+
+    impl = Numeric(78, 0)
+    cache_ok = True
+
+    def process_bind_param(self, value: int | None, dialect: Any) -> int | None:
+        if value is not None and not isinstance(value, int):
+            raise TypeError(f"money is an int of minor units, not {type(value).__name__}")
+        return value
+
+    def process_result_value(self, value: Any, dialect: Any) -> int | None:
+        return None if value is None else int(value)
+
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: DateTime(timezone=True), uuid.UUID: UUID(as_uuid=True)}
+
+
+class IdMixin:
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+def async_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and use asyncpg for them."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0) -> AsyncEngine:
+    # pre_ping: after PostgreSQL restarts, stale pooled connections are replaced instead of
+    # failing the next request — readiness recovers without restarting the process.
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=connect_timeout,
+        connect_args={"timeout": connect_timeout, "command_timeout": 30},
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def after_commit(session: AsyncSession, callback: Callable[..., Awaitable[Any] | Any], *args: Any) -> None:
+    """Run ``callback(*args)`` once the session's transaction has committed; dropped on rollback."""
+    session.info.setdefault(AFTER_COMMIT, []).append((callback, args))
+
+
+async def _run_after_commit(session: AsyncSession) -> None:
+    for callback, args in session.info.pop(AFTER_COMMIT, []):
+        try:
+            result = callback(*args)
+            if isinstance(result, Awaitable):
+                await result
+        except Exception:  # the transaction is committed: report, don't undo
+            log.exception("after-commit callback %s failed", getattr(callback, "__name__", callback))
+
+
+@asynccontextmanager
+async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """Open a session, commit once when the block succeeds, then run the after-commit work."""
+    async with factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            session.info.pop(AFTER_COMMIT, None)
+            await session.rollback()
+            raise
+    await _run_after_commit(session)

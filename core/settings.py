@@ -1,0 +1,152 @@
+"""Every setting of every VirtuOZ process, in one class.
+
+Values come from the environment with the prefix ``VIRTUOZ_`` (``VIRTUOZ_API_PORT=8480``);
+lists and nested objects are JSON (``VIRTUOZ_CORS_ORIGINS='["https://app.example"]'``).
+The README documents each field. No other module reads ``os.environ`` for configuration.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The default secret is public (it is in this file): production refuses it.
+DEFAULT_SECRET_KEY = "virtuoz-devnet-insecure-secret-key-change-me"
+MIN_SECRET_LENGTH = 32
+
+
+class Environment(StrEnum):
+    DEVNET = "devnet"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ChainSettings(BaseModel):
+    """One EVM chain the platform follows."""
+
+    name: str
+    chain_id: int
+    rpc_url: str
+    native: str
+    confirmations: int = Field(default=3, ge=1)
+    tokens: dict[str, str] = Field(default_factory=dict)
+
+
+class ReadinessPolicy(BaseModel):
+    """Which dependencies `/readiness` requires, and how long each may take to answer.
+
+    Data, not code: the identity issue adds a signed reload that swaps it at run time.
+    """
+
+    database: bool = True
+    redis: bool = True
+    chains: bool = True
+    workers: list[str] = Field(default_factory=lambda: ["custody", "compliance", "notifications"])
+    timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    heartbeat_max_age_seconds: float = Field(default=30.0, gt=0)
+
+
+class SettingsError(RuntimeError):
+    """The configuration cannot run in this environment; the message says why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIRTUOZ_", extra="ignore")
+
+    env: Environment = Environment.DEVNET
+    data_dir: Path = Path(".devnet")
+
+    # Unset means "embedded": `virtuoz devnet` and the test fixtures start PostgreSQL and Redis
+    # and hand their URLs to every child process. Production requires both.
+    database_url: str | None = None
+    redis_url: str | None = None
+    database_pool_size: int = Field(default=10, ge=1)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8480, ge=1, le=65535)
+    public_url: str | None = None
+
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    cookie_secure: bool | None = None  # None: Secure everywhere but devnet and test
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    cors_origins: list[str] = Field(default_factory=list)
+    metrics_allowlist: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    docs_enabled: bool = True
+
+    chains: list[ChainSettings] = Field(default_factory=list)
+    readiness: ReadinessPolicy = Field(default_factory=ReadinessPolicy)
+
+    heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Devnet only: where `virtuoz devnet` puts its embedded servers and chains.
+    devnet_postgres_port: int = 8432
+    devnet_redis_port: int = 8479
+    devnet_chain_ports: dict[str, int] = Field(default_factory=lambda: {"ethereum": 8545, "polygon": 8546})
+    devnet_block_time: float = Field(default=1.0, gt=0)
+
+    @field_validator("metrics_allowlist")
+    @classmethod
+    def _networks_parse(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ip_network(network, strict=False)
+        return value
+
+    @cached_property
+    def metrics_networks(self) -> list[IPv4Network | IPv6Network]:
+        return [ip_network(network, strict=False) for network in self.metrics_allowlist]
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.env is Environment.PRODUCTION
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    def check(self) -> None:
+        """Refuse configurations that must never run; called by every process at start."""
+        if not self.is_production:
+            return
+        problems = []
+        if not self.database_url:
+            problems.append("VIRTUOZ_DATABASE_URL is unset (embedded PostgreSQL is for devnet and tests only)")
+        if not self.redis_url:
+            problems.append("VIRTUOZ_REDIS_URL is unset (embedded Redis is for devnet and tests only)")
+        secret = self.secret_key.get_secret_value()
+        if secret == DEFAULT_SECRET_KEY:
+            problems.append("VIRTUOZ_SECRET_KEY is the public default")
+        elif len(secret) < MIN_SECRET_LENGTH:
+            problems.append(f"VIRTUOZ_SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters")
+        if not self.secure_cookies:
+            problems.append("VIRTUOZ_COOKIE_SECURE=false: production cookies must be Secure")
+        if problems:
+            raise SettingsError("refusing to start in production: " + "; ".join(problems))
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise SettingsError(
+                "VIRTUOZ_DATABASE_URL is unset: run the process under `virtuoz devnet`, or point it at PostgreSQL"
+            )
+        return self.database_url
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise SettingsError("VIRTUOZ_REDIS_URL is unset: run the process under `virtuoz devnet`, or point it at Redis")
+        return self.redis_url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; keyword overrides win (tests build settings this way)."""
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings.check()
+    return settings

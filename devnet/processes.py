@@ -1,0 +1,119 @@
+"""Child processes that cannot outlive their parent.
+
+Every server and daemon the devnet (or a test fixture) starts is a direct child with
+``PR_SET_PDEATHSIG``: if the parent dies, even by SIGKILL, the kernel sends the child SIGTERM, so
+no orphan PostgreSQL, Redis or Anvil stays behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True) if os.name == "posix" else None
+
+
+def _die_with_parent(signal_number: int) -> Callable[[], None]:
+    def set_parent_death_signal() -> None:
+        if _libc is not None:
+            _libc.prctl(_PR_SET_PDEATHSIG, signal_number)
+
+    return set_parent_death_signal
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex((host, port)) == 0
+
+
+class ManagedProcess:
+    """A named child process with its output in a log file, stopped gracefully then forcibly."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        user: str | None = None,
+        stop_signal: int = signal.SIGTERM,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = env
+        self.cwd = cwd
+        self.user = user
+        self.stop_signal = stop_signal
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as output:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                user=self.user,
+                preexec_fn=_die_with_parent(self.stop_signal),
+            )
+        log.info("started %s (pid %s)", self.name, self.process.pid)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited during start-up; see {self.log_path}:\n{self.tail()}")
+            if ready():
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name} not ready after {timeout:.0f}s; see {self.log_path}:\n{self.tail()}")
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self.alive():
+            return
+        assert self.process is not None
+        self.process.send_signal(self.stop_signal)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0fs: killing it", self.name, timeout)
+            self.process.kill()
+            self.process.wait()
+        log.info("stopped %s", self.name)
