@@ -93,6 +93,17 @@ def after_commit(session: AsyncSession, callback: Callable[..., Awaitable[Any] |
     session.info.setdefault(AFTER_COMMIT, []).append((callback, args))
 
 
+async def commit(session: AsyncSession) -> None:
+    """Commit, then run the work buffered with ``after_commit``."""
+    await session.commit()
+    await _run_after_commit(session)
+
+
+async def rollback(session: AsyncSession) -> None:
+    session.info.pop(AFTER_COMMIT, None)
+    await session.rollback()
+
+
 async def _run_after_commit(session: AsyncSession) -> None:
     for callback, args in session.info.pop(AFTER_COMMIT, []):
         try:
@@ -109,9 +120,7 @@ async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterat
     async with factory() as session:
         try:
             yield session
-            await session.commit()
         except BaseException:
-            session.info.pop(AFTER_COMMIT, None)
-            await session.rollback()
+            await rollback(session)
             raise
-    await _run_after_commit(session)
+        await commit(session)

@@ -78,6 +78,9 @@ class ManagedProcess:
                 cwd=self.cwd,
                 user=self.user,
                 preexec_fn=_die_with_parent(self.stop_signal),
+                # Its own process group: a Ctrl-C in the terminal reaches the parent only, which
+                # then stops the children in order (API first, PostgreSQL last).
+                process_group=0,
             )
         log.info("started %s (pid %s)", self.name, self.process.pid)
         return self

@@ -1,0 +1,37 @@
+# The two commands: `make devnet` runs the platform, `make test` runs every test.
+# Both install what is missing first (a .venv and deploy/devnet/node_modules); nothing else is needed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+NODE_MODULES := deploy/devnet/node_modules/.package-lock.json
+PYTEST_ARGS ?= -n auto
+
+.PHONY: devnet test lint bench install clean-devnet
+
+install: $(INSTALLED) $(NODE_MODULES)
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(NODE_MODULES): deploy/devnet/package.json deploy/devnet/package-lock.json
+	cd deploy/devnet && npm ci --no-audit --no-fund --loglevel=error
+
+devnet: install
+	$(BIN)/virtuoz devnet
+
+lint: $(INSTALLED)
+	$(BIN)/lint-imports
+
+test: install lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install
+	@for bench in bench/*.py; do [ -e "$$bench" ] || continue; echo "== $$bench"; $(BIN)/python $$bench || exit 1; done
+
+clean-devnet:
+	rm -rf .devnet

@@ -1,0 +1,90 @@
+"""The application factory: ``create_app(settings)`` builds the same app for `virtuoz api` and tests.
+
+Operational routes (/health, /readiness, /metrics, /docs) live on the root app; the versioned
+API is the ``/api/v1`` sub-application. Every resource is opened in a cleanup context.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from api import docs
+from api.keys import BROKER, CHAINS, ENGINE, METRICS, OPENAPI, REDIS, ROUTE_TABLES, SESSIONS, SETTINGS, STARTED_AT
+from api.metrics import HttpMetrics
+from api.middleware import MIDDLEWARES
+from api.openapi import build_openapi
+from api.ops import routes as ops
+from api.ops.service import VERSION
+from api.registry import Routes
+from core.db import create_engine, session_factory
+from core.settings import Settings
+from custody.chains import chain_for
+from jobs.broker import create_broker
+
+API_PREFIX = "/api/v1"
+
+
+def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
+    """(root tables, /api/v1 tables): the one list every domain's routes are added to."""
+    root = [ops.root] + ([docs.docs] if settings.docs_enabled else [])
+    v1 = [ops.v1]
+    return root, v1
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    engine = create_engine(settings.require_database_url(), pool_size=settings.database_pool_size,
+                           connect_timeout=settings.readiness.timeout_seconds)
+    app[ENGINE] = engine
+    app[SESSIONS] = session_factory(engine)
+    yield
+    await engine.dispose()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    timeout = app[SETTINGS].readiness.timeout_seconds
+    client = Redis.from_url(app[SETTINGS].require_redis_url(), socket_timeout=timeout, socket_connect_timeout=timeout)
+    app[REDIS] = client
+    app[BROKER] = create_broker(app[SETTINGS].require_redis_url())
+    yield
+    app[BROKER].close()
+    await client.aclose()
+
+
+async def _chains(app: web.Application) -> AsyncIterator[None]:
+    chains = [chain_for(chain) for chain in app[SETTINGS].chains]
+    app[CHAINS] = chains
+    yield
+    for chain in chains:
+        await chain.close()
+
+
+def create_app(settings: Settings, *, extra_routes: Sequence[Routes] = ()) -> web.Application:
+    """Build the application. ``extra_routes`` mounts more tables under /api/v1 (tests use it to
+    exercise the middleware with routes of their own)."""
+    settings.check()
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[METRICS] = HttpMetrics()
+    app[STARTED_AT] = time.monotonic()
+    app.cleanup_ctx.extend([_database, _redis, _chains])
+
+    root_tables, v1_tables = route_tables(settings)
+    v1_tables = [*v1_tables, *extra_routes]
+    api = web.Application(client_max_size=settings.max_body_bytes)
+    for table in root_tables:
+        table.mount(app)
+    for table in v1_tables:
+        table.mount(api)
+    if settings.docs_enabled:
+        docs.mount_assets(app)
+    app.add_subapp(API_PREFIX, api)
+
+    tables = [("", table) for table in root_tables] + [(API_PREFIX, table) for table in v1_tables]
+    app[ROUTE_TABLES] = tables
+    app[OPENAPI] = build_openapi(tables, version=VERSION, server_url=settings.public_url)
+    return app

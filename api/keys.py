@@ -1,0 +1,34 @@
+"""Typed keys for what the application holds; every resource is opened in a cleanup context."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from dramatiq.brokers.redis import RedisBroker
+
+    from api.metrics import HttpMetrics
+    from api.registry import Routes, RouteSpec
+    from custody.chains import EvmChain
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
+REDIS = web.AppKey("redis", Redis)
+BROKER = web.AppKey("broker", "RedisBroker")
+CHAINS = web.AppKey("chains", "list[EvmChain]")
+METRICS = web.AppKey("metrics", "HttpMetrics")
+ROUTE_TABLES = web.AppKey("route_tables", "list[tuple[str, Routes]]")
+STARTED_AT = web.AppKey("started_at", float)
+OPENAPI = web.AppKey("openapi", dict)
+
+# Per-request storage.
+REQUEST_ID = web.RequestKey("request_id", str)
+ROUTE_SPEC = web.RequestKey("route_spec", "RouteSpec")
+SESSION = web.RequestKey("session", AsyncSession)

@@ -1,0 +1,49 @@
+"""Prometheus metrics of one API process, in a registry of its own (two apps never collide)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+UNMATCHED = "unmatched"
+
+
+def route_template(request: web.Request) -> str:
+    """The route's template (``/api/v1/escrow/{escrow_id}``), never the raw path: a label per
+    unknown URL would let any client grow the metric without bound."""
+    resource = request.match_info.route.resource
+    if resource is None or request.match_info.http_exception is not None:
+        return UNMATCHED
+    return resource.canonical
+
+
+class HttpMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.latency = Histogram(
+            "virtuoz_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "virtuoz_queue_depth", "Messages waiting in each Dramatiq queue.", ["queue"], registry=self.registry
+        )
+        self.dependency_up = Gauge(
+            "virtuoz_dependency_up", "1 when the dependency answered the last readiness check.", ["dependency"],
+            registry=self.registry,
+        )
+
+    def observe(self, request: web.Request, status: int, seconds: float) -> None:
+        self.latency.labels(request.method, route_template(request), str(status)).observe(seconds)
+
+    def set_queue_depths(self, depths: dict[str, int]) -> None:
+        for queue, depth in depths.items():
+            self.queue_depth.labels(queue).set(depth)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,148 @@
+"""Request id, CORS, metrics, the error renderer and the transaction boundary.
+
+Order (outermost first): request id → CORS → metrics → errors → transaction. Every error,
+aiohttp's own 404/405/413 included, leaves as the JSON body of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.http import json_response
+from api.keys import METRICS, REQUEST_ID, SESSION, SESSIONS, SETTINGS
+from core.db import commit, rollback
+from core.errors import AppError, MethodNotAllowed, NotFound, PayloadTooLarge
+from core.logging import request_id_var
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+Handler = Any
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # A client's id is kept only when it is short and plain: it ends up in logs and headers.
+    offered = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = offered if _CLIENT_REQUEST_ID.match(offered) else str(uuid.uuid4())
+    request[REQUEST_ID] = request_id
+    token = request_id_var.set(request_id)
+    try:
+        response = await handler(request)
+    finally:
+        request_id_var.reset(token)
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def error_response(request: web.Request, error: AppError) -> web.Response:
+    body = {
+        "error": {
+            "code": error.code,
+            "message": error.message,
+            "details": error.details,
+            "request_id": request.get(REQUEST_ID),
+        }
+    }
+    return json_response(body, status=error.status, headers=error.headers)
+
+
+def _from_http_exception(request: web.Request, error: web.HTTPException) -> AppError:
+    if isinstance(error, web.HTTPNotFound):
+        return NotFound("No route matches this path.")
+    if isinstance(error, web.HTTPMethodNotAllowed):
+        allowed = sorted(error.allowed_methods)
+        return MethodNotAllowed(details={"allowed": allowed}, headers={"Allow": ", ".join(allowed)})
+    if isinstance(error, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge(details={"max_bytes": request.config_dict[SETTINGS].max_body_bytes})
+    return AppError(error.reason, code=error.reason.lower().replace(" ", "_"), status=error.status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AppError as error:
+        return error_response(request, error)
+    except web.HTTPException as error:
+        if error.status < 400:  # redirects and the like are responses, not errors
+            raise
+        return error_response(request, _from_http_exception(request, error))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        internal = AppError("Internal error; quote the request id to support.", code="internal_error", status=500)
+        return error_response(request, internal)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        request.config_dict[METRICS].observe(request, status, time.perf_counter() - started)
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and origin in request.config_dict[SETTINGS].cors_origins
+    if allowed and request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Credentials": "true",
+                "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                "Access-Control-Allow-Headers": "Content-Type, Authorization, Idempotency-Key, X-Request-ID",
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            },
+        )
+    response = await handler(request)
+    if allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin  # type: ignore[assignment]
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After"
+        response.headers.add("Vary", "Origin")
+    return response
+
+
+def db_session(request: web.Request) -> AsyncSession:
+    """The request's session, opened on first use; the transaction middleware commits it once."""
+    session = request.get(SESSION)
+    if session is None:
+        session = request[SESSION] = request.config_dict[SESSIONS]()
+    return session
+
+
+@web.middleware
+async def transaction_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except BaseException:
+        if (session := request.get(SESSION)) is not None:
+            await rollback(session)
+            await session.close()
+        raise
+    if (session := request.get(SESSION)) is not None:
+        try:
+            await commit(session)
+        finally:
+            await session.close()
+    return response
+
+
+MIDDLEWARES = [request_id_middleware, cors_middleware, metrics_middleware, error_middleware, transaction_middleware]

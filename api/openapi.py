@@ -1,0 +1,114 @@
+"""The OpenAPI 3.1 document, built from the route registry and the pydantic models it names.
+
+Pydantic v2 emits JSON Schema 2020-12, which OpenAPI 3.1 uses as is; openapi-pydantic's 3.1
+models check the assembled document (LIBRARIES.md: the aiohttp plugins only emit 3.0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openapi_pydantic.v3.v3_1 import OpenAPI
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from api.registry import ResponseSpec, Routes, RouteSpec
+from api.schemas import ErrorResponse
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+STATUS_TEXT = {
+    200: "OK", 201: "Created", 202: "Accepted", 204: "No content", 304: "Not modified", 400: "Malformed request",
+    401: "Authentication required", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
+    409: "Conflict", 413: "Payload too large", 415: "Unsupported media type", 422: "Invalid input",
+    429: "Too many requests", 503: "Unavailable",
+}
+
+
+def _models(tables: list[tuple[str, Routes]]) -> list[tuple[type[BaseModel], Any]]:
+    found: dict[tuple[type[BaseModel], str], None] = {(ErrorResponse, "serialization"): None}
+    for _, routes in tables:
+        for spec in routes.specs:
+            if spec.body is not None:
+                found[(spec.body, "validation")] = None
+            if spec.query is not None:
+                found[(spec.query, "validation")] = None
+            for response in spec.responses.values():
+                if isinstance(response, type):
+                    found[(response, "serialization")] = None
+    return list(found)
+
+
+def _content(response: ResponseSpec, refs: dict[Any, Any]) -> dict[str, Any] | None:
+    if response is None:
+        return None
+    if isinstance(response, str):
+        return {response: {"schema": {"type": "object" if response.endswith("json") else "string"}}}
+    return {"application/json": {"schema": refs[(response, "serialization")]}}
+
+
+def _operation(spec: RouteSpec, refs: dict[Any, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in spec.path_params
+    ]
+    if spec.query is not None:
+        ref = refs[(spec.query, "validation")]["$ref"].rsplit("/", 1)[-1]
+        schema = definitions[ref]
+        required = set(schema.get("required", []))
+        for name, property_schema in schema.get("properties", {}).items():
+            parameters.append({"name": name, "in": "query", "required": name in required, "schema": property_schema})
+    responses: dict[str, Any] = {}
+    for status, response in sorted(spec.responses.items()):
+        entry: dict[str, Any] = {"description": STATUS_TEXT.get(status, "Response")}
+        if (content := _content(response, refs)) is not None:
+            entry["content"] = content
+        responses[str(status)] = entry
+    responses["default"] = {
+        "description": "Error (every error has this body, with a stable code)",
+        "content": {"application/json": {"schema": refs[(ErrorResponse, "serialization")]}},
+    }
+    operation: dict[str, Any] = {
+        "operationId": spec.name,
+        "summary": spec.summary,
+        "tags": [spec.tag],
+        "responses": responses,
+        "x-access": spec.access.describe(),
+    }
+    if spec.description and spec.description != spec.summary:
+        operation["description"] = spec.description
+    if parameters:
+        operation["parameters"] = parameters
+    if spec.body is not None:
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": refs[(spec.body, "validation")]}},
+        }
+    return operation
+
+
+def build_openapi(tables: list[tuple[str, Routes]], *, version: str, server_url: str | None = None) -> dict[str, Any]:
+    refs, schema = models_json_schema(_models(tables), ref_template=REF_TEMPLATE)
+    definitions: dict[str, Any] = schema.get("$defs", {})
+    paths: dict[str, dict[str, Any]] = {}
+    for prefix, routes in tables:
+        for spec in routes.specs:
+            paths.setdefault(prefix + spec.path, {})[spec.method.lower()] = _operation(spec, refs, definitions)
+    document = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "VirtuOZ API",
+            "version": version,
+            "description": "Crypto custody and compliance platform. Amounts are decimal strings; "
+            "errors are `{\"error\": {\"code\", \"message\", \"details\", \"request_id\"}}`.",
+        },
+        "servers": [{"url": server_url or "/"}],
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": definitions,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": "access_token"},
+            },
+        },
+    }
+    # Round-trip through openapi-pydantic's 3.1 models: a malformed document fails here, at start-up.
+    return OpenAPI.model_validate(document).model_dump(mode="json", by_alias=True, exclude_unset=True)

@@ -1,0 +1,77 @@
+"""Operational routes: liveness, readiness, metrics, status and the API's own description."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+
+from aiohttp import web
+
+from api.http import json_response
+from api.keys import CHAINS, ENGINE, METRICS, OPENAPI, REDIS, SESSIONS, SETTINGS, STARTED_AT
+from api.ops import service
+from api.ops.schemas import HealthOut, ReadinessOut, StatusOut
+from api.registry import PUBLIC, Access, Routes
+from core.errors import Forbidden
+from jobs.broker import queue_depths
+from jobs.registry import QUEUES
+
+root = Routes(tag="operations")
+v1 = Routes(tag="operations")
+
+METRICS_ACCESS = Access(public=True, note="IP allowlist (VIRTUOZ_METRICS_ALLOWLIST)")
+
+
+def _dependencies(request: web.Request) -> service.Dependencies:
+    app = request.config_dict
+    return service.Dependencies(engine=app[ENGINE], sessions=app[SESSIONS], redis=app[REDIS], chains=app[CHAINS])
+
+
+@root.get("/health", access=PUBLIC, responses={200: HealthOut})
+async def health(request: web.Request) -> HealthOut:
+    """Process liveness: 200 while the process serves requests."""
+    return HealthOut()
+
+
+@root.get("/readiness", access=PUBLIC, responses={200: ReadinessOut, 503: ReadinessOut})
+async def readiness(request: web.Request) -> web.Response:
+    """Dependency readiness: 200 when every dependency of the readiness policy answers, else 503 naming them."""
+    report = await service.check_readiness(_dependencies(request), request.config_dict[SETTINGS].readiness)
+    metrics = request.config_dict[METRICS]
+    for check in report.checks:
+        metrics.dependency_up.labels(check.name).set(1 if check.ok else 0)
+    return json_response(report, status=200 if report.status == "ready" else 503)
+
+
+@root.get("/metrics", access=METRICS_ACCESS, responses={200: "text/plain"})
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition: request latency by route template, process and queue metrics."""
+    settings = request.config_dict[SETTINGS]
+    remote = ip_address(request.remote or "0.0.0.0")
+    if not any(remote in network for network in settings.metrics_networks):
+        raise Forbidden("Metrics are not served to this address.", code="metrics_forbidden")
+    registry = request.config_dict[METRICS]
+    try:
+        registry.set_queue_depths(await queue_depths(request.config_dict[REDIS], QUEUES))
+    except Exception:  # Redis down: the rest of the exposition is still worth scraping
+        pass
+    return web.Response(body=registry.exposition(), content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+@v1.get("/status", access=PUBLIC, responses={200: StatusOut})
+async def status(request: web.Request) -> StatusOut:
+    """API status: version, environment, uptime, chain heights and queue depths."""
+    app = request.config_dict
+    return await service.current_status(_dependencies(request), app[SETTINGS], app[STARTED_AT])
+
+
+@v1.get("/openapi.json", access=PUBLIC, responses={200: "application/json"})
+async def openapi(request: web.Request) -> web.Response:
+    """This OpenAPI 3.1 document."""
+    return json_response(request.config_dict[OPENAPI])
+
+
+@v1.get("/openapi-ui.json", access=PUBLIC, responses={200: "application/json"})
+async def openapi_ui(request: web.Request) -> web.Response:
+    """The same OpenAPI document, for the Swagger UI at /docs."""
+    return json_response(request.config_dict[OPENAPI])

@@ -1,0 +1,146 @@
+"""One registry of routes: what the router serves and what the OpenAPI document says are the same.
+
+A domain declares its routes on a ``Routes`` table::
+
+    routes = Routes(tag="escrow")
+
+    @routes.post("/escrow", body=CreateEscrow, responses={201: EscrowOut}, access=roles("customer"))
+    async def create_escrow(request: web.Request, body: CreateEscrow) -> EscrowOut: ...
+
+The wrapper parses and validates the declared body and query models (415/400/413/422 as JSON),
+injects them as ``body=`` and ``query=``, and serializes a returned pydantic model with the
+first 2xx status declared. A handler may also return a ``web.StreamResponse`` of its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from api.http import json_response, read_body, read_query
+from api.keys import ROUTE_SPEC
+
+Handler = Callable[..., Awaitable[Any]]
+ResponseSpec = type[BaseModel] | str | None  # a model (JSON), a media type, or no body
+
+PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call a route. Every route declares one: a test walks the router to prove it."""
+
+    public: bool = False
+    roles: frozenset[str] = frozenset()
+    note: str = ""
+
+    def describe(self) -> str:
+        if self.public:
+            return self.note or "public"
+        return "roles: " + ", ".join(sorted(self.roles)) if self.roles else "any authenticated user"
+
+
+PUBLIC = Access(public=True)
+
+
+def roles(*names: str) -> Access:
+    return Access(roles=frozenset(names))
+
+
+AUTHENTICATED = Access()
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    method: str
+    path: str
+    handler: Handler
+    name: str
+    summary: str
+    description: str
+    tag: str
+    access: Access
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    responses: dict[int, ResponseSpec]
+
+    @property
+    def path_params(self) -> list[str]:
+        return PATH_PARAM.findall(self.path)
+
+    @property
+    def success_status(self) -> int:
+        return min(status for status in self.responses if 200 <= status < 300)
+
+
+@dataclass
+class Routes:
+    """The routes of one domain, mounted on an app (root or the ``/api/v1`` sub-app)."""
+
+    tag: str
+    specs: list[RouteSpec] = field(default_factory=list)
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        access: Access,
+        responses: dict[int, ResponseSpec],
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        summary: str | None = None,
+        name: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            doc = (handler.__doc__ or "").strip()
+            spec = RouteSpec(
+                method=method.upper(),
+                path=path,
+                handler=handler,
+                name=name or handler.__name__,
+                summary=summary or (doc.splitlines()[0] if doc else handler.__name__.replace("_", " ")),
+                description=doc,
+                tag=self.tag,
+                access=access,
+                body=body,
+                query=query,
+                responses=responses,
+            )
+            self.specs.append(spec)
+            return handler
+
+        return register
+
+    def get(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, **options)
+
+    def post(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self.route("POST", path, **options)
+
+    def mount(self, app: web.Application) -> None:
+        for spec in self.specs:
+            app.router.add_route(spec.method, spec.path, _endpoint(spec), name=spec.name)
+
+
+def _endpoint(spec: RouteSpec) -> Handler:
+    @functools.wraps(spec.handler)
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        request[ROUTE_SPEC] = spec
+        inputs: dict[str, Any] = {}
+        if spec.query is not None:
+            inputs["query"] = read_query(request, spec.query)
+        if spec.body is not None:
+            inputs["body"] = await read_body(request, spec.body)
+        result = await spec.handler(request, **inputs)
+        if isinstance(result, web.StreamResponse):
+            return result
+        return json_response(result, status=spec.success_status)
+
+    return endpoint

@@ -1,0 +1,89 @@
+"""`virtuoz`: one console script, one sub-command per process (DESIGN.md, "Processes")."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core.logging import configure_logging
+from core.settings import Settings, SettingsError, load_settings
+
+
+def _api(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from api.app import create_app
+
+    web.run_app(create_app(settings), host=args.host or settings.api_host, port=args.port or settings.api_port,
+                access_log=None, print=None)
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs.worker import run_worker
+
+    return run_worker(settings, args.name) or 0
+
+
+def _scheduler(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs.scheduler import run_scheduler
+
+    return run_scheduler(settings) or 0
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from core.migrate import upgrade
+
+    upgrade(settings.require_database_url(), args.revision)
+    return 0
+
+
+def _devnet(settings: Settings, args: argparse.Namespace) -> int:
+    from devnet.supervisor import run_devnet
+
+    return run_devnet(settings)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="virtuoz", description="VirtuOZ custody and compliance platform")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    api = commands.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.set_defaults(run=_api, process="api")
+
+    worker = commands.add_parser("worker", help="run a Dramatiq worker (custody, compliance, notifications)")
+    worker.add_argument("name")
+    worker.set_defaults(run=_worker, process="worker")
+
+    scheduler = commands.add_parser("scheduler", help="run the APScheduler process (it only enqueues jobs)")
+    scheduler.set_defaults(run=_scheduler, process="scheduler")
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.set_defaults(run=_migrate, process="migrate")
+
+    devnet = commands.add_parser("devnet", help="run the whole platform locally on embedded servers and Anvil")
+    devnet.set_defaults(run=_devnet, process="devnet")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"virtuoz: {error}", file=sys.stderr)
+        return 2
+    process = f"{args.process}:{args.name}" if args.process == "worker" else args.process
+    configure_logging(settings.log_level, json=settings.log_json, process=process)
+    try:
+        return args.run(settings, args)
+    except SettingsError as error:
+        print(f"virtuoz: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""`virtuoz devnet`: the whole platform on one machine, in one process tree.
+
+Start order: PostgreSQL (+ migrations) → Redis → Anvil chains (+ USDC) → workers, scheduler, API.
+``devnet.json`` is written only once `/readiness` answers 200, and removed on the way out; a
+SIGINT or SIGTERM stops every child in reverse order. The data directory keeps the database,
+Redis's append-only file and each chain's state, so the next start resumes where this one stopped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.migrate import upgrade
+from core.settings import ChainSettings, Settings
+from devnet.chains import ANVIL_DEV_KEYS, AnvilChain, compile_usdc, deploy_usdc
+from devnet.processes import ManagedProcess
+from devnet.servers import EmbeddedPostgres, EmbeddedRedis
+
+log = logging.getLogger(__name__)
+
+DATABASE = "virtuoz"
+READY_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True)
+class DevnetChain:
+    name: str
+    chain_id: int
+    native: str
+    confirmations: int
+
+
+DEVNET_CHAINS = (
+    DevnetChain("ethereum", 31337, "ETH", confirmations=3),
+    DevnetChain("polygon", 31338, "POL", confirmations=2),
+)
+# The processes that exist so far; later issues add the scanner, allocator and signer.
+SERVICES = (
+    ("worker-custody", ["worker", "custody"]),
+    ("worker-compliance", ["worker", "compliance"]),
+    ("worker-notifications", ["worker", "notifications"]),
+    ("scheduler", ["scheduler"]),
+    ("api", ["api"]),
+)
+
+
+class DevnetStopped(Exception):
+    """A SIGINT or SIGTERM arrived: unwind and stop every child."""
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    # Once: a second Ctrl-C must not interrupt the orderly stop it asked for.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise DevnetStopped(signal.Signals(signum).name)
+
+
+def _lock(data_dir: Path) -> Any:
+    lock = open(data_dir / "devnet.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"virtuoz devnet: another devnet is running on {data_dir}") from None
+    return lock
+
+
+def _wait_ready(api_url: str, children: list[ManagedProcess], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        for child in children:
+            if not child.alive():
+                raise RuntimeError(f"{child.name} exited during start-up; see {child.log_path}:\n{child.tail()}")
+        try:
+            with urllib.request.urlopen(f"{api_url}/readiness", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as error:
+            last = error.read().decode(errors="replace")
+        except OSError as error:
+            last = str(error)
+        time.sleep(0.25)
+    raise TimeoutError(f"the platform was not ready after {timeout:.0f}s: {last}")
+
+
+def _write_atomically(path: Path, document: dict[str, Any]) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def run_devnet(settings: Settings) -> int:
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logs = data_dir / "logs"
+    manifest = data_dir / "devnet.json"
+    started = time.monotonic()
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(_lock(data_dir))
+            manifest.unlink(missing_ok=True)
+            stack.callback(manifest.unlink, missing_ok=True)
+
+            postgres = EmbeddedPostgres(data_dir / "postgres", settings.devnet_postgres_port, log_dir=logs).start()
+            stack.callback(postgres.stop)
+            postgres.create_database(DATABASE)
+            database_url = postgres.url(DATABASE)
+            upgrade(database_url)
+
+            redis = EmbeddedRedis(data_dir / "redis", settings.devnet_redis_port, log_dir=logs).start()
+            stack.callback(redis.stop)
+
+            artifact = compile_usdc(data_dir / "build")
+            chains: list[ChainSettings] = []
+            anvils = [
+                AnvilChain(spec.name, spec.chain_id, settings.devnet_chain_ports[spec.name], data_dir / "chains" / spec.name,
+                           block_time=settings.devnet_block_time, log_dir=logs)
+                for spec in DEVNET_CHAINS
+            ]
+            for anvil in anvils:
+                anvil.start()
+                stack.callback(anvil.stop)
+            for spec, anvil in zip(DEVNET_CHAINS, anvils, strict=True):
+                usdc = deploy_usdc(anvil.rpc_url, artifact, data_dir / "chains" / "contracts.json")
+                chains.append(ChainSettings(name=spec.name, chain_id=spec.chain_id, rpc_url=anvil.rpc_url,
+                                            native=spec.native, confirmations=spec.confirmations,
+                                            tokens={"USDC": usdc}))
+
+            env = {
+                **os.environ,
+                "VIRTUOZ_ENV": settings.env.value,
+                "VIRTUOZ_DATA_DIR": str(data_dir),
+                "VIRTUOZ_DATABASE_URL": database_url,
+                "VIRTUOZ_REDIS_URL": redis.url(),
+                "VIRTUOZ_CHAINS": json.dumps([chain.model_dump() for chain in chains]),
+                "VIRTUOZ_API_PORT": str(settings.api_port),
+            }
+            children = []
+            for name, argv in SERVICES:
+                child = ManagedProcess(name, [sys.executable, "-m", "cli", *argv], env=env,
+                                       log_path=logs / f"{name}.log").start()
+                stack.callback(child.stop)
+                children.append(child)
+
+            api_url = f"http://{settings.api_host}:{settings.api_port}"
+            _wait_ready(api_url, children, READY_TIMEOUT)
+            document = {
+                "api_url": api_url,
+                "docs_url": f"{api_url}/docs",
+                "database_url": database_url,
+                "redis_url": redis.url(),
+                "chains": [
+                    {**chain.model_dump(), "faucet_private_key": ANVIL_DEV_KEYS[0]} for chain in chains
+                ],
+                "users": [],
+                "logs": str(logs),
+            }
+            _write_atomically(manifest, document)
+            _announce(document, time.monotonic() - started)
+            _supervise(children)
+            return 1  # _supervise only returns when a child died on its own
+    except DevnetStopped as stop:
+        log.info("devnet stopped by %s", stop)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _supervise(children: list[ManagedProcess]) -> None:
+    while True:
+        for child in children:
+            if not child.alive():
+                log.error("%s exited; stopping the devnet. Last lines of %s:\n%s", child.name, child.log_path,
+                          child.tail())
+                return
+        time.sleep(0.5)
+
+
+def _announce(document: dict[str, Any], seconds: float) -> None:
+    lines = [
+        f"VirtuOZ devnet ready in {seconds:.1f}s",
+        f"  API      {document['api_url']}/api/v1   (docs {document['docs_url']})",
+        f"  status   {document['api_url']}/api/v1/status",
+        f"  database {document['database_url']}",
+        f"  redis    {document['redis_url']}",
+    ]
+    for chain in document["chains"]:
+        lines.append(f"  chain    {chain['name']} (id {chain['chain_id']}, {chain['native']}) {chain['rpc_url']}"
+                     f"  USDC {chain['tokens']['USDC']}")
+    for user in document["users"]:
+        lines.append(f"  login    {user['role']}: {user['email']} / {user['password']}")
+    lines.append("  logs     " + document["logs"])
+    lines.append("Ctrl-C stops everything.")
+    print("\n".join(lines), flush=True)

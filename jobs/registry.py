@@ -1,0 +1,137 @@
+"""Jobs are declared here as data; the Dramatiq actors are built later, on a broker from settings.
+
+``@dramatiq.actor`` binds to a broker when the module is imported (and, if none is set, creates
+a default one on localhost:6379). Our ``@job`` only records a ``JobSpec``: importing a domain's
+``actors.py`` reads no settings and opens no connection. ``jobs.broker.create_broker`` declares
+every registered spec as a real actor on the broker the process built.
+
+This module is also the sending half: ``JobSpec.message`` builds a message and
+``JobSpec.send_after_commit`` enqueues it only once the caller's transaction has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.db import after_commit
+
+# One Dramatiq queue per consumer kind (DESIGN.md).
+QUEUES = ("allocator", "custody", "signer", "compliance", "notifications", "reports")
+
+# `virtuoz worker NAME` consumes these queues. The first queue of each worker also carries its
+# heartbeat job, so a fresh heartbeat proves that worker is draining that queue.
+WORKERS: dict[str, list[str]] = {
+    "custody": ["custody"],
+    "compliance": ["compliance", "reports"],
+    "notifications": ["notifications"],
+}
+
+# Modules whose import registers jobs; `create_broker` imports them so every process declares
+# the same actors. Later issues append their domain's actors module ("custody.actors", ...).
+JOB_MODULES = ("jobs.heartbeat",)
+
+# Retries use Dramatiq's exponential backoff from 15 s: the 10th retry waits about 4 hours, so a
+# job keeps trying through a long outage of a chain node or SMTP relay, then dead-letters.
+DEFAULT_MAX_RETRIES = 10
+DEFAULT_TIME_LIMIT_MS = 60_000
+
+JOB_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")  # "domain.verb"
+BROKER_INFO_KEY = "virtuoz.broker"
+
+# Messages carry ids and short strings, never objects or secrets (DESIGN.md): whatever is
+# needed is read again from the database by the job, which also makes redelivery harmless.
+JobArg = str | int | bool | None
+JobFn = Callable[..., Awaitable[None]]
+
+_registry: dict[str, JobSpec] = {}
+
+
+class JobError(RuntimeError):
+    """A job is declared or sent in a way that can never work; the message says why."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job: ``fn(session, *args)`` run by a worker inside one unit of work."""
+
+    name: str
+    queue: str
+    fn: JobFn
+    max_retries: int = DEFAULT_MAX_RETRIES
+    time_limit_ms: int = DEFAULT_TIME_LIMIT_MS
+    # Messages older than this are acknowledged without running (not dead-lettered): for
+    # periodic work whose next run supersedes a missed one, such as heartbeats.
+    expires_after_ms: int | None = None
+
+    def message(self, *args: JobArg) -> dramatiq.Message[None]:
+        for arg in args:
+            # bool is an int; float is refused on purpose: money never travels as a float.
+            if arg is not None and not isinstance(arg, (str, int)):
+                raise JobError(
+                    f"job {self.name}: argument {arg!r} is a {type(arg).__name__}; send ids as str (str(uuid))"
+                )
+        return dramatiq.Message(queue_name=self.queue, actor_name=self.name, args=args, kwargs={}, options={})
+
+    def send_after_commit(self, session: AsyncSession, *args: JobArg) -> None:
+        """Enqueue this job once ``session``'s transaction commits; never if it rolls back."""
+        message = self.message(*args)  # invalid arguments fail now, inside the transaction
+        after_commit(session, enqueue, broker_of(session), message)
+
+
+def job(
+    name: str,
+    *,
+    queue: str,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    time_limit_ms: int = DEFAULT_TIME_LIMIT_MS,
+    expires_after_ms: int | None = None,
+) -> Callable[[JobFn], JobSpec]:
+    """Register ``async def fn(session, *args)`` as the job ``name`` ("domain.verb") on ``queue``."""
+    if not JOB_NAME.fullmatch(name):
+        raise JobError(f"job name {name!r} is not 'domain.verb' (lower case, dot-separated)")
+    if queue not in QUEUES:
+        raise JobError(f"job {name}: unknown queue {queue!r}; queues are {', '.join(QUEUES)}")
+
+    def register(fn: JobFn) -> JobSpec:
+        if not inspect.iscoroutinefunction(fn):
+            raise JobError(f"job {name}: {fn.__qualname__} must be an async def taking (session, *args)")
+        if name in _registry:
+            raise JobError(f"job {name} is declared twice ({_registry[name].fn.__module__} and {fn.__module__})")
+        spec = JobSpec(name, queue, fn, max_retries, time_limit_ms, expires_after_ms)
+        _registry[name] = spec
+        return spec
+
+    return register
+
+
+def registered_jobs() -> list[JobSpec]:
+    """Every job declared so far, after importing the modules in ``JOB_MODULES``."""
+    for module in JOB_MODULES:
+        importlib.import_module(module)
+    return list(_registry.values())
+
+
+def bind_broker(factory: async_sessionmaker[AsyncSession], broker: dramatiq.Broker) -> None:
+    """Let sessions from ``factory`` send jobs after commit: call once where the factory is built."""
+    factory.configure(info={**factory.kw.get("info", {}), BROKER_INFO_KEY: broker})
+
+
+def broker_of(session: AsyncSession) -> dramatiq.Broker:
+    broker = session.info.get(BROKER_INFO_KEY)
+    if broker is None:
+        raise JobError("this session has no broker: build its factory with jobs.registry.bind_broker(factory, broker)")
+    return broker
+
+
+async def enqueue(broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> dramatiq.Message[Any]:
+    """Send ``message`` without blocking the event loop: Dramatiq's RedisBroker is synchronous."""
+    return await asyncio.get_running_loop().run_in_executor(None, broker.enqueue, message)

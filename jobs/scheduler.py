@@ -1,0 +1,100 @@
+"""`virtuoz scheduler`: the periodic work of the platform, as a list of entries.
+
+The scheduler only enqueues Dramatiq messages; workers do the work. So a slow report never
+delays a heartbeat, and running two schedulers by mistake costs duplicate messages, which
+idempotent jobs absorb, never duplicate effects.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import dramatiq
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from core.logging import configure_logging
+from core.settings import Settings
+from jobs.broker import close_broker, create_broker
+from jobs.heartbeat import enqueue_heartbeats
+from jobs.worker import stop_on_signals
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class ScheduleEntry:
+    """``enqueue(broker)`` sends the messages of one periodic task when ``trigger`` fires."""
+
+    id: str
+    enqueue: Callable[[dramatiq.Broker], None]
+    trigger: Callable[[Settings], BaseTrigger]
+    run_at_start: bool = False
+
+
+def every_heartbeat_interval(settings: Settings) -> BaseTrigger:
+    return IntervalTrigger(seconds=settings.heartbeat_interval_seconds)
+
+
+# Later issues add compliance reports, reconciliation, SLA checks and cleanup here, as data.
+SCHEDULE: list[ScheduleEntry] = [
+    ScheduleEntry("heartbeats", enqueue_heartbeats, every_heartbeat_interval, run_at_start=True),
+]
+
+
+def build_scheduler(
+    settings: Settings, broker: dramatiq.Broker, schedule: Sequence[ScheduleEntry] = SCHEDULE
+) -> BlockingScheduler:
+    # coalesce + max_instances=1: after a pause (Redis down, host asleep) each task fires once,
+    # not once per missed tick; misfire_grace_time=None: late is better than skipped.
+    scheduler = BlockingScheduler(
+        timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+    )
+    for entry in schedule:
+        # APScheduler reads next_run_time=None as "paused": leave it out unless running at start.
+        start: dict[str, Any] = {"next_run_time": datetime.now(UTC)} if entry.run_at_start else {}
+        scheduler.add_job(
+            entry.enqueue,
+            entry.trigger(settings),
+            args=[broker],
+            id=entry.id,
+            name=entry.id,
+            coalesce=True,
+            max_instances=1,
+            **start,
+        )
+    return scheduler
+
+
+def run_scheduler(settings: Settings) -> None:
+    """Run the schedule until SIGTERM/SIGINT, then shut down cleanly and return."""
+    settings.check()
+    configure_logging(settings.log_level, json=settings.log_json, process="scheduler")
+    broker = create_broker(settings.require_redis_url())
+    scheduler = build_scheduler(settings, broker)
+    with stop_on_signals() as stop:
+        # start() blocks its thread, so it gets a thread of its own: the main thread waits for
+        # the signal and calls shutdown() outside the signal handler (see stop_on_signals).
+        thread = threading.Thread(target=scheduler.start, name="scheduler", daemon=True)
+        thread.start()
+        log.info("scheduler running: %s", ", ".join(entry.id for entry in SCHEDULE))
+        try:
+            while not stop and thread.is_alive():
+                thread.join(SHUTDOWN_POLL_SECONDS)
+            if not stop:
+                raise RuntimeError("the scheduler thread stopped on its own; see its traceback above")
+        finally:
+            while thread.is_alive():
+                if scheduler.running:
+                    scheduler.shutdown(wait=True)  # lets an enqueue in flight finish
+                thread.join(SHUTDOWN_POLL_SECONDS)
+            close_broker(broker)
+    log.info("scheduler stopped")

@@ -1,0 +1,122 @@
+"""Operational routes against the real PostgreSQL and Redis of this test worker."""
+
+from __future__ import annotations
+
+import re
+
+from openapi_spec_validator import validate
+
+from api.keys import OPENAPI
+from core.heartbeats import record_heartbeat
+from core.db import create_engine, session_factory, unit_of_work
+
+
+async def test_health(client):
+    response = await client.get("/health")
+    assert response.status == 200
+    assert await response.json() == {"status": "ok"}
+
+
+async def test_readiness_ready_names_every_check(client):
+    response = await client.get("/readiness")
+    body = await response.json()
+    assert response.status == 200, body
+    assert body["status"] == "ready" and body["failing"] == []
+    assert {check["name"] for check in body["checks"]} == {"database", "redis"}
+
+
+async def test_readiness_requires_fresh_worker_heartbeats(make_client, settings, database_url):
+    policy = settings.readiness.model_copy(update={"workers": ["custody", "readiness-test-worker"]})
+    client = await make_client(settings.model_copy(update={"readiness": policy}))
+    engine = create_engine(database_url)
+    async with unit_of_work(session_factory(engine)) as session:
+        await record_heartbeat(session, "custody")
+    await engine.dispose()
+    response = await client.get("/readiness")
+    body = await response.json()
+    assert response.status == 503
+    assert body["failing"] == ["workers"]
+    workers = next(check for check in body["checks"] if check["name"] == "workers")
+    assert "readiness-test-worker" in workers["detail"] and "custody" not in workers["detail"].split("from ")[1]
+
+
+async def test_status_reports_version_environment_uptime_and_queues(client):
+    response = await client.get("/api/v1/status")
+    body = await response.json()
+    assert response.status == 200
+    assert body["service"] == "virtuoz" and body["environment"] == "test"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", body["version"])
+    assert body["uptime_seconds"] >= 0 and body["time"].endswith("Z")
+    assert body["chains"] == []
+    assert set(body["queues"]) == {"allocator", "custody", "signer", "compliance", "notifications", "reports"}
+    assert all(isinstance(depth, int) for depth in body["queues"].values())
+
+
+async def test_metrics_histogram_uses_route_templates(client):
+    await client.get("/api/v1/status")
+    await client.get("/no/such/path/123")
+    await client.get("/no/such/path/456")
+    response = await client.get("/metrics")
+    assert response.status == 200
+    text = await response.text()
+    assert 'virtuoz_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/api/v1/status",status="200"}' in text
+    assert 'route="unmatched",status="404"' in text
+    assert "/no/such/path" not in text
+    assert "process_resident_memory_bytes" in text
+    assert 'virtuoz_queue_depth{queue="custody"}' in text
+
+
+async def test_metrics_refused_outside_the_allowlist(make_client, settings):
+    client = await make_client(settings.model_copy(update={"metrics_allowlist": ["10.0.0.0/8"]}))
+    response = await client.get("/metrics")
+    assert response.status == 403
+    assert (await response.json())["error"]["code"] == "metrics_forbidden"
+
+
+async def test_openapi_is_valid_3_1(client):
+    response = await client.get("/api/v1/openapi.json")
+    document = await response.json()
+    assert document["openapi"] == "3.1.0"
+    validate(document)
+    ui = await client.get("/api/v1/openapi-ui.json")
+    assert await ui.json() == document
+
+
+async def test_openapi_covers_every_route_in_the_router(client):
+    """Walks the live router (root and /api/v1): a route missing from the document fails here."""
+    document = client.app[OPENAPI]
+    served = set()
+    apps = [client.app]
+    while apps:
+        app = apps.pop()
+        for resource in app.router.resources():
+            if hasattr(resource, "_app"):  # a mounted sub-application: walk its routes too
+                apps.append(resource._app)
+                continue
+            if resource.name == "docs_assets":  # the Swagger UI's static files
+                continue
+            for route in resource:
+                if route.method != "HEAD":
+                    served.add((route.method.lower(), resource.canonical))
+    documented = {(method, path) for path, operations in document["paths"].items() for method in operations}
+    assert served, "the router is empty"
+    assert served == documented
+
+
+async def test_docs_serve_swagger_ui_from_local_assets(client):
+    page = await client.get("/docs")
+    html = await page.text()
+    assert page.status == 200 and page.content_type == "text/html"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert not re.search(r"""(src|href)=["']https?://""", html), "the page must not load from a CDN"
+    for asset in re.findall(r"""(?:src|href)=["'](/docs/[^"']+)""", html):
+        response = await client.get(asset)
+        assert response.status == 200, asset
+    init = await (await client.get("/docs/init.js")).text()
+    assert '"validatorUrl": null' in init and "/api/v1/openapi-ui.json" in init
+
+
+async def test_docs_can_be_disabled(make_client, settings):
+    client = await make_client(settings.model_copy(update={"docs_enabled": False}))
+    assert (await client.get("/docs")).status == 404
+    assert "/docs" not in client.app[OPENAPI]["paths"]

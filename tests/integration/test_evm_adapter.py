@@ -1,0 +1,157 @@
+"""The EVM adapter against a real Anvil node: every verb, and how it fails."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from eth_account import Account
+
+from core.settings import ChainSettings
+from custody.chains import (
+    Block,
+    BlockNotFound,
+    ChainRejected,
+    ChainUnavailable,
+    EvmChain,
+    Receipt,
+    chain_for,
+)
+from devnet.chains import ANVIL_DEV_KEYS, FAUCET_KEY, AnvilChain
+from devnet.processes import free_port
+from tests.chain_fixtures import TEST_CHAIN_ID, anvil_chain  # noqa: F401
+
+FAUCET = Account.from_key(FAUCET_KEY)
+RECIPIENT = Account.from_key(ANVIL_DEV_KEYS[1]).address
+GWEI = 10**9
+
+
+@pytest.fixture
+async def chain(anvil_chain: AnvilChain) -> AsyncIterator[EvmChain]:
+    adapter = EvmChain("ethereum", anvil_chain.rpc_url, timeout=5.0)
+    yield adapter
+    await adapter.close()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts TCP connections (the kernel's backlog) but never answers a request."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]
+
+
+async def signed_transfer(chain: EvmChain, value: int = 10**15) -> bytes:
+    transaction = {
+        "type": 2,
+        "chainId": TEST_CHAIN_ID,
+        "nonce": await chain.nonce(FAUCET.address),
+        "to": RECIPIENT,
+        "value": value,
+        "gas": 21_000,
+        # Far above Anvil's base fee: fee estimation is the later `fees()` verb's job.
+        "maxFeePerGas": 100 * GWEI,
+        "maxPriorityFeePerGas": 1 * GWEI,
+    }
+    return FAUCET.sign_transaction(transaction).raw_transaction
+
+
+async def wait_for_receipt(chain: EvmChain, tx_hash: str, timeout: float = 5.0) -> Receipt:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        receipt = await chain.receipt(tx_hash)
+        if receipt is not None:
+            return receipt
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{tx_hash} not mined within {timeout}s")
+
+
+async def test_head_follows_interval_mining(chain: EvmChain) -> None:
+    first = await chain.head()
+    await asyncio.sleep(0.5)
+    assert await chain.head() > first
+
+
+async def test_block_links_to_its_parent(chain: EvmChain) -> None:
+    number = await chain.head()
+    block = await chain.block(number)
+    parent = await chain.block(number - 1)
+
+    assert isinstance(block, Block)
+    assert block.number == number
+    assert block.parent_hash == parent.hash
+    assert block.hash.startswith("0x") and len(block.hash) == 66
+    assert block.timestamp >= parent.timestamp > 0
+    assert block.transactions == ()
+
+
+async def test_block_above_head_is_not_found(chain: EvmChain) -> None:
+    with pytest.raises(BlockNotFound):
+        await chain.block(await chain.head() + 1_000)
+
+
+async def test_a_broadcast_native_transfer_is_mined_with_status_1(chain: EvmChain) -> None:
+    nonce = await chain.nonce(FAUCET.address)
+    raw = await signed_transfer(chain)
+
+    tx_hash = await chain.broadcast(raw)
+    assert await chain.nonce(FAUCET.address) == nonce + 1  # counts the pending transaction
+
+    receipt = await wait_for_receipt(chain, tx_hash)
+    assert receipt.tx_hash == tx_hash
+    assert receipt.status == 1
+    block = await chain.block(receipt.block_number)
+    assert block.hash == receipt.block_hash
+    assert tx_hash in block.transactions
+
+
+async def test_broadcasting_the_same_transaction_again_returns_its_hash(chain: EvmChain) -> None:
+    raw = await signed_transfer(chain)
+    tx_hash = await chain.broadcast(raw)
+
+    assert await chain.broadcast(raw) == tx_hash  # still pending
+    await wait_for_receipt(chain, tx_hash)
+    assert await chain.broadcast(raw) == tx_hash  # already mined
+
+
+async def test_a_malformed_transaction_is_rejected(chain: EvmChain) -> None:
+    with pytest.raises(ChainRejected):
+        await chain.broadcast(b"\x02not a transaction")
+
+
+async def test_receipt_of_an_unknown_transaction_is_none(chain: EvmChain) -> None:
+    assert await chain.receipt("0x" + "ab" * 32) is None
+
+
+async def test_a_closed_port_is_unavailable_at_once() -> None:
+    chain = EvmChain("nowhere", f"http://127.0.0.1:{free_port()}", timeout=2.0)
+    started = time.monotonic()
+    with pytest.raises(ChainUnavailable) as failure:
+        await chain.head()
+    assert time.monotonic() - started < 2.0
+    assert failure.value.details == {"chain": "nowhere"}
+    assert failure.value.code == "chain_unavailable"
+    await chain.close()
+
+
+async def test_a_node_that_never_answers_is_unavailable_after_the_timeout(silent_port: int) -> None:
+    chain = EvmChain("silent", f"http://127.0.0.1:{silent_port}", timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(ChainUnavailable):
+        await chain.head()
+    assert 0.4 < time.monotonic() - started < 1.5
+    await chain.close()
+
+
+async def test_chain_for_builds_the_adapter_from_chain_settings(anvil_chain: AnvilChain) -> None:
+    settings_chain = ChainSettings(name="ethereum", chain_id=TEST_CHAIN_ID, rpc_url=anvil_chain.rpc_url, native="ETH")
+    chain = chain_for(settings_chain)
+    try:
+        assert chain.name == "ethereum"
+        assert await chain.head() >= 0
+    finally:
+        await chain.close()

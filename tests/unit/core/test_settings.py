@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import SecretStr
+
+from core.settings import DEFAULT_SECRET_KEY, Settings, SettingsError
+
+STRONG = "x" * 48
+PRODUCTION_OK = dict(env="production", database_url="postgresql://db/virtuoz", redis_url="redis://cache:6379/0",
+                     secret_key=SecretStr(STRONG))
+
+
+def test_settings_come_from_prefixed_environment(monkeypatch):
+    monkeypatch.setenv("VIRTUOZ_API_PORT", "9999")
+    monkeypatch.setenv("VIRTUOZ_CORS_ORIGINS", '["https://app.example"]')
+    monkeypatch.setenv("VIRTUOZ_READINESS", '{"workers": [], "timeout_seconds": 1.5}')
+    settings = Settings()
+    assert settings.api_port == 9999
+    assert settings.cors_origins == ["https://app.example"]
+    assert settings.readiness.workers == [] and settings.readiness.timeout_seconds == 1.5
+
+
+def test_devnet_defaults_are_accepted():
+    Settings().check()
+    assert Settings().secure_cookies is False
+    assert Settings(env="production", **{k: v for k, v in PRODUCTION_OK.items() if k != "env"}).secure_cookies
+
+
+def test_production_accepts_a_real_configuration():
+    Settings(**PRODUCTION_OK).check()
+
+
+@pytest.mark.parametrize(
+    ("override", "reason"),
+    [
+        ({"database_url": None}, "VIRTUOZ_DATABASE_URL is unset"),
+        ({"redis_url": None}, "VIRTUOZ_REDIS_URL is unset"),
+        ({"secret_key": SecretStr(DEFAULT_SECRET_KEY)}, "public default"),
+        ({"secret_key": SecretStr("short-secret")}, "shorter than 32"),
+        ({"cookie_secure": False}, "must be Secure"),
+    ],
+)
+def test_production_refuses_unsafe_configuration(override, reason):
+    with pytest.raises(SettingsError, match=reason):
+        Settings(**{**PRODUCTION_OK, **override}).check()
+
+
+def test_invalid_metrics_network_is_refused():
+    with pytest.raises(ValueError):
+        Settings(metrics_allowlist=["not-a-network"])
+
+
+def test_cli_refuses_production_on_defaults_with_a_clear_message(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "api"],
+        env={"VIRTUOZ_ENV": "production", "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "refusing to start in production" in result.stderr
+    assert "VIRTUOZ_DATABASE_URL is unset" in result.stderr
+    assert "Traceback" not in result.stderr
