@@ -13,7 +13,23 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from api import docs
-from api.keys import BROKER, CHAINS, ENGINE, METRICS, OPENAPI, REDIS, ROUTE_TABLES, SESSIONS, SETTINGS, STARTED_AT
+from api.admin import routes as admin_routes
+from api.auth import routes as auth_routes
+from api.auth.principal import IdentityCache
+from api.control import control_context
+from api.keys import (
+    BROKER,
+    CHAINS,
+    ENGINE,
+    IDENTITY_CACHE,
+    METRICS,
+    OPENAPI,
+    REDIS,
+    ROUTE_TABLES,
+    SESSIONS,
+    SETTINGS,
+    STARTED_AT,
+)
 from api.metrics import HttpMetrics
 from api.middleware import MIDDLEWARES
 from api.openapi import build_openapi
@@ -23,7 +39,8 @@ from api.registry import Routes
 from core.db import create_engine, session_factory
 from core.settings import Settings
 from custody.chains import chain_for
-from jobs.broker import create_broker
+from jobs.broker import close_broker, create_broker
+from jobs.registry import bind_broker
 
 API_PREFIX = "/api/v1"
 
@@ -31,7 +48,7 @@ API_PREFIX = "/api/v1"
 def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
     """(root tables, /api/v1 tables): the one list every domain's routes are added to."""
     root = [ops.root] + ([docs.docs] if settings.docs_enabled else [])
-    v1 = [ops.v1]
+    v1 = [ops.v1, auth_routes.auth, auth_routes.profile, admin_routes.admin_users]
     return root, v1
 
 
@@ -50,8 +67,9 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     client = Redis.from_url(app[SETTINGS].require_redis_url(), socket_timeout=timeout, socket_connect_timeout=timeout)
     app[REDIS] = client
     app[BROKER] = create_broker(app[SETTINGS].require_redis_url())
+    bind_broker(app[SESSIONS], app[BROKER])  # so services can send_after_commit
     yield
-    app[BROKER].close()
+    close_broker(app[BROKER])
     await client.aclose()
 
 
@@ -71,7 +89,8 @@ def create_app(settings: Settings, *, extra_routes: Sequence[Routes] = ()) -> we
     app[SETTINGS] = settings
     app[METRICS] = HttpMetrics()
     app[STARTED_AT] = time.monotonic()
-    app.cleanup_ctx.extend([_database, _redis, _chains])
+    app[IDENTITY_CACHE] = IdentityCache(session_ttl=settings.session_cache_seconds)
+    app.cleanup_ctx.extend([_database, _redis, control_context, _chains])
 
     root_tables, v1_tables = route_tables(settings)
     v1_tables = [*v1_tables, *extra_routes]

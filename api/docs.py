@@ -7,7 +7,8 @@ import json
 from aiohttp import web
 from swagger_ui_bundle import swagger_ui_path
 
-from api.registry import PUBLIC, Routes
+from api.access import PUBLIC
+from api.registry import Routes
 
 docs = Routes(tag="operations")
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from core.errors import InvalidInput, MalformedJSON, UnsupportedMediaType
+from core.errors import InvalidInput, MalformedJSON, NotFound, UnsupportedMediaType
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -65,3 +66,11 @@ def json_response(payload: BaseModel | dict[str, Any] | None, *, status: int = 2
     else:
         text = json.dumps(payload, separators=(",", ":"))
     return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+
+
+def path_uuid(request: web.Request, name: str, not_found_code: str = "not_found") -> uuid.UUID:
+    """A UUID path parameter; anything else names nothing that exists, so it is a 404."""
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError:
+        raise NotFound(code=not_found_code) from None

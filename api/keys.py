@@ -13,6 +13,8 @@ from core.settings import Settings
 if TYPE_CHECKING:
     from dramatiq.brokers.redis import RedisBroker
 
+    from api.auth.principal import IdentityCache, Principal
+    from api.control import LiveConfig
     from api.metrics import HttpMetrics
     from api.registry import Routes, RouteSpec
     from custody.chains import EvmChain
@@ -27,8 +29,11 @@ METRICS = web.AppKey("metrics", "HttpMetrics")
 ROUTE_TABLES = web.AppKey("route_tables", "list[tuple[str, Routes]]")
 STARTED_AT = web.AppKey("started_at", float)
 OPENAPI = web.AppKey("openapi", dict)
+IDENTITY_CACHE = web.AppKey("identity_cache", "IdentityCache")
+LIVE = web.AppKey("live", "LiveConfig")
 
 # Per-request storage.
 REQUEST_ID = web.RequestKey("request_id", str)
 ROUTE_SPEC = web.RequestKey("route_spec", "RouteSpec")
 SESSION = web.RequestKey("session", AsyncSession)
+PRINCIPAL = web.RequestKey("principal", "Principal")

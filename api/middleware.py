@@ -132,10 +132,15 @@ def db_session(request: web.Request) -> AsyncSession:
 async def transaction_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
-    except BaseException:
+    except BaseException as error:
         if (session := request.get(SESSION)) is not None:
-            await rollback(session)
-            await session.close()
+            try:
+                if isinstance(error, AppError) and error.keep_changes:
+                    await commit(session)
+                else:
+                    await rollback(session)
+            finally:
+                await session.close()
         raise
     if (session := request.get(SESSION)) is not None:
         try:

@@ -23,6 +23,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from api.access import Access
+from api.auth.principal import authorize
 from api.http import json_response, read_body, read_query
 from api.keys import ROUTE_SPEC
 
@@ -30,30 +32,6 @@ Handler = Callable[..., Awaitable[Any]]
 ResponseSpec = type[BaseModel] | str | None  # a model (JSON), a media type, or no body
 
 PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
-
-
-@dataclass(frozen=True)
-class Access:
-    """Who may call a route. Every route declares one: a test walks the router to prove it."""
-
-    public: bool = False
-    roles: frozenset[str] = frozenset()
-    note: str = ""
-
-    def describe(self) -> str:
-        if self.public:
-            return self.note or "public"
-        return "roles: " + ", ".join(sorted(self.roles)) if self.roles else "any authenticated user"
-
-
-PUBLIC = Access(public=True)
-
-
-def roles(*names: str) -> Access:
-    return Access(roles=frozenset(names))
-
-
-AUTHENTICATED = Access()
 
 
 @dataclass(frozen=True)
@@ -133,6 +111,7 @@ def _endpoint(spec: RouteSpec) -> Handler:
     @functools.wraps(spec.handler)
     async def endpoint(request: web.Request) -> web.StreamResponse:
         request[ROUTE_SPEC] = spec
+        await authorize(request, spec.access)
         inputs: dict[str, Any] = {}
         if spec.query is not None:
             inputs["query"] = read_query(request, spec.query)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cli.operator import add_commands as add_operator_commands
 from core.logging import configure_logging
 from core.settings import Settings, SettingsError, load_settings
 
@@ -63,6 +64,8 @@ def parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(run=_migrate, process="migrate")
+
+    add_operator_commands(commands)
 
     devnet = commands.add_parser("devnet", help="run the whole platform locally on embedded servers and Anvil")
     devnet.set_defaults(run=_devnet, process="devnet")

@@ -14,6 +14,9 @@ class AppError(Exception):
     status: int = 400
     code: str = "bad_request"
     message: str = "The request cannot be processed."
+    # A refusal that is itself a recorded fact (a failed login, a detected token reuse): the
+    # boundary commits what the service wrote (its audit event) before rendering the error.
+    keep_changes: bool = False
 
     def __init__(
         self,
@@ -23,12 +26,15 @@ class AppError(Exception):
         details: dict[str, Any] | None = None,
         status: int | None = None,
         headers: dict[str, str] | None = None,
+        keep_changes: bool | None = None,
     ) -> None:
         self.message = message or type(self).message
         self.code = code or type(self).code
         self.status = status or type(self).status
         self.details = details or {}
         self.headers = headers or {}
+        if keep_changes is not None:
+            self.keep_changes = keep_changes
         super().__init__(self.message)
 
 

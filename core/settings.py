@@ -8,12 +8,15 @@ The README documents each field. No other module reads ``os.environ`` for config
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.signing import load_public_key
 
 # The default secret is public (it is in this file): production refuses it.
 DEFAULT_SECRET_KEY = "virtuoz-devnet-insecure-secret-key-change-me"
@@ -74,6 +77,19 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     cookie_secure: bool | None = None  # None: Secure everywhere but devnet and test
 
+    # Identity (issue 4). Access JWTs are short-lived; refresh tokens are opaque and rotated.
+    jwt_algorithm: Literal["HS256", "EdDSA"] = "HS256"
+    jwt_private_key: SecretStr | None = None  # PEM, EdDSA only
+    jwt_public_key: str | None = None  # PEM, EdDSA only
+    access_token_ttl_seconds: int = Field(default=600, ge=300, le=900)
+    refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=3600)
+    login_max_failures: int = Field(default=10, ge=1)
+    login_ip_max_failures: int = Field(default=50, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=60)
+    session_cache_seconds: float = Field(default=1.0, ge=0, le=1.0)
+    mfa_issuer: str = "VirtuOZ"
+    operator_public_keys: dict[str, str] = Field(default_factory=dict)
+
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
     metrics_allowlist: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
@@ -97,6 +113,16 @@ class Settings(BaseSettings):
     def _networks_parse(cls, value: list[str]) -> list[str]:
         for network in value:
             ip_network(network, strict=False)
+        return value
+
+    @field_validator("operator_public_keys")
+    @classmethod
+    def _operator_keys_parse(cls, value: dict[str, str]) -> dict[str, str]:
+        for key_id, public_key in value.items():
+            try:
+                load_public_key(public_key)
+            except ValueError:
+                raise ValueError(f"operator key {key_id!r} is not a base64url Ed25519 public key") from None
         return value
 
     @cached_property
@@ -127,6 +153,8 @@ class Settings(BaseSettings):
             problems.append("VIRTUOZ_SECRET_KEY is the public default")
         elif len(secret) < MIN_SECRET_LENGTH:
             problems.append(f"VIRTUOZ_SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters")
+        if self.jwt_algorithm == "EdDSA" and not (self.jwt_private_key and self.jwt_public_key):
+            problems.append("VIRTUOZ_JWT_ALGORITHM=EdDSA needs VIRTUOZ_JWT_PRIVATE_KEY and VIRTUOZ_JWT_PUBLIC_KEY")
         if not self.secure_cookies:
             problems.append("VIRTUOZ_COOKIE_SECURE=false: production cookies must be Secure")
         if problems:

@@ -78,6 +78,8 @@ def run_scheduler(settings: Settings) -> None:
     """Run the schedule until SIGTERM/SIGINT, then shut down cleanly and return."""
     settings.check()
     configure_logging(settings.log_level, json=settings.log_json, process="scheduler")
+    # APScheduler logs two INFO lines per run: every few seconds, forever. Failures still show.
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
     broker = create_broker(settings.require_redis_url())
     scheduler = build_scheduler(settings, broker)
     with stop_on_signals() as stop:

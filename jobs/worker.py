@@ -12,7 +12,7 @@ from types import FrameType
 import dramatiq
 
 from core.logging import configure_logging
-from core.settings import Settings
+from core.settings import Settings, SettingsError
 from jobs.broker import close_broker, create_broker
 from jobs.heartbeat import HEARTBEATS
 from jobs.registry import WORKERS
@@ -26,8 +26,8 @@ SHUTDOWN_TIMEOUT_MS = 20_000
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class UnknownWorker(ValueError):
-    """NAME is not a worker kind; the message lists the valid ones."""
+class UnknownWorker(SettingsError):
+    """NAME is not a worker kind; the message lists the valid ones (the CLI prints it, exit 2)."""
 
 
 def worker_queues(name: str) -> set[str]:
@@ -87,7 +87,7 @@ def run_worker(settings: Settings, name: str, *, worker_threads: int = DEFAULT_W
     """Run worker kind ``name`` until SIGTERM/SIGINT, then stop cleanly and return."""
     queues = worker_queues(name)
     settings.check()
-    configure_logging(settings.log_level, json=settings.log_json, process=f"worker-{name}")
+    configure_logging(settings.log_level, json=settings.log_json, process=f"worker:{name}")  # as the CLI names it
     broker = create_broker(
         settings.require_redis_url(),
         database_url=settings.require_database_url(),

@@ -7,10 +7,11 @@ from ipaddress import ip_address
 from aiohttp import web
 
 from api.http import json_response
-from api.keys import CHAINS, ENGINE, METRICS, OPENAPI, REDIS, SESSIONS, SETTINGS, STARTED_AT
+from api.keys import CHAINS, ENGINE, LIVE, METRICS, OPENAPI, REDIS, SESSIONS, SETTINGS, STARTED_AT
 from api.ops import service
 from api.ops.schemas import HealthOut, ReadinessOut, StatusOut
-from api.registry import PUBLIC, Access, Routes
+from api.access import PUBLIC, Access
+from api.registry import Routes
 from core.errors import Forbidden
 from jobs.broker import queue_depths
 from jobs.registry import QUEUES
@@ -35,7 +36,7 @@ async def health(request: web.Request) -> HealthOut:
 @root.get("/readiness", access=PUBLIC, responses={200: ReadinessOut, 503: ReadinessOut})
 async def readiness(request: web.Request) -> web.Response:
     """Dependency readiness: 200 when every dependency of the readiness policy answers, else 503 naming them."""
-    report = await service.check_readiness(_dependencies(request), request.config_dict[SETTINGS].readiness)
+    report = await service.check_readiness(_dependencies(request), request.config_dict[LIVE].readiness_policy)
     metrics = request.config_dict[METRICS]
     for check in report.checks:
         metrics.dependency_up.labels(check.name).set(1 if check.ok else 0)

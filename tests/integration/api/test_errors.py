@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from api.middleware import db_session
-from api.registry import PUBLIC, Routes
+from api.access import PUBLIC
+from api.registry import Routes
 from core.db import after_commit, create_engine, session_factory
 from core.errors import Conflict
 from core.heartbeats import ServiceHeartbeat, record_heartbeat

@@ -1,0 +1,188 @@
+"""Authentication and session routes, and the caller's profile (`/me`)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.access import AUTHENTICATED, PUBLIC, SIGNED, roles
+from api.auth import service
+from api.auth.principal import ACCESS_COOKIE, REFRESH_COOKIE, current
+from api.auth.reload import apply_signed_reload
+from api.auth.schemas import (
+    LoginIn,
+    LogoutAllOut,
+    MfaCodeIn,
+    MfaEnrollOut,
+    MfaStateOut,
+    OkOut,
+    ProfileOut,
+    RbacInvalidateIn,
+    RefreshIn,
+    RegisterIn,
+    ReloadOut,
+    SessionOut,
+    SessionsOut,
+    SignedEnvelopeIn,
+    TokensOut,
+    UserOut,
+)
+from api.control import invalidate_rbac
+from api.http import json_response, path_uuid
+from api.keys import REDIS, SETTINGS
+from api.middleware import db_session
+from api.registry import Routes
+from core.errors import Unauthorized
+
+auth = Routes(tag="auth")
+profile = Routes(tag="profile")
+
+ACCESS_COOKIE_PATH = "/api/v1"
+REFRESH_COOKIE_PATH = "/api/v1/auth"  # the refresh token is sent to the auth routes only
+
+
+def _client_ip(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def _tokens_response(request: web.Request, issued: service.IssuedTokens) -> web.Response:
+    settings = request.config_dict[SETTINGS]
+    body = TokensOut(access_token=issued.access_token, refresh_token=issued.refresh_token,
+                     expires_in=settings.access_token_ttl_seconds, user=UserOut.model_validate(issued.user))
+    response = json_response(body)
+    cookie = {"httponly": True, "samesite": "Lax", "secure": settings.secure_cookies}
+    response.set_cookie(ACCESS_COOKIE, issued.access_token, path=ACCESS_COOKIE_PATH,
+                        max_age=settings.access_token_ttl_seconds, **cookie)
+    response.set_cookie(REFRESH_COOKIE, issued.refresh_token, path=REFRESH_COOKIE_PATH,
+                        max_age=settings.refresh_token_ttl_seconds, **cookie)
+    return response
+
+
+def _clear_cookies(response: web.Response) -> web.Response:
+    response.del_cookie(ACCESS_COOKIE, path=ACCESS_COOKIE_PATH)
+    response.del_cookie(REFRESH_COOKIE, path=REFRESH_COOKIE_PATH)
+    return response
+
+
+@auth.post("/auth/register", access=PUBLIC, body=RegisterIn, responses={201: UserOut})
+async def register(request: web.Request, body: RegisterIn) -> UserOut:
+    """Create an account (role customer)."""
+    user = await service.register(db_session(request), body.email, body.password, body.display_name)
+    return UserOut.model_validate(user)
+
+
+@auth.post("/auth/login", access=PUBLIC, body=LoginIn, responses={200: TokensOut})
+async def login(request: web.Request, body: LoginIn) -> web.Response:
+    """Log in: tokens in the body and as HttpOnly cookies. With MFA on, send `totp_code`."""
+    app = request.config_dict
+    issued = await service.login(db_session(request), app[REDIS], app[SETTINGS], email=body.email,
+                                 password=body.password, totp_code=body.totp_code, ip=_client_ip(request),
+                                 user_agent=request.headers.get("User-Agent"))
+    return _tokens_response(request, issued)
+
+
+@auth.post("/auth/refresh", access=PUBLIC, body=RefreshIn, responses={200: TokensOut})
+async def refresh(request: web.Request, body: RefreshIn) -> web.Response:
+    """Rotate the refresh token (body or cookie) for a new pair; a reused token revokes the session."""
+    token = body.refresh_token or request.cookies.get(REFRESH_COOKIE)
+    if not token:
+        raise Unauthorized("Send the refresh token in the body or its cookie.", code="invalid_refresh_token")
+    issued = await service.refresh(db_session(request), request.config_dict[SETTINGS], token)
+    return _tokens_response(request, issued)
+
+
+@auth.post("/auth/logout", access=AUTHENTICATED, responses={200: OkOut})
+async def logout(request: web.Request) -> web.Response:
+    """End the current session and clear the cookies."""
+    principal = current(request)
+    await service.logout(db_session(request), principal.user_id, principal.session_id)
+    return _clear_cookies(json_response(OkOut()))
+
+
+@auth.post("/auth/logout-all", access=AUTHENTICATED, responses={200: LogoutAllOut})
+async def logout_all(request: web.Request) -> web.Response:
+    """Revoke every session of the caller, this one included."""
+    revoked = await service.logout_all(db_session(request), current(request).user_id)
+    return _clear_cookies(json_response(LogoutAllOut(revoked_sessions=revoked)))
+
+
+@auth.get("/auth/sessions", access=AUTHENTICATED, responses={200: SessionsOut})
+async def sessions(request: web.Request) -> SessionsOut:
+    """The caller's active sessions."""
+    principal = current(request)
+    rows = await service.active_sessions(db_session(request), principal.user_id)
+    return SessionsOut(items=[
+        SessionOut(id=row.id, created_at=row.created_at, last_seen_at=row.last_seen_at, ip=row.ip,
+                   user_agent=row.user_agent, current=row.id == principal.session_id)
+        for row in rows
+    ])
+
+
+@auth.post("/auth/sessions/{session_id}/revoke", access=AUTHENTICATED, responses={200: OkOut})
+async def revoke_session(request: web.Request) -> OkOut:
+    """Revoke one of the caller's sessions."""
+    session_id = path_uuid(request, "session_id", "session_not_found")
+    await service.revoke_session(db_session(request), current(request).user_id, session_id)
+    return OkOut()
+
+
+@auth.post("/auth/mfa/enroll", access=AUTHENTICATED, responses={200: MfaEnrollOut})
+async def mfa_enroll(request: web.Request) -> MfaEnrollOut:
+    """Start TOTP enrollment: a secret, its otpauth URI and ten recovery codes (pending until verified)."""
+    session = db_session(request)
+    user = await service.get_user(session, current(request).user_id)
+    enrollment = await service.mfa_enroll(session, request.config_dict[SETTINGS], user)
+    return MfaEnrollOut(secret=enrollment.secret, otpauth_uri=enrollment.otpauth_uri,
+                        recovery_codes=enrollment.recovery_codes)
+
+
+@auth.post("/auth/mfa/verify", access=AUTHENTICATED, body=MfaCodeIn, responses={200: MfaStateOut})
+async def mfa_verify(request: web.Request, body: MfaCodeIn) -> MfaStateOut:
+    """Confirm enrollment with a first code: MFA is on from now."""
+    session = db_session(request)
+    user = await service.get_user(session, current(request).user_id)
+    await service.mfa_verify(session, request.config_dict[SETTINGS], user, body.code)
+    return MfaStateOut(mfa_enabled=True)
+
+
+@auth.post("/auth/mfa/disable", access=AUTHENTICATED, body=MfaCodeIn, responses={200: MfaStateOut})
+async def mfa_disable(request: web.Request, body: MfaCodeIn) -> MfaStateOut:
+    """Turn MFA off with a current code or a recovery code."""
+    session = db_session(request)
+    user = await service.get_user(session, current(request).user_id)
+    await service.mfa_disable(session, request.config_dict[SETTINGS], user, body.code)
+    return MfaStateOut(mfa_enabled=False)
+
+
+@auth.post("/auth/rbac-cache/invalidate", access=roles("admin"), body=RbacInvalidateIn, responses={200: OkOut})
+async def rbac_invalidate(request: web.Request, body: RbacInvalidateIn) -> OkOut:
+    """Drop cached role lookups in every API process (one user, or all)."""
+    await invalidate_rbac(request.config_dict[REDIS], body.user_id)
+    return OkOut()
+
+
+async def _reload(request: web.Request, body: SignedEnvelopeIn, kind: str) -> ReloadOut:
+    app = request.config_dict
+    verified = await apply_signed_reload(db_session(request), app[REDIS], app[SETTINGS], kind,  # type: ignore[arg-type]
+                                         body.model_dump())
+    return ReloadOut(key_id=verified.key_id, nonce=verified.nonce)
+
+
+@auth.post("/auth/i18n/reload", access=SIGNED,
+           body=SignedEnvelopeIn, responses={200: ReloadOut})
+async def i18n_reload(request: web.Request, body: SignedEnvelopeIn) -> ReloadOut:
+    """Swap the locale bundles in every API process (payload `{"bundles": {...}}`, signed by an operator key)."""
+    return await _reload(request, body, "i18n")
+
+
+@auth.post("/auth/readiness-policy/reload", access=SIGNED,
+           body=SignedEnvelopeIn, responses={200: ReloadOut})
+async def readiness_policy_reload(request: web.Request, body: SignedEnvelopeIn) -> ReloadOut:
+    """Swap the readiness policy in every API process (payload `{"policy": {...}}`, signed by an operator key)."""
+    return await _reload(request, body, "readiness_policy")
+
+
+@profile.get("/me", access=AUTHENTICATED, responses={200: ProfileOut})
+async def me(request: web.Request) -> ProfileOut:
+    """The caller's profile."""
+    user = await service.get_user(db_session(request), current(request).user_id)
+    return ProfileOut.model_validate(user)

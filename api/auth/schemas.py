@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from api.auth.models import ROLES
+
+Role = Literal["customer", "support", "operator", "compliance", "admin"]
+assert set(Role.__args__) == set(ROLES)  # type: ignore[attr-defined]
+
+
+class RegisterIn(BaseModel):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=1024)
+    display_name: str = Field(min_length=1, max_length=100)
+
+
+class LoginIn(BaseModel):
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+    totp_code: str | None = Field(default=None, max_length=20)
+
+
+class RefreshIn(BaseModel):
+    refresh_token: str | None = Field(default=None, max_length=200, description="Or the refresh_token cookie.")
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    display_name: str
+    roles: list[str]
+    created_at: datetime
+
+
+class ProfileOut(UserOut):
+    mfa_enabled: bool
+    kyc_status: str
+
+
+class AdminUserOut(ProfileOut):
+    status: str
+    updated_at: datetime
+
+
+class TokensOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+    user: UserOut
+
+
+class SessionOut(BaseModel):
+    id: uuid.UUID
+    created_at: datetime
+    last_seen_at: datetime
+    ip: str | None
+    user_agent: str | None
+    current: bool
+
+
+class SessionsOut(BaseModel):
+    items: list[SessionOut]
+
+
+class OkOut(BaseModel):
+    ok: Literal[True] = True
+
+
+class LogoutAllOut(BaseModel):
+    revoked_sessions: int
+
+
+class MfaEnrollOut(BaseModel):
+    secret: str
+    otpauth_uri: str
+    recovery_codes: list[str] = Field(description="Shown once; each works once to disable MFA.")
+
+
+class MfaCodeIn(BaseModel):
+    code: str = Field(min_length=6, max_length=20, description="A current TOTP code, or a recovery code to disable.")
+
+
+class MfaStateOut(BaseModel):
+    mfa_enabled: bool
+
+
+class RbacInvalidateIn(BaseModel):
+    user_id: uuid.UUID | None = Field(default=None, description="Only this user's entry; all when omitted.")
+
+
+class SignedEnvelopeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payload: dict = Field(description="The operator's payload with issued_at, expires_at and nonce.")
+    signature: str = Field(max_length=200)
+    key_id: str = Field(max_length=100)
+
+
+class ReloadOut(BaseModel):
+    applied: Literal[True] = True
+    key_id: str
+    nonce: str
+
+
+class UserListQuery(BaseModel):
+    email: str | None = Field(default=None, max_length=320)
+    role: Role | None = None
+    status: Literal["active", "suspended"] | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=500)
+
+
+class UserListOut(BaseModel):
+    items: list[AdminUserOut]
+    next_cursor: str | None
+
+
+class RolesIn(BaseModel):
+    roles: list[Role] = Field(min_length=1, max_length=5)
+
+
+class StatusIn(BaseModel):
+    status: Literal["active", "suspended"]

@@ -1,0 +1,111 @@
+"""Run-time control shared by every API process over Redis.
+
+One pub/sub channel carries control messages: drop the RBAC cache, swap the readiness policy,
+swap the locale bundles. The current policy and bundles are also stored under keys, so a process
+that starts later (or missed a message while Redis was away) loads the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from api.keys import IDENTITY_CACHE, LIVE, REDIS, SETTINGS
+from core.settings import ReadinessPolicy
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "virtuoz:control"
+READINESS_KEY = "virtuoz:control:readiness-policy"
+I18N_KEY = "virtuoz:control:i18n-bundles"
+RECONNECT_SECONDS = 1.0
+
+
+@dataclass
+class LiveConfig:
+    """What can change without a restart; read it here, never from settings, where it applies."""
+
+    readiness_policy: ReadinessPolicy
+    locale_bundles: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+async def publish(redis: Redis, kind: str, **fields: Any) -> None:
+    await redis.publish(CHANNEL, json.dumps({"kind": kind, **fields}))
+
+
+async def invalidate_rbac(redis: Redis, user_id: uuid.UUID | None = None) -> None:
+    await publish(redis, "rbac", user_id=str(user_id) if user_id else None)
+
+
+async def store_readiness_policy(redis: Redis, policy: ReadinessPolicy) -> None:
+    await redis.set(READINESS_KEY, policy.model_dump_json())
+    await publish(redis, "readiness_policy")
+
+
+async def store_locale_bundles(redis: Redis, bundles: dict[str, dict[str, str]]) -> None:
+    await redis.set(I18N_KEY, json.dumps(bundles))
+    await publish(redis, "i18n")
+
+
+async def _load_stored(app: web.Application) -> None:
+    redis, live = app[REDIS], app[LIVE]
+    policy, bundles = await redis.mget(READINESS_KEY, I18N_KEY)
+    if policy:
+        live.readiness_policy = ReadinessPolicy.model_validate_json(policy)
+    if bundles:
+        live.locale_bundles = json.loads(bundles)
+
+
+async def _apply(app: web.Application, message: dict[str, Any]) -> None:
+    kind = message.get("kind")
+    if kind == "rbac":
+        user_id = message.get("user_id")
+        app[IDENTITY_CACHE].drop_roles(uuid.UUID(user_id) if user_id else None)
+        app[IDENTITY_CACHE].drop_sessions()
+    elif kind in ("readiness_policy", "i18n"):
+        await _load_stored(app)
+
+
+async def _listen(app: web.Application) -> None:
+    # Its own connection without a read timeout: a quiet channel is not a broken one.
+    client = Redis.from_url(app[SETTINGS].require_redis_url(), socket_connect_timeout=5, health_check_interval=30)
+    try:
+        await _follow(app, client)
+    finally:
+        await client.aclose()
+
+
+async def _follow(app: web.Application, client: Redis) -> None:
+    while True:
+        try:
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe(CHANNEL)
+                await _load_stored(app)  # whatever changed while we were not listening
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        await _apply(app, json.loads(message["data"]))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # Redis away: keep the last known state, reconnect
+            log.warning("control channel lost; reconnecting", exc_info=True)
+            await asyncio.sleep(RECONNECT_SECONDS)
+
+
+async def control_context(app: web.Application) -> AsyncIterator[None]:
+    app[LIVE] = LiveConfig(readiness_policy=app[SETTINGS].readiness)
+    with contextlib.suppress(Exception):  # Redis may be down at start: readiness will say so
+        await _load_stored(app)
+    listener = asyncio.create_task(_listen(app))
+    yield
+    listener.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listener
