@@ -16,6 +16,8 @@ from api import docs
 from api.admin import routes as admin_routes
 from api.auth import routes as auth_routes
 from api.auth.principal import IdentityCache
+from api.notifications import routes as notification_routes
+from api.notifications.stream import close_streams
 from api.control import control_context
 from api.keys import (
     BROKER,
@@ -29,6 +31,7 @@ from api.keys import (
     SESSIONS,
     SETTINGS,
     STARTED_AT,
+    STREAMS,
 )
 from api.metrics import HttpMetrics
 from api.middleware import MIDDLEWARES
@@ -37,6 +40,7 @@ from api.ops import routes as ops
 from api.ops.service import VERSION
 from api.registry import Routes
 from core.db import create_engine, session_factory
+from core.notifications import bind_publisher
 from core.settings import Settings
 from custody.chains import chain_for
 from jobs.broker import close_broker, create_broker
@@ -48,7 +52,7 @@ API_PREFIX = "/api/v1"
 def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
     """(root tables, /api/v1 tables): the one list every domain's routes are added to."""
     root = [ops.root] + ([docs.docs] if settings.docs_enabled else [])
-    v1 = [ops.v1, auth_routes.auth, auth_routes.profile, admin_routes.admin_users]
+    v1 = [ops.v1, auth_routes.auth, auth_routes.profile, admin_routes.admin_users, notification_routes.notifications]
     return root, v1
 
 
@@ -68,6 +72,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     app[BROKER] = create_broker(app[SETTINGS].require_redis_url())
     bind_broker(app[SESSIONS], app[BROKER])  # so services can send_after_commit
+    bind_publisher(app[SESSIONS], client)  # and notify users after commit
     yield
     close_broker(app[BROKER])
     await client.aclose()
@@ -90,6 +95,8 @@ def create_app(settings: Settings, *, extra_routes: Sequence[Routes] = ()) -> we
     app[METRICS] = HttpMetrics()
     app[STARTED_AT] = time.monotonic()
     app[IDENTITY_CACHE] = IdentityCache(session_ttl=settings.session_cache_seconds)
+    app[STREAMS] = set()
+    app.on_shutdown.append(close_streams)
     app.cleanup_ctx.extend([_database, _redis, control_context, _chains])
 
     root_tables, v1_tables = route_tables(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -31,6 +32,7 @@ STARTED_AT = web.AppKey("started_at", float)
 OPENAPI = web.AppKey("openapi", dict)
 IDENTITY_CACHE = web.AppKey("identity_cache", "IdentityCache")
 LIVE = web.AppKey("live", "LiveConfig")
+STREAMS = web.AppKey("streams", "set[asyncio.Task[object]]")
 
 # Per-request storage.
 REQUEST_ID = web.RequestKey("request_id", str)

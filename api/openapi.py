@@ -50,6 +50,11 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any], definitions: dict[str, Any
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in spec.path_params
     ]
+    if spec.idempotent:
+        parameters.append({
+            "name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 255},
+            "description": "Retry-safe key, scoped to the caller: the same key and body return the stored response.",
+        })
     if spec.query is not None:
         ref = refs[(spec.query, "validation")]["$ref"].rsplit("/", 1)[-1]
         schema = definitions[ref]

@@ -26,7 +26,10 @@ from pydantic import BaseModel
 from api.access import Access
 from api.auth.principal import authorize
 from api.http import json_response, read_body, read_query
-from api.keys import ROUTE_SPEC
+from api.idempotency import read_key as read_idempotency_key
+from api.idempotency import run_idempotently
+from api.keys import ROUTE_SPEC, SESSIONS
+from api.middleware import db_session, error_response
 
 Handler = Callable[..., Awaitable[Any]]
 ResponseSpec = type[BaseModel] | str | None  # a model (JSON), a media type, or no body
@@ -47,6 +50,7 @@ class RouteSpec:
     body: type[BaseModel] | None
     query: type[BaseModel] | None
     responses: dict[int, ResponseSpec]
+    idempotent: bool = False
 
     @property
     def path_params(self) -> list[str]:
@@ -75,6 +79,7 @@ class Routes:
         query: type[BaseModel] | None = None,
         summary: str | None = None,
         name: str | None = None,
+        idempotent: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             doc = (handler.__doc__ or "").strip()
@@ -90,6 +95,7 @@ class Routes:
                 body=body,
                 query=query,
                 responses=responses,
+                idempotent=idempotent,
             )
             self.specs.append(spec)
             return handler
@@ -108,10 +114,7 @@ class Routes:
 
 
 def _endpoint(spec: RouteSpec) -> Handler:
-    @functools.wraps(spec.handler)
-    async def endpoint(request: web.Request) -> web.StreamResponse:
-        request[ROUTE_SPEC] = spec
-        await authorize(request, spec.access)
+    async def handle(request: web.Request) -> web.StreamResponse:
         inputs: dict[str, Any] = {}
         if spec.query is not None:
             inputs["query"] = read_query(request, spec.query)
@@ -121,5 +124,18 @@ def _endpoint(spec: RouteSpec) -> Handler:
         if isinstance(result, web.StreamResponse):
             return result
         return json_response(result, status=spec.success_status)
+
+    @functools.wraps(spec.handler)
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        request[ROUTE_SPEC] = spec
+        principal = await authorize(request, spec.access)
+        key = read_idempotency_key(request) if spec.idempotent else None
+        if key is None or principal is None:
+            return await handle(request)
+        return await run_idempotently(
+            request, request.config_dict[SESSIONS], lambda: db_session(request), principal.user_id, key,
+            lambda: handle(request),  # type: ignore[arg-type,return-value]
+            lambda error: error_response(request, error),
+        )
 
     return endpoint

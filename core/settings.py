@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     chains: list[ChainSettings] = Field(default_factory=list)
     readiness: ReadinessPolicy = Field(default_factory=ReadinessPolicy)
 
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
     heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True

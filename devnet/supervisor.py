@@ -26,6 +26,7 @@ from core.settings import ChainSettings, Settings
 from devnet.chains import ANVIL_DEV_KEYS, AnvilChain, compile_usdc, deploy_usdc
 from devnet.processes import ManagedProcess
 from devnet.servers import EmbeddedPostgres, EmbeddedRedis
+from devnet.users import ensure_demo_users
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ def run_devnet(settings: Settings) -> int:
             postgres.create_database(DATABASE)
             database_url = postgres.url(DATABASE)
             upgrade(database_url)
+            users = ensure_demo_users(database_url, data_dir)
 
             redis = EmbeddedRedis(data_dir / "redis", settings.devnet_redis_port, log_dir=logs).start()
             stack.callback(redis.stop)
@@ -164,7 +166,7 @@ def run_devnet(settings: Settings) -> int:
                 "chains": [
                     {**chain.model_dump(), "faucet_private_key": ANVIL_DEV_KEYS[0]} for chain in chains
                 ],
-                "users": [],
+                "users": users,
                 "logs": str(logs),
             }
             _write_atomically(manifest, document)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from api.auth.models import ROLES
 
@@ -15,7 +15,8 @@ assert set(Role.__args__) == set(ROLES)  # type: ignore[attr-defined]
 class RegisterIn(BaseModel):
     email: EmailStr
     password: str = Field(min_length=1, max_length=1024)
-    display_name: str = Field(min_length=1, max_length=100)
+    # Stripped before the length check: a blank name ("   ") is refused, not stored as "".
+    display_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
 class LoginIn(BaseModel):

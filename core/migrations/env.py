@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.db import Base, async_url
 
-MODEL_MODULES = ["core.heartbeats", "core.audit", "api.auth.models"]
+MODEL_MODULES = ["core.heartbeats", "core.audit", "core.notifications", "api.auth.models", "api.idempotency"]
 
 for module in MODEL_MODULES:
     importlib.import_module(module)

@@ -99,7 +99,15 @@ def test_devnet_runs_stops_cleanly_resumes_and_never_orphans(tmp_path):
         for chain in chains.values():
             assert chain["tokens"]["USDC"].startswith("0x") and len(chain["tokens"]["USDC"]) == 42
             assert chain["faucet_private_key"].startswith("0x") and chain["rpc_url"].startswith("http://127.0.0.1:")
-        assert manifest["users"] == []
+        assert {user["role"] for user in manifest["users"]} == {"customer", "support", "operator", "compliance", "admin"}
+        admin = next(user for user in manifest["users"] if user["role"] == "admin")
+        login = urllib.request.Request(
+            manifest["api_url"] + "/api/v1/auth/login",
+            data=json.dumps({"email": admin["email"], "password": admin["password"]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(login, timeout=10) as response:
+            assert json.loads(response.read())["user"]["roles"] == ["admin"]
 
         status, readiness = get_json(manifest["api_url"] + "/readiness")
         assert status == 200, readiness
@@ -123,6 +131,7 @@ def test_devnet_runs_stops_cleanly_resumes_and_never_orphans(tmp_path):
         warm, warm_seconds = devnet.start()
         print(f"\ndevnet start: cold {cold_seconds:.1f}s, warm {warm_seconds:.1f}s")
         assert [c["tokens"]["USDC"] for c in warm["chains"]] == [c["tokens"]["USDC"] for c in manifest["chains"]]
+        assert warm["users"] == manifest["users"], "demo passwords are generated once and kept"
         assert asyncio.run(count_marker(warm["database_url"], "resume-marker", insert=False)) == 1
         _, resumed = get_json(warm["api_url"] + "/api/v1/status")
         for chain in resumed["chains"]:

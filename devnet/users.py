@@ -1,0 +1,41 @@
+"""Demo accounts for the devnet: one per role, passwords generated once and kept in the data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from pathlib import Path
+
+from api.auth.models import ROLES
+from api.auth.service import ensure_user
+from core.db import create_engine, session_factory, unit_of_work
+
+DOMAIN = "devnet.virtuoz.dev"
+
+
+def _credentials(path: Path) -> list[dict[str, str]]:
+    if path.exists():
+        return json.loads(path.read_text())
+    users = [{"email": f"{role}@{DOMAIN}", "password": secrets.token_urlsafe(15), "role": role} for role in ROLES]
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # passwords: owner only
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(users, handle, indent=2)
+    return users
+
+
+async def _ensure(database_url: str, users: list[dict[str, str]]) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with unit_of_work(session_factory(engine)) as session:
+            for user in users:
+                await ensure_user(session, user["email"], user["password"], f"Demo {user['role']}", [user["role"]])
+    finally:
+        await engine.dispose()
+
+
+def ensure_demo_users(database_url: str, data_dir: Path) -> list[dict[str, str]]:
+    users = _credentials(data_dir / "devnet-users.json")
+    asyncio.run(_ensure(database_url, users))
+    return users

@@ -1,0 +1,106 @@
+"""The SSE stream: live events from any process, resume with Last-Event-ID, heartbeats, no leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from redis.asyncio import Redis
+
+from api.keys import STREAMS
+from core.db import create_engine, session_factory, unit_of_work
+from core.notifications import bind_publisher, notify
+
+
+async def produce(database_url: str, redis_url: str, user_id, *types: str) -> None:
+    """Notifications from "another process": its own engine and Redis client."""
+    engine, redis = create_engine(database_url), Redis.from_url(redis_url)
+    factory = session_factory(engine)
+    bind_publisher(factory, redis)
+    for type in types:
+        async with unit_of_work(factory) as session:
+            await notify(session, user_id, type, {"note": type})
+    await redis.aclose()
+    await engine.dispose()
+
+
+async def read_events(response, count: int, timeout: float = 10.0) -> list[dict]:
+    events, current = [], {}
+    deadline = time.monotonic() + timeout
+    while len(events) < count:
+        assert time.monotonic() < deadline, f"only {events} arrived"
+        line = (await asyncio.wait_for(response.content.readline(), timeout)).decode().rstrip("\n")
+        if line == "":
+            if "id" in current:
+                events.append(current)
+            current = {}
+        elif line.startswith(":"):
+            current.setdefault("comments", []).append(line)
+        else:
+            field, _, value = line.partition(": ")
+            current[field] = value
+    return events
+
+
+async def test_stream_delivers_events_made_in_another_process(make_client, settings, login_as, database_url, redis_url):
+    client = await make_client(settings)
+    user = await login_as(client)
+    response = await client.get("/api/v1/notifications/stream", headers=user.headers)
+    assert response.status == 200 and response.headers["Content-Type"] == "text/event-stream"
+    await asyncio.sleep(0.3)  # let the stream subscribe
+    await produce(database_url, redis_url, user.user_id, "escrow.funded", "escrow.released")
+    events = await read_events(response, 2)
+    assert [(e["id"], e["event"]) for e in events] == [("1", "escrow.funded"), ("2", "escrow.released")]
+    assert json.loads(events[0]["data"])["data"] == {"note": "escrow.funded"}
+    response.close()
+
+
+async def test_last_event_id_replays_what_was_missed(make_client, settings, login_as, database_url, redis_url):
+    client = await make_client(settings)
+    user = await login_as(client)
+    await produce(database_url, redis_url, user.user_id, "a.one", "a.two", "a.three")
+    response = await client.get("/api/v1/notifications/stream", headers={**user.headers, "Last-Event-ID": "1"})
+    events = await read_events(response, 2)
+    assert [e["id"] for e in events] == ["2", "3"]
+    response.close()
+    second_app = await make_client(settings)  # a stream on another API process resumes the same way
+    response = await second_app.get("/api/v1/notifications/stream?last_event_id=2", headers=user.headers)
+    assert [e["event"] for e in await read_events(response, 1)] == ["a.three"]
+    response.close()
+
+
+async def test_heartbeat_comments_keep_the_stream_alive(make_client, settings, login_as):
+    client = await make_client(settings.model_copy(update={"sse_heartbeat_seconds": 0.2}))
+    user = await login_as(client)
+    response = await client.get("/api/v1/notifications/stream", headers=user.headers)
+    line = await asyncio.wait_for(response.content.readline(), 5)
+    assert line == b": heartbeat\n"
+    response.close()
+
+
+async def test_closed_clients_leave_no_stream_behind(make_client, settings, login_as):
+    client = await make_client(settings.model_copy(update={"sse_heartbeat_seconds": 0.1}))
+    user = await login_as(client)
+    responses = [await client.get("/api/v1/notifications/stream", headers=user.headers) for _ in range(3)]
+    await asyncio.sleep(0.3)
+    assert len(client.app[STREAMS]) == 3
+    for response in responses:
+        response.close()
+    deadline = time.monotonic() + 5
+    while client.app[STREAMS] and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert client.app[STREAMS] == set()
+
+
+async def test_stream_needs_authentication(client):
+    response = await client.get("/api/v1/notifications/stream")
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "unauthorized"
+
+
+async def test_bad_last_event_id_is_422(make_client, settings, login_as):
+    client = await make_client(settings)
+    user = await login_as(client)
+    response = await client.get("/api/v1/notifications/stream", headers={**user.headers, "Last-Event-ID": "abc"})
+    assert response.status == 422
