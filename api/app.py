@@ -13,6 +13,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from api import docs
+from api.admin import events as admin_events
 from api.admin import routes as admin_routes
 from api.auth import routes as auth_routes
 from api.auth.principal import IdentityCache
@@ -52,7 +53,8 @@ API_PREFIX = "/api/v1"
 def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
     """(root tables, /api/v1 tables): the one list every domain's routes are added to."""
     root = [ops.root] + ([docs.docs] if settings.docs_enabled else [])
-    v1 = [ops.v1, auth_routes.auth, auth_routes.profile, admin_routes.admin_users, notification_routes.notifications]
+    v1 = [ops.v1, auth_routes.auth, auth_routes.profile, admin_routes.admin_users,
+          admin_events.admin_events, notification_routes.notifications]
     return root, v1
 
 

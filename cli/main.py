@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cli.audit import add_commands as add_audit_commands
 from cli.operator import add_commands as add_operator_commands
 from core.logging import configure_logging
 from core.settings import Settings, SettingsError, load_settings
@@ -66,6 +67,7 @@ def parser() -> argparse.ArgumentParser:
     migrate.set_defaults(run=_migrate, process="migrate")
 
     add_operator_commands(commands)
+    add_audit_commands(commands)
 
     devnet = commands.add_parser("devnet", help="run the whole platform locally on embedded servers and Anvil")
     devnet.set_defaults(run=_devnet, process="devnet")

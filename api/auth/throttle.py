@@ -33,10 +33,12 @@ async def check(redis: Redis, settings: Settings, email: str, ip: str) -> None:
 
 
 async def record_failure(redis: Redis, settings: Settings, email: str, ip: str) -> None:
+    # The window starts at the first failure: SET NX EX creates the counter with its expiry, INCR
+    # keeps it. (EXPIRE ... NX would do the same but needs Redis 7; the embedded server is 6.2.)
     async with redis.pipeline(transaction=True) as pipe:
         for key in _keys(email, ip):
+            pipe.set(key, 0, ex=settings.login_failure_window_seconds, nx=True)
             pipe.incr(key)
-            pipe.expire(key, settings.login_failure_window_seconds, nx=True)
         await pipe.execute()
 
 
