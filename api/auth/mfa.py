@@ -13,6 +13,7 @@ PURPOSE = "mfa-totp-secret"
 STEP_SECONDS = 30
 DRIFT_STEPS = 1  # accept the previous and next code too: phones' clocks drift
 RECOVERY_CODES = 10
+RECOVERY_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # base32, lowercase
 
 
 def new_secret() -> str:
@@ -50,9 +51,10 @@ def matching_step(secret: str, code: str, last_step: int | None, now: float | No
 
 def new_recovery_codes() -> list[str]:
     # 10 characters of base32 (50 bits) each, shown once, grouped for reading aloud.
+    # (pyotp.random_base32 refuses lengths under 32 characters: it is for TOTP secrets.)
     codes = []
     for _ in range(RECOVERY_CODES):
-        raw = pyotp.random_base32(length=10).lower()
+        raw = "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(10))
         codes.append(f"{raw[:5]}-{raw[5:]}")
     return codes
 
