@@ -63,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
     scheduler.set_defaults(run=_scheduler, process="scheduler")
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
-    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.add_argument("revision", nargs="?", default="heads")
     migrate.set_defaults(run=_migrate, process="migrate")
 
     add_operator_commands(commands)

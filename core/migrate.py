@@ -1,4 +1,8 @@
-"""Apply the Alembic migrations programmatically (devnet, tests, `virtuoz migrate`)."""
+"""Apply the Alembic migrations programmatically (devnet, tests, `virtuoz migrate`).
+
+Domains add their migrations on independent branches (each revises the tables it needs), so the
+target is ``heads``: every branch, in dependency order.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +22,10 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     """Blocking; from async code use ``await upgrade_async(...)`` (env.py runs its own loop)."""
     command.upgrade(alembic_config(database_url), revision)
 
 
-async def upgrade_async(database_url: str, revision: str = "head") -> None:
+async def upgrade_async(database_url: str, revision: str = "heads") -> None:
     await asyncio.to_thread(upgrade, database_url, revision)
