@@ -1,0 +1,101 @@
+"""File storage for evidence and KYC documents: sharded paths, atomic writes, streamed size limits.
+
+The interface (``FileStore``) is what services use; ``LocalFileStore`` keeps files under a
+directory. An S3-compatible store implements the same four methods. Paths always come from the
+file's id (``shard_path``), never from a client's filename.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from core.errors import InvalidInput, PayloadTooLarge
+
+CHUNK = 64 * 1024
+
+
+class InvalidStorageKey(InvalidInput):
+    code, message = "invalid_storage_key", "The storage key is not allowed."
+
+
+def shard_path(key: str) -> str:
+    """``ab/cd/<key>``: two levels of directories from a hash of the key, so no directory grows
+    without bound. Keys are single path segments: no ``..``, no separators, no NUL, not absolute."""
+    if (not key or len(key) > 200 or "\0" in key or "/" in key or "\\" in key or key in (".", "..")
+            or ".." in key or PurePosixPath(key).is_absolute() or not key.isprintable()):
+        raise InvalidStorageKey(details={"key": key[:200].replace("\0", "\\0")})
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{digest[:2]}/{digest[2:4]}/{key}"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    key: str
+    size: int
+    sha256: str
+
+
+class FileStore(Protocol):
+    async def save(self, key: str, chunks: AsyncIterator[bytes], *, max_bytes: int) -> StoredFile: ...
+
+    async def read(self, key: str) -> AsyncIterator[bytes]: ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def discard(self, key: str) -> None: ...
+
+
+class LocalFileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        return self.root / shard_path(key)
+
+    async def save(self, key: str, chunks: AsyncIterator[bytes], *, max_bytes: int) -> StoredFile:
+        """Stream to a temporary file, then rename: a reader never sees half a file, and an upload
+        over ``max_bytes`` is refused as soon as it crosses the limit, leaving nothing behind."""
+        final = self._path(key)
+        temporary = self.root / ".incoming" / f"{uuid.uuid4()}.part"
+        await asyncio.to_thread(temporary.parent.mkdir, parents=True, exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        handle = await asyncio.to_thread(open, temporary, "wb")
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(details={"max_bytes": max_bytes})
+                digest.update(chunk)
+                await asyncio.to_thread(handle.write, chunk)
+            await asyncio.to_thread(handle.flush)
+            await asyncio.to_thread(os.fsync, handle.fileno())
+            handle.close()
+            await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(os.replace, temporary, final)
+        except BaseException:
+            handle.close()
+            temporary.unlink(missing_ok=True)
+            raise
+        return StoredFile(key, size, digest.hexdigest())
+
+    async def read(self, key: str) -> AsyncIterator[bytes]:
+        handle = await asyncio.to_thread(open, self._path(key), "rb")
+        try:
+            while chunk := await asyncio.to_thread(handle.read, CHUNK):
+                yield chunk
+        finally:
+            handle.close()
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self._path(key).exists)
+
+    async def discard(self, key: str) -> None:
+        """Remove a file whose database row did not commit (never used to delete evidence)."""
+        await asyncio.to_thread(self._path(key).unlink, True)
