@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0004"
-down_revision = "0002"  # becomes "0003" once the ledger migration lands
+down_revision = "0002"  # a branch beside the ledger (0003): it needs only users
 branch_labels = None
 depends_on = None
 
