@@ -17,6 +17,8 @@ from api.admin import events as admin_events
 from api.admin import routes as admin_routes
 from api.auth import routes as auth_routes
 from api.auth.principal import IdentityCache
+from api.escrow import routes as escrow_routes
+from api.platform import routes as platform_routes
 from api.notifications import routes as notification_routes
 from api.notifications.stream import close_streams
 from api.control import control_context
@@ -24,6 +26,7 @@ from api.keys import (
     BROKER,
     CHAINS,
     ENGINE,
+    FILE_STORE,
     IDENTITY_CACHE,
     METRICS,
     OPENAPI,
@@ -43,6 +46,7 @@ from api.registry import Routes
 from core.db import create_engine, session_factory
 from core.notifications import bind_publisher
 from core.settings import Settings
+from core.storage import LocalFileStore
 from custody.chains import chain_for
 from jobs.broker import close_broker, create_broker
 from jobs.registry import bind_broker
@@ -53,8 +57,11 @@ API_PREFIX = "/api/v1"
 def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
     """(root tables, /api/v1 tables): the one list every domain's routes are added to."""
     root = [ops.root] + ([docs.docs] if settings.docs_enabled else [])
-    v1 = [ops.v1, auth_routes.auth, auth_routes.profile, admin_routes.admin_users,
-          admin_events.admin_events, notification_routes.notifications]
+    v1 = [
+        ops.v1, auth_routes.auth, auth_routes.profile, admin_routes.admin_users, admin_events.admin_events,
+        notification_routes.notifications, escrow_routes.escrow, escrow_routes.escrow_admin,
+        escrow_routes.storage_tools, platform_routes.crypto,
+    ]
     return root, v1
 
 
@@ -98,6 +105,7 @@ def create_app(settings: Settings, *, extra_routes: Sequence[Routes] = ()) -> we
     app[STARTED_AT] = time.monotonic()
     app[IDENTITY_CACHE] = IdentityCache(session_ttl=settings.session_cache_seconds)
     app[STREAMS] = set()
+    app[FILE_STORE] = LocalFileStore(settings.data_dir / "evidence")
     app.on_shutdown.append(close_streams)
     app.cleanup_ctx.extend([_database, _redis, control_context, _chains])
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from core.errors import InvalidInput, MalformedJSON, NotFound, UnsupportedMediaType
+from core.errors import InvalidInput, MalformedJSON, NotFound, PayloadTooLarge, UnsupportedMediaType
+from core.storage import IncomingFile
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 JSON_TYPES = ("application/json",)
 
@@ -74,3 +77,47 @@ def path_uuid(request: web.Request, name: str, not_found_code: str = "not_found"
         return uuid.UUID(request.match_info[name])
     except ValueError:
         raise NotFound(code=not_found_code) from None
+
+
+FORM_OVERHEAD = 64 * 1024  # boundaries, headers and small fields around the file
+FORM_FIELD_LIMIT = 4096
+
+
+async def _part_chunks(part: Any) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(64 * 1024):
+        yield chunk
+
+
+async def _small_field(part: Any) -> str:
+    data = b""
+    while chunk := await part.read_chunk(1024):
+        data += chunk
+        if len(data) > FORM_FIELD_LIMIT:
+            raise InvalidInput(f"The form field {part.name!r} is too long.", code="form_field_too_long")
+    return data.decode("utf-8", errors="replace")
+
+
+async def multipart_file(request: web.Request, store: Callable[[IncomingFile, dict[str, str]], Awaitable[T]], *,
+                         max_bytes: int) -> tuple[T, dict[str, str]]:
+    """Stream the form's ``file`` part into ``store`` (never reading it whole into memory).
+
+    ``store`` gets the small fields sent before the file; the result comes back with every small
+    field of the form. Exactly one ``file`` part is required.
+    """
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMediaType("Send the file as multipart/form-data.", details={"content_type": request.content_type})
+    if request.content_length is not None and request.content_length > max_bytes + FORM_OVERHEAD:
+        raise PayloadTooLarge(details={"max_bytes": max_bytes})
+    fields: dict[str, str] = {}
+    stored: list[T] = []
+    async for part in await request.multipart():
+        if part.name == "file" and part.filename is not None:
+            if stored:
+                raise InvalidInput("Send one file per request.", code="one_file_only")
+            upload = IncomingFile(part.filename, part.headers.get("Content-Type"), _part_chunks(part))
+            stored.append(await store(upload, dict(fields)))
+        elif part.name:
+            fields[part.name] = await _small_field(part)
+    if not stored:
+        raise InvalidInput("The form has no `file` part.", code="file_required")
+    return stored[0], fields

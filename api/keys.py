@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from api.auth.principal import IdentityCache, Principal
     from api.control import LiveConfig
     from api.metrics import HttpMetrics
+    from core.storage import FileStore
     from api.registry import Routes, RouteSpec
     from custody.chains import EvmChain
 
@@ -32,6 +33,7 @@ STARTED_AT = web.AppKey("started_at", float)
 OPENAPI = web.AppKey("openapi", dict)
 IDENTITY_CACHE = web.AppKey("identity_cache", "IdentityCache")
 LIVE = web.AppKey("live", "LiveConfig")
+FILE_STORE = web.AppKey("file_store", "FileStore")
 STREAMS = web.AppKey("streams", "set[asyncio.Task[object]]")
 
 # Per-request storage.

@@ -32,6 +32,8 @@ def _models(tables: list[tuple[str, Routes]]) -> list[tuple[type[BaseModel], Any
                 found[(spec.body, "validation")] = None
             if spec.query is not None:
                 found[(spec.query, "validation")] = None
+            if spec.form is not None:
+                found[(spec.form, "validation")] = None
             for response in spec.responses.values():
                 if isinstance(response, type):
                     found[(response, "serialization")] = None
@@ -87,12 +89,27 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any], definitions: dict[str, Any
             "required": False,
             "content": {"application/json": {"schema": refs[(spec.body, "validation")]}},
         }
+    if spec.form is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": refs[(spec.form, "validation")]}},
+        }
     return operation
+
+
+def _file_fields(definitions: dict[str, Any]) -> None:
+    """pydantic writes ``bytes`` as ``format: binary`` (OpenAPI 3.0); 3.1 says contentMediaType."""
+    for schema in definitions.values():
+        for field in schema.get("properties", {}).values():
+            if field.get("format") == "binary":
+                field.pop("format")
+                field["contentMediaType"] = "application/octet-stream"
 
 
 def build_openapi(tables: list[tuple[str, Routes]], *, version: str, server_url: str | None = None) -> dict[str, Any]:
     refs, schema = models_json_schema(_models(tables), ref_template=REF_TEMPLATE)
     definitions: dict[str, Any] = schema.get("$defs", {})
+    _file_fields(definitions)
     paths: dict[str, dict[str, Any]] = {}
     for prefix, routes in tables:
         for spec in routes.specs:

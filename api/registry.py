@@ -51,6 +51,7 @@ class RouteSpec:
     query: type[BaseModel] | None
     responses: dict[int, ResponseSpec]
     idempotent: bool = False
+    form: type[BaseModel] | None = None  # documented as multipart/form-data; the handler streams it
 
     @property
     def path_params(self) -> list[str]:
@@ -80,6 +81,7 @@ class Routes:
         summary: str | None = None,
         name: str | None = None,
         idempotent: bool = False,
+        form: type[BaseModel] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             doc = (handler.__doc__ or "").strip()
@@ -96,6 +98,7 @@ class Routes:
                 query=query,
                 responses=responses,
                 idempotent=idempotent,
+                form=form,
             )
             self.specs.append(spec)
             return handler

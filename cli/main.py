@@ -8,6 +8,7 @@ import sys
 from cli.audit import add_commands as add_audit_commands
 from cli.operator import add_commands as add_operator_commands
 from core.logging import configure_logging
+from signer.cli import add_commands as add_signer_commands
 from core.settings import Settings, SettingsError, load_settings
 
 
@@ -55,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int)
     api.set_defaults(run=_api, process="api")
 
-    worker = commands.add_parser("worker", help="run a Dramatiq worker (custody, compliance, notifications)")
+    worker = commands.add_parser("worker", help="run a Dramatiq worker (custody, compliance, notifications, allocator)")
     worker.add_argument("name")
     worker.set_defaults(run=_worker, process="worker")
 
@@ -68,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_operator_commands(commands)
     add_audit_commands(commands)
+    add_signer_commands(commands)
 
     devnet = commands.add_parser("devnet", help="run the whole platform locally on embedded servers and Anvil")
     devnet.set_defaults(run=_devnet, process="devnet")

@@ -23,6 +23,7 @@ from sqlalchemy.types import TypeDecorator
 log = logging.getLogger(__name__)
 
 AFTER_COMMIT = "virtuoz.after_commit"
+ON_ROLLBACK = "virtuoz.on_rollback"
 
 
 class Money(TypeDecorator[int]):
@@ -93,25 +94,36 @@ def after_commit(session: AsyncSession, callback: Callable[..., Awaitable[Any] |
     session.info.setdefault(AFTER_COMMIT, []).append((callback, args))
 
 
+def on_rollback(session: AsyncSession, callback: Callable[..., Awaitable[Any] | Any], *args: Any) -> None:
+    """Undo an outside effect (a file written before its row) if the transaction does not commit."""
+    session.info.setdefault(ON_ROLLBACK, []).append((callback, args))
+
+
 async def commit(session: AsyncSession) -> None:
     """Commit, then run the work buffered with ``after_commit``."""
-    await session.commit()
-    await _run_after_commit(session)
+    try:
+        await session.commit()
+    except BaseException:
+        await rollback(session)
+        raise
+    session.info.pop(ON_ROLLBACK, None)
+    await _run_callbacks(session, AFTER_COMMIT)
 
 
 async def rollback(session: AsyncSession) -> None:
     session.info.pop(AFTER_COMMIT, None)
     await session.rollback()
+    await _run_callbacks(session, ON_ROLLBACK)
 
 
-async def _run_after_commit(session: AsyncSession) -> None:
-    for callback, args in session.info.pop(AFTER_COMMIT, []):
+async def _run_callbacks(session: AsyncSession, key: str) -> None:
+    for callback, args in session.info.pop(key, []):
         try:
             result = callback(*args)
             if isinstance(result, Awaitable):
                 await result
-        except Exception:  # the transaction is committed: report, don't undo
-            log.exception("after-commit callback %s failed", getattr(callback, "__name__", callback))
+        except Exception:  # the transaction is settled: report, don't undo
+            log.exception("%s callback %s failed", key, getattr(callback, "__name__", callback))
 
 
 @asynccontextmanager

@@ -13,7 +13,7 @@ from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.signing import load_public_key
@@ -38,6 +38,9 @@ class ChainSettings(BaseModel):
     native: str
     confirmations: int = Field(default=3, ge=1)
     tokens: dict[str, str] = Field(default_factory=dict)
+    # Custody (issue 7): the BIP44 account of this chain's keys, m/44'/60'/{account}'. Give each
+    # chain its own account, so an address on one chain is never a deposit address on another.
+    account: int = Field(default=0, ge=0, lt=2**31)
 
 
 class ReadinessPolicy(BaseModel):
@@ -49,7 +52,7 @@ class ReadinessPolicy(BaseModel):
     database: bool = True
     redis: bool = True
     chains: bool = True
-    workers: list[str] = Field(default_factory=lambda: ["custody", "compliance", "notifications"])
+    workers: list[str] = Field(default_factory=lambda: ["custody", "compliance", "notifications", "allocator"])
     timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     heartbeat_max_age_seconds: float = Field(default=30.0, gt=0)
 
@@ -90,6 +93,12 @@ class Settings(BaseSettings):
     mfa_issuer: str = "VirtuOZ"
     operator_public_keys: dict[str, str] = Field(default_factory=dict)
 
+    # Money (issues 5 and 6).
+    sandbox_credit: str | None = None  # e.g. "USD:10000.00": every new user gets it (devnet, test)
+    escrow_fee_bps: int = Field(default=0, ge=0, le=10_000)  # platform fee on release, basis points
+    evidence_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    evidence_max_files: int = Field(default=20, ge=1)
+
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
     metrics_allowlist: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
@@ -103,11 +112,48 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # Custody (issue 7). The signer's keystore holds the encrypted seed and is read by the signer
+    # only; the xpub file is public and is all the allocator ever reads. Unset paths default to
+    # <data_dir>/signer and <data_dir>/xpubs.json (filled in when the settings are built).
+    signer_keystore_dir: Path | None = None
+    xpub_file: Path | None = None
+    signer_passphrase: SecretStr | None = None  # unset: `virtuoz signer init` prompts for it
+    address_pool_low_water: int = Field(default=20, ge=0)
+    address_pool_batch: int = Field(default=50, ge=1, le=10_000)
+
+    # Helpdesk (issue 10): how often the scheduler asks for the SLA breach check.
+    helpdesk_breach_check_seconds: float = Field(default=60.0, gt=0)
+
+    # Content (issue 10): CMS caching and outgoing email. The devnet points SMTP at its own
+    # aiosmtpd server (devnet_smtp_port), which keeps every message as a .eml under data_dir/mail.
+    cms_cache_max_age_seconds: int = Field(default=60, ge=0, le=86_400)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "VirtuOZ <no-reply@virtuoz.local>"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Retries of one delivery (Dramatiq retries of `cms.send_email`): exponential from the backoff,
+    # capped at an hour; after the last one the delivery is recorded `failed`.
+    smtp_max_retries: int = Field(default=8, ge=0, le=20)
+    smtp_retry_backoff_ms: int = Field(default=15_000, ge=1)
+    devnet_smtp_port: int = Field(default=8025, ge=1, le=65535)
+
     # Devnet only: where `virtuoz devnet` puts its embedded servers and chains.
     devnet_postgres_port: int = 8432
     devnet_redis_port: int = 8479
     devnet_chain_ports: dict[str, int] = Field(default_factory=lambda: {"ethereum": 8545, "polygon": 8546})
     devnet_block_time: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _custody_paths_default_to_data_dir(self) -> Settings:
+        # Custody (issue 7)
+        if self.signer_keystore_dir is None:
+            self.signer_keystore_dir = self.data_dir / "signer"
+        if self.xpub_file is None:
+            self.xpub_file = self.data_dir / "xpubs.json"
+        return self
 
     @field_validator("metrics_allowlist")
     @classmethod
@@ -156,6 +202,8 @@ class Settings(BaseSettings):
             problems.append(f"VIRTUOZ_SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters")
         if self.jwt_algorithm == "EdDSA" and not (self.jwt_private_key and self.jwt_public_key):
             problems.append("VIRTUOZ_JWT_ALGORITHM=EdDSA needs VIRTUOZ_JWT_PRIVATE_KEY and VIRTUOZ_JWT_PUBLIC_KEY")
+        if self.sandbox_credit:
+            problems.append("VIRTUOZ_SANDBOX_CREDIT is set: play money is for devnet and tests only")
         if not self.secure_cookies:
             problems.append("VIRTUOZ_COOKIE_SECURE=false: production cookies must be Secure")
         if problems:

@@ -36,6 +36,15 @@ def shard_path(key: str) -> str:
 
 
 @dataclass(frozen=True)
+class IncomingFile:
+    """An upload as the client sent it: a declared name and type (both untrusted), and the bytes as they arrive."""
+
+    filename: str | None
+    content_type: str | None
+    chunks: AsyncIterator[bytes]
+
+
+@dataclass(frozen=True)
 class StoredFile:
     key: str
     size: int

@@ -22,15 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from core.migrate import upgrade
-from core.settings import ChainSettings, Settings
+from core.settings import ChainSettings, Environment, Settings
 from devnet.chains import ANVIL_DEV_KEYS, AnvilChain, compile_usdc, deploy_usdc
-from devnet.processes import ManagedProcess
+from devnet.processes import ManagedProcess, port_open
 from devnet.servers import EmbeddedPostgres, EmbeddedRedis
+from devnet.content import ensure_demo_content
 from devnet.users import ensure_demo_users
+from signer.keystore import DEVNET_PASSPHRASE, MIN_SCRYPT_N, init_keystore, keystore_path
 
 log = logging.getLogger(__name__)
 
 DATABASE = "virtuoz"
+DEVNET_SANDBOX_CREDIT = "USD:10000.00"
 READY_TIMEOUT = 90.0
 
 
@@ -46,11 +49,12 @@ DEVNET_CHAINS = (
     DevnetChain("ethereum", 31337, "ETH", confirmations=3),
     DevnetChain("polygon", 31338, "POL", confirmations=2),
 )
-# The processes that exist so far; later issues add the scanner, allocator and signer.
+# The processes that exist so far; later issues add the scanner and signer.
 SERVICES = (
     ("worker-custody", ["worker", "custody"]),
     ("worker-compliance", ["worker", "compliance"]),
     ("worker-notifications", ["worker", "notifications"]),
+    ("worker-allocator", ["worker", "allocator"]),
     ("scheduler", ["scheduler"]),
     ("api", ["api"]),
 )
@@ -119,7 +123,8 @@ def run_devnet(settings: Settings) -> int:
             postgres.create_database(DATABASE)
             database_url = postgres.url(DATABASE)
             upgrade(database_url)
-            users = ensure_demo_users(database_url, data_dir)
+            users = ensure_demo_users(database_url, data_dir, settings.sandbox_credit or DEVNET_SANDBOX_CREDIT)
+            ensure_demo_content(database_url)  # CMS starter content (issue 10), never overwritten
 
             redis = EmbeddedRedis(data_dir / "redis", settings.devnet_redis_port, log_dir=logs).start()
             stack.callback(redis.stop)
@@ -134,11 +139,21 @@ def run_devnet(settings: Settings) -> int:
             for anvil in anvils:
                 anvil.start()
                 stack.callback(anvil.stop)
-            for spec, anvil in zip(DEVNET_CHAINS, anvils, strict=True):
+            # Each chain its own BIP44 account (0, 1, ...): an address is a deposit address on one chain only.
+            for account, (spec, anvil) in enumerate(zip(DEVNET_CHAINS, anvils, strict=True)):
                 usdc = deploy_usdc(anvil.rpc_url, artifact, data_dir / "chains" / "contracts.json")
                 chains.append(ChainSettings(name=spec.name, chain_id=spec.chain_id, rpc_url=anvil.rpc_url,
                                             native=spec.native, confirmations=spec.confirmations,
-                                            tokens={"USDC": usdc}))
+                                            tokens={"USDC": usdc}, account=account))
+            keystore_dir, xpub_file = _ensure_devnet_keystore(settings, data_dir, chains)
+
+            # Outgoing email lands here as .eml files (issue 10); started before the workers that send it.
+            smtp_host, mail_dir = "127.0.0.1", data_dir / "mail"
+            smtp = ManagedProcess("smtp", [sys.executable, "-m", "devnet.smtp", "--host", smtp_host, "--port",
+                                           str(settings.devnet_smtp_port), "--maildir", str(mail_dir)],
+                                  log_path=logs / "smtp.log").start()
+            stack.callback(smtp.stop)
+            smtp.wait_until(lambda: port_open(settings.devnet_smtp_port, smtp_host))
 
             env = {
                 **os.environ,
@@ -148,6 +163,12 @@ def run_devnet(settings: Settings) -> int:
                 "VIRTUOZ_REDIS_URL": redis.url(),
                 "VIRTUOZ_CHAINS": json.dumps([chain.model_dump() for chain in chains]),
                 "VIRTUOZ_API_PORT": str(settings.api_port),
+                "VIRTUOZ_SMTP_HOST": smtp_host,
+                "VIRTUOZ_SMTP_PORT": str(settings.devnet_smtp_port),
+                "VIRTUOZ_SIGNER_KEYSTORE_DIR": str(keystore_dir),
+                "VIRTUOZ_XPUB_FILE": str(xpub_file),
+                # Play money so the seed's examples (fund an 8000.00 USD escrow) work on a fresh devnet.
+                "VIRTUOZ_SANDBOX_CREDIT": settings.sandbox_credit or DEVNET_SANDBOX_CREDIT,
             }
             children = []
             for name, argv in SERVICES:
@@ -163,6 +184,7 @@ def run_devnet(settings: Settings) -> int:
                 "docs_url": f"{api_url}/docs",
                 "database_url": database_url,
                 "redis_url": redis.url(),
+                "smtp": {"host": smtp_host, "port": settings.devnet_smtp_port, "maildir": str(mail_dir)},
                 "chains": [
                     {**chain.model_dump(), "faucet_private_key": ANVIL_DEV_KEYS[0]} for chain in chains
                 ],
@@ -179,6 +201,21 @@ def run_devnet(settings: Settings) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _ensure_devnet_keystore(settings: Settings, data_dir: Path, chains: list[ChainSettings]) -> tuple[Path, Path]:
+    """`virtuoz signer init` with the public devnet passphrase, once per data directory.
+
+    Only on devnet: anywhere else the keystore is made by an operator with a passphrase of their own.
+    """
+    keystore_dir = (settings.signer_keystore_dir or data_dir / "signer").resolve()
+    xpub_file = (settings.xpub_file or data_dir / "xpubs.json").resolve()
+    if settings.env is Environment.DEVNET and not keystore_path(keystore_dir).exists():
+        # The minimum scrypt cost: the passphrase is public, a slower start protects nothing.
+        init_keystore(keystore_dir, xpub_file, DEVNET_PASSPHRASE, [(chain.name, chain.account) for chain in chains],
+                      scrypt_n=MIN_SCRYPT_N)
+        log.info("devnet signer keystore created in %s; xpubs in %s", keystore_dir, xpub_file)
+    return keystore_dir, xpub_file
 
 
 def _supervise(children: list[ManagedProcess]) -> None:
@@ -198,6 +235,7 @@ def _announce(document: dict[str, Any], seconds: float) -> None:
         f"  status   {document['api_url']}/api/v1/status",
         f"  database {document['database_url']}",
         f"  redis    {document['redis_url']}",
+        f"  smtp     {document['smtp']['host']}:{document['smtp']['port']}  (messages in {document['smtp']['maildir']})",
     ]
     for chain in document["chains"]:
         lines.append(f"  chain    {chain['name']} (id {chain['chain_id']}, {chain['native']}) {chain['rpc_url']}"

@@ -11,6 +11,7 @@ from pathlib import Path
 from api.auth.models import ROLES
 from api.auth.service import ensure_user
 from core.db import create_engine, session_factory, unit_of_work
+from custody import ledger
 
 DOMAIN = "devnet.virtuoz.dev"
 
@@ -25,17 +26,20 @@ def _credentials(path: Path) -> list[dict[str, str]]:
     return users
 
 
-async def _ensure(database_url: str, users: list[dict[str, str]]) -> None:
+async def _ensure(database_url: str, users: list[dict[str, str]], sandbox_credit: str | None) -> None:
     engine = create_engine(database_url)
     try:
         async with unit_of_work(session_factory(engine)) as session:
             for user in users:
-                await ensure_user(session, user["email"], user["password"], f"Demo {user['role']}", [user["role"]])
+                account = await ensure_user(session, user["email"], user["password"], f"Demo {user['role']}",
+                                            [user["role"]])
+                if sandbox_credit:  # once per user and currency: a restart credits nothing more
+                    await ledger.sandbox_credit(session, account.id, sandbox_credit)
     finally:
         await engine.dispose()
 
 
-def ensure_demo_users(database_url: str, data_dir: Path) -> list[dict[str, str]]:
+def ensure_demo_users(database_url: str, data_dir: Path, sandbox_credit: str | None = None) -> list[dict[str, str]]:
     users = _credentials(data_dir / "devnet-users.json")
-    asyncio.run(_ensure(database_url, users))
+    asyncio.run(_ensure(database_url, users, sandbox_credit))
     return users

@@ -33,11 +33,12 @@ WORKERS: dict[str, list[str]] = {
     "custody": ["custody"],
     "compliance": ["compliance", "reports"],
     "notifications": ["notifications"],
+    "allocator": ["allocator"],
 }
 
 # Modules whose import registers jobs; `create_broker` imports them so every process declares
 # the same actors. Later issues append their domain's actors module ("custody.actors", ...).
-JOB_MODULES = ("jobs.heartbeat",)
+JOB_MODULES = ("jobs.heartbeat", "custody.actors", "api.helpdesk.actors", "api.cms.actors")
 
 # Retries use Dramatiq's exponential backoff from 15 s: the 10th retry waits about 4 hours, so a
 # job keeps trying through a long outage of a chain node or SMTP relay, then dead-letters.

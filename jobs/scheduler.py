@@ -44,9 +44,24 @@ def every_heartbeat_interval(settings: Settings) -> BaseTrigger:
     return IntervalTrigger(seconds=settings.heartbeat_interval_seconds)
 
 
+def every_minute(settings: Settings) -> BaseTrigger:
+    return IntervalTrigger(minutes=1)
+
+
+def enqueue_pool_refills(broker: dramatiq.Broker) -> None:
+    """One ``allocator.refill_all``: the allocator fans it out to a refill per configured chain
+    (its own settings name the chains; custody.actors declares the job)."""
+    broker.enqueue(broker.get_actor("allocator.refill_all").message())
+
+
 # Later issues add compliance reports, reconciliation, SLA checks and cleanup here, as data.
 SCHEDULE: list[ScheduleEntry] = [
     ScheduleEntry("heartbeats", enqueue_heartbeats, every_heartbeat_interval, run_at_start=True),
+    ScheduleEntry("deposit-address-pools", enqueue_pool_refills, every_minute, run_at_start=True),
+    # Helpdesk (issue 10): the actor is named, not imported (jobs never imports the HTTP layer).
+    ScheduleEntry("helpdesk-sla-breaches",
+                  lambda broker: broker.enqueue(broker.get_actor("helpdesk.mark_breaches").message()),
+                  lambda settings: IntervalTrigger(seconds=settings.helpdesk_breach_check_seconds)),
 ]
 
 

@@ -14,6 +14,7 @@ import dramatiq
 from core.logging import configure_logging
 from core.settings import Settings, SettingsError
 from jobs.broker import close_broker, create_broker
+from jobs.context import set_settings
 from jobs.heartbeat import HEARTBEATS
 from jobs.registry import WORKERS
 
@@ -87,6 +88,7 @@ def run_worker(settings: Settings, name: str, *, worker_threads: int = DEFAULT_W
     """Run worker kind ``name`` until SIGTERM/SIGINT, then stop cleanly and return."""
     queues = worker_queues(name)
     settings.check()
+    set_settings(settings)  # what jobs read with jobs.context.current_settings()
     configure_logging(settings.log_level, json=settings.log_json, process=f"worker:{name}")  # as the CLI names it
     broker = create_broker(
         settings.require_redis_url(),

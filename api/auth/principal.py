@@ -103,6 +103,13 @@ def _allowed_origins(request: web.Request) -> set[str]:
     return allowed
 
 
+def check_origin(request: web.Request) -> None:
+    """Refuse a state-changing request authenticated by a cookie from a foreign Origin (CSRF)."""
+    origin = request.headers.get("Origin")
+    if request.method not in SAFE_METHODS and origin and origin not in _allowed_origins(request):
+        raise Forbidden("Cross-site request refused.", code="csrf_origin_refused", details={"origin": origin})
+
+
 async def authorize(request: web.Request, access: Access) -> Principal | None:
     """Enforce a route's declared access; the principal is then ``request[PRINCIPAL]``."""
     if access.public:
@@ -111,9 +118,8 @@ async def authorize(request: web.Request, access: Access) -> Principal | None:
     if principal is None:
         raise Unauthorized("Log in first: send the access token as a cookie or a Bearer header.")
     # CSRF: a cookie rides along with cross-site requests, a Bearer header never does.
-    origin = request.headers.get("Origin")
-    if principal.via_cookie and request.method not in SAFE_METHODS and origin and origin not in _allowed_origins(request):
-        raise Forbidden("Cross-site request refused.", code="csrf_origin_refused", details={"origin": origin})
+    if principal.via_cookie:
+        check_origin(request)
     if access.roles and not principal.roles & access.roles:
         raise Forbidden(details={"required_roles": sorted(access.roles)})
     request[PRINCIPAL] = principal

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.access import AUTHENTICATED, PUBLIC, SIGNED, roles
-from api.auth import service
-from api.auth.principal import ACCESS_COOKIE, REFRESH_COOKIE, current
+from api.auth import onboarding, service
+from api.auth.principal import ACCESS_COOKIE, REFRESH_COOKIE, check_origin, current
 from api.auth.reload import apply_signed_reload
 from api.auth.schemas import (
     LoginIn,
@@ -66,7 +66,8 @@ def _clear_cookies(response: web.Response) -> web.Response:
 @auth.post("/auth/register", access=PUBLIC, body=RegisterIn, responses={201: UserOut})
 async def register(request: web.Request, body: RegisterIn) -> UserOut:
     """Create an account (role customer)."""
-    user = await service.register(db_session(request), body.email, body.password, body.display_name)
+    user = await onboarding.sign_up(db_session(request), request.config_dict[SETTINGS], email=body.email,
+                                    password=body.password, display_name=body.display_name)
     return UserOut.model_validate(user)
 
 
@@ -83,7 +84,11 @@ async def login(request: web.Request, body: LoginIn) -> web.Response:
 @auth.post("/auth/refresh", access=PUBLIC, body=RefreshIn, responses={200: TokensOut})
 async def refresh(request: web.Request, body: RefreshIn) -> web.Response:
     """Rotate the refresh token (body or cookie) for a new pair; a reused token revokes the session."""
-    token = body.refresh_token or request.cookies.get(REFRESH_COOKIE)
+    token = body.refresh_token
+    if not token:
+        token = request.cookies.get(REFRESH_COOKIE)
+        if token:
+            check_origin(request)  # the refresh cookie is ambient authority too (CSRF)
     if not token:
         raise Unauthorized("Send the refresh token in the body or its cookie.", code="invalid_refresh_token")
     issued = await service.refresh(db_session(request), request.config_dict[SETTINGS], token)

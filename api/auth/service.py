@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
-from sqlalchemy import select, update
+from sqlalchemy import any_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -305,7 +305,7 @@ async def list_users(session: AsyncSession, *, email: str | None, role: str | No
     if email:
         query = query.where(User.email.contains(normalize_email(email), autoescape=True))
     if role:
-        query = query.where(User.roles.any(role))
+        query = query.where(any_(User.roles) == role)
     if status:
         query = query.where(User.status == status)
     if cursor:
@@ -314,7 +314,9 @@ async def list_users(session: AsyncSession, *, email: str | None, role: str | No
             after = (datetime.fromisoformat(created_at), uuid.UUID(user_id))
         except ValueError:
             raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor") from None
-        query = query.where((User.created_at, User.id) < after)  # type: ignore[operator]
+        # A row-value comparison in SQL; a Python tuple `<` would compare only created_at and skip
+        # every user sharing the cursor's timestamp (e.g. created in one transaction).
+        query = query.where(tuple_(User.created_at, User.id) < tuple_(*after))
     rows = list(await session.scalars(query))
     more = len(rows) > limit
     rows = rows[:limit]
@@ -323,7 +325,7 @@ async def list_users(session: AsyncSession, *, email: str | None, role: str | No
 
 async def _lock_admins(session: AsyncSession) -> list[uuid.UUID]:
     return list(await session.scalars(
-        select(User.id).where(User.roles.any("admin"), User.status == "active").with_for_update()
+        select(User.id).where(any_(User.roles) == "admin", User.status == "active").with_for_update()
     ))
 
 
@@ -339,6 +341,7 @@ async def set_roles(session: AsyncSession, redis: Redis, actor: uuid.UUID, user_
     before = list(user.roles)
     user.roles = sorted(set(roles))
     await session.flush()
+    await session.refresh(user, ["updated_at"])  # set by the database (onupdate): load it, never lazily
     await audit.append(session, "user", user.id, "user.roles_changed", {"from": before, "to": user.roles}, actor=actor)
     after_commit(session, invalidate_rbac, redis, user.id)  # every API process drops its cached roles
     return user
@@ -353,6 +356,7 @@ async def set_status(session: AsyncSession, redis: Redis, actor: uuid.UUID, user
     before = user.status
     user.status = status
     await session.flush()
+    await session.refresh(user, ["updated_at"])
     await audit.append(session, "user", user.id, "user.status_changed", {"from": before, "to": status}, actor=actor)
     if status == "suspended":
         await logout_all(session, user.id, reason="suspended", actor=actor)

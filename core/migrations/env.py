@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.db import Base, async_url
 
-MODEL_MODULES = ["core.heartbeats", "core.audit", "core.notifications", "api.auth.models", "api.idempotency"]
+MODEL_MODULES = ["core.heartbeats", "core.audit", "core.notifications", "api.auth.models", "api.idempotency",
+                 "api.helpdesk.models", "api.cms.models", "api.escrow.models",
+                 "custody.ledger.models", "custody.addresses.models"]
 
 for module in MODEL_MODULES:
     importlib.import_module(module)

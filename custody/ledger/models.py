@@ -48,7 +48,7 @@ class Currency(Base):
     chains: Mapped[list[str]] = mapped_column(ARRAY(String(40)), server_default=text("'{}'"))
 
 
-class Account(IdMixin, Base):
+class LedgerAccount(IdMixin, Base):
     """One balance: a user's ``available`` or ``held`` money in a currency, or a named system
     account (``chain_deposits``, ``fees``…). System accounts are the other side of the books and
     may go negative; user accounts never do."""
@@ -75,7 +75,7 @@ class Account(IdMixin, Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
-class Transfer(IdMixin, Base):
+class LedgerTransfer(IdMixin, Base):
     """A set of postings that sum to zero per currency, posted once per business ``reference``."""
 
     __tablename__ = "ledger_transfers"
@@ -98,7 +98,7 @@ class Transfer(IdMixin, Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
-class Posting(IdMixin, Base):
+class LedgerPosting(IdMixin, Base):
     """One leg of a transfer: ``amount`` > 0 credits the account, < 0 debits it."""
 
     __tablename__ = "ledger_postings"
@@ -118,7 +118,7 @@ class Posting(IdMixin, Base):
     created_at: Mapped[datetime]  # the transfer's, copied so the activity index covers it
 
 
-class Hold(Base):
+class LedgerHold(Base):
     """A two-phase transfer: money moved from a user's available to held, resolved exactly once."""
 
     __tablename__ = "ledger_holds"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -10,16 +12,21 @@ from http.cookies import SimpleCookie
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
 
 from tests.integration.auth.conftest import (
     API,
     PASSWORD,
+    enable_mfa,
     error_code,
     logged_in,
     login,
     new_user,
     register_user,
     unique_email,
+    wrong_code,
 )
 
 
@@ -215,3 +222,45 @@ async def test_me_returns_the_profile(client):
     body = await response.json()
     assert response.status == 200
     assert body == {**user, "mfa_enabled": False, "kyc_status": "unverified"}
+
+
+async def test_wrong_mfa_codes_count_towards_the_lockout(make_client, settings):
+    client = await make_client(settings.model_copy(update={"login_max_failures": 3}))
+    user = await logged_in(client, (await register_user(client))["email"])
+    enrollment, (_, current, _) = await enable_mfa(client, user)
+    for _ in range(3):
+        response = await login(client, user.email, totp_code=wrong_code(enrollment["secret"]))
+        assert response.status == 401 and await error_code(response) == "invalid_mfa_code"
+    response = await login(client, user.email, totp_code=current)
+    assert response.status == 429 and await error_code(response) == "too_many_attempts"
+
+
+def _ed25519_pem_pair() -> tuple[str, str]:
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return private, public
+
+
+async def test_eddsa_tokens_and_algorithm_confusion(make_client, settings):
+    private, public = _ed25519_pem_pair()
+    client = await make_client(settings.model_copy(update={
+        "jwt_algorithm": "EdDSA", "jwt_private_key": SecretStr(private), "jwt_public_key": public}))
+    user = await new_user(client)
+    assert jwt.get_unverified_header(user.access_token)["alg"] == "EdDSA"
+    assert (await client.get(f"{API}/me", headers=user.headers)).status == 200
+    claims = jwt.decode(user.access_token, options={"verify_signature": False})
+    # the public key as an HMAC secret (the classic RS/HS confusion), the platform secret, none
+    forged = [
+        _b64({"alg": "HS256", "typ": "JWT"}) + "." + _b64(claims),
+        jwt.encode(claims, settings.secret_key.get_secret_value(), algorithm="HS256"),
+        jwt.encode(claims, None, algorithm="none"),
+        jwt.encode(claims, _ed25519_pem_pair()[0], algorithm="EdDSA"),
+    ]
+    signing_input = forged[0].encode()
+    signature = base64.urlsafe_b64encode(hmac.new(public.encode(), signing_input, hashlib.sha256).digest())
+    forged[0] = f"{forged[0]}.{signature.rstrip(b'=').decode()}"
+    for token in forged:
+        await _refused(client, token)

@@ -1,0 +1,20 @@
+"""Sign-up as a whole: the account, then what a new user is owed by the rest of the platform."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.auth import service
+from api.auth.models import User
+from api.escrow.service import link_seller
+from core.settings import Settings
+from custody import ledger
+
+
+async def sign_up(session: AsyncSession, settings: Settings, *, email: str, password: str, display_name: str) -> User:
+    user = await service.register(session, email, password, display_name)
+    # Contracts that named this email as their seller before the account existed.
+    await link_seller(session, user)
+    if settings.sandbox_credit:  # devnet and tests only: production refuses the setting
+        await ledger.sandbox_credit(session, user.id, settings.sandbox_credit)
+    return user

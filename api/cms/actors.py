@@ -1,0 +1,33 @@
+"""CMS jobs. ``cms.send_email`` runs on the notifications worker and sends one queued delivery."""
+
+from __future__ import annotations
+
+import uuid
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.cms import delivery
+from jobs.context import current_settings
+from jobs.registry import job
+
+# The retry count that matters is VIRTUOZ_SMTP_MAX_RETRIES (≤ 20), read when the job runs; this
+# is only Dramatiq's ceiling above it, so Dramatiq never dead-letters a delivery we still retry.
+DRAMATIQ_RETRY_CEILING = 21
+SMTP_TIME_LIMIT_MS = 180_000  # above the largest SMTP timeout (120 s) plus the render-free send
+
+
+@job("cms.send_email", queue="notifications", max_retries=DRAMATIQ_RETRY_CEILING, time_limit_ms=SMTP_TIME_LIMIT_MS)
+async def send_email(session: AsyncSession, delivery_id: str) -> None:
+    """Hand delivery ``delivery_id`` to SMTP; on a temporary failure, record it and retry later."""
+    message = CurrentMessage.get_current_message()
+    retries_so_far = int(message.options.get("retries", 0)) if message else 0
+    attempt = await delivery.attempt_delivery(session, uuid.UUID(delivery_id), current_settings(),
+                                              retries_so_far=retries_so_far)
+    if attempt.outcome == "retry":
+        # The failed attempt (count, last error) is a fact the admin must see while we wait:
+        # commit it before asking Dramatiq to run the message again after the backoff.
+        await session.commit()
+        raise dramatiq.Retry(f"delivery {delivery_id}: retrying in {attempt.retry_in_ms} ms",
+                             delay=attempt.retry_in_ms)

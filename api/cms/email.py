@@ -1,0 +1,117 @@
+"""Email templates (CMS documents of kind ``email``): preview, test-send, product emails.
+
+A delivery is rendered when it is queued and stored whole (subject, HTML, text), so what goes
+out is what was rendered from the version in force at that moment, however the template changes
+later. The ``cms.send_email`` job (actors.py, delivery.py) hands it to SMTP after the commit.
+Admins see every delivery, its state and last error at ``GET /admin/cms/email/deliveries``.
+
+Template variables: whatever the caller passes. Product emails (``send_product_email``) also get
+``display_name`` and ``email`` of the recipient unless the caller gives its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.auth.models import User
+from api.cms import service
+from api.cms.actors import send_email
+from api.cms.models import CmsDocument, CmsVersion, EmailDelivery
+from api.cms.templating import RenderedEmail, render_email
+from api.i18n.locales import fallback_chain
+from core import audit
+from core.errors import InvalidInput, NotFound
+from core.pagination import decode_cursor, encode_cursor
+
+log = logging.getLogger(__name__)
+
+AGGREGATE = "email_delivery"
+
+
+async def _template(session: AsyncSession, slug: str, locale: str | None, version: int | None, *,
+                    published_only: bool) -> tuple[CmsDocument, CmsVersion]:
+    chain = fallback_chain(locale)
+    if published_only:
+        return await service.published(session, "email", slug, chain)
+    document = await service.find_document(session, "email", slug, chain)
+    return document, await service.get_version(session, document, version or document.current_version)
+
+
+async def _render(row: CmsVersion, variables: dict[str, Any]) -> RenderedEmail:
+    return await render_email(str(row.meta.get("subject", "")), row.body, variables)
+
+
+async def preview(session: AsyncSession, slug: str, *, locale: str | None, version: int | None,
+                  variables: dict[str, Any]) -> RenderedEmail:
+    """Render a version (the latest unless named, published or not) with ``variables``."""
+    _, row = await _template(session, slug, locale, version, published_only=False)
+    return await _render(row, variables)
+
+
+async def queue_test_send(session: AsyncSession, slug: str, *, to: str, locale: str | None,
+                          variables: dict[str, Any], actor: uuid.UUID) -> EmailDelivery:
+    """Send the latest version (published or not) to ``to``: how an editor checks a template."""
+    document, row = await _template(session, slug, locale, None, published_only=False)
+    return await _queue(session, document, row, await _render(row, variables), recipient=to,
+                        purpose="test", user_id=None, actor=actor)
+
+
+async def send_product_email(session: AsyncSession, user_id: uuid.UUID, template_slug: str,
+                             variables: dict[str, Any], *, locale: str | None = None) -> EmailDelivery | None:
+    """Queue the published template ``template_slug`` to a user; sent after the caller commits.
+
+    A template that is not published is logged and skipped (None): a missing welcome text must
+    not fail a registration. A variable the template needs and nobody gave is a 422.
+    """
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.", code="user_not_found")
+    try:
+        document, row = await _template(session, template_slug, locale, None, published_only=True)
+    except service.DocumentNotFound:
+        log.warning("email template %s is not published: nothing sent to user %s", template_slug, user_id)
+        return None
+    rendered = await _render(row, {"display_name": user.display_name, "email": user.email, **variables})
+    return await _queue(session, document, row, rendered, recipient=user.email, purpose="product",
+                        user_id=user.id, actor=None)
+
+
+async def _queue(session: AsyncSession, document: CmsDocument, row: CmsVersion,
+                 rendered: RenderedEmail, *, recipient: str, purpose: str, user_id: uuid.UUID | None,
+                 actor: uuid.UUID | None) -> EmailDelivery:
+    delivery = EmailDelivery(id=uuid.uuid4(), template_slug=document.slug, template_version=row.version,
+                             locale=document.locale, purpose=purpose, recipient=recipient, user_id=user_id,
+                             subject=rendered.subject, html=rendered.html, text=rendered.text, state="queued",
+                             attempts=0, requested_by=None if actor is None else str(actor))
+    session.add(delivery)
+    await session.flush()
+    await audit.append(session, AGGREGATE, delivery.id, "email.queued", {
+        "template": document.slug, "version": row.version, "locale": document.locale, "purpose": purpose,
+        "recipient": recipient,
+    }, actor=actor)
+    send_email.send_after_commit(session, str(delivery.id))
+    return delivery
+
+
+async def list_deliveries(session: AsyncSession, *, state: str | None, limit: int,
+                          cursor: str | None) -> service.Page:
+    query = select(EmailDelivery).order_by(EmailDelivery.created_at.desc(), EmailDelivery.id.desc()).limit(limit + 1)
+    if state:
+        query = query.where(EmailDelivery.state == state)
+    if cursor:
+        created_at, delivery_id = decode_cursor(cursor, 2)
+        try:
+            after = (datetime.fromisoformat(created_at), uuid.UUID(delivery_id))
+        except ValueError:
+            raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor") from None
+        query = query.where((EmailDelivery.created_at, EmailDelivery.id) < after)  # type: ignore[operator]
+    rows = list(await session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return service.Page(rows, encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None)

@@ -1,0 +1,200 @@
+"""Escrow contracts, disputes and evidence; admin oversight; the storage path preview."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.access import AUTHENTICATED, roles
+from api.auth.principal import current
+from api.escrow import evidence, service
+from api.escrow.schemas import (
+    AdminEscrowQuery,
+    CreateEscrowIn,
+    DisputeIn,
+    EscrowListOut,
+    EscrowListQuery,
+    EscrowOut,
+    EvidenceForm,
+    EvidenceListOut,
+    EvidenceOut,
+    HistoryOut,
+    RejectIn,
+    ResolveIn,
+    ShardPathIn,
+    ShardPathOut,
+)
+from api.http import multipart_file, path_uuid
+from api.keys import FILE_STORE, SETTINGS
+from api.middleware import db_session
+from api.registry import Routes
+from api.schemas import Empty
+from api.escrow.models import EvidenceFile
+from core.storage import IncomingFile, shard_path
+
+escrow = Routes(tag="escrow")
+escrow_admin = Routes(tag="admin")
+storage_tools = Routes(tag="platform")
+
+ESCROW = {200: EscrowOut}
+
+
+def _actor(request: web.Request) -> service.Actor:
+    principal = current(request)
+    return service.Actor(principal.user_id, principal.roles)
+
+
+def _escrow_id(request: web.Request):  # noqa: ANN202 - a UUID
+    return path_uuid(request, "escrow_id", "escrow_not_found")
+
+
+@escrow.post("/escrow", access=AUTHENTICATED, body=CreateEscrowIn, responses={201: EscrowOut}, idempotent=True)
+async def create_escrow(request: web.Request, body: CreateEscrowIn) -> EscrowOut:
+    """Create an escrow contract; the caller is the buyer. `seller_email` may name someone not yet registered."""
+    view = await service.create(db_session(request), _actor(request), title=body.title, description=body.description,
+                                amount=body.amount, currency=body.currency, seller_email=body.seller_email)
+    return EscrowOut.of(view)
+
+
+@escrow.get("/escrow/contracts", access=AUTHENTICATED, query=EscrowListQuery, responses={200: EscrowListOut})
+async def list_contracts(request: web.Request, query: EscrowListQuery) -> EscrowListOut:
+    """Contracts where the caller is a party (`role` buyer or seller), newest first."""
+    page = await service.search(db_session(request), party=current(request).user_id, role=query.role,
+                                state=query.state, limit=query.limit, cursor=query.cursor)
+    return EscrowListOut(items=[EscrowOut.of(view) for view in page.items], next_cursor=page.next_cursor)
+
+
+@escrow.get("/escrow/contracts/{escrow_id}", access=AUTHENTICATED, responses=ESCROW)
+async def get_contract(request: web.Request) -> EscrowOut:
+    """Contract detail, for its parties and staff."""
+    return EscrowOut.of(await service.get(db_session(request), _actor(request), _escrow_id(request)))
+
+
+@escrow.get("/escrow/contracts/{escrow_id}/history", access=AUTHENTICATED, responses={200: HistoryOut})
+async def contract_history(request: web.Request) -> HistoryOut:
+    """The contract's timeline, read from the audit event store."""
+    return HistoryOut.of(await service.history(db_session(request), _actor(request), _escrow_id(request)))
+
+
+@escrow.post("/escrow/{escrow_id}/fund", access=AUTHENTICATED, body=Empty, responses=ESCROW, idempotent=True)
+async def fund(request: web.Request, body: Empty) -> EscrowOut:
+    """Fund the escrow (buyer): the amount is held on the buyer's balance."""
+    return EscrowOut.of(await service.fund(db_session(request), _actor(request), _escrow_id(request)))
+
+
+@escrow.post("/escrow/{escrow_id}/release", access=AUTHENTICATED, body=Empty, responses=ESCROW, idempotent=True)
+async def release(request: web.Request, body: Empty) -> EscrowOut:
+    """Release the funds to the seller (buyer), minus the platform fee."""
+    settings = request.config_dict[SETTINGS]
+    return EscrowOut.of(await service.release(db_session(request), _actor(request), _escrow_id(request),
+                                              settings.escrow_fee_bps))
+
+
+@escrow.post("/escrow/{escrow_id}/cancel", access=AUTHENTICATED, body=Empty, responses=ESCROW, idempotent=True)
+async def cancel(request: web.Request, body: Empty) -> EscrowOut:
+    """Cancel an escrow that was never funded (buyer)."""
+    return EscrowOut.of(await service.cancel(db_session(request), _actor(request), _escrow_id(request)))
+
+
+@escrow.post("/escrow/{escrow_id}/dispute", access=AUTHENTICATED, body=DisputeIn, responses=ESCROW)
+async def open_dispute(request: web.Request, body: DisputeIn) -> EscrowOut:
+    """Open a dispute on a funded escrow (buyer or seller)."""
+    return EscrowOut.of(await service.dispute(db_session(request), _actor(request), _escrow_id(request), body.reason))
+
+
+@escrow.post("/escrow/{escrow_id}/dispute/evidence", access=AUTHENTICATED, form=EvidenceForm,
+             responses={201: EvidenceOut})
+async def upload_evidence(request: web.Request) -> web.Response:
+    """Upload an evidence file (multipart field `file`, optional `description`); its type is read from its bytes."""
+    settings = request.config_dict[SETTINGS]
+    session, actor, escrow_id = db_session(request), _actor(request), _escrow_id(request)
+
+    async def store(upload: IncomingFile, fields: dict[str, str]) -> EvidenceFile:
+        return await evidence.add(session, request.config_dict[FILE_STORE], actor, escrow_id, upload,
+                                  _description(fields), max_bytes=settings.evidence_max_bytes,
+                                  max_files=settings.evidence_max_files)
+
+    stored, fields = await multipart_file(request, store, max_bytes=settings.evidence_max_bytes)
+    if stored.description is None and (late := _description(fields)):
+        await evidence.describe(session, stored, late)
+    return web.json_response(text=EvidenceOut.model_validate(stored, from_attributes=True).model_dump_json(),
+                             status=201)
+
+
+@escrow.get("/escrow/{escrow_id}/dispute/evidence", access=AUTHENTICATED, responses={200: EvidenceListOut})
+async def list_evidence(request: web.Request) -> EvidenceListOut:
+    """Evidence files of the dispute (deleted ones are hidden)."""
+    rows = await evidence.listing(db_session(request), _actor(request), _escrow_id(request))
+    return EvidenceListOut(items=[EvidenceOut.model_validate(row, from_attributes=True) for row in rows])
+
+
+@escrow.get("/escrow/{escrow_id}/dispute/evidence/{file_id}", access=AUTHENTICATED,
+            responses={200: "application/octet-stream"})
+async def download_evidence(request: web.Request) -> web.StreamResponse:
+    """The exact bytes, as an attachment with the sniffed type."""
+    found = await evidence.get(db_session(request), _actor(request), _escrow_id(request),
+                               path_uuid(request, "file_id", "evidence_not_found"))
+    response = web.StreamResponse(headers={
+        "Content-Type": found.content_type,
+        "Content-Disposition": f"attachment; filename=\"{found.id}\"; filename*=UTF-8''{_quote(found.filename)}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Content-Length": str(found.size),
+    })
+    await response.prepare(request)
+    async for chunk in request.config_dict[FILE_STORE].read(str(found.id)):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+@escrow.post("/escrow/{escrow_id}/dispute/evidence/{file_id}/delete", access=AUTHENTICATED, body=Empty,
+             responses={200: EvidenceOut})
+async def delete_evidence(request: web.Request, body: Empty) -> EvidenceOut:
+    """Hide an evidence file (uploader or admin); it is kept for the audit trail."""
+    hidden = await evidence.hide(db_session(request), _actor(request), _escrow_id(request),
+                                 path_uuid(request, "file_id", "evidence_not_found"))
+    return EvidenceOut.model_validate(hidden, from_attributes=True)
+
+
+@escrow.post("/escrow/{escrow_id}/dispute/resolve", access=roles("compliance", "admin"), body=ResolveIn,
+             responses=ESCROW, idempotent=True)
+async def resolve_dispute(request: web.Request, body: ResolveIn) -> EscrowOut:
+    """Decide a dispute: release to the seller, refund the buyer, or split."""
+    settings = request.config_dict[SETTINGS]
+    return EscrowOut.of(await service.resolve(db_session(request), _actor(request), _escrow_id(request),
+                                              outcome=body.outcome, seller_amount=body.seller_amount, note=body.note,
+                                              fee_bps=settings.escrow_fee_bps))
+
+
+@escrow.post("/escrow/{escrow_id}/dispute/reject", access=roles("compliance", "admin"), body=RejectIn,
+             responses=ESCROW)
+async def reject_dispute(request: web.Request, body: RejectIn) -> EscrowOut:
+    """Reject a dispute: the escrow is funded again, its hold untouched."""
+    return EscrowOut.of(await service.reject(db_session(request), _actor(request), _escrow_id(request), body.note))
+
+
+@escrow_admin.get("/admin/escrow/contracts", access=roles("admin", "compliance", "support"), query=AdminEscrowQuery,
+                  responses={200: EscrowListOut})
+async def admin_contracts(request: web.Request, query: AdminEscrowQuery) -> EscrowListOut:
+    """Every contract, filtered by state, user and creation time."""
+    page = await service.search(db_session(request), state=query.state, user_id=query.user_id,
+                                created_from=query.created_from, created_to=query.created_to, limit=query.limit,
+                                cursor=query.cursor)
+    return EscrowListOut(items=[EscrowOut.of(view) for view in page.items], next_cursor=page.next_cursor)
+
+
+@storage_tools.post("/platform/storage/shard-path", access=roles("operator", "admin"), body=ShardPathIn,
+                    responses={200: ShardPathOut})
+async def storage_shard_path(request: web.Request, body: ShardPathIn) -> ShardPathOut:
+    """Where the file store keeps a key: the same function the evidence store uses."""
+    return ShardPathOut(key=body.key, path=shard_path(body.key))
+
+
+def _description(fields: dict[str, str]) -> str | None:
+    return (fields.get("description") or "").strip()[:1000] or None
+
+
+def _quote(filename: str) -> str:
+    from urllib.parse import quote
+
+    return quote(filename, safe="")

@@ -1,0 +1,1 @@
+"""Locale bundles, message resolution and the locale fallback chain."""

@@ -1,0 +1,1 @@
+"""The packaged locale bundles (``<locale>.json``), read with importlib.resources."""

@@ -1,0 +1,1 @@
+"""Platform routes (`/platform/...`): crypto custody operations for integrators and staff."""

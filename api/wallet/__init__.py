@@ -1,0 +1,1 @@
+"""The caller's wallet: balances and activity, read from the ledger."""

@@ -1,0 +1,51 @@
+"""Custody jobs. The allocator's: keep every chain's deposit address pool above its low-water mark.
+
+The allocator reads the account xpubs from ``settings.xpub_file`` and nothing else: it never
+opens the signer's keystore and cannot derive a private key.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from custody.addresses.pool import refill_pool
+from custody.hd import XpubError, load_xpubs
+from jobs.context import current_settings
+from jobs.registry import job
+
+log = logging.getLogger(__name__)
+
+# The scheduler sends a refill every minute and allocation sends one after every assignment:
+# an old or failed message is superseded by the next one, so retry little and drop stale ones.
+REFILL_MAX_RETRIES = 2
+REFILL_EXPIRES_AFTER_MS = 5 * 60_000
+
+
+@job("allocator.refill", queue="allocator", max_retries=REFILL_MAX_RETRIES, expires_after_ms=REFILL_EXPIRES_AFTER_MS)
+async def refill(session: AsyncSession, chain: str) -> None:
+    """Top up ``chain``'s pool of unassigned deposit addresses."""
+    settings = current_settings()
+    configured = next((item for item in settings.chains if item.name == chain), None)
+    if configured is None:
+        log.warning("allocator.refill: chain %r is not configured; nothing to do", chain, extra={"chain": chain})
+        return
+    xpubs = load_xpubs(settings.xpub_file)  # type: ignore[arg-type]  # filled in by Settings
+    account = xpubs.get(chain)
+    if account is None:
+        raise XpubError(f"{settings.xpub_file} has no xpub for chain {chain!r}: run `virtuoz signer init` for it")
+    if account.account != configured.account:
+        raise XpubError(f"{chain}: the xpub file holds account {account.account}, the settings say {configured.account}")
+    await refill_pool(session, chain, account.xpub, settings.address_pool_low_water, settings.address_pool_batch)
+
+
+@job("allocator.refill_all", queue="allocator", max_retries=0, expires_after_ms=REFILL_EXPIRES_AFTER_MS)
+async def refill_all(session: AsyncSession) -> None:
+    """Send one ``allocator.refill`` per configured chain (the scheduler's entry point).
+
+    The worker's settings name the chains, so the scheduler needs no chain list, and one chain's
+    broken xpub does not stop the others' refills.
+    """
+    for chain in current_settings().chains:
+        refill.send_after_commit(session, chain.name)

@@ -1,0 +1,112 @@
+"""Allocating deposit addresses: one per (user, chain), taken from the pool the allocator fills.
+
+Every asset of a chain (its native coin and its tokens) shares the user's one address there:
+an ERC-20 transfer and an ETH payment to the same address are told apart by the scanner.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import column, select, table, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit
+from core.errors import InvalidInput, NotFound, ServiceUnavailable
+from core.settings import ChainSettings
+from core.time import utcnow
+from custody import actors
+from custody.addresses.models import DepositAddress
+from custody.addresses.pool import refill_pool
+
+__all__ = ["AddressPoolEmpty", "Allocation", "allocate", "chain_assets", "refill_pool"]
+
+# How long a client should wait after an empty pool: one refill by a running allocator.
+POOL_RETRY_AFTER_SECONDS = 5
+
+# The identity domain owns `users`; custody only needs to know a user exists (no model import
+# across domains, which the import contracts forbid for api.*).
+_users = table("users", column("id"))
+
+
+class AddressPoolEmpty(ServiceUnavailable):
+    code, message = "address_pool_empty", "No deposit address is ready on this chain yet; retry shortly."
+    # Commit the (otherwise empty) transaction so its after-commit refill request is sent.
+    keep_changes = True
+
+
+@dataclass(frozen=True)
+class Allocation:
+    deposit_address: DepositAddress
+    asset: str
+    newly_assigned: bool
+
+
+def chain_assets(chain: ChainSettings) -> list[str]:
+    return [chain.native, *chain.tokens]
+
+
+def _resolve(chains: Sequence[ChainSettings], chain_name: str, asset: str) -> tuple[ChainSettings, str]:
+    chain = next((item for item in chains if item.name == chain_name), None)
+    if chain is None:
+        raise InvalidInput(f"Unknown chain {chain_name!r}.", code="unknown_chain",
+                           details={"chain": chain_name, "chains": [item.name for item in chains]})
+    symbol = next((known for known in chain_assets(chain) if known.upper() == asset.upper()), None)
+    if symbol is None:
+        raise InvalidInput(f"{asset!r} is not an asset on {chain_name}.", code="asset_not_on_chain",
+                           details={"chain": chain_name, "asset": asset, "assets": chain_assets(chain)})
+    return chain, symbol
+
+
+async def allocate(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    chain: str,
+    asset: str,
+    *,
+    chains: Sequence[ChainSettings],
+    actor: uuid.UUID | None = None,
+) -> Allocation:
+    """The user's deposit address on ``chain`` for ``asset``: the existing one, or one from the pool.
+
+    Raises ``InvalidInput`` (unknown_chain, asset_not_on_chain), ``NotFound`` (user_not_found) and
+    ``AddressPoolEmpty`` (503, Retry-After; a refill is requested).
+    """
+    chain_settings, symbol = _resolve(chains, chain, asset)
+    if await session.scalar(select(_users.c.id).where(_users.c.id == user_id)) is None:
+        raise NotFound("No such user.", code="user_not_found")
+
+    # Serialize allocations of one (user, chain): the second waits, then finds the first's row
+    # instead of taking a second pool address (the partial UNIQUE index would refuse it anyway).
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                          {"key": f"deposit_address:{user_id}:{chain_settings.name}"})
+    existing = await session.scalar(
+        select(DepositAddress).where(DepositAddress.user_id == user_id, DepositAddress.chain == chain_settings.name)
+    )
+    if existing is not None:
+        return Allocation(existing, symbol, newly_assigned=False)
+
+    # SKIP LOCKED: concurrent allocations for different users each take a different free row
+    # instead of queueing on the lowest index.
+    free = await session.scalar(
+        select(DepositAddress)
+        .where(DepositAddress.chain == chain_settings.name, DepositAddress.user_id.is_(None))
+        .order_by(DepositAddress.derivation_index)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    actors.refill.send_after_commit(session, chain_settings.name)
+    if free is None:
+        raise AddressPoolEmpty(details={"chain": chain_settings.name},
+                               headers={"Retry-After": str(POOL_RETRY_AFTER_SECONDS)})
+    free.user_id = user_id
+    free.assigned_at = utcnow()
+    await session.flush()
+    await audit.append(
+        session, "user", user_id, "deposit_address.assigned",
+        {"chain": free.chain, "address": free.address, "derivation_index": free.derivation_index},
+        actor=actor or user_id,
+    )
+    return Allocation(free, symbol, newly_assigned=True)

@@ -1,0 +1,85 @@
+"""Deposit addresses from account xpubs: public BIP32 derivation only, no private key anywhere.
+
+The signer exports one xpub per chain, ``m/44'/60'/{account}'``; the deposit address with index
+``i`` is its external child ``0/i``, i.e. ``m/44'/60'/{account}'/0/i`` (DESIGN.md, "Keys and the
+signer"). Addresses are EIP-55 checksummed: that is how they are stored and shown.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from bip_utils import Bip32Secp256k1, EthAddr
+from bip_utils.bip.bip32.base import Bip32Base
+from eth_utils import is_checksum_address, is_hex_address, to_checksum_address
+
+EXTERNAL_CHAIN = 0  # BIP44 change 0: addresses handed to customers
+ACCOUNT_DEPTH = 3  # m / purpose' / coin_type' / account'
+MAX_INDEX = 2**31 - 1  # above, BIP32 indexes are hardened: not derivable from an xpub
+
+
+class XpubError(ValueError):
+    """An xpub (or the xpub file) is unusable; the message says why and never shows a private key."""
+
+
+@dataclass(frozen=True)
+class AccountXpub:
+    chain: str
+    account: int
+    xpub: str
+
+
+def deposit_address(xpub: str, index: int) -> str:
+    """The EIP-55 address of ``0/{index}`` under the account ``xpub``."""
+    if not 0 <= index <= MAX_INDEX:
+        raise ValueError(f"a deposit address index is 0..{MAX_INDEX}, not {index}")
+    key = _external_chain(xpub).ChildKey(index)
+    return EthAddr.EncodeKey(key.PublicKey().KeyObject())
+
+
+def checksum_address(address: str) -> str:
+    """``address`` in EIP-55 form; a malformed address (or a wrong mixed-case checksum) is refused."""
+    if not (address.startswith("0x") and is_hex_address(address)):
+        raise ValueError(f"{address!r} is not an EVM address")
+    digits = address[2:]
+    # Mixed case claims an EIP-55 checksum: a typo in it must fail, not be silently "fixed".
+    if digits not in (digits.lower(), digits.upper()) and not is_checksum_address(address):
+        raise ValueError(f"{address!r} has a wrong EIP-55 checksum")
+    return to_checksum_address(address)
+
+
+def load_xpubs(xpub_file: Path) -> dict[str, AccountXpub]:
+    """The account xpubs exported by `virtuoz signer init`, by chain name."""
+    try:
+        document = json.loads(xpub_file.read_text(encoding="utf-8"))
+        entries = document["chains"].items()
+        xpubs = {name: AccountXpub(name, int(entry["account"]), str(entry["xpub"])) for name, entry in entries}
+    except FileNotFoundError:
+        raise XpubError(f"no xpub file at {xpub_file}: run `virtuoz signer init` and share its xpub file") from None
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise XpubError(f"{xpub_file} is not an xpub file written by `virtuoz signer init`") from None
+    for account_xpub in xpubs.values():
+        _account_key(account_xpub.xpub)  # refuse a bad file as a whole, before any address is derived
+    return xpubs
+
+
+@lru_cache(maxsize=64)
+def _external_chain(xpub: str) -> Bip32Base:
+    return _account_key(xpub).ChildKey(EXTERNAL_CHAIN)
+
+
+@lru_cache(maxsize=64)
+def _account_key(xpub: str) -> Bip32Base:
+    try:
+        key = Bip32Secp256k1.FromExtendedKey(xpub)
+    except Exception:  # bip-utils raises several unrelated types for a malformed key
+        raise XpubError("not a valid BIP32 extended public key") from None
+    # An xprv would derive too, but the allocator must never hold one: refuse it, by name only.
+    if not key.IsPublicOnly():
+        raise XpubError("an extended PRIVATE key was given where an xpub belongs; it must not leave the signer")
+    if key.Depth().ToInt() != ACCOUNT_DEPTH or not key.Index().IsHardened():
+        raise XpubError("the xpub is not an account-level key (m/44'/60'/account')")
+    return key

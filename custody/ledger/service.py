@@ -1,0 +1,617 @@
+"""The double-entry ledger: transfers, two-phase holds, balances and activity.
+
+Rules (DESIGN.md, "Money"):
+
+- A transfer is a set of postings summing to zero per currency, written together with the
+  account balance updates in the caller's transaction (services only flush; the boundary commits).
+- A business ``reference`` posts once: the same reference with the same content returns the
+  existing transfer (``replayed=True``) and changes nothing; with other content it is a
+  ``Conflict`` (``reference_conflict``). A retried message therefore cannot post twice.
+- User ``available``/``held`` balances never go negative: the service refuses first
+  (``InsufficientFunds``, before writing any transfer, posting or balance), a CHECK refuses always.
+  System accounts (``chain_deposits``, ``fees``, ``escrow``…) are the other side and may go negative.
+- Holds are two-phase (TigerBeetle's pending transfers): ``hold`` moves available → held,
+  ``post_hold`` settles it (in full or part, optionally with a fee; the rest returns to available),
+  ``void_hold`` returns it. A hold resolves exactly once (row lock + a partial UNIQUE index).
+  Only holds touch ``held`` accounts, so a user's held balance is the sum of their pending holds.
+
+Concurrency: account rows are created with ``INSERT … ON CONFLICT DO NOTHING`` (which holds no
+lock on rows that already exist) and then locked with ``SELECT … ORDER BY id FOR UPDATE``: every
+transaction takes its account locks in the same order, so two transfers never deadlock on each
+other, first use of a brand-new account included. A hold's own row is locked before its accounts.
+
+Activity (``activity``) is derived from the postings on the user's **available** accounts: it is
+the story of spendable money. Placing a hold shows as ``out`` when the money stops being
+spendable (an escrow funding, a withdrawal request); a void — or the unused part of a partial
+post — shows as ``in`` when it comes back; settling a hold moves held money, so it adds no line.
+Pages are newest first with a keyset cursor on (created_at, posting id): stable under concurrent
+inserts, unlike offsets (no line is shown twice or shifted between pages).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import and_, delete, or_, select, text, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit
+from core.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
+from core.money import MAX_MINOR, format_amount, parse_amount
+from core.pagination import decode_cursor, encode_cursor
+from custody.ledger.models import Currency, LedgerAccount, LedgerPosting, LedgerTransfer
+
+AVAILABLE, HELD = "available", "held"
+SANDBOX_FUNDING, FEES = "sandbox_funding", "fees"
+MAX_PAGE = 100
+
+_SYSTEM_NAME = re.compile(r"[a-z][a-z0-9_.:-]{0,59}")
+
+
+# --- values -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, order=True)
+class AccountRef:
+    """Names an account up to its currency: a user's ``available``/``held``, or a system account."""
+
+    kind: str
+    user_id: uuid.UUID | None = None
+
+    @classmethod
+    def user(cls, user_id: uuid.UUID, kind: str = AVAILABLE) -> AccountRef:
+        if kind not in (AVAILABLE, HELD):
+            raise InvalidInput(f"A user account is {AVAILABLE!r} or {HELD!r}, not {kind!r}.", code="invalid_account")
+        return cls(kind, user_id)
+
+    @classmethod
+    def system(cls, name: str) -> AccountRef:
+        if not _SYSTEM_NAME.fullmatch(name):
+            raise InvalidInput(f"{name!r} is not a system account name.", code="invalid_account")
+        return cls(name, None)
+
+    @property
+    def is_user(self) -> bool:
+        return self.user_id is not None
+
+    def describe(self, currency: str) -> str:
+        owner = f"user {self.user_id}" if self.is_user else "system"
+        return f"{owner} {self.kind} {currency}"
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One side of a transfer: ``amount`` > 0 credits ``account``, < 0 debits it (minor units)."""
+
+    account: AccountRef
+    currency: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class CurrencyInfo:
+    code: str
+    decimals: int
+    kind: str  # fiat | native | token
+    chains: tuple[str, ...]
+
+    def parse(self, text: str, *, allow_zero: bool = False) -> int:
+        return parse_amount(text, self.decimals, allow_zero=allow_zero)
+
+    def format(self, minor: int) -> str:
+        return format_amount(minor, self.decimals, fixed=self.kind == "fiat")
+
+
+@dataclass(frozen=True)
+class Transfer:
+    id: uuid.UUID
+    reference: str
+    type: str
+    reference_kind: str | None
+    reference_id: str | None
+    tx_hash: str | None
+    hold_id: uuid.UUID | None
+    created_at: datetime
+    replayed: bool = False  # True when the reference had already posted: nothing changed
+
+
+@dataclass(frozen=True)
+class Hold:
+    id: uuid.UUID
+    reference: str
+    user_id: uuid.UUID
+    currency: str
+    amount: int
+    state: str  # pending | posted | voided
+    posted_amount: int | None
+    fee: int | None
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Balance:
+    currency: CurrencyInfo
+    available: int
+    held: int
+
+    @property
+    def total(self) -> int:
+        return self.available + self.held
+
+
+@dataclass(frozen=True)
+class ActivityItem:
+    id: uuid.UUID  # the posting's
+    type: str
+    currency: CurrencyInfo
+    amount: int  # positive; see direction
+    direction: Literal["in", "out"]
+    reference_kind: str | None
+    reference_id: str | None
+    tx_hash: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ActivityPage:
+    items: list[ActivityItem]
+    next_cursor: str | None
+
+
+class ReferenceConflict(Conflict):
+    code, message = "reference_conflict", "This reference already posted a different transfer."
+
+
+class HoldAlreadyResolved(Conflict):
+    code, message = "hold_already_resolved", "This hold has already been posted or voided."
+
+
+# --- currencies ---------------------------------------------------------------------------------
+
+# Decimals fix the meaning of every stored amount, so a currency never changes once seeded:
+# caching what was read is safe; an unknown code is looked up again (currencies are data).
+_currencies: dict[str, CurrencyInfo] = {}
+
+
+async def currencies(session: AsyncSession, codes: Iterable[str] | None = None) -> dict[str, CurrencyInfo]:
+    """The named currencies (all when ``codes`` is None); an unknown code is a 422."""
+    wanted = None if codes is None else set(codes)
+    if wanted is None or not wanted <= _currencies.keys():
+        query = select(Currency) if wanted is None else select(Currency).where(Currency.code.in_(wanted))
+        for row in await session.scalars(query):
+            _currencies[row.code] = CurrencyInfo(row.code, row.decimals, row.kind, tuple(row.chains))
+    if wanted is None:
+        return dict(sorted(_currencies.items()))
+    unknown = sorted(wanted - _currencies.keys())
+    if unknown:
+        raise InvalidInput(f"Unknown currency {unknown[0]!r}.", code="unknown_currency", details={"currency": unknown[0]})
+    return {code: _currencies[code] for code in sorted(wanted)}
+
+
+async def currency(session: AsyncSession, code: str) -> CurrencyInfo:
+    return (await currencies(session, [code]))[code]
+
+
+# --- transfers ----------------------------------------------------------------------------------
+
+Key = tuple[AccountRef, str]  # (account, currency)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one transfer writes, validated and netted per account."""
+
+    reference: str
+    type: str
+    legs: dict[Key, int]
+    reference_kind: str | None
+    reference_id: str | None
+    tx_hash: str | None
+    hold_id: uuid.UUID | None = None  # the hold this transfer creates (new_hold) or resolves (resolution)
+    new_hold: tuple[uuid.UUID, str, int] | None = None  # (user_id, currency, amount); the transfer id is hold_id
+    resolution: tuple[str, int | None, int | None] | None = None  # (state, posted_amount, fee)
+
+
+def _text_field(name: str, value: str | None, limit: int, *, required: bool = False) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise InvalidInput(f"{name} must be a string of 1 to {limit} characters.", code=f"invalid_{name}")
+
+
+def _amount(value: Any, name: str = "amount", *, allow_zero: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{name} is an int of minor units.", code="invalid_amount")
+    if value < 0 or (value == 0 and not allow_zero) or value > MAX_MINOR:
+        raise InvalidInput(f"{name} must be {'≥' if allow_zero else '>'} 0 and fit 256 bits.", code="invalid_amount",
+                           details={name: str(value)})
+    return value
+
+
+async def _plan(session: AsyncSession, *, reference: str, type: str, legs: Sequence[Leg], reference_kind: str | None,
+                reference_id: str | None, tx_hash: str | None, allow_held: bool = False, **extra: Any) -> _Plan:
+    _text_field("reference", reference, 200, required=True)
+    _text_field("type", type, 40, required=True)
+    _text_field("reference_kind", reference_kind, 40)
+    _text_field("reference_id", reference_id, 100)
+    _text_field("tx_hash", tx_hash, 100)
+    netted: dict[Key, int] = defaultdict(int)
+    for leg in legs:
+        if isinstance(leg.amount, bool) or not isinstance(leg.amount, int) or abs(leg.amount) > MAX_MINOR:
+            raise InvalidInput("A leg's amount is an int of minor units that fits 256 bits.", code="invalid_amount")
+        if leg.account.is_user and leg.account.kind == HELD and not allow_held:
+            raise InvalidInput("Held balances move only through holds.", code="held_account_reserved")
+        netted[(leg.account, leg.currency)] += leg.amount
+    nonzero = {key: amount for key, amount in netted.items() if amount}
+    if not nonzero:
+        raise InvalidInput("A transfer moves money: its legs are empty or cancel out.", code="empty_transfer")
+    await currencies(session, {currency for _, currency in nonzero})
+    sums: dict[str, int] = defaultdict(int)
+    for (_, code), amount in nonzero.items():
+        sums[code] += amount
+    unbalanced = {code: total for code, total in sums.items() if total}
+    if unbalanced:
+        raise InvalidInput("A transfer's legs must sum to zero per currency.", code="unbalanced_transfer",
+                           details={"unbalanced": {code: str(total) for code, total in sorted(unbalanced.items())}})
+    return _Plan(reference, type, nonzero, reference_kind, reference_id, tx_hash, **extra)
+
+
+def _account_match(key: Key) -> Any:
+    account, code = key
+    if account.is_user:
+        return and_(LedgerAccount.owner_type == "user", LedgerAccount.user_id == account.user_id,
+                    LedgerAccount.kind == account.kind, LedgerAccount.currency == code)
+    return and_(LedgerAccount.owner_type == "system", LedgerAccount.kind == account.kind,
+                LedgerAccount.currency == code)
+
+
+def _key_of(owner_type: str, user_id: uuid.UUID | None, kind: str, code: str) -> Key:
+    return (AccountRef(kind, user_id if owner_type == "user" else None), code)
+
+
+@dataclass(frozen=True)
+class _Locked:
+    accounts: dict[Key, tuple[uuid.UUID, int]]  # {key: (id, balance)}, row-locked
+    created: list[uuid.UUID]  # accounts this transaction just created
+
+
+async def _lock_accounts(session: AsyncSession, plan: _Plan) -> _Locked:
+    """Create the accounts the transfer needs, then lock them all in id order."""
+    # A user account that would be debited must already exist (else there is nothing to spend).
+    to_create = [key for key, amount in sorted(plan.legs.items()) if amount > 0 or not key[0].is_user]
+    created: list[uuid.UUID] = []
+    if to_create:
+        created = list(await session.scalars(
+            insert(LedgerAccount)
+            .values([{"id": uuid.uuid4(), "currency": code, "owner_type": "user" if account.is_user else "system",
+                      "user_id": account.user_id, "kind": account.kind, "balance": 0} for account, code in to_create])
+            .on_conflict_do_nothing()
+            .returning(LedgerAccount.id)
+        ))
+    rows = await session.execute(
+        select(LedgerAccount.id, LedgerAccount.owner_type, LedgerAccount.user_id, LedgerAccount.kind,
+               LedgerAccount.currency, LedgerAccount.balance)
+        .where(or_(*(_account_match(key) for key in sorted(plan.legs))))
+        .order_by(LedgerAccount.id)
+        .with_for_update()
+    )
+    return _Locked({_key_of(row.owner_type, row.user_id, row.kind, row.currency): (row.id, row.balance)
+                    for row in rows}, created)
+
+
+def _check_funds(plan: _Plan, accounts: dict[Key, tuple[uuid.UUID, int]]) -> None:
+    for key, amount in sorted(plan.legs.items()):
+        account, code = key
+        if account.is_user and amount < 0:
+            balance = accounts[key][1] if key in accounts else 0
+            if balance + amount < 0:
+                info = _currencies[code]
+                raise InsufficientFunds(
+                    f"Not enough {account.kind} {code}: {info.format(balance)} there, {info.format(-amount)} needed.",
+                    details={"currency": code, "account": account.kind, "balance": info.format(balance),
+                             "required": info.format(-amount)},
+                )
+
+
+_WRITE = """
+WITH t AS (
+    INSERT INTO ledger_transfers (id, reference, type, reference_kind, reference_id, tx_hash, hold_id, created_at)
+    VALUES (:id, :reference, :type, :reference_kind, :reference_id, :tx_hash, :hold_id, clock_timestamp())
+    ON CONFLICT (reference) DO NOTHING
+    RETURNING id, created_at
+), p AS (
+    INSERT INTO ledger_postings (id, transfer_id, account_id, currency, amount, created_at)
+    SELECT x.id, t.id, x.account_id, x.currency, x.amount, t.created_at
+    FROM t, unnest(CAST(:posting_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:currencies AS varchar[]),
+                   CAST(:amounts AS numeric[])) AS x(id, account_id, currency, amount)
+    RETURNING account_id, amount
+), u AS (
+    UPDATE ledger_accounts AS a SET balance = a.balance + p.amount FROM p WHERE a.id = p.account_id
+    RETURNING a.id
+){hold}
+SELECT t.id, t.created_at FROM t
+"""
+_NEW_HOLD = """, h AS (
+    INSERT INTO ledger_holds (id, user_id, currency, amount, state, created_at)
+    SELECT t.id, :hold_user_id, :hold_currency, :hold_amount, 'pending', t.created_at FROM t
+    RETURNING id
+)"""
+_RESOLVE_HOLD = """, r AS (
+    UPDATE ledger_holds AS hold SET state = :hold_state, posted_amount = :posted_amount, fee = :fee,
+        resolved_at = t.created_at
+    FROM t WHERE hold.id = :hold_id AND hold.state = 'pending'
+    RETURNING hold.id
+)"""
+# One statement writes the transfer, its postings, the balances and the hold: one round trip,
+# and when the reference already exists (ON CONFLICT) the CTEs that depend on it write nothing.
+_STATEMENTS = {
+    None: text(_WRITE.format(hold="")),
+    "new": text(_WRITE.format(hold=_NEW_HOLD)),
+    "resolve": text(_WRITE.format(hold=_RESOLVE_HOLD)),
+}
+
+
+async def _post(session: AsyncSession, plan: _Plan) -> Transfer:
+    locked = await _lock_accounts(session, plan)
+    accounts = locked.accounts
+    try:
+        _check_funds(plan, accounts)
+    except InsufficientFunds:
+        # A retry of a transfer that already posted is a replay, even if the money has moved on since.
+        if (existing := await _replay(session, plan)) is not None:
+            return existing
+        if locked.created:  # a refusal leaves nothing behind, not even an empty account
+            await session.execute(delete(LedgerAccount).where(LedgerAccount.id.in_(locked.created)))
+        raise
+    transfer_id = plan.hold_id if plan.new_hold and plan.hold_id else uuid.uuid4()
+    legs = sorted(plan.legs.items())
+    params: dict[str, Any] = {
+        "id": transfer_id, "reference": plan.reference, "type": plan.type, "reference_kind": plan.reference_kind,
+        "reference_id": plan.reference_id, "tx_hash": plan.tx_hash, "hold_id": plan.hold_id,
+        "posting_ids": [uuid.uuid4() for _ in legs], "account_ids": [accounts[key][0] for key, _ in legs],
+        "currencies": [code for (_, code), _ in legs], "amounts": [amount for _, amount in legs],
+    }
+    variant = None
+    if plan.new_hold:
+        variant = "new"
+        params |= dict(zip(("hold_user_id", "hold_currency", "hold_amount"), plan.new_hold, strict=True))
+    elif plan.resolution:
+        variant = "resolve"
+        state, posted_amount, fee = plan.resolution
+        params |= {"hold_state": state, "posted_amount": posted_amount, "fee": fee}
+    row = (await session.execute(_STATEMENTS[variant], params)).first()
+    if row is None:  # the reference had posted (perhaps concurrently): a replay or a conflict
+        existing = await _replay(session, plan)
+        assert existing is not None, "ON CONFLICT without a conflicting row"
+        return existing
+    return Transfer(transfer_id, plan.reference, plan.type, plan.reference_kind, plan.reference_id, plan.tx_hash,
+                    plan.hold_id, row.created_at)
+
+
+async def _replay(session: AsyncSession, plan: _Plan) -> Transfer | None:
+    """The transfer already posted under ``plan.reference`` if its content is the same; a conflict if not."""
+    existing = await session.scalar(select(LedgerTransfer).where(LedgerTransfer.reference == plan.reference))
+    if existing is None:
+        return None
+    rows = await session.execute(
+        select(LedgerAccount.owner_type, LedgerAccount.user_id, LedgerAccount.kind, LedgerPosting.currency,
+               LedgerPosting.amount)
+        .join(LedgerAccount, LedgerAccount.id == LedgerPosting.account_id)
+        .where(LedgerPosting.transfer_id == existing.id)
+    )
+    legs = {_key_of(row.owner_type, row.user_id, row.kind, row.currency): row.amount for row in rows}
+    # A replayed hold creation has its own id, not the one this attempt would have used.
+    same_hold = existing.hold_id == existing.id if plan.new_hold else existing.hold_id == plan.hold_id
+    same = same_hold and legs == plan.legs and (
+        (existing.type, existing.reference_kind, existing.reference_id, existing.tx_hash)
+        == (plan.type, plan.reference_kind, plan.reference_id, plan.tx_hash)
+    )
+    if not same:
+        raise ReferenceConflict(details={"reference": plan.reference, "transfer_id": str(existing.id)})
+    return Transfer(existing.id, existing.reference, existing.type, existing.reference_kind, existing.reference_id,
+                    existing.tx_hash, existing.hold_id, existing.created_at, replayed=True)
+
+
+async def transfer(session: AsyncSession, *, reference: str, type: str, legs: Sequence[Leg],
+                   reference_kind: str | None = None, reference_id: str | None = None,
+                   tx_hash: str | None = None) -> Transfer:
+    """Post a balanced set of legs once per ``reference`` (see the module docstring)."""
+    plan = await _plan(session, reference=reference, type=type, legs=legs, reference_kind=reference_kind,
+                       reference_id=reference_id, tx_hash=tx_hash)
+    return await _post(session, plan)
+
+
+async def move(session: AsyncSession, *, reference: str, type: str, source: AccountRef, destination: AccountRef,
+               currency: str, amount: int, reference_kind: str | None = None, reference_id: str | None = None,
+               tx_hash: str | None = None) -> Transfer:
+    """A two-leg transfer of ``amount`` minor units from ``source`` to ``destination``."""
+    _amount(amount)
+    return await transfer(session, reference=reference, type=type, reference_kind=reference_kind,
+                          reference_id=reference_id, tx_hash=tx_hash,
+                          legs=[Leg(source, currency, -amount), Leg(destination, currency, amount)])
+
+
+# --- holds --------------------------------------------------------------------------------------
+
+async def hold(session: AsyncSession, reference: str, user_id: uuid.UUID, currency: str, amount: int, *,
+               type: str = "hold", reference_kind: str | None = None, reference_id: str | None = None) -> Hold:
+    """Move ``amount`` from the user's available to held, pending a post or a void. Idempotent per reference."""
+    _amount(amount)
+    legs = [Leg(AccountRef.user(user_id), currency, -amount), Leg(AccountRef.user(user_id, HELD), currency, amount)]
+    plan = await _plan(session, reference=reference, type=type, legs=legs, reference_kind=reference_kind,
+                       reference_id=reference_id, tx_hash=None, allow_held=True, hold_id=uuid.uuid4(),
+                       new_hold=(user_id, currency, amount))
+    posted = await _post(session, plan)
+    if posted.replayed:
+        return await get_hold(session, posted.id)
+    return Hold(posted.id, reference, user_id, currency, amount, "pending", None, None, posted.created_at, None)
+
+
+_HOLD = text(
+    "SELECT h.id, t.reference, h.user_id, h.currency, h.amount, h.state, h.posted_amount, h.fee, h.created_at,"
+    " h.resolved_at, t.reference_kind, t.reference_id"
+    " FROM ledger_holds AS h JOIN ledger_transfers AS t ON t.id = h.id WHERE h.id = :id"
+)
+_HOLD_FOR_UPDATE = text(str(_HOLD) + " FOR UPDATE OF h")
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+async def _load_hold(session: AsyncSession, hold_id: uuid.UUID, *, for_update: bool) -> tuple[Hold, Any]:
+    row = (await session.execute(_HOLD_FOR_UPDATE if for_update else _HOLD, {"id": hold_id})).first()
+    if row is None:
+        raise NotFound("No such hold.", code="hold_not_found", details={"hold_id": str(hold_id)})
+    found = Hold(row.id, row.reference, row.user_id, row.currency, int(row.amount), row.state,
+                 _optional_int(row.posted_amount), _optional_int(row.fee), row.created_at, row.resolved_at)
+    return found, row
+
+
+async def get_hold(session: AsyncSession, hold_id: uuid.UUID) -> Hold:
+    return (await _load_hold(session, hold_id, for_update=False))[0]
+
+
+async def _pending_hold(session: AsyncSession, hold_id: uuid.UUID) -> tuple[Hold, str | None, str | None]:
+    """The hold, row-locked (so a post and a void of one hold serialize), and its business object."""
+    found, row = await _load_hold(session, hold_id, for_update=True)
+    if found.state != "pending":
+        raise HoldAlreadyResolved(details={"hold_id": str(hold_id), "state": found.state})
+    return found, row.reference_kind, row.reference_id
+
+
+async def post_hold(session: AsyncSession, hold_id: uuid.UUID, destination: AccountRef, amount: int | None = None,
+                    *, fee: int | None = None, fee_account: AccountRef | None = None, type: str = "hold_post",
+                    reference: str | None = None, reference_kind: str | None = None, reference_id: str | None = None,
+                    tx_hash: str | None = None) -> Hold:
+    """Settle a pending hold: ``amount`` (default: all but the fee) to ``destination``, ``fee`` to
+    ``fee_account`` (default: the system ``fees`` account), the rest back to the user's available."""
+    pending, hold_kind, hold_object = await _pending_hold(session, hold_id)
+    fee = _amount(fee or 0, "fee", allow_zero=True)
+    amount = _amount(pending.amount - fee if amount is None else amount)
+    if amount + fee > pending.amount:
+        raise InvalidInput("The posted amount and fee exceed the hold.", code="amount_exceeds_hold",
+                           details={"hold": str(pending.amount), "amount": str(amount), "fee": str(fee)})
+    code, user = pending.currency, pending.user_id
+    if destination.is_user and (destination.kind == HELD or destination.user_id == user):
+        # Money back to its owner is a void; keeping them apart keeps every hold auditable.
+        raise InvalidInput("A hold settles to another user's available account or a system account; "
+                           "to return it to its owner, void it.", code="invalid_account")
+    legs = [Leg(AccountRef.user(user, HELD), code, -pending.amount), Leg(destination, code, amount)]
+    if fee:
+        legs.append(Leg(fee_account or AccountRef.system(FEES), code, fee))
+    if rest := pending.amount - amount - fee:
+        legs.append(Leg(AccountRef.user(user), code, rest))
+    plan = await _plan(session, reference=reference or f"{pending.reference}:post", type=type, legs=legs,
+                       reference_kind=reference_kind or hold_kind, reference_id=reference_id or hold_object,
+                       tx_hash=tx_hash, allow_held=True, hold_id=hold_id, resolution=("posted", amount, fee))
+    posted = await _post(session, plan)
+    if posted.replayed:  # the reference belongs to another transfer with this very content
+        raise ReferenceConflict(details={"reference": plan.reference, "transfer_id": str(posted.id)})
+    return Hold(pending.id, pending.reference, user, code, pending.amount, "posted", amount, fee, pending.created_at,
+                posted.created_at)
+
+
+async def void_hold(session: AsyncSession, hold_id: uuid.UUID, *, type: str = "hold_void",
+                    reference: str | None = None) -> Hold:
+    """Return a pending hold to the user's available balance."""
+    pending, hold_kind, hold_object = await _pending_hold(session, hold_id)
+    code, user = pending.currency, pending.user_id
+    legs = [Leg(AccountRef.user(user, HELD), code, -pending.amount), Leg(AccountRef.user(user), code, pending.amount)]
+    plan = await _plan(session, reference=reference or f"{pending.reference}:void", type=type, legs=legs,
+                       reference_kind=hold_kind, reference_id=hold_object, tx_hash=None, allow_held=True,
+                       hold_id=hold_id, resolution=("voided", None, None))
+    voided = await _post(session, plan)
+    if voided.replayed:
+        raise ReferenceConflict(details={"reference": plan.reference, "transfer_id": str(voided.id)})
+    return Hold(pending.id, pending.reference, user, code, pending.amount, "voided", None, None, pending.created_at,
+                voided.created_at)
+
+
+# --- reads --------------------------------------------------------------------------------------
+
+async def balances(session: AsyncSession, user_id: uuid.UUID) -> list[Balance]:
+    """Every currency the user has touched, plus USD always; by currency code."""
+    rows = await session.execute(
+        select(LedgerAccount.currency, LedgerAccount.kind, LedgerAccount.balance)
+        .where(LedgerAccount.owner_type == "user", LedgerAccount.user_id == user_id)
+    )
+    amounts: dict[str, dict[str, int]] = {"USD": {AVAILABLE: 0, HELD: 0}}
+    for row in rows:
+        amounts.setdefault(row.currency, {AVAILABLE: 0, HELD: 0})[row.kind] = row.balance
+    info = await currencies(session, amounts)
+    return [Balance(info[code], amounts[code][AVAILABLE], amounts[code][HELD]) for code in sorted(amounts)]
+
+
+async def activity(session: AsyncSession, user_id: uuid.UUID, *, currency: str | None = None, limit: int = 50,
+                   cursor: str | None = None) -> ActivityPage:
+    """The user's movements of available money, newest first (see the module docstring)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}.", code="invalid_limit")
+    accounts = select(LedgerAccount.id).where(LedgerAccount.owner_type == "user", LedgerAccount.user_id == user_id,
+                                              LedgerAccount.kind == AVAILABLE)
+    if currency is not None:
+        await currencies(session, [currency])
+        accounts = accounts.where(LedgerAccount.currency == currency)
+    query = (
+        select(LedgerPosting.id, LedgerPosting.currency, LedgerPosting.amount, LedgerPosting.created_at,
+               LedgerTransfer.type, LedgerTransfer.reference_kind, LedgerTransfer.reference_id, LedgerTransfer.tx_hash)
+        .join(LedgerTransfer, LedgerTransfer.id == LedgerPosting.transfer_id)
+        .where(LedgerPosting.account_id.in_(accounts))
+        .order_by(LedgerPosting.created_at.desc(), LedgerPosting.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor:
+        created_at, posting_id = decode_cursor(cursor, 2)
+        try:
+            after = (datetime.fromisoformat(created_at), uuid.UUID(posting_id))
+        except ValueError:
+            raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor") from None
+        if after[0].tzinfo is None:
+            raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor")
+        query = query.where(tuple_(LedgerPosting.created_at, LedgerPosting.id) < after)
+    rows = list(await session.execute(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    info = await currencies(session, {row.currency for row in rows})
+    items = [
+        ActivityItem(row.id, row.type, info[row.currency], abs(row.amount), "in" if row.amount > 0 else "out",
+                     row.reference_kind, row.reference_id, row.tx_hash, row.created_at)
+        for row in rows
+    ]
+    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None
+    return ActivityPage(items, next_cursor)
+
+
+# --- sandbox ------------------------------------------------------------------------------------
+
+async def sandbox_credit(session: AsyncSession, user_id: uuid.UUID, spec: str) -> list[Transfer]:
+    """Credit play money from the system ``sandbox_funding`` account: ``spec`` is ``"USD:10000.00"``
+    or a comma-separated list of such. Once per (user, currency): a replay changes nothing."""
+    wanted: dict[str, str] = {}
+    for part in spec.split(","):
+        code, sep, amount = part.strip().partition(":")
+        if not sep or not code or code in wanted:
+            raise InvalidInput(f"Sandbox credit {part.strip()!r} is not CURRENCY:AMOUNT (each currency once).",
+                               code="invalid_sandbox_credit")
+        wanted[code] = amount
+    info = await currencies(session, wanted)
+    amounts = {code: info[code].parse(amount) for code, amount in wanted.items()}
+    posted = [
+        await move(session, reference=f"sandbox:{user_id}:{code}", type="sandbox_credit",
+                   source=AccountRef.system(SANDBOX_FUNDING), destination=AccountRef.user(user_id), currency=code,
+                   amount=amount, reference_kind="user", reference_id=str(user_id))
+        for code, amount in amounts.items()
+    ]
+    credited = [{"currency": code, "amount": info[code].format(amounts[code])}
+                for code, credit in zip(amounts, posted, strict=True) if not credit.replayed]
+    if credited:
+        await audit.append(session, "user", user_id, "ledger.sandbox_credited", {"credits": credited})
+    return posted

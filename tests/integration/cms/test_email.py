@@ -1,0 +1,273 @@
+"""Email templates: preview, test-send through a real SMTP server and a real Dramatiq worker,
+retries and recorded failures, product emails."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from api.cms.email import send_product_email
+from core.db import create_engine, session_factory, unit_of_work
+from devnet.processes import ManagedProcess, free_port, port_open
+from devnet.smtp import MaildirHandler, start_smtp_server
+from jobs.broker import close_broker, create_broker
+from jobs.context import using_settings
+from jobs.registry import bind_broker
+from jobs.worker import start_worker
+from tests.integration.cms.conftest import API, fetch_all, poll, unique_slug
+
+SUBJECT = "Escrow {{ escrow_title }} funded"
+BODY = "Hello **{{ display_name }}**,\n\n{{ amount }} {{ currency }} are held for {{ escrow_title }}.\n"
+VARIABLES = {"display_name": "Ada <Lovelace>", "amount": "8000.00", "currency": "USDC", "escrow_title": "Servers"}
+
+
+@pytest.fixture
+def maildir(tmp_path: Path) -> Path:
+    return tmp_path / "mail"
+
+
+@pytest.fixture
+def smtp_port(maildir: Path) -> Iterator[int]:
+    port = free_port()
+    controller = start_smtp_server("127.0.0.1", port, maildir)
+    yield port
+    controller.stop()
+
+
+class RejectingRecipients(MaildirHandler):
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd's name)
+        return "550 5.1.1 No such mailbox"
+
+
+@asynccontextmanager
+async def notifications_worker(redis_url: str, database_url: str, settings) -> AsyncIterator[None]:
+    """A real worker in this process, on the queue the API sends to, with ``settings`` for its jobs."""
+    broker = create_broker(redis_url, database_url=database_url, database_pool_size=2)
+    broker.flush("notifications")  # leftovers of earlier tests on this worker's Redis are not ours
+    with using_settings(settings):
+        worker = start_worker(broker, {"notifications"}, worker_threads=2)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(worker.stop, timeout=20_000)
+            close_broker(broker)
+
+
+async def delivery_row(database_url: str, delivery_id: str):
+    rows = await fetch_all(database_url, "SELECT * FROM email_deliveries WHERE id = :id", id=delivery_id)
+    return rows[0] if rows else None
+
+
+async def settled(database_url: str, delivery_id: str):
+    async def check():
+        row = await delivery_row(database_url, delivery_id)
+        return row if row is not None and row.state != "queued" else None
+
+    row = await poll(check, timeout=45)
+    assert row is not None, f"delivery {delivery_id} still queued"
+    return row
+
+
+def messages(maildir: Path) -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            for path in sorted(maildir.glob("*.eml"))]
+
+
+async def template(cms, slug: str | None = None, *, publish: bool = False, subject: str = SUBJECT,
+                   body: str = BODY) -> str:
+    slug = slug or unique_slug("mail")
+    await cms.draft("email", slug, title="Funded", body=body, metadata={"subject": subject})
+    if publish:
+        await cms.publish("email", slug, note="test template")
+    return slug
+
+
+async def test_preview_renders_subject_html_and_text(cms):
+    slug = await template(cms)
+    status, body = await cms.post(f"/cms/email/{slug}/preview", {"variables": VARIABLES})
+    assert status == 200, body
+    assert body["subject"] == "Escrow Servers funded"
+    assert "<strong>Ada &lt;Lovelace&gt;</strong>" in body["html"] and body["html"].startswith("<!doctype html>")
+    assert body["text"].startswith("Hello **Ada <Lovelace>**,")
+
+
+async def test_preview_of_an_earlier_version_and_a_locale(cms):
+    slug = await template(cms, subject="v1 {{ escrow_title }}")
+    await cms.draft("email", slug, title="v2", body="two", metadata={"subject": "v2"})
+    await cms.draft("email", slug, title="de", body="Hallo {{ display_name }}", locale="de",
+                    metadata={"subject": "Hallo"})
+    _, first = await cms.post(f"/cms/email/{slug}/preview", {"variables": VARIABLES, "version": 1})
+    assert first["subject"] == "v1 Servers"
+    _, latest = await cms.post(f"/cms/email/{slug}/preview", {})
+    assert latest["subject"] == "v2"
+    _, german = await cms.post(f"/cms/email/{slug}/preview", {"variables": VARIABLES, "locale": "de-CH"})
+    assert german["subject"] == "Hallo" and "Ada" in german["text"]
+
+
+async def test_preview_with_a_missing_variable_is_422_naming_it(cms):
+    slug = await template(cms)
+    status, body = await cms.post(f"/cms/email/{slug}/preview",
+                                  {"variables": {k: v for k, v in VARIABLES.items() if k != "currency"}})
+    assert status == 422, body
+    assert body["error"]["code"] == "missing_template_variable"
+    assert body["error"]["details"]["variable"] == "currency" and "currency" in body["error"]["message"]
+
+
+async def test_preview_refuses_sandbox_escapes_and_unknown_templates(cms):
+    slug = await template(cms, subject="s", body="{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    status, body = await cms.post(f"/cms/email/{slug}/preview", {})
+    assert status == 422 and body["error"]["code"] == "template_refused"
+    status, body = await cms.post(f"/cms/email/{unique_slug()}/preview", {})
+    assert status == 404
+
+
+async def test_who_may_preview_and_test_send(cms, cms_client, login_as):
+    slug = await template(cms)
+    support = await login_as(cms_client, "support")
+    response = await cms_client.post(f"{API}/cms/email/{slug}/preview", json={"variables": VARIABLES},
+                                     headers=support.headers)
+    assert response.status == 200
+    response = await cms_client.post(f"{API}/cms/email/{slug}/test-send", json={"to": "a@example.com"},
+                                     headers=support.headers)
+    assert response.status == 403
+    customer = await login_as(cms_client)
+    response = await cms_client.post(f"{API}/cms/email/{slug}/preview", json={}, headers=customer.headers)
+    assert response.status == 403
+
+
+async def test_test_send_lands_in_the_maildir(cms, cms_client, admin, settings, smtp_port, maildir, redis_url,
+                                              database_url):
+    slug = await template(cms)
+    recipient = f"{uuid.uuid4().hex[:8]}@example.com"
+    status, queued = await cms.post(f"/cms/email/{slug}/test-send", {"to": recipient, "variables": VARIABLES},
+                                    status=202)
+    assert queued["state"] == "queued" and queued["to"] == recipient and queued["subject"] == "Escrow Servers funded"
+
+    worker_settings = settings.model_copy(update={"smtp_port": smtp_port, "smtp_from": "VirtuOZ <ops@virtuoz.test>"})
+    async with notifications_worker(redis_url, database_url, worker_settings):
+        row = await settled(database_url, queued["id"])
+    assert (row.state, row.attempts, row.last_error) == ("sent", 1, None) and row.sent_at is not None
+
+    [message] = [m for m in messages(maildir) if m["To"] == recipient]
+    assert message["Subject"] == "Escrow Servers funded"
+    assert message["From"] == "VirtuOZ <ops@virtuoz.test>"
+    assert message["Message-ID"] == f"<{queued['id']}@virtuoz>"
+    html = message.get_body(("html",)).get_content()
+    assert "<strong>Ada &lt;Lovelace&gt;</strong>" in html
+    assert message.get_body(("plain",)).get_content().startswith("Hello **Ada <Lovelace>**")
+
+    response = await cms_client.get(f"{API}/admin/cms/email/deliveries", params={"state": "sent"},
+                                    headers=admin.headers)
+    listed = {item["id"]: item for item in (await response.json())["items"]}
+    assert listed[queued["id"]]["state"] == "sent"
+
+
+async def test_a_delivery_is_sent_once_however_often_its_message_arrives(cms, settings, smtp_port, maildir,
+                                                                         redis_url, database_url):
+    slug = await template(cms)
+    recipient = f"{uuid.uuid4().hex[:8]}@example.com"
+    _, queued = await cms.post(f"/cms/email/{slug}/test-send", {"to": recipient, "variables": VARIABLES}, status=202)
+    worker_settings = settings.model_copy(update={"smtp_port": smtp_port})
+    async with notifications_worker(redis_url, database_url, worker_settings):
+        await settled(database_url, queued["id"])
+    from api.cms.actors import send_email
+
+    broker = create_broker(redis_url)
+    broker.enqueue(send_email.message(queued["id"]))  # a redelivery
+    close_broker(broker)
+    async with notifications_worker(redis_url, database_url, worker_settings):
+        await asyncio.sleep(1.5)
+    assert len([m for m in messages(maildir) if m["To"] == recipient]) == 1
+    assert (await delivery_row(database_url, queued["id"])).attempts == 1
+
+
+async def test_smtp_down_is_retried_then_recorded_failed(cms, cms_client, admin, settings, redis_url, database_url):
+    slug = await template(cms)
+    _, queued = await cms.post(f"/cms/email/{slug}/test-send", {"to": "x@example.com", "variables": VARIABLES},
+                               status=202)
+    closed_port = free_port()  # nothing listens here
+    worker_settings = settings.model_copy(update={"smtp_port": closed_port, "smtp_max_retries": 2,
+                                                  "smtp_retry_backoff_ms": 20, "smtp_timeout_seconds": 2})
+    async with notifications_worker(redis_url, database_url, worker_settings):
+        row = await settled(database_url, queued["id"])
+    assert row.state == "failed" and row.attempts == 3  # the first try and two retries
+    assert "connect" in row.last_error.lower() or "refused" in row.last_error.lower(), row.last_error
+
+    response = await cms_client.get(f"{API}/admin/cms/email/deliveries", params={"state": "failed"},
+                                    headers=admin.headers)
+    listed = {item["id"]: item for item in (await response.json())["items"]}
+    assert listed[queued["id"]]["attempts"] == 3 and listed[queued["id"]]["last_error"] == row.last_error
+    events = await fetch_all(database_url, "SELECT type FROM audit_events WHERE aggregate_type = 'email_delivery'"
+                             " AND aggregate_id = :id ORDER BY seq", id=queued["id"])
+    assert [event.type for event in events] == ["email.queued", "email.failed"]
+
+
+async def test_a_permanent_refusal_fails_without_retrying(cms, settings, tmp_path, redis_url, database_url):
+    slug = await template(cms)
+    _, queued = await cms.post(f"/cms/email/{slug}/test-send", {"to": "nobody@example.com", "variables": VARIABLES},
+                               status=202)
+    port = free_port()
+    controller = Controller(RejectingRecipients(tmp_path / "rejected"), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        worker_settings = settings.model_copy(update={"smtp_port": port, "smtp_max_retries": 5,
+                                                      "smtp_retry_backoff_ms": 20})
+        async with notifications_worker(redis_url, database_url, worker_settings):
+            row = await settled(database_url, queued["id"])
+    finally:
+        controller.stop()
+    assert (row.state, row.attempts) == ("failed", 1) and "550" in row.last_error
+
+
+async def test_product_email_goes_to_the_user_after_commit(cms, cms_client, login_as, settings, smtp_port, maildir,
+                                                           redis_url, database_url):
+    slug = await template(cms, publish=True, subject="Hi {{ display_name }}", body="Funded: {{ escrow_title }}")
+    unpublished = await template(cms)
+    user = await login_as(cms_client)
+
+    engine = create_engine(database_url, pool_size=2)
+    broker = create_broker(redis_url)
+    factory = session_factory(engine)
+    bind_broker(factory, broker)
+    try:
+        async with unit_of_work(factory) as session:
+            delivery = await send_product_email(session, user.user_id, slug, {"escrow_title": "Servers"})
+            skipped = await send_product_email(session, user.user_id, unpublished, {})
+    finally:
+        close_broker(broker)
+        await engine.dispose()
+    assert skipped is None
+
+    async with notifications_worker(redis_url, database_url, settings.model_copy(update={"smtp_port": smtp_port})):
+        row = await settled(database_url, str(delivery.id))
+    assert row.state == "sent" and row.purpose == "product" and row.user_id == user.user_id
+    [message] = [m for m in messages(maildir) if m["To"] == user.email]
+    assert message["Subject"] == "Hi Test User"
+
+
+def test_devnet_smtp_runs_as_a_child_process(tmp_path):
+    port, maildir = free_port(), tmp_path / "mail"
+    child = ManagedProcess("smtp", ["python", "-m", "devnet.smtp", "--port", str(port), "--maildir", str(maildir)],
+                           log_path=tmp_path / "smtp.log")
+    import sys
+
+    child.argv[0] = sys.executable
+    child.start()
+    try:
+        child.wait_until(lambda: port_open(port), timeout=20)
+        import smtplib
+
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail("a@example.com", ["b@example.com"], b"Subject: ping\r\n\r\nhello\r\n")
+    finally:
+        child.stop()
+    [message] = messages(maildir)
+    assert message["Subject"] == "ping" and not list(maildir.glob(".*.tmp"))
