@@ -18,7 +18,9 @@ from api.admin import routes as admin_routes
 from api.auth import routes as auth_routes
 from api.auth.principal import IdentityCache
 from api.escrow import routes as escrow_routes
+from api.helpdesk import routes as helpdesk_routes
 from api.platform import routes as platform_routes
+from api.wallet import routes as wallet_routes
 from api.notifications import routes as notification_routes
 from api.notifications.stream import close_streams
 from api.control import control_context
@@ -60,7 +62,8 @@ def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
     v1 = [
         ops.v1, auth_routes.auth, auth_routes.profile, admin_routes.admin_users, admin_events.admin_events,
         notification_routes.notifications, escrow_routes.escrow, escrow_routes.escrow_admin,
-        escrow_routes.storage_tools, platform_routes.crypto,
+        escrow_routes.storage_tools, platform_routes.crypto, wallet_routes.wallet, helpdesk_routes.helpdesk,
+        helpdesk_routes.helpdesk_platform,
     ]
     return root, v1
 

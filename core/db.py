@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from core.time import utcnow
+
 log = logging.getLogger(__name__)
 
 AFTER_COMMIT = "virtuoz.after_commit"
@@ -61,7 +63,9 @@ class IdMixin:
 
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    # Python-side on update: the new value stays on the object (a server-side one would expire it
+    # and force a lazy load, which async sessions cannot do).
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=utcnow)
 
 
 def async_url(url: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import re
 import unicodedata
+from urllib.parse import unquote
 from collections.abc import AsyncIterator
 
 import puremagic
@@ -94,7 +95,8 @@ async def utf8_guard(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 def safe_filename(name: str | None, fallback: str = "file") -> str:
     """The client's filename as display metadata only: no path, no control characters, bounded."""
-    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    # Clients may percent-encode the name (RFC 5987): decode first, so "%2F" cannot hide a path.
+    base = unquote(name or "").replace("\\", "/").rsplit("/", 1)[-1]
     base = unicodedata.normalize("NFC", base)
     base = "".join(ch for ch in base if ch.isprintable() and ch not in '"<>|:*?').strip(" .")
     return base[:120] or fallback

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.projection import reduce_user, stored_user
+from api.helpdesk.projection import reduce_ticket, stored_ticket
 from core import audit
 from core.errors import InvalidInput, NotFound
 
@@ -25,6 +26,7 @@ class Projection:
 # One entry per aggregate with a current-state table; later domains add theirs here.
 PROJECTIONS: dict[str, Projection] = {
     "user": Projection(reduce_user, stored_user),
+    "ticket": Projection(reduce_ticket, stored_ticket),
 }
 
 

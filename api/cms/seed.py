@@ -84,7 +84,8 @@ SEEDS: tuple[Seed, ...] = (
 async def seed_content(session: AsyncSession) -> list[str]:
     """Create and publish each starter document that does not exist yet; the ``kind/slug/locale``
     of those created."""
-    existing = set((await session.execute(select(CmsDocument.kind, CmsDocument.slug, CmsDocument.locale))).tuples())
+    existing = {tuple(row) for row in await session.execute(select(CmsDocument.kind, CmsDocument.slug,
+                                                                   CmsDocument.locale))}
     created = []
     for seed in SEEDS:
         if (seed.kind, seed.slug, seed.locale) in existing:

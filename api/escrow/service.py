@@ -127,6 +127,15 @@ async def link_seller(session: AsyncSession, user: User) -> None:
                            actor=user.id)
 
 
+async def exists(session: AsyncSession, ref: str) -> bool:
+    """Whether ``ref`` names an escrow (a helpdesk context link may point at one)."""
+    try:
+        escrow_id = uuid.UUID(ref)
+    except ValueError:
+        return False
+    return await session.get(EscrowContract, escrow_id) is not None
+
+
 async def get(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID) -> EscrowView:
     return await _view(session, await load(session, escrow_id, actor, lock=False))
 

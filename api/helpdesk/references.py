@@ -4,7 +4,7 @@ A context link is ``(kind, ref)``. ``url`` is external: it must be a plain http(
 other kind names a row of the platform, and the link is accepted only when that kind's resolver
 (``async exists(session, ref) -> bool``) finds it.
 
-``user`` is resolved here. ``escrow``, ``withdrawal``, ``deposit`` and ``transaction`` are valid
+``user`` and ``escrow`` are resolved. ``withdrawal``, ``deposit`` and ``transaction`` are valid
 kinds whose tables do not exist yet: until their domain registers a resolver, a link of that kind
 is refused with 422 ``unknown_reference`` (never accepted unchecked). Registering one is one call,
 made where the domain is wired into the API (api may import custody and compliance, never the
@@ -24,6 +24,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import User
+from api.escrow.service import exists as escrow_exists
 from core.errors import InvalidInput
 
 LinkKind = Literal["escrow", "withdrawal", "deposit", "transaction", "user", "url"]
@@ -49,7 +50,7 @@ async def user_exists(session: AsyncSession, ref: str) -> bool:
     return bool(await session.scalar(select(exists().where(User.id == user_id))))
 
 
-_resolvers: dict[str, Resolver] = {"user": user_exists}
+_resolvers: dict[str, Resolver] = {"user": user_exists, "escrow": escrow_exists}
 
 _url = TypeAdapter(AnyHttpUrl)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import smtplib
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
+from api.cms.actors import send_email
 from api.cms.email import send_product_email
 from core.db import create_engine, session_factory, unit_of_work
 from devnet.processes import ManagedProcess, free_port, port_open
@@ -47,11 +50,23 @@ class RejectingRecipients(MaildirHandler):
         return "550 5.1.1 No such mailbox"
 
 
+@pytest.fixture(autouse=True)
+def empty_notifications_queue(redis_url: str) -> Iterator[None]:
+    """Leftovers of other tests on this pytest worker's Redis are not ours to run, and ours not theirs."""
+    def flush() -> None:
+        broker = create_broker(redis_url)
+        broker.flush("notifications")
+        close_broker(broker)
+
+    flush()
+    yield
+    flush()
+
+
 @asynccontextmanager
 async def notifications_worker(redis_url: str, database_url: str, settings) -> AsyncIterator[None]:
     """A real worker in this process, on the queue the API sends to, with ``settings`` for its jobs."""
     broker = create_broker(redis_url, database_url=database_url, database_pool_size=2)
-    broker.flush("notifications")  # leftovers of earlier tests on this worker's Redis are not ours
     with using_settings(settings):
         worker = start_worker(broker, {"notifications"}, worker_threads=2)
         try:
@@ -178,8 +193,6 @@ async def test_a_delivery_is_sent_once_however_often_its_message_arrives(cms, se
     worker_settings = settings.model_copy(update={"smtp_port": smtp_port})
     async with notifications_worker(redis_url, database_url, worker_settings):
         await settled(database_url, queued["id"])
-    from api.cms.actors import send_email
-
     broker = create_broker(redis_url)
     broker.enqueue(send_email.message(queued["id"]))  # a redelivery
     close_broker(broker)
@@ -255,16 +268,10 @@ async def test_product_email_goes_to_the_user_after_commit(cms, cms_client, logi
 
 def test_devnet_smtp_runs_as_a_child_process(tmp_path):
     port, maildir = free_port(), tmp_path / "mail"
-    child = ManagedProcess("smtp", ["python", "-m", "devnet.smtp", "--port", str(port), "--maildir", str(maildir)],
-                           log_path=tmp_path / "smtp.log")
-    import sys
-
-    child.argv[0] = sys.executable
-    child.start()
+    child = ManagedProcess("smtp", [sys.executable, "-m", "devnet.smtp", "--port", str(port), "--maildir", str(maildir)],
+                           log_path=tmp_path / "smtp.log").start()
     try:
         child.wait_until(lambda: port_open(port), timeout=20)
-        import smtplib
-
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             client.sendmail("a@example.com", ["b@example.com"], b"Subject: ping\r\n\r\nhello\r\n")
     finally:

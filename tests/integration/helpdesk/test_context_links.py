@@ -56,10 +56,10 @@ async def test_bad_urls_are_422(app_client, login_as) -> None:
 async def test_kinds_without_a_resolver_yet_are_unknown_references(app_client, login_as) -> None:
     customer, support = await login_as(app_client), await login_as(app_client, "support")
     ticket = await open_ticket(app_client, customer)
-    for kind in ("escrow", "withdrawal", "deposit", "transaction"):
+    for kind in ("withdrawal", "deposit", "transaction"):
         error = await error_of(await link(app_client, support, ticket["id"], kind, str(uuid.uuid4())), 422)
         assert error["code"] == "unknown_reference" and error["details"]["reason"] == "no_resolver"
-        assert error["details"]["resolvable_kinds"] == ["url", "user"]
+        assert error["details"]["resolvable_kinds"] == ["escrow", "url", "user"]
 
 
 async def test_an_unknown_kind_is_a_validation_error(app_client, login_as) -> None:
@@ -93,3 +93,15 @@ async def test_a_link_on_an_unknown_ticket_is_404(app_client, login_as) -> None:
     support = await login_as(app_client, "support")
     error = await error_of(await link(app_client, support, str(uuid.uuid4()), "url", "https://example.com"), 404)
     assert error["code"] == "ticket_not_found"
+
+
+async def test_a_link_to_an_existing_escrow(app_client, login_as) -> None:
+    customer, support = await login_as(app_client), await login_as(app_client, "support")
+    created = await app_client.post("/api/v1/escrow", json={"title": "Laptop", "amount": "5.00", "currency": "USD"},
+                                    headers=customer.headers)
+    escrow_id = (await created.json())["id"]
+    ticket = await open_ticket(app_client, customer)
+    response = await link(app_client, support, ticket["id"], "escrow", escrow_id)
+    assert response.status == 201, await response.text()
+    error = await error_of(await link(app_client, support, ticket["id"], "escrow", str(uuid.uuid4())), 422)
+    assert error["code"] == "unknown_reference"
