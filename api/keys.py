@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -12,14 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.settings import Settings
 
 if TYPE_CHECKING:
-    from dramatiq.brokers.redis import RedisBroker
 
-    from api.auth.principal import IdentityCache, Principal
-    from api.control import LiveConfig
-    from api.metrics import HttpMetrics
-    from core.storage import FileStore
-    from api.registry import Routes, RouteSpec
-    from custody.chains import EvmChain
+    pass
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)

@@ -75,18 +75,21 @@ async def run_concurrently(jobs: list, concurrency: int, one) -> float:
 
 # --- through the ledger service -----------------------------------------------------------------
 
-def service_pair(sessions):
+def service_pair(sessions, with_audit: bool):
     async def one(job: tuple[uuid.UUID, uuid.UUID]) -> None:
         buyer, seller = job
         escrow_id = uuid.uuid4()
         async with unit_of_work(sessions) as session:
             placed = await ledger.hold(session, f"escrow:{escrow_id}:fund", buyer, "USD", AMOUNT, type="escrow_hold",
                                        reference_kind="escrow", reference_id=str(escrow_id))
-            await audit.append(session, "escrow", escrow_id, "escrow.funded", {"hold_id": str(placed.id)}, actor=buyer)
+            if with_audit:
+                await audit.append(session, "escrow", escrow_id, "escrow.funded", {"hold_id": str(placed.id)},
+                                   actor=buyer)
         async with unit_of_work(sessions) as session:
             await ledger.post_hold(session, placed.id, ledger.AccountRef.user(seller), type="escrow_release")
-            await audit.append(session, "escrow", escrow_id, "escrow.released", {"hold_id": str(placed.id)},
-                               actor=buyer)
+            if with_audit:
+                await audit.append(session, "escrow", escrow_id, "escrow.released", {"hold_id": str(placed.id)},
+                                   actor=buyer)
 
     return one
 
@@ -99,7 +102,7 @@ async def account_ids(pool: asyncpg.Pool, users: list[uuid.UUID]) -> dict[tuple[
     return {(row["user_id"], row["kind"]): row["id"] for row in rows}
 
 
-def baseline_pair(pool: asyncpg.Pool, accounts: dict[tuple[uuid.UUID, str], uuid.UUID]):
+def baseline_pair(pool: asyncpg.Pool, accounts: dict[tuple[uuid.UUID, str], uuid.UUID], with_audit: bool):
     insert_transfer = ("INSERT INTO ledger_transfers (id, reference, type, reference_kind, reference_id, hold_id,"
                        " created_at) VALUES ($1, $2, $3, 'escrow', $4, $5, clock_timestamp())")
     insert_postings = ("INSERT INTO ledger_postings (id, transfer_id, account_id, currency, amount, created_at)"
@@ -124,8 +127,9 @@ def baseline_pair(pool: asyncpg.Pool, accounts: dict[tuple[uuid.UUID, str], uuid
             await legs(connection, available, held, hold_id)
             await connection.execute("INSERT INTO ledger_holds (id, user_id, currency, amount, state, created_at)"
                                      " VALUES ($1, $2, 'USD', $3, 'pending', now())", hold_id, buyer, AMOUNT)
-            await connection.execute(insert_audit, escrow_id, 1, "escrow.funded", f'{{"hold_id":"{hold_id}"}}',
-                                     str(buyer), "0" * 64, "1" * 64)
+            if with_audit:
+                await connection.execute(insert_audit, escrow_id, 1, "escrow.funded", f'{{"hold_id":"{hold_id}"}}',
+                                         str(buyer), "0" * 64, "1" * 64)
         async with pool.acquire() as connection, connection.transaction():
             post_id = uuid.uuid4()
             await connection.execute(insert_transfer, post_id, f"escrow:{escrow_id}:fund:post", "escrow_release",
@@ -133,20 +137,21 @@ def baseline_pair(pool: asyncpg.Pool, accounts: dict[tuple[uuid.UUID, str], uuid
             await legs(connection, held, accounts[seller, "available"], post_id)
             await connection.execute("UPDATE ledger_holds SET state = 'posted', posted_amount = $2, fee = 0,"
                                      " resolved_at = now() WHERE id = $1", hold_id, AMOUNT)
-            await connection.execute(insert_audit, escrow_id, 2, "escrow.released", f'{{"hold_id":"{hold_id}"}}',
-                                     str(buyer), "1" * 64, "2" * 64)
+            if with_audit:
+                await connection.execute(insert_audit, escrow_id, 2, "escrow.released", f'{{"hold_id":"{hold_id}"}}',
+                                         str(buyer), "1" * 64, "2" * 64)
 
     return one
 
 
-async def bench(url: str, count: int, concurrency: int, rounds: int) -> int:
+async def bench(url: str, count: int, concurrency: int, rounds: int, with_audit: bool) -> int:
     engine = create_engine(url, pool_size=concurrency)
     sessions = session_factory(engine)
     pool = await asyncpg.create_pool(url, min_size=concurrency, max_size=concurrency)
     try:
         users = await setup(sessions)
         accounts = await account_ids(pool, users)
-        service, baseline = service_pair(sessions), baseline_pair(pool, accounts)
+        service, baseline = service_pair(sessions, with_audit), baseline_pair(pool, accounts, with_audit)
         for name, one in (("baseline", baseline), ("service", service)):  # warm caches and pools
             await run_concurrently(pairs(users, 200, seed=len(name)), concurrency, one)
         best = {"baseline": 0.0, "service": 0.0}
@@ -178,6 +183,8 @@ def main() -> int:
     parser.add_argument("--transfers", type=int, default=2000, help="hold+post pairs per round (default 2000)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-audit", action="store_true",
+                        help="diagnostic: leave out the audit events on both sides, to see the ledger's own cost")
     args = parser.parse_args()
     os.environ.setdefault("XDG_RUNTIME_DIR", str(Path(tempfile.gettempdir()) / f"virtuoz-runtime-{os.getuid()}"))
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, exist_ok=True)
@@ -188,8 +195,8 @@ def main() -> int:
             url = server.url("bench")
             upgrade(url)
             print(f"ledger bench: {args.transfers} hold+post pairs x {args.rounds} rounds, concurrency "
-                  f"{args.concurrency}, {os.cpu_count()} CPUs")
-            return asyncio.run(bench(url, args.transfers, args.concurrency, args.rounds))
+                  f"{args.concurrency}, {os.cpu_count()} CPUs" + (", without audit events" if args.no_audit else ""))
+            return asyncio.run(bench(url, args.transfers, args.concurrency, args.rounds, not args.no_audit))
         finally:
             server.stop()
 

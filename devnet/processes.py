@@ -108,11 +108,14 @@ class ManagedProcess:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 15.0) -> None:
-        if not self.alive():
+    def signal_stop(self) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(self.stop_signal)
+
+    def wait_stopped(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.returncode is not None:
             return
-        assert self.process is not None
-        self.process.send_signal(self.stop_signal)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -120,3 +123,16 @@ class ManagedProcess:
             self.process.kill()
             self.process.wait()
         log.info("stopped %s", self.name)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.signal_stop()
+        self.wait_stopped(timeout)
+
+
+def stop_all(processes: list[ManagedProcess], timeout: float = 15.0) -> None:
+    """Signal every process first, then wait: they shut down side by side, not one after another."""
+    for process in processes:
+        process.signal_stop()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.wait_stopped(max(deadline - time.monotonic(), 0.1))

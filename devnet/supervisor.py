@@ -24,7 +24,7 @@ from typing import Any
 from core.migrate import upgrade
 from core.settings import ChainSettings, Environment, Settings
 from devnet.chains import ANVIL_DEV_KEYS, AnvilChain, compile_usdc, deploy_usdc
-from devnet.processes import ManagedProcess, port_open
+from devnet.processes import ManagedProcess, stop_all, port_open
 from devnet.servers import EmbeddedPostgres, EmbeddedRedis
 from devnet.content import ensure_demo_content
 from devnet.users import ensure_demo_users
@@ -170,12 +170,11 @@ def run_devnet(settings: Settings) -> int:
                 # Play money so the seed's examples (fund an 8000.00 USD escrow) work on a fresh devnet.
                 "VIRTUOZ_SANDBOX_CREDIT": settings.sandbox_credit or DEVNET_SANDBOX_CREDIT,
             }
-            children = []
+            children: list[ManagedProcess] = []
+            stack.callback(stop_all, children)  # the platform's processes stop side by side
             for name, argv in SERVICES:
-                child = ManagedProcess(name, [sys.executable, "-m", "cli", *argv], env=env,
-                                       log_path=logs / f"{name}.log").start()
-                stack.callback(child.stop)
-                children.append(child)
+                children.append(ManagedProcess(name, [sys.executable, "-m", "cli", *argv], env=env,
+                                               log_path=logs / f"{name}.log").start())
 
             api_url = f"http://{settings.api_host}:{settings.api_port}"
             _wait_ready(api_url, children, READY_TIMEOUT)

@@ -9,7 +9,7 @@ handlers, ``style``, ``<iframe>`` and ``javascript:``/``data:`` URLs never reach
 from __future__ import annotations
 
 import uuid
-from functools import lru_cache
+from collections import OrderedDict
 from typing import Any
 
 import nh3
@@ -46,10 +46,35 @@ def markdown_to_html(source: str) -> str:
     return sanitize(_markdown.render(source))
 
 
-@lru_cache(maxsize=1024)
+class _VersionHtml:
+    """Rendered bodies by version id, least recently used first out, within a size budget:
+    versions are immutable, so a published page is rendered once per process, not per read."""
+
+    def __init__(self, budget_chars: int) -> None:
+        self.budget = budget_chars
+        self.used = 0
+        self.entries: OrderedDict[uuid.UUID, str] = OrderedDict()
+
+    def get(self, version_id: uuid.UUID, source: str) -> str:
+        html = self.entries.get(version_id)
+        if html is not None:
+            self.entries.move_to_end(version_id)
+            return html
+        html = markdown_to_html(source)
+        if len(html) <= self.budget // 16:  # a huge page is rendered every time rather than flush the rest
+            self.entries[version_id] = html
+            self.used += len(html)
+            while self.used > self.budget:
+                self.used -= len(self.entries.popitem(last=False)[1])
+        return html
+
+
+_version_html = _VersionHtml(budget_chars=16_000_000)
+
+
 def version_html(version_id: uuid.UUID, source: str) -> str:
-    """A version's body as HTML; versions are immutable, so the result is cached by version."""
-    return markdown_to_html(source)
+    """A version's body as sanitized HTML (cached by version: the body of a version never changes)."""
+    return _version_html.get(version_id, source)
 
 
 def render_blocks(blocks: Any) -> list[dict[str, Any]]:

@@ -6,13 +6,15 @@ Tables: ``cms_public`` (anyone), ``cms_admin`` (admin; support reads and drafts 
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from api.access import PUBLIC, roles
 from api.auth.principal import current
 from api.cms import email, service, states
 from api.cms.caching import cached_json
-from api.cms.models import Kind
+from api.cms.models import CmsDocument, CmsVersion, EmailDelivery, Kind
 from api.cms.render import render_blocks, version_html
 from api.cms.schemas import (
     AdminListQuery,
@@ -75,7 +77,7 @@ def _moves(state: str) -> list[MoveOut]:
     return [MoveOut(action=move.action, to=move.to) for move in states.allowed_moves(state)]  # type: ignore[arg-type]
 
 
-def _summary(document, title: str) -> dict:
+def _summary(document: CmsDocument, title: str) -> dict[str, Any]:
     return {
         "id": document.id, "kind": document.kind, "slug": document.slug, "locale": document.locale,
         "state": document.state, "title": title, "current_version": document.current_version,
@@ -97,12 +99,12 @@ def _document_out(found: service.DocumentHistory) -> DocumentOut:
     return DocumentOut(**_summary(found.document, found.versions[0].title), history=history)
 
 
-def _published_out(document, version) -> dict:
+def _published_out(document: CmsDocument, version: CmsVersion) -> dict[str, Any]:
     return {"slug": document.slug, "title": version.title, "version": version.version, "locale": document.locale,
             "body_html": version_html(version.id, version.body), "published_at": document.published_at}
 
 
-def _delivery_out(delivery) -> DeliveryOut:
+def _delivery_out(delivery: EmailDelivery) -> DeliveryOut:
     return DeliveryOut(id=delivery.id, template_slug=delivery.template_slug, template_version=delivery.template_version,
                        locale=delivery.locale, purpose=delivery.purpose, to=delivery.recipient,
                        subject=delivery.subject, state=delivery.state, attempts=delivery.attempts,
@@ -117,7 +119,7 @@ def _max_age(request: web.Request) -> int:
 # --- public reads ------------------------------------------------------------------------------
 
 @cms_public.get("/cms/legal/{slug}", access=PUBLIC, query=PublicQuery, responses={**CACHED, 200: PublishedOut})
-async def legal_document(request: web.Request, query: PublicQuery) -> web.Response:
+async def cms_legal_document(request: web.Request, query: PublicQuery) -> web.Response:
     """A published legal document (`?locale=`, falling back `de-AT → de → en`); ETag, 304."""
     document, version = await service.published(db_session(request), "legal", _slug(request),
                                                 _reader_chain(request, query))
@@ -125,7 +127,7 @@ async def legal_document(request: web.Request, query: PublicQuery) -> web.Respon
 
 
 @cms_public.get("/cms/help", access=PUBLIC, query=HelpQuery, responses={**CACHED, 200: HelpListOut})
-async def help_articles(request: web.Request, query: HelpQuery) -> web.Response:
+async def cms_help_articles(request: web.Request, query: HelpQuery) -> web.Response:
     """Published help articles by slug, each in the best available locale; `query` searches title and body."""
     page = await service.published_help(db_session(request), _reader_chain(request, query), query=query.query,
                                         limit=query.limit, cursor=query.cursor)
@@ -136,7 +138,7 @@ async def help_articles(request: web.Request, query: HelpQuery) -> web.Response:
 
 
 @cms_public.get("/cms/help/{slug}", access=PUBLIC, query=PublicQuery, responses={**CACHED, 200: PublishedOut})
-async def help_article(request: web.Request, query: PublicQuery) -> web.Response:
+async def cms_help_article(request: web.Request, query: PublicQuery) -> web.Response:
     """One published help article."""
     document, version = await service.published(db_session(request), "help", _slug(request),
                                                 _reader_chain(request, query))
@@ -144,7 +146,7 @@ async def help_article(request: web.Request, query: PublicQuery) -> web.Response
 
 
 @cms_public.get("/cms/landing/{slug}", access=PUBLIC, query=PublicQuery, responses={**CACHED, 200: LandingOut})
-async def landing_page(request: web.Request, query: PublicQuery) -> web.Response:
+async def cms_landing_page(request: web.Request, query: PublicQuery) -> web.Response:
     """A published landing page: title, `blocks` (from `metadata.blocks`, `html` sanitized) and body HTML."""
     document, version = await service.published(db_session(request), "landing", _slug(request),
                                                 _reader_chain(request, query))
@@ -157,14 +159,14 @@ async def landing_page(request: web.Request, query: PublicQuery) -> web.Response
 # Registered before /admin/cms/{kind}/{slug}: aiohttp matches in order (the slug is reserved).
 @cms_admin.get("/admin/cms/email/deliveries", access=ADMIN, query=DeliveryListQuery,
                responses={200: DeliveryListOut})
-async def email_deliveries(request: web.Request, query: DeliveryListQuery) -> DeliveryListOut:
+async def cms_email_deliveries(request: web.Request, query: DeliveryListQuery) -> DeliveryListOut:
     """Outgoing emails, newest first: state (queued, sent, failed), attempts and the last SMTP error."""
     page = await email.list_deliveries(db_session(request), state=query.state, limit=query.limit, cursor=query.cursor)
     return DeliveryListOut(items=[_delivery_out(row) for row in page.items], next_cursor=page.next_cursor)
 
 
 @cms_admin.get("/admin/cms/{kind}", access=EDITORS, query=AdminListQuery, responses={200: DocumentListOut})
-async def list_documents(request: web.Request, query: AdminListQuery) -> DocumentListOut:
+async def cms_list_documents(request: web.Request, query: AdminListQuery) -> DocumentListOut:
     """Documents of a kind (each slug and locale): workflow state, allowed moves, versions."""
     kind = _kind(request, "read")
     page = await service.list_documents(db_session(request), kind, locale=query.locale and normalize(query.locale),
@@ -174,14 +176,14 @@ async def list_documents(request: web.Request, query: AdminListQuery) -> Documen
 
 
 @cms_admin.get("/admin/cms/{kind}/{slug}", access=EDITORS, query=LocaleQuery, responses={200: DocumentOut})
-async def get_document(request: web.Request, query: LocaleQuery) -> DocumentOut:
+async def cms_get_document(request: web.Request, query: LocaleQuery) -> DocumentOut:
     """One document in one locale, with every version and when each was published."""
     kind = _kind(request, "read")
     return _document_out(await service.history(db_session(request), kind, _slug(request), normalize(query.locale)))
 
 
 @cms_admin.post("/admin/cms/{kind}/{slug}/draft", access=EDITORS, body=DraftIn, responses={201: DraftOut})
-async def save_draft(request: web.Request, body: DraftIn) -> DraftOut:
+async def cms_save_draft(request: web.Request, body: DraftIn) -> DraftOut:
     """Save a new version (the document goes back to `draft`); the first save creates the document."""
     kind = _kind(request, "draft")
     document, version = await service.save_draft(db_session(request), kind, _slug(request), normalize(body.locale),
@@ -193,7 +195,7 @@ async def save_draft(request: web.Request, body: DraftIn) -> DraftOut:
 
 
 @cms_admin.post("/admin/cms/{kind}/{slug}/transition", access=ADMIN, body=TransitionIn, responses={200: DocumentOut})
-async def transition(request: web.Request, body: TransitionIn) -> DocumentOut:
+async def cms_transition(request: web.Request, body: TransitionIn) -> DocumentOut:
     """Move along the workflow; an illegal move is a 409 listing `details.allowed`."""
     kind, slug, locale, session = _kind(request, "manage"), _slug(request), normalize(body.locale), db_session(request)
     await service.transition(session, kind, slug, locale, to=body.to, actor=current(request).user_id)
@@ -201,7 +203,7 @@ async def transition(request: web.Request, body: TransitionIn) -> DocumentOut:
 
 
 @cms_admin.post("/admin/cms/{kind}/{slug}/publish", access=ADMIN, body=PublishIn, responses={200: DocumentOut})
-async def publish(request: web.Request, body: PublishIn) -> DocumentOut:
+async def cms_publish(request: web.Request, body: PublishIn) -> DocumentOut:
     """Publish the latest version once `approved`; with a `note`, straight from draft or review (audited)."""
     kind, slug, locale, session = _kind(request, "manage"), _slug(request), normalize(body.locale), db_session(request)
     await service.publish(session, kind, slug, locale, version=body.version, note=body.note,
@@ -210,7 +212,7 @@ async def publish(request: web.Request, body: PublishIn) -> DocumentOut:
 
 
 @cms_admin.post("/admin/cms/{kind}/{slug}/rollback", access=ADMIN, body=RollbackIn, responses={201: DocumentOut})
-async def rollback(request: web.Request, body: RollbackIn) -> DocumentOut:
+async def cms_rollback(request: web.Request, body: RollbackIn) -> DocumentOut:
     """Republish an earlier, once-published version as a new version (history kept)."""
     kind, slug, locale, session = _kind(request, "manage"), _slug(request), normalize(body.locale), db_session(request)
     await service.rollback(session, kind, slug, locale, version=body.version, note=body.note,
@@ -221,7 +223,7 @@ async def rollback(request: web.Request, body: RollbackIn) -> DocumentOut:
 # --- email templates ---------------------------------------------------------------------------
 
 @email_templates.post("/cms/email/{slug}/preview", access=EDITORS, body=PreviewIn, responses={200: PreviewOut})
-async def preview_email(request: web.Request, body: PreviewIn) -> PreviewOut:
+async def cms_preview_email(request: web.Request, body: PreviewIn) -> PreviewOut:
     """Render a template version with `variables`: subject, HTML and text. A missing variable is a 422 naming it."""
     rendered = await email.preview(db_session(request), _slug(request), locale=body.locale, version=body.version,
                                    variables=body.variables)
@@ -229,7 +231,7 @@ async def preview_email(request: web.Request, body: PreviewIn) -> PreviewOut:
 
 
 @email_templates.post("/cms/email/{slug}/test-send", access=ADMIN, body=TestSendIn, responses={202: DeliveryOut})
-async def test_send_email(request: web.Request, body: TestSendIn) -> DeliveryOut:
+async def cms_test_send_email(request: web.Request, body: TestSendIn) -> DeliveryOut:
     """Queue the latest version to `to`; sent by the notifications worker (see the deliveries list)."""
     delivery = await email.queue_test_send(db_session(request), _slug(request), to=str(body.to), locale=body.locale,
                                            variables=body.variables, actor=current(request).user_id)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,7 +57,7 @@ _SYSTEM_NAME = re.compile(r"[a-z][a-z0-9_.:-]{0,59}")
 
 # --- values -------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class AccountRef:
     """Names an account up to its currency: a user's ``available``/``held``, or a system account."""
 
@@ -66,15 +66,20 @@ class AccountRef:
 
     @classmethod
     def user(cls, user_id: uuid.UUID, kind: str = AVAILABLE) -> AccountRef:
-        if kind not in (AVAILABLE, HELD):
-            raise InvalidInput(f"A user account is {AVAILABLE!r} or {HELD!r}, not {kind!r}.", code="invalid_account")
-        return cls(kind, user_id)
+        return cls(kind, user_id).checked()
 
     @classmethod
     def system(cls, name: str) -> AccountRef:
-        if not _SYSTEM_NAME.fullmatch(name):
-            raise InvalidInput(f"{name!r} is not a system account name.", code="invalid_account")
-        return cls(name, None)
+        return cls(name, None).checked()
+
+    def checked(self) -> AccountRef:
+        if self.is_user:
+            if self.kind not in (AVAILABLE, HELD):
+                raise InvalidInput(f"A user account is {AVAILABLE!r} or {HELD!r}, not {self.kind!r}.",
+                                   code="invalid_account")
+        elif not isinstance(self.kind, str) or not _SYSTEM_NAME.fullmatch(self.kind) or self.kind in (AVAILABLE, HELD):
+            raise InvalidInput(f"{self.kind!r} is not a system account name.", code="invalid_account")
+        return self
 
     @property
     def is_user(self) -> bool:
@@ -204,6 +209,11 @@ async def currency(session: AsyncSession, code: str) -> CurrencyInfo:
 Key = tuple[AccountRef, str]  # (account, currency)
 
 
+def _ordered(keys: Iterable[Key]) -> list[Key]:
+    """A fixed order for a transfer's accounts (user ids are UUIDs, system accounts have none)."""
+    return sorted(keys, key=lambda key: (key[0].kind, str(key[0].user_id or ""), key[1]))
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What one transfer writes, validated and netted per account."""
@@ -246,6 +256,7 @@ async def _plan(session: AsyncSession, *, reference: str, type: str, legs: Seque
     for leg in legs:
         if isinstance(leg.amount, bool) or not isinstance(leg.amount, int) or abs(leg.amount) > MAX_MINOR:
             raise InvalidInput("A leg's amount is an int of minor units that fits 256 bits.", code="invalid_amount")
+        leg.account.checked()
         if leg.account.is_user and leg.account.kind == HELD and not allow_held:
             raise InvalidInput("Held balances move only through holds.", code="held_account_reserved")
         netted[(leg.account, leg.currency)] += leg.amount
@@ -282,10 +293,55 @@ class _Locked:
     created: list[uuid.UUID]  # accounts this transaction just created
 
 
+# Account ids never change and accounts are never deleted, so the id of an account once seen is
+# remembered (per database, bounded): a transfer between known accounts then locks them by id in
+# one statement instead of creating-if-missing and looking them up by key.
+_KNOWN_ACCOUNTS_MAX = 100_000
+_known_accounts: OrderedDict[tuple[Any, Key], uuid.UUID] = OrderedDict()
+
+_LOCK_BY_ID = text(
+    "SELECT id, balance FROM ledger_accounts WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+)
+
+
+_CREATED = "ledger.created_accounts"  # session.info: accounts this session created (maybe uncommitted)
+
+
+def _database(session: AsyncSession) -> Any:
+    return None if session.bind is None else session.bind.url
+
+
 async def _lock_accounts(session: AsyncSession, plan: _Plan) -> _Locked:
-    """Create the accounts the transfer needs, then lock them all in id order."""
+    """The transfer's accounts, created if need be, row-locked in id order (the one lock order)."""
+    database, keys = _database(session), _ordered(plan.legs)
+    known = {key: account_id for key in keys if (account_id := _known_accounts.get((database, key)))}
+    if database is not None and len(known) == len(keys):
+        ids = sorted(set(known.values()))
+        balances = {row.id: int(row.balance) for row in await session.execute(_LOCK_BY_ID, {"ids": ids})}
+        if len(balances) == len(ids):
+            for key in keys:
+                _known_accounts.move_to_end((database, key))
+            return _Locked({key: (known[key], balances[known[key]]) for key in keys}, [])
+        # Remembered from another database at the same URL: forget, and take the long way.
+        for key in keys:
+            _known_accounts.pop((database, key), None)
+    locked = await _create_and_lock(session, plan)
+    created = session.info.setdefault(_CREATED, set())
+    created.update(locked.created)
+    if database is not None:
+        for key, (account_id, _) in locked.accounts.items():
+            if account_id not in created:  # committed by someone else: it exists for good
+                _known_accounts[(database, key)] = account_id
+        while len(_known_accounts) > _KNOWN_ACCOUNTS_MAX:
+            _known_accounts.popitem(last=False)
+    return locked
+
+
+async def _create_and_lock(session: AsyncSession, plan: _Plan) -> _Locked:
+    """Create the missing accounts (``ON CONFLICT DO NOTHING`` takes no lock on existing rows),
+    then lock them all in id order."""
     # A user account that would be debited must already exist (else there is nothing to spend).
-    to_create = [key for key, amount in sorted(plan.legs.items()) if amount > 0 or not key[0].is_user]
+    to_create = [key for key in _ordered(plan.legs) if plan.legs[key] > 0 or not key[0].is_user]
     created: list[uuid.UUID] = []
     if to_create:
         created = list(await session.scalars(
@@ -298,7 +354,7 @@ async def _lock_accounts(session: AsyncSession, plan: _Plan) -> _Locked:
     rows = await session.execute(
         select(LedgerAccount.id, LedgerAccount.owner_type, LedgerAccount.user_id, LedgerAccount.kind,
                LedgerAccount.currency, LedgerAccount.balance)
-        .where(or_(*(_account_match(key) for key in sorted(plan.legs))))
+        .where(or_(*(_account_match(key) for key in _ordered(plan.legs))))
         .order_by(LedgerAccount.id)
         .with_for_update()
     )
@@ -307,8 +363,8 @@ async def _lock_accounts(session: AsyncSession, plan: _Plan) -> _Locked:
 
 
 def _check_funds(plan: _Plan, accounts: dict[Key, tuple[uuid.UUID, int]]) -> None:
-    for key, amount in sorted(plan.legs.items()):
-        account, code = key
+    for key in _ordered(plan.legs):
+        (account, code), amount = key, plan.legs[key]
         if account.is_user and amount < 0:
             balance = accounts[key][1] if key in accounts else 0
             if balance + amount < 0:
@@ -371,7 +427,7 @@ async def _post(session: AsyncSession, plan: _Plan) -> Transfer:
             await session.execute(delete(LedgerAccount).where(LedgerAccount.id.in_(locked.created)))
         raise
     transfer_id = plan.hold_id if plan.new_hold and plan.hold_id else uuid.uuid4()
-    legs = sorted(plan.legs.items())
+    legs = [(key, plan.legs[key]) for key in _ordered(plan.legs)]
     params: dict[str, Any] = {
         "id": transfer_id, "reference": plan.reference, "type": plan.type, "reference_kind": plan.reference_kind,
         "reference_id": plan.reference_id, "tx_hash": plan.tx_hash, "hold_id": plan.hold_id,
@@ -388,8 +444,8 @@ async def _post(session: AsyncSession, plan: _Plan) -> Transfer:
         params |= {"hold_state": state, "posted_amount": posted_amount, "fee": fee}
     row = (await session.execute(_STATEMENTS[variant], params)).first()
     if row is None:  # the reference had posted (perhaps concurrently): a replay or a conflict
-        existing = await _replay(session, plan)
-        assert existing is not None, "ON CONFLICT without a conflicting row"
+        if (existing := await _replay(session, plan)) is None:
+            raise RuntimeError(f"transfer {plan.reference!r} conflicted but cannot be read back")
         return existing
     return Transfer(transfer_id, plan.reference, plan.type, plan.reference_kind, plan.reference_id, plan.tx_hash,
                     plan.hold_id, row.created_at)
@@ -443,6 +499,7 @@ async def move(session: AsyncSession, *, reference: str, type: str, source: Acco
 async def hold(session: AsyncSession, reference: str, user_id: uuid.UUID, currency: str, amount: int, *,
                type: str = "hold", reference_kind: str | None = None, reference_id: str | None = None) -> Hold:
     """Move ``amount`` from the user's available to held, pending a post or a void. Idempotent per reference."""
+    _text_field("reference", reference, 190)  # room for the ":post" / ":void" of its resolution
     _amount(amount)
     legs = [Leg(AccountRef.user(user_id), currency, -amount), Leg(AccountRef.user(user_id, HELD), currency, amount)]
     plan = await _plan(session, reference=reference, type=type, legs=legs, reference_kind=reference_kind,
@@ -504,9 +561,12 @@ async def post_hold(session: AsyncSession, hold_id: uuid.UUID, destination: Acco
         # Money back to its owner is a void; keeping them apart keeps every hold auditable.
         raise InvalidInput("A hold settles to another user's available account or a system account; "
                            "to return it to its owner, void it.", code="invalid_account")
+    fee_account = fee_account or AccountRef.system(FEES)
+    if fee and fee_account.is_user:
+        raise InvalidInput("A fee goes to a system account.", code="invalid_account")
     legs = [Leg(AccountRef.user(user, HELD), code, -pending.amount), Leg(destination, code, amount)]
     if fee:
-        legs.append(Leg(fee_account or AccountRef.system(FEES), code, fee))
+        legs.append(Leg(fee_account, code, fee))
     if rest := pending.amount - amount - fee:
         legs.append(Leg(AccountRef.user(user), code, rest))
     plan = await _plan(session, reference=reference or f"{pending.reference}:post", type=type, legs=legs,

@@ -145,6 +145,18 @@ async def test_held_balances_move_only_through_holds(sessions, make_user_id, fun
     assert refused.value.code == "held_account_reserved"
 
 
+@pytest.mark.parametrize("account", [ledger.AccountRef("savings", uuid.uuid4()), ledger.AccountRef("held", None),
+                                     ledger.AccountRef("Fees!", None), ledger.AccountRef("", None)])
+async def test_accounts_that_cannot_exist_are_refused(sessions, make_user_id, fund, account):
+    alice = await make_user_id()
+    await fund(alice, "USD", 100)
+    async with sessions() as session:
+        with pytest.raises(InvalidInput) as refused:
+            await ledger.move(session, reference=f"odd:{uuid.uuid4()}", type="p2p", source=User(alice),
+                              destination=account, currency="USD", amount=1)
+    assert refused.value.code == "invalid_account"
+
+
 # --- what the database refuses even if the service had a bug ----------------------------------
 
 async def test_the_database_refuses_a_negative_user_balance(sessions, make_user_id, fund):

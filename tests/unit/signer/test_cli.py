@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import pytest
 
 from pydantic import SecretStr
 
