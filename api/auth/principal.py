@@ -24,6 +24,7 @@ from core.errors import Forbidden, Unauthorized
 ACCESS_COOKIE = "access_token"
 REFRESH_COOKIE = "refresh_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_CACHED = 50_000
 
 
 class SessionRevoked(Unauthorized):
@@ -78,6 +79,9 @@ async def authenticate(request: web.Request) -> Principal | None:
     now = time.monotonic()
     cached = cache.sessions.get(claims.session_id)
     access = cache.access.get(claims.user_id)
+    if len(cache.sessions) > MAX_CACHED or len(cache.access) > MAX_CACHED:
+        cache.drop_sessions()  # bounded memory: a full cache starts over, it is only a cache
+        cache.drop_roles()
     if cached is None or cached[1] < now or access is None:
         async with app[SESSIONS]() as session:
             active = await service.session_is_active(session, claims.session_id)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import control
 from api.http import validation_details
 from core import audit
+from core.db import after_commit
 from core.errors import AppError, InvalidInput
 from core.settings import ReadinessPolicy, Settings
 from core.signing import VerifiedPayload, nonce_ttl, verify_envelope
@@ -50,10 +51,11 @@ async def apply_signed_reload(session: AsyncSession, redis: Redis, settings: Set
     if not await redis.set(NONCE_PREFIX + verified.nonce, verified.key_id, nx=True, ex=nonce_ttl(verified)):
         raise ReplayedPayload()
     if isinstance(content, ReadinessPolicyPayload):
-        await control.store_readiness_policy(redis, content.policy)
+        # Live only once the audit event has committed: no unrecorded change, ever.
+        after_commit(session, control.store_readiness_policy, redis, content.policy)
         summary: dict[str, Any] = {"policy": content.policy.model_dump()}
     else:
-        await control.store_locale_bundles(redis, content.bundles)
+        after_commit(session, control.store_locale_bundles, redis, content.bundles)
         summary = {"locales": sorted(content.bundles), "messages": sum(map(len, content.bundles.values()))}
     await audit.append(session, "operator_config", kind, f"{kind}.reloaded",
                        {**summary, "key_id": verified.key_id, "nonce": verified.nonce},

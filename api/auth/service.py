@@ -128,7 +128,9 @@ async def login(session: AsyncSession, redis: Redis, settings: Settings, *, emai
     if user.mfa_enabled:
         if not totp_code:
             raise MfaRequired()
-        await _consume_totp(session, settings, user, totp_code, redis=redis, ip=ip)
+        # A lost authenticator is what recovery codes are for: each one also opens one session.
+        if not await _consume_recovery_code(session, user, totp_code):
+            await _consume_totp(session, settings, user, totp_code, redis=redis, ip=ip)
     await throttle.clear_account(redis, email, ip)
     return await _open_session(session, settings, user, ip, user_agent)
 

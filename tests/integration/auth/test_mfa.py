@@ -201,3 +201,13 @@ async def test_step_up_needs_a_fresh_code_when_mfa_is_on(client, database_url):
     # the step-up spent the code for login too
     response = await login(client, user.email, totp_code=current)
     assert response.status == 401 and await error_code(response) == "invalid_mfa_code"
+
+
+async def test_a_recovery_code_logs_in_once_when_the_authenticator_is_lost(client):
+    user = await new_user(client)
+    enrollment, _ = await enable_mfa(client, user)
+    recovery = enrollment["recovery_codes"][3]
+    first = await login(client, user.email, totp_code=recovery)
+    assert first.status == 200, await first.text()
+    again = await login(client, user.email, totp_code=recovery)
+    assert again.status == 401 and await error_code(again) == "invalid_mfa_code"
