@@ -17,8 +17,10 @@ from api.admin import events as admin_events
 from api.admin import routes as admin_routes
 from api.auth import routes as auth_routes
 from api.auth.principal import IdentityCache
+from api.cms import routes as cms_routes
 from api.escrow import routes as escrow_routes
 from api.helpdesk import routes as helpdesk_routes
+from api.i18n import routes as i18n_routes
 from api.platform import routes as platform_routes
 from api.wallet import routes as wallet_routes
 from api.notifications import routes as notification_routes
@@ -63,7 +65,8 @@ def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
         ops.v1, auth_routes.auth, auth_routes.profile, admin_routes.admin_users, admin_events.admin_events,
         notification_routes.notifications, escrow_routes.escrow, escrow_routes.escrow_admin,
         escrow_routes.storage_tools, platform_routes.crypto, wallet_routes.wallet, helpdesk_routes.helpdesk,
-        helpdesk_routes.helpdesk_platform,
+        helpdesk_routes.helpdesk_platform, cms_routes.cms_public, cms_routes.cms_admin, cms_routes.email_templates,
+        i18n_routes.platform_content,
     ]
     return root, v1
 

@@ -6,7 +6,6 @@ A failure is *temporary* (connection refused, timeout, a 4xx reply: retry later)
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -67,5 +66,5 @@ async def send(settings: Settings, outgoing: Outgoing) -> None:
         )
     except aiosmtplib.SMTPException as error:
         raise SendFailed(f"{type(error).__name__}: {error}", permanent=_permanent(error)) from error
-    except (OSError, asyncio.TimeoutError) as error:
+    except (TimeoutError, OSError) as error:
         raise SendFailed(f"{type(error).__name__}: {error}", permanent=False) from error

@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -26,7 +35,7 @@ DELIVERY_STATES: tuple[DeliveryState, ...] = ("queued", "sent", "failed")
 
 class CmsDocument(IdMixin, TimestampMixin, Base):
     __tablename__ = "cms_documents"
-    __mapper_args__ = {"eager_defaults": True}  # timestamps come back with the write (no lazy load)
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}  # timestamps come back with the write (no lazy load)
     __table_args__ = (
         UniqueConstraint("kind", "slug", "locale", name="uq_cms_documents_kind_slug_locale"),
         CheckConstraint("kind IN ('legal', 'help', 'email', 'landing')", name="kind_known"),
@@ -44,7 +53,7 @@ class CmsDocument(IdMixin, TimestampMixin, Base):
 
 class CmsVersion(IdMixin, Base):
     __tablename__ = "cms_versions"
-    __mapper_args__ = {"eager_defaults": True}
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
     __table_args__ = (UniqueConstraint("document_id", "version", name="uq_cms_versions_document_version"),)
 
     document_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cms_documents.id"))
@@ -75,7 +84,7 @@ class EmailDelivery(IdMixin, TimestampMixin, Base):
     """One email to send: rendered when queued, so what was sent is what was previewed."""
 
     __tablename__ = "email_deliveries"
-    __mapper_args__ = {"eager_defaults": True}
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
     __table_args__ = (CheckConstraint("state IN ('queued', 'sent', 'failed')", name="state_known"),)
 
     template_slug: Mapped[str] = mapped_column(String(120))

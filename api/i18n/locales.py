@@ -55,7 +55,7 @@ def from_accept_language(header: str | None) -> str | None:
                 quality = float(params.strip()[2:])
             except ValueError:
                 continue
-        if tag and tag != "*" and _LOCALE.match(tag) and len(tag) <= MAX_LOCALE_LENGTH and quality > 0:
-            if best is None or quality > best[0]:
-                best = (quality, tag)
+        usable = tag and tag != "*" and _LOCALE.match(tag) and len(tag) <= MAX_LOCALE_LENGTH and quality > 0
+        if usable and (best is None or quality > best[0]):
+            best = (quality, tag)
     return normalize(best[1]) if best else None

@@ -30,7 +30,7 @@ def get_json(url: str) -> tuple[int, dict]:
 class Devnet:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        ports = {name: free_port() for name in ("api", "pg", "redis", "ethereum", "polygon")}
+        ports = {name: free_port() for name in ("api", "pg", "redis", "ethereum", "polygon", "smtp")}
         self.env = {
             **os.environ,
             "VIRTUOZ_ENV": "devnet",
@@ -39,6 +39,7 @@ class Devnet:
             "VIRTUOZ_DEVNET_POSTGRES_PORT": str(ports["pg"]),
             "VIRTUOZ_DEVNET_REDIS_PORT": str(ports["redis"]),
             "VIRTUOZ_DEVNET_CHAIN_PORTS": json.dumps({"ethereum": ports["ethereum"], "polygon": ports["polygon"]}),
+            "VIRTUOZ_DEVNET_SMTP_PORT": str(ports["smtp"]),
             "VIRTUOZ_HEARTBEAT_INTERVAL_SECONDS": "1",
         }
         self.process: subprocess.Popen | None = None

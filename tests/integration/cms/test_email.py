@@ -46,7 +46,7 @@ def smtp_port(maildir: Path) -> Iterator[int]:
 
 
 class RejectingRecipients(MaildirHandler):
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd's name)
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         return "550 5.1.1 No such mailbox"
 
 
@@ -162,8 +162,8 @@ async def test_test_send_lands_in_the_maildir(cms, cms_client, admin, settings, 
                                               database_url):
     slug = await template(cms)
     recipient = f"{uuid.uuid4().hex[:8]}@example.com"
-    status, queued = await cms.post(f"/cms/email/{slug}/test-send", {"to": recipient, "variables": VARIABLES},
-                                    status=202)
+    _, queued = await cms.post(f"/cms/email/{slug}/test-send", {"to": recipient, "variables": VARIABLES},
+                               status=202)
     assert queued["state"] == "queued" and queued["to"] == recipient and queued["subject"] == "Escrow Servers funded"
 
     worker_settings = settings.model_copy(update={"smtp_port": smtp_port, "smtp_from": "VirtuOZ <ops@virtuoz.test>"})

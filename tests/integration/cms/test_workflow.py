@@ -176,7 +176,7 @@ async def test_unknown_kind_and_document_are_404(cms, cms_client, admin):
         assert (await response.json())["error"]["code"] == "cms_kind_not_found"
     response = await cms_client.get(f"{API}/admin/cms/legal/{unique_slug()}", headers=admin.headers)
     assert response.status == 404 and (await response.json())["error"]["code"] == "cms_document_not_found"
-    status, body = await cms.transition("legal", unique_slug(), "in_review")
+    status, _ = await cms.transition("legal", unique_slug(), "in_review")
     assert status == 404
 
 
