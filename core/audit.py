@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, UniqueConstraint, select, text
+from sqlalchemy import BigInteger, Integer, String, UniqueConstraint, insert, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -73,23 +73,16 @@ async def append(
     data: dict[str, Any] | None = None,
     *,
     actor: uuid.UUID | str | None = None,
-) -> AuditEvent:
+) -> None:
     """Append one event to the aggregate's chain, in the caller's transaction.
 
     ``data`` must never hold secrets (passwords, tokens, TOTP secrets, keys): events are exported.
     """
     aggregate = str(aggregate_id)
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"{aggregate_type}:{aggregate}"}
-    )
-    last = (
-        await session.execute(
-            select(AuditEvent.seq, AuditEvent.hash)
-            .where(AuditEvent.aggregate_type == aggregate_type, AuditEvent.aggregate_id == aggregate)
-            .order_by(AuditEvent.seq.desc())
-            .limit(1)
-        )
-    ).first()
+    # The lock is its own statement: under READ COMMITTED the next statement's snapshot then
+    # includes every event committed by whoever held the lock before us.
+    await session.execute(_LOCK, {"key": f"{aggregate_type}:{aggregate}"})
+    last = (await session.execute(_LAST, {"type": aggregate_type, "id": aggregate})).first()
     seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
     # Microseconds are what PostgreSQL keeps: hash exactly what will be read back.
     occurred_at = utcnow()
@@ -102,10 +95,14 @@ async def append(
         "actor": None if actor is None else str(actor),
         "occurred_at": rfc3339(occurred_at),
     }
-    row = AuditEvent(**{**event, "occurred_at": occurred_at}, prev_hash=prev_hash, hash=event_hash(event, prev_hash))
-    session.add(row)
-    await session.flush()
-    return row
+    # A Core insert, not an ORM object: nothing reads the row back, and the flush is costly.
+    await session.execute(insert(AuditEvent).values(
+        **{**event, "occurred_at": occurred_at}, prev_hash=prev_hash, hash=event_hash(event, prev_hash)))
+
+
+_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_LAST = text("SELECT seq, hash FROM audit_events WHERE aggregate_type = :type AND aggregate_id = :id"
+             " ORDER BY seq DESC LIMIT 1")
 
 
 async def events_of(session: AsyncSession, aggregate_type: str, aggregate_id: uuid.UUID | str) -> list[AuditEvent]:
@@ -131,3 +128,33 @@ def verify_chain(events: list[dict[str, Any]]) -> list[str]:
         prev_hash = event["hash"]
     return problems
 
+
+async def append_first(
+    session: AsyncSession,
+    aggregate_type: str,
+    events: list[tuple[uuid.UUID, str, dict[str, Any]]],
+    *,
+    actor: uuid.UUID | str | None = None,
+) -> None:
+    """The first event of many aggregates created in this very transaction, in one INSERT.
+
+    For ids this transaction just made (a batch of deposits a scanner found): no other transaction
+    can append to an aggregate that is not committed yet, so seq 1 needs no lock (the unique
+    constraint still backs it). Every other case is ``append``.
+    """
+    if not events:
+        return
+    occurred_at = utcnow()
+    rows = []
+    for aggregate_id, type, data in events:
+        event = {
+            "aggregate_type": aggregate_type,
+            "aggregate_id": str(aggregate_id),
+            "seq": 1,
+            "type": type,
+            "data": json.loads(canonical(data or {})),
+            "actor": None if actor is None else str(actor),
+            "occurred_at": rfc3339(occurred_at),
+        }
+        rows.append({**event, "occurred_at": occurred_at, "prev_hash": GENESIS, "hash": event_hash(event, GENESIS)})
+    await session.execute(insert(AuditEvent), rows)

@@ -66,6 +66,34 @@ async def notify(session: AsyncSession, user_id: uuid.UUID, type: str, data: dic
     return notification
 
 
+async def notify_many(session: AsyncSession, items: list[tuple[uuid.UUID, str, dict[str, Any]]]) -> None:
+    """``notify`` for many notifications in three statements (a scanner's batch of deposits).
+
+    The recipients' locks are taken in one statement, in one order (by key), so two batches never
+    deadlock on each other; each user's notifications get consecutive seqs in ``items`` order.
+    """
+    if not items:
+        return
+    users = sorted({user_id for user_id, _, _ in items}, key=str)
+    await session.execute(_LOCK_MANY, {"keys": sorted(f"notifications:{user_id}" for user_id in users)})
+    last = dict((await session.execute(
+        select(Notification.user_id, func.max(Notification.seq))
+        .where(Notification.user_id.in_(users)).group_by(Notification.user_id))).all())
+    rows = []
+    for user_id, type, data in items:
+        last[user_id] = seq = (last.get(user_id) or 0) + 1
+        rows.append(Notification(user_id=user_id, seq=seq, type=type, data=data))
+    session.add_all(rows)
+    await session.flush()
+    redis = session.info.get(PUBLISHER_INFO_KEY)
+    if redis is not None:
+        for row in rows:
+            after_commit(session, redis.publish, channel(row.user_id), wire(row))
+
+
+_LOCK_MANY = text("SELECT count(pg_advisory_xact_lock(hashtextextended(key, 1)))"
+                  " FROM (SELECT unnest(CAST(:keys AS text[])) AS key ORDER BY 1) AS ordered")
+
 async def since(session: AsyncSession, user_id: uuid.UUID, after_seq: int, limit: int = 500) -> list[Notification]:
     result = await session.scalars(
         select(Notification)

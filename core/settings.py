@@ -41,6 +41,37 @@ class ChainSettings(BaseModel):
     # Custody (issue 7): the BIP44 account of this chain's keys, m/44'/60'/{account}'. Give each
     # chain its own account, so an address on one chain is never a deposit address on another.
     account: int = Field(default=0, ge=0, lt=2**31)
+    # Scanner (issue 7): the first block a scanner with no cursor yet reads (its very first run
+    # only); unset: the node's head minus `scanner_start_margin`.
+    start_height: int | None = Field(default=None, ge=0)
+
+
+class WithdrawalLimit(BaseModel):
+    """The signer's own limits for one asset (issue 8), in major units of that asset."""
+
+    decimals: int = Field(ge=0, le=36)  # the signer has no database: it is told the asset's decimals
+    single: str  # the most one transaction may move
+    daily: str  # the most all transactions of a rolling 24 hours may move
+
+    def minor(self, amount: str) -> int:
+        whole, _, fraction = amount.partition(".")
+        if not whole.isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > self.decimals:
+            raise ValueError(f"{amount!r} is not a plain decimal with at most {self.decimals} decimals")
+        return int(whole + fraction.ljust(self.decimals, "0"))
+
+    @model_validator(mode="after")
+    def _amounts_parse(self) -> WithdrawalLimit:
+        self.minor(self.single)
+        self.minor(self.daily)
+        return self
+
+
+def _default_signer_limits() -> dict[str, WithdrawalLimit]:
+    return {
+        "ETH": WithdrawalLimit(decimals=18, single="50", daily="500"),
+        "POL": WithdrawalLimit(decimals=18, single="100000", daily="1000000"),
+        "USDC": WithdrawalLimit(decimals=6, single="250000", daily="2500000"),
+    }
 
 
 class ReadinessPolicy(BaseModel):
@@ -121,6 +152,59 @@ class Settings(BaseSettings):
     address_pool_low_water: int = Field(default=20, ge=0)
     address_pool_batch: int = Field(default=50, ge=1, le=10_000)
 
+
+    # Withdrawals (issue 8). Amounts are per asset, decimal strings in major units.
+    # A flat fee per asset, taken on confirmation into the `fees` system account (the hot wallet
+    # pays the network's gas); an asset not listed has no fee.
+    withdrawal_fees: dict[str, str] = Field(default_factory=lambda: {"ETH": "0.0005", "POL": "0.05", "USDC": "1"})
+    # FATF R.16: from this amount a withdrawal must carry beneficiary data (Travel Rule).
+    withdrawal_travel_rule_thresholds: dict[str, str] = Field(
+        default_factory=lambda: {"ETH": "0.5", "POL": "1000", "USDC": "1000"})
+    # From this amount two different operators must approve (four eyes).
+    withdrawal_four_eyes_thresholds: dict[str, str] = Field(
+        default_factory=lambda: {"ETH": "10", "POL": "20000", "USDC": "10000"})
+    # One address per line, '#' comments. The API refuses destinations on it; the signer reads its
+    # own copy (signer_sanctions_list_file, default: the same file). Unset: an empty list.
+    sanctions_list_file: Path | None = None
+    # The custody worker's Ed25519 request key (PEM): it authorizes every sign request. Inline PEM
+    # wins over the file; the file defaults to <data_dir>/custody-request-key.pem.
+    custody_request_key: SecretStr | None = None
+    custody_request_key_file: Path | None = None
+    # The signer holds only the public half: base64url of the 32 raw bytes, inline or in a file
+    # (default <data_dir>/custody-request-key.pub).
+    signer_request_public_key: str | None = None
+    signer_request_public_key_file: Path | None = None
+    signer_sanctions_list_file: Path | None = None
+    signer_limits: dict[str, WithdrawalLimit] = Field(default_factory=_default_signer_limits)
+    signer_journal_file: Path | None = None  # SQLite; default <signer_keystore_dir>/journal.sqlite3
+    withdrawal_gas_limit_native: int = Field(default=21_000, ge=21_000)
+    withdrawal_gas_limit_token: int = Field(default=100_000, ge=21_000)
+    withdrawal_min_priority_fee_wei: int = Field(default=1_000_000_000, ge=0)
+    # A transaction not mined this many blocks after its broadcast is replaced (same nonce) with
+    # fees raised by at least withdrawal_fee_bump_percent (nodes demand 10 %).
+    withdrawal_stuck_blocks: int = Field(default=12, ge=1)
+    withdrawal_fee_bump_percent: int = Field(default=25, ge=10, le=1000)
+    # A sign request not answered after this long is sent again (the signer answers repeats alike).
+    withdrawal_resend_seconds: float = Field(default=15.0, gt=0)
+    withdrawal_track_seconds: float = Field(default=2.0, gt=0)  # how often the scheduler asks for tracking
+
+    # Scanner (issue 7): `virtuoz scanner --chain NAME`, one process per chain (README, "Scanner").
+    scanner_poll_seconds: float = Field(default=0.5, gt=0, le=60)  # an idle scanner asks for a new head this often
+    scanner_batch_blocks: int = Field(default=50, ge=1, le=1000)  # blocks per batched JSON-RPC request
+    scanner_concurrency: int = Field(default=4, ge=1, le=32)  # batched requests in flight while catching up
+    scanner_commit_blocks: int = Field(default=1000, ge=1)  # at most this many blocks per database transaction
+    # Recent block hashes kept per chain: a reorg deeper than this halts the scanner with an alert.
+    scanner_reorg_window: int = Field(default=256, ge=2, le=100_000)
+    scanner_start_margin: int = Field(default=64, ge=0)
+    scanner_rpc_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    scanner_max_backoff_seconds: float = Field(default=30.0, gt=0)
+    scanner_resend_seconds: float = Field(default=30.0, gt=0)  # an unanswered credit/reversal request is re-sent
+    # External watchers sign `POST /platform/crypto/scanner/ingest` bodies with it (HMAC-SHA256).
+    ingest_hmac_secret: SecretStr | None = None
+    # An idle worker thread polls its queues at least this often (Dramatiq's worker_timeout): a
+    # confirmed deposit waits at most this long for the custody worker to pick up its credit.
+    worker_poll_ms: int = Field(default=200, ge=10, le=10_000)
+
     # Helpdesk (issue 10): how often the scheduler asks for the SLA breach check.
     helpdesk_breach_check_seconds: float = Field(default=60.0, gt=0)
 
@@ -153,7 +237,24 @@ class Settings(BaseSettings):
             self.signer_keystore_dir = self.data_dir / "signer"
         if self.xpub_file is None:
             self.xpub_file = self.data_dir / "xpubs.json"
+        # Withdrawals (issue 8)
+        if self.custody_request_key_file is None:
+            self.custody_request_key_file = self.data_dir / "custody-request-key.pem"
+        if self.signer_request_public_key_file is None:
+            self.signer_request_public_key_file = self.data_dir / "custody-request-key.pub"
+        if self.signer_sanctions_list_file is None:
+            self.signer_sanctions_list_file = self.sanctions_list_file
+        if self.signer_journal_file is None:
+            self.signer_journal_file = self.signer_keystore_dir / "journal.sqlite3"
         return self
+
+    @field_validator("ingest_hmac_secret")
+    @classmethod
+    def _ingest_secret_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        # Scanner (issue 7): whoever holds it can have events verified and credited.
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"the ingest HMAC secret must be at least {MIN_SECRET_LENGTH} characters")
+        return value
 
     @field_validator("metrics_allowlist")
     @classmethod

@@ -83,3 +83,14 @@ def _account_key(xpub: str) -> Bip32Base:
     if key.Depth().ToInt() != ACCOUNT_DEPTH or not key.Index().IsHardened():
         raise XpubError("the xpub is not an account-level key (m/44'/60'/account')")
     return key
+
+
+# Withdrawals (issue 8): the hot wallet, m/44'/60'/{account}'/1/0, is a public child of the
+# account xpub too, so the custody worker knows its address without any private key.
+HOT_WALLET_CHAIN, HOT_WALLET_INDEX = 1, 0
+
+
+def hot_wallet_address(xpub: str) -> str:
+    """The EIP-55 address of ``1/0`` under the account ``xpub``: the chain's hot wallet."""
+    key = _account_key(xpub).ChildKey(HOT_WALLET_CHAIN).ChildKey(HOT_WALLET_INDEX)
+    return EthAddr.EncodeKey(key.PublicKey().KeyObject())

@@ -187,6 +187,40 @@ def deploy_usdc(rpc_url: str, artifact: dict[str, Any], state_file: Path) -> str
     return address
 
 
+def fund_wallet(rpc_url: str, address: str, artifact: dict[str, Any], usdc: str, *, native_wei: int,
+                usdc_minor: int) -> None:
+    """Top ``address`` up from the faucet to ``native_wei`` of the native coin and ``usdc_minor`` USDC.
+
+    Withdrawals (issue 8): the hot wallet pays withdrawals and their gas. Idempotent: a restart
+    finds the wallet funded and sends nothing; a wallet that spent some is topped up again.
+    """
+    w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
+    faucet = Account.from_key(FAUCET_KEY)
+    address = Web3.to_checksum_address(address)
+    chain_id = w3.eth.chain_id
+    nonce = w3.eth.get_transaction_count(faucet.address, "pending")
+    base_fee = w3.eth.get_block("latest").get("baseFeePerGas", 10**9)
+    fees = {"maxFeePerGas": 2 * base_fee + 10**9, "maxPriorityFeePerGas": 10**9, "chainId": chain_id, "type": 2}
+    sent = []
+    shortfall = native_wei - w3.eth.get_balance(address)
+    if shortfall > 0:
+        transaction = {"to": address, "value": shortfall, "gas": 21_000, "nonce": nonce, **fees}
+        sent.append(w3.eth.send_raw_transaction(faucet.sign_transaction(transaction).raw_transaction))
+        nonce += 1
+    token = w3.eth.contract(address=Web3.to_checksum_address(usdc), abi=artifact["abi"])
+    missing = usdc_minor - token.functions.balanceOf(address).call()
+    if missing > 0:
+        transaction = token.functions.mint(address, missing).build_transaction(
+            {"from": faucet.address, "nonce": nonce, "gas": 100_000, **fees})
+        sent.append(w3.eth.send_raw_transaction(faucet.sign_transaction(transaction).raw_transaction))
+    for tx_hash in sent:
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.1)
+        if receipt["status"] != 1:
+            raise RuntimeError(f"funding {address} failed on {rpc_url}: {tx_hash.to_0x_hex()}")
+    if sent:
+        log.info("funded %s on chain %s", address, chain_id)
+
+
 def _rpc(url: str, method: str, params: list[Any], *, timeout: float) -> Any:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
     request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
@@ -219,4 +253,5 @@ __all__ = [
     "DevnetToolingMissing",
     "compile_usdc",
     "deploy_usdc",
+    "fund_wallet",
 ]

@@ -23,7 +23,9 @@ from typing import Any
 
 from core.migrate import upgrade
 from core.settings import ChainSettings, Environment, Settings
-from devnet.chains import ANVIL_DEV_KEYS, AnvilChain, compile_usdc, deploy_usdc
+from custody.hd import hot_wallet_address, load_xpubs
+from custody.withdrawals.authorization import ensure_request_key_pair
+from devnet.chains import ANVIL_DEV_KEYS, AnvilChain, compile_usdc, deploy_usdc, fund_wallet
 from devnet.processes import ManagedProcess, stop_all, port_open
 from devnet.servers import EmbeddedPostgres, EmbeddedRedis
 from devnet.content import ensure_demo_content
@@ -35,6 +37,10 @@ log = logging.getLogger(__name__)
 DATABASE = "virtuoz"
 DEVNET_SANDBOX_CREDIT = "USD:10000.00"
 READY_TIMEOUT = 90.0
+# Withdrawals (issue 8): what the faucet keeps in each chain's hot wallet, and the sanctions list.
+HOT_WALLET_NATIVE_WEI = 1_000 * 10**18
+HOT_WALLET_USDC_MINOR = 1_000_000 * 10**6
+DEVNET_SANCTIONS_LIST = Path(__file__).resolve().parent.parent / "deploy" / "devnet" / "sanctions.txt"
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,10 @@ DEVNET_CHAINS = (
     DevnetChain("ethereum", 31337, "ETH", confirmations=3),
     DevnetChain("polygon", 31338, "POL", confirmations=2),
 )
-# The processes that exist so far; later issues add the scanner and signer.
+# The processes that exist so far; later issues add the scanner. Only the signer is given the
+# keystore passphrase (see run_devnet).
 SERVICES = (
+    ("signer", ["signer"]),
     ("worker-custody", ["worker", "custody"]),
     ("worker-compliance", ["worker", "compliance"]),
     ("worker-notifications", ["worker", "notifications"]),
@@ -146,6 +154,12 @@ def run_devnet(settings: Settings) -> int:
                                             native=spec.native, confirmations=spec.confirmations,
                                             tokens={"USDC": usdc}, account=account))
             keystore_dir, xpub_file = _ensure_devnet_keystore(settings, data_dir, chains)
+            # Withdrawals (issue 8): the custody request key pair, and hot wallets the faucet keeps funded.
+            ensure_request_key_pair(data_dir / "custody-request-key.pem", data_dir / "custody-request-key.pub")
+            xpubs = load_xpubs(xpub_file)
+            for chain in chains:
+                fund_wallet(chain.rpc_url, hot_wallet_address(xpubs[chain.name].xpub), artifact, chain.tokens["USDC"],
+                            native_wei=HOT_WALLET_NATIVE_WEI, usdc_minor=HOT_WALLET_USDC_MINOR)
 
             # Outgoing email lands here as .eml files (issue 10); started before the workers that send it.
             smtp_host, mail_dir = "127.0.0.1", data_dir / "mail"
@@ -156,7 +170,8 @@ def run_devnet(settings: Settings) -> int:
             smtp.wait_until(lambda: port_open(settings.devnet_smtp_port, smtp_host))
 
             env = {
-                **os.environ,
+                # The passphrase reaches the signer alone (below), whatever this shell exported.
+                **{name: value for name, value in os.environ.items() if name != "VIRTUOZ_SIGNER_PASSPHRASE"},
                 "VIRTUOZ_ENV": settings.env.value,
                 "VIRTUOZ_DATA_DIR": str(data_dir),
                 "VIRTUOZ_DATABASE_URL": database_url,
@@ -167,13 +182,17 @@ def run_devnet(settings: Settings) -> int:
                 "VIRTUOZ_SMTP_PORT": str(settings.devnet_smtp_port),
                 "VIRTUOZ_SIGNER_KEYSTORE_DIR": str(keystore_dir),
                 "VIRTUOZ_XPUB_FILE": str(xpub_file),
+                "VIRTUOZ_SANCTIONS_LIST_FILE": str(settings.sanctions_list_file or DEVNET_SANCTIONS_LIST),
                 # Play money so the seed's examples (fund an 8000.00 USD escrow) work on a fresh devnet.
                 "VIRTUOZ_SANDBOX_CREDIT": settings.sandbox_credit or DEVNET_SANDBOX_CREDIT,
             }
             children: list[ManagedProcess] = []
             stack.callback(stop_all, children)  # the platform's processes stop side by side
+            passphrase = settings.signer_passphrase.get_secret_value() if settings.signer_passphrase else \
+                DEVNET_PASSPHRASE
             for name, argv in SERVICES:
-                children.append(ManagedProcess(name, [sys.executable, "-m", "cli", *argv], env=env,
+                child_env = {**env, "VIRTUOZ_SIGNER_PASSPHRASE": passphrase} if name == "signer" else env
+                children.append(ManagedProcess(name, [sys.executable, "-m", "cli", *argv], env=child_env,
                                                log_path=logs / f"{name}.log").start())
 
             api_url = f"http://{settings.api_host}:{settings.api_port}"
@@ -185,7 +204,8 @@ def run_devnet(settings: Settings) -> int:
                 "redis_url": redis.url(),
                 "smtp": {"host": smtp_host, "port": settings.devnet_smtp_port, "maildir": str(mail_dir)},
                 "chains": [
-                    {**chain.model_dump(), "faucet_private_key": ANVIL_DEV_KEYS[0]} for chain in chains
+                    {**chain.model_dump(), "faucet_private_key": ANVIL_DEV_KEYS[0],
+                     "hot_wallet": hot_wallet_address(xpubs[chain.name].xpub)} for chain in chains
                 ],
                 "users": users,
                 "logs": str(logs),

@@ -38,7 +38,9 @@ WORKERS: dict[str, list[str]] = {
 
 # Modules whose import registers jobs; `create_broker` imports them so every process declares
 # the same actors. Later issues append their domain's actors module ("custody.actors", ...).
-JOB_MODULES = ("jobs.heartbeat", "custody.actors", "api.helpdesk.actors", "api.cms.actors")
+JOB_MODULES = ("jobs.heartbeat", "custody.actors", "api.helpdesk.actors", "api.cms.actors",
+               "custody.withdrawals.actors",  # withdrawals (issue 8)
+               "custody.deposits.actors")  # deposits (issue 7)
 
 # Retries use Dramatiq's exponential backoff from 15 s: the 10th retry waits about 4 hours, so a
 # job keeps trying through a long outage of a chain node or SMTP relay, then dead-letters.

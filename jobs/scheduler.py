@@ -62,6 +62,10 @@ SCHEDULE: list[ScheduleEntry] = [
     ScheduleEntry("helpdesk-sla-breaches",
                   lambda broker: broker.enqueue(broker.get_actor("helpdesk.mark_breaches").message()),
                   lambda settings: IntervalTrigger(seconds=settings.helpdesk_breach_check_seconds)),
+    # Withdrawals (issue 8): receipts, confirmations, fee bumps and resends of lost messages.
+    ScheduleEntry("withdrawal-tracking",
+                  lambda broker: broker.enqueue(broker.get_actor("custody.track_withdrawals").message()),
+                  lambda settings: IntervalTrigger(seconds=settings.withdrawal_track_seconds)),
 ]
 
 

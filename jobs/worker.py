@@ -21,6 +21,8 @@ from jobs.registry import WORKERS
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKER_THREADS = 8
+# Dramatiq's default idle poll (worker_timeout): an idle consumer backs off up to this long.
+DEFAULT_POLL_MS = 1000
 # Jobs in flight get this long to finish; unacknowledged messages go back to Redis, so a job cut
 # short runs again elsewhere (every job is idempotent). Below Kubernetes' 30 s grace period.
 SHUTDOWN_TIMEOUT_MS = 20_000
@@ -73,13 +75,14 @@ def stop_on_signals() -> Iterator[StopRequest]:
 
 
 def start_worker(
-    broker: dramatiq.Broker, queues: Iterable[str], *, worker_threads: int = DEFAULT_WORKER_THREADS
+    broker: dramatiq.Broker, queues: Iterable[str], *, worker_threads: int = DEFAULT_WORKER_THREADS,
+    poll_ms: int = DEFAULT_POLL_MS,
 ) -> dramatiq.Worker:
     """Start consuming ``queues`` in this process (threads); the caller must ``stop()`` it."""
     # The dramatiq CLI emits process_boot before it starts a Worker, and TimeLimit starts its
     # watchdog thread on it: without this, time limits are silently never enforced.
     broker.emit_after("process_boot")
-    worker = dramatiq.Worker(broker, queues=set(queues), worker_threads=worker_threads)
+    worker = dramatiq.Worker(broker, queues=set(queues), worker_threads=worker_threads, worker_timeout=poll_ms)
     worker.start()
     return worker
 
@@ -96,7 +99,7 @@ def run_worker(settings: Settings, name: str, *, worker_threads: int = DEFAULT_W
         database_pool_size=settings.database_pool_size,
     )
     with stop_on_signals() as stop:
-        worker = start_worker(broker, queues, worker_threads=worker_threads)
+        worker = start_worker(broker, queues, worker_threads=worker_threads, poll_ms=settings.worker_poll_ms)
         try:
             # Beat at boot: readiness turns green now, not at the scheduler's next tick.
             broker.enqueue(HEARTBEATS[name].message())

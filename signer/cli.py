@@ -1,4 +1,4 @@
-"""`virtuoz signer init`: create the signer's seed and export the account xpubs.
+"""`virtuoz signer`: run the signing daemon; `virtuoz signer init`: create the seed and export the xpubs.
 
 The passphrase comes from ``VIRTUOZ_SIGNER_PASSPHRASE`` or, on a terminal, a prompt (asked
 twice). Nothing secret is ever printed: the output names the files and the master fingerprint.
@@ -23,12 +23,25 @@ class PassphraseUnavailable(KeystoreError):
 
 
 def add_commands(subparsers: Any) -> None:
-    """Register `signer init` on the `virtuoz` sub-command parsers."""
-    signer = subparsers.add_parser("signer", help="the isolated signer: keystore set-up")
-    signer.set_defaults(run=_run_without_action, process="signer")
+    """Register `signer` (the daemon), `signer run` (the same) and `signer init` on the `virtuoz` parsers."""
+    signer = subparsers.add_parser("signer", help="the isolated signer: run the daemon (default), or init its keystore")
+    signer.set_defaults(run=run_daemon, process="signer")
     actions = signer.add_subparsers(dest="signer_command", metavar="ACTION")
+    run = actions.add_parser("run", help="run the signing daemon (VIRTUOZ_SIGNER_PASSPHRASE unlocks the keystore)")
+    run.set_defaults(run=run_daemon, process="signer")
     init = actions.add_parser("init", help="create the encrypted seed and export the account xpubs (once)")
     init.set_defaults(run=run_init, process="signer")
+
+
+def run_daemon(settings: Settings, args: argparse.Namespace | None = None) -> int:
+    """Unlock the keystore with VIRTUOZ_SIGNER_PASSPHRASE and sign until SIGTERM (issue 8)."""
+    from signer.daemon import run_signer  # the daemon's imports (Dramatiq, Redis) stay out of `signer init`
+
+    try:
+        return run_signer(settings)
+    except KeystoreError as error:
+        print(f"virtuoz signer: {error} [{error.code}]", file=sys.stderr)
+        return 1
 
 
 def run_init(settings: Settings, args: argparse.Namespace | None = None) -> int:
@@ -60,8 +73,3 @@ def _passphrase(settings: Settings) -> str:
             f"production needs a passphrase of at least {MIN_PRODUCTION_PASSPHRASE} characters, not the devnet one"
         )
     return passphrase
-
-
-def _run_without_action(settings: Settings, args: argparse.Namespace) -> int:
-    print("virtuoz signer: name an action (init)", file=sys.stderr)
-    return 2

@@ -6,15 +6,26 @@ import uuid
 
 from aiohttp import web
 
-from api.access import roles
+from api.access import AUTHENTICATED, roles
 from api.auth.principal import Principal, current
-from api.http import json_response
+from api.auth.service import require_step_up
+from api.http import json_response, path_uuid
 from api.keys import SETTINGS
 from api.middleware import db_session
-from api.platform.schemas import AllocateAddressIn, DepositAddressOut
+from api.platform.schemas import (
+    AllocateAddressIn,
+    DepositAddressOut,
+    WithdrawalListOut,
+    WithdrawalListQuery,
+    WithdrawalOut,
+    WithdrawalRequestIn,
+)
 from api.registry import Routes
+from api.schemas import Empty
 from core.errors import Forbidden
+from core.sanctions import sanctions_list
 from custody.addresses import service as addresses
+from custody.withdrawals import service as withdrawals
 
 crypto = Routes(tag="custody")
 
@@ -44,3 +55,72 @@ async def allocate_address(request: web.Request, body: AllocateAddressIn) -> web
     out = DepositAddressOut(address=row.address, chain=row.chain, asset=allocation.asset,
                             derivation_index=row.derivation_index, created_at=row.assigned_at)
     return json_response(out, status=201 if allocation.newly_assigned else 200)
+
+
+# --- withdrawals (issue 8) ----------------------------------------------------------------------
+
+APPROVERS = ("operator", "admin")
+
+
+def _withdrawal_actor(principal: Principal) -> withdrawals.Actor:
+    return withdrawals.Actor(principal.user_id, is_staff=principal.is_staff, may_approve=principal.has_any(*APPROVERS))
+
+
+def _withdrawal_id(request: web.Request) -> uuid.UUID:
+    return path_uuid(request, "withdrawal_id", "withdrawal_not_found")
+
+
+@crypto.post("/platform/crypto/withdrawals/request", access=AUTHENTICATED, body=WithdrawalRequestIn,
+             responses={201: WithdrawalOut}, idempotent=True)
+async def request_withdrawal(request: web.Request, body: WithdrawalRequestIn) -> WithdrawalOut:
+    """Request a withdrawal: `amount + fee` is held until it is confirmed on chain (or voided).
+
+    Refusals hold nothing: invalid_address, invalid_amount, asset_not_on_chain (422), sanctioned_address
+    (403), withdrawals_frozen (403), travel_rule_required (422), mfa_required / invalid_mfa_code (401),
+    insufficient_funds (422).
+    """
+    settings, session, principal = request.config_dict[SETTINGS], db_session(request), current(request)
+    view = await withdrawals.request(
+        session, settings, sanctions_list(settings.sanctions_list_file), _withdrawal_actor(principal),
+        chain=body.chain, asset=body.asset, to_address=body.to_address, amount=body.amount,
+        travel_rule=body.travel_rule.model_dump(exclude_none=True) if body.travel_rule else None,
+        step_up=lambda: require_step_up(session, settings, principal.user_id, body.totp_code))
+    return WithdrawalOut.of(view)
+
+
+@crypto.get("/platform/crypto/withdrawals", access=AUTHENTICATED, query=WithdrawalListQuery,
+            responses={200: WithdrawalListOut})
+async def list_withdrawals(request: web.Request, query: WithdrawalListQuery) -> WithdrawalListOut:
+    """The caller's withdrawals, newest first (staff: everyone's, or one user's with `user_id`)."""
+    page = await withdrawals.search(db_session(request), _withdrawal_actor(current(request)), user_id=query.user_id,
+                                    state=query.state, limit=query.limit, cursor=query.cursor)
+    return WithdrawalListOut(items=[WithdrawalOut.of(view) for view in page.items], next_cursor=page.next_cursor)
+
+
+@crypto.get("/platform/crypto/withdrawals/{withdrawal_id}", access=AUTHENTICATED, responses={200: WithdrawalOut})
+async def get_withdrawal(request: web.Request) -> WithdrawalOut:
+    """One withdrawal (its owner and staff): state, transaction hash, confirmations, fee."""
+    view = await withdrawals.get(db_session(request), _withdrawal_actor(current(request)), _withdrawal_id(request))
+    return WithdrawalOut.of(view)
+
+
+@crypto.post("/platform/crypto/withdrawals/{withdrawal_id}/sign", access=roles(*APPROVERS), body=Empty,
+             responses={200: WithdrawalOut}, idempotent=True)
+async def sign_withdrawal(request: web.Request, body: Empty) -> WithdrawalOut:
+    """Approve the withdrawal and start signing (never one's own; above the four-eyes threshold, two operators).
+
+    The first of two approvals answers `pending_approval`; the last answers `approved`, and the
+    custody worker then asks the isolated signer for the transaction.
+    """
+    view = await withdrawals.approve(db_session(request), _withdrawal_actor(current(request)), _withdrawal_id(request))
+    return WithdrawalOut.of(view)
+
+
+@crypto.post("/platform/crypto/withdrawals/{withdrawal_id}/rollback", access=AUTHENTICATED, body=Empty,
+             responses={200: WithdrawalOut}, idempotent=True)
+async def rollback_withdrawal(request: web.Request, body: Empty) -> WithdrawalOut:
+    """Roll the withdrawal back and release its hold: operators and admins until it is being signed, its
+    owner until it is approved. After broadcast: 409 already_broadcast."""
+    view = await withdrawals.rollback(db_session(request), _withdrawal_actor(current(request)),
+                                      _withdrawal_id(request))
+    return WithdrawalOut.of(view)

@@ -13,6 +13,7 @@ from custody.chains.base import (
     ChainUnavailable,
     Receipt,
 )
+from custody.chains.base import BlockTransfers, TokenTransfer, TransactionTransfers, ValueTransfer  # deposits (issue 7)
 from custody.chains.evm import EvmChain
 
 
@@ -42,4 +43,9 @@ __all__ = [
     "EvmChain",
     "Receipt",
     "chain_for",
+    # deposits (issue 7)
+    "BlockTransfers",
+    "TokenTransfer",
+    "TransactionTransfers",
+    "ValueTransfer",
 ]

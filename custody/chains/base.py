@@ -12,6 +12,7 @@ different adapters compare equal and go straight into the database.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -33,7 +34,64 @@ class Receipt:
     status: int  # 1 success, 0 reverted (the fee is spent either way)
     block_number: int
     block_hash: str  # a receipt from a block later reorged away is only as good as that hash
+    # Withdrawals (issue 8): what the sender paid the network, mined or reverted alike.
+    gas_used: int = 0
+    effective_gas_price: int = 0  # wei per gas
 
+
+@dataclass(frozen=True, slots=True)
+class FeeQuote:
+    """EIP-1559 fees for a transaction sent now (wei per gas), from the node's fee history."""
+
+    base_fee: int  # the next block's base fee
+    priority_fee: int  # the tip that recent blocks paid (a percentile of their rewards)
+
+    def max_fee(self, min_priority_fee: int = 0) -> int:
+        # Twice the base fee survives six full blocks of +12.5 % before the transaction stalls.
+        return 2 * self.base_fee + max(self.priority_fee, min_priority_fee)
+
+
+# --- deposits (issue 7): what the scanner and the ingest route read ------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ValueTransfer:
+    """A transaction's own value in the native coin (internal transfers by contracts are not seen)."""
+
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    from_address: str
+    to_address: str
+    value: int  # minor units (wei)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockTransfers:
+    block: Block
+    transfers: tuple[ValueTransfer, ...]  # value > 0 to an address, in block order
+
+
+@dataclass(frozen=True, slots=True)
+class TokenTransfer:
+    """An ERC-20 ``Transfer`` event, as logged by the token contract."""
+
+    token: str  # the contract
+    tx_hash: str
+    log_index: int  # the log's index in its block
+    block_number: int
+    block_hash: str
+    from_address: str
+    to_address: str
+    value: int  # minor units of the token
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionTransfers:
+    """What one mined transaction moved: its receipt, native value and ERC-20 transfers."""
+
+    receipt: Receipt
+    value: ValueTransfer | None
+    tokens: tuple[TokenTransfer, ...]
 
 class ChainError(AppError):
     """A chain call failed; ``details`` names the chain."""
@@ -77,12 +135,42 @@ class Chain(ABC):
         """The next nonce for ``address``, counting its transactions still in the mempool."""
 
     @abstractmethod
+    async def fees(self) -> FeeQuote:
+        """Current EIP-1559 fees (from ``eth_feeHistory`` on EVM chains)."""
+
+    @abstractmethod
     async def broadcast(self, raw: bytes) -> str:
         """Send a signed transaction; returns its hash. Sending the same bytes twice is harmless."""
 
     @abstractmethod
     async def receipt(self, tx_hash: str) -> Receipt | None:
         """The receipt of a mined transaction, or ``None`` while it is pending or unknown."""
+
+    # --- deposits (issue 7) ---------------------------------------------------------------------
+
+    @abstractmethod
+    async def chain_id(self) -> int:
+        """The network's id: the scanner refuses to follow a node of another network."""
+
+    @abstractmethod
+    async def transfers(self, numbers: Sequence[int]) -> list[BlockTransfers]:
+        """The blocks at ``numbers`` (one batched request) with their native transfers; ``BlockNotFound`` above head."""
+
+    @abstractmethod
+    async def token_transfers(self, from_block: int, to_block: int, tokens: Sequence[str]) -> list[TokenTransfer]:
+        """ERC-20 ``Transfer`` events of the ``tokens`` contracts in blocks ``from_block..to_block``."""
+
+    @abstractmethod
+    async def receipts(self, tx_hashes: Sequence[str]) -> list[Receipt | None]:
+        """``receipt`` for many transactions in one batched request."""
+
+    @abstractmethod
+    async def transaction_transfers(self, tx_hash: str) -> TransactionTransfers | None:
+        """What a mined transaction moved, or ``None`` while it is pending or unknown."""
+
+    @abstractmethod
+    async def token_decimals(self, token: str) -> int:
+        """The ERC-20 contract's ``decimals()``."""
 
     @abstractmethod
     async def close(self) -> None:

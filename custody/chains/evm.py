@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
 from aiohttp import ClientError, ClientTimeout
@@ -14,8 +14,13 @@ from web3.exceptions import BlockNotFound as Web3BlockNotFound
 from web3.exceptions import TransactionNotFound, Web3Exception, Web3RPCError
 
 from custody.chains.base import Block, BlockNotFound, Chain, ChainRejected, ChainUnavailable, Receipt
+from custody.chains import evm_batch  # deposits (issue 7)
+from custody.chains.base import BlockTransfers, TokenTransfer, TransactionTransfers  # deposits (issue 7)
+from custody.chains.base import FeeQuote  # withdrawals (issue 8)
 
 T = TypeVar("T")
+
+FEE_HISTORY_BLOCKS = 5  # withdrawals (issue 8): blocks of fee history a fee quote looks at
 
 # What nodes (geth, reth, anvil, erigon) answer when they already hold the transaction.
 _ALREADY_KNOWN = ("already known", "already imported", "known transaction", "alreadyknown")
@@ -84,10 +89,112 @@ class EvmChain(Chain):
             status=data["status"],
             block_number=data["blockNumber"],
             block_hash=_hex(data["blockHash"]),
+            gas_used=int(data.get("gasUsed", 0)),
+            effective_gas_price=int(data.get("effectiveGasPrice", 0)),
         )
+
+    # --- withdrawals (issue 8): fees, the mined nonce, transaction building helpers ------------
+
+    async def fees(self) -> FeeQuote:
+        # The last base fee eth_feeHistory returns is the *next* block's; the tip is the median
+        # reward of the last few blocks (0 on an idle chain: callers apply their own minimum).
+        history = await self._call(self._web3.eth.fee_history(FEE_HISTORY_BLOCKS, "latest", [50]))
+        rewards = sorted(int(block[0]) for block in history.get("reward") or [] if block)
+        return FeeQuote(base_fee=int(history["baseFeePerGas"][-1]),
+                        priority_fee=rewards[len(rewards) // 2] if rewards else 0)
+
+    async def mined_nonce(self, address: str) -> int:
+        """Transactions of ``address`` in mined blocks: a nonce below it is used for good (or until a reorg)."""
+        checksum = AsyncWeb3.to_checksum_address(address)
+        return await self._call(self._web3.eth.get_transaction_count(checksum, "latest"))
+
+    # --- deposits (issue 7): batched reads for the scanner, event checks for the ingest route ----
+    # One JSON-RPC batch per call: custody/chains/evm_batch.py says why not web3's batch API.
+
+    @property
+    def _reads(self) -> evm_batch.JsonRpcBatch:
+        reads = getattr(self, "_batch_reads", None)
+        if reads is None:
+            reads = self._batch_reads = evm_batch.JsonRpcBatch(self.name, self.rpc_url, self.timeout)
+        return reads
+
+    async def chain_id(self) -> int:
+        return await self._call(self._web3.eth.chain_id)
+
+    async def transfers(self, numbers: Sequence[int]) -> list[BlockTransfers]:
+        answers = await self._reads.call([("eth_getBlockByNumber", [hex(number), True]) for number in numbers])
+        blocks = []
+        for number, data in zip(numbers, answers, strict=True):
+            if data is None:
+                raise BlockNotFound(details={"chain": self.name, "block": number})
+            try:
+                parsed = evm_batch.parse_block_transfers(data)
+            except (KeyError, TypeError, ValueError) as error:
+                raise evm_batch.malformed(self.name, f"block {number}", error) from error
+            if parsed.block.number != number:
+                raise evm_batch.malformed(self.name, f"block {number}", ValueError(f"numbered {parsed.block.number}"))
+            blocks.append(parsed)
+        return blocks
+
+    async def token_transfers(self, from_block: int, to_block: int, tokens: Sequence[str]) -> list[TokenTransfer]:
+        if not tokens or from_block > to_block:
+            return []
+        query = {"fromBlock": hex(from_block), "toBlock": hex(to_block), "topics": [evm_batch.TRANSFER_TOPIC],
+                 "address": [evm_batch.checksum(token) for token in tokens]}
+        try:
+            (entries,) = await self._reads.call([("eth_getLogs", [query])])
+        except ChainRejected:
+            # Nodes cap what one log query may span or return: halve the range until it passes.
+            if from_block == to_block:
+                raise
+            middle = (from_block + to_block) // 2
+            return [*await self.token_transfers(from_block, middle, tokens),
+                    *await self.token_transfers(middle + 1, to_block, tokens)]
+        return self._token_transfers_of(entries or [], f"logs of blocks {from_block}-{to_block}")
+
+    async def receipts(self, tx_hashes: Sequence[str]) -> list[Receipt | None]:
+        answers = await self._reads.call([("eth_getTransactionReceipt", [tx_hash]) for tx_hash in tx_hashes])
+        try:
+            return [None if data is None else evm_batch.parse_receipt(data) for data in answers]
+        except (KeyError, TypeError, ValueError) as error:
+            raise evm_batch.malformed(self.name, "receipt", error) from error
+
+    async def transaction_transfers(self, tx_hash: str) -> TransactionTransfers | None:
+        transaction, receipt = await self._reads.call(
+            [("eth_getTransactionByHash", [tx_hash]), ("eth_getTransactionReceipt", [tx_hash])])
+        if transaction is None or receipt is None:
+            return None
+        try:
+            parsed = evm_batch.parse_receipt(receipt)
+            value = evm_batch.parse_value_transfer(transaction)
+        except (KeyError, TypeError, ValueError) as error:
+            raise evm_batch.malformed(self.name, f"transaction {tx_hash}", error) from error
+        tokens = self._token_transfers_of(receipt.get("logs") or [], f"logs of {tx_hash}")
+        return TransactionTransfers(parsed, value, tuple(tokens))
+
+    async def token_decimals(self, token: str) -> int:
+        call = {"to": evm_batch.checksum(token), "data": evm_batch.DECIMALS_SELECTOR}
+        (answer,) = await self._reads.call([("eth_call", [call, "latest"])])
+        if not isinstance(answer, str) or len(answer) < 3:
+            raise ChainRejected(f"{self.name}: {token} has no decimals(): not an ERC-20 contract",
+                                details={"chain": self.name, "token": token})
+        return int(answer, 16)
+
+    def _token_transfers_of(self, entries: list[Any], what: str) -> list[TokenTransfer]:
+        transfers = []
+        for entry in entries:
+            try:
+                transfer = evm_batch.parse_token_transfer(entry)
+            except (KeyError, TypeError, ValueError) as error:
+                raise evm_batch.malformed(self.name, what, error) from error
+            if transfer is not None:
+                transfers.append(transfer)
+        return transfers
 
     async def close(self) -> None:
         await self._web3.provider.disconnect()
+        if (reads := getattr(self, "_batch_reads", None)) is not None:  # deposits (issue 7)
+            await reads.close()
 
     async def _call(self, request: Awaitable[T]) -> T:
         """Await one RPC call, turning transport and node errors into the adapter's typed errors."""

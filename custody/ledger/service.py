@@ -18,7 +18,10 @@ Rules (DESIGN.md, "Money"):
 Concurrency: account rows are created with ``INSERT … ON CONFLICT DO NOTHING`` (which holds no
 lock on rows that already exist) and then locked with ``SELECT … ORDER BY id FOR UPDATE``: every
 transaction takes its account locks in the same order, so two transfers never deadlock on each
-other, first use of a brand-new account included. A hold's own row is locked before its accounts.
+other, first use of a brand-new account included. Accounts already seen are locked by id in one
+statement (ids never change). A hold's own row is locked before its accounts. The funds check
+reads the locked balances; then one statement writes the transfer, its postings, the balances
+and the hold.
 
 Activity (``activity``) is derived from the postings on the user's **available** accounts: it is
 the story of spendable money. Placing a hold shows as ``out`` when the money stops being

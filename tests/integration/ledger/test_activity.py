@@ -71,8 +71,8 @@ async def test_activity_filters_by_currency(sessions, make_user_id, fund):
     assert unknown.value.code == "unknown_currency"
 
 
-@pytest.mark.parametrize("cursor", ["garbage", encode_cursor("yesterday", uuid.uuid4()), encode_cursor("x"),
-                                    encode_cursor("2026-01-01T00:00:00", uuid.uuid4()),
+@pytest.mark.parametrize("cursor", ["garbage", encode_cursor("yesterday", "77a597bb-aa92-48a8-bf80-0b83da9dc7f9"), encode_cursor("x"),
+                                    encode_cursor("2026-01-01T00:00:00", "bab18df8-9e64-42cc-929f-592c68263ac2"),
                                     encode_cursor("2026-01-01T00:00:00+00:00", "not-a-uuid")])
 async def test_a_cursor_the_api_did_not_issue_is_refused(sessions, make_user_id, cursor):
     user = await make_user_id()

@@ -145,7 +145,7 @@ async def test_held_balances_move_only_through_holds(sessions, make_user_id, fun
     assert refused.value.code == "held_account_reserved"
 
 
-@pytest.mark.parametrize("account", [ledger.AccountRef("savings", uuid.uuid4()), ledger.AccountRef("held", None),
+@pytest.mark.parametrize("account", [ledger.AccountRef("savings", uuid.UUID("5b0c3a52-9a51-4d3c-8e7e-1f0d2a6b9c11")), ledger.AccountRef("held", None),
                                      ledger.AccountRef("Fees!", None), ledger.AccountRef("", None)])
 async def test_accounts_that_cannot_exist_are_refused(sessions, make_user_id, fund, account):
     alice = await make_user_id()

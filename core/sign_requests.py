@@ -1,0 +1,164 @@
+"""The message contract between the custody worker and the isolated signer (DESIGN.md, "Keys and the signer").
+
+Both sides import this module (``core`` is the one package the signer may import), so the bytes
+the custody worker authorizes are, by construction, the bytes the signer verifies.
+
+Messages (Dramatiq, JSON; they carry ids, transactions and signatures — never key material):
+
+- custody → signer, queue ``signer``, actor ``signer.sign_withdrawal``, args
+  ``(withdrawal_id, unsigned_tx, authorization)``:
+
+  * ``unsigned_tx`` is the canonical JSON text of an ``UnsignedTx`` (an EIP-1559 transaction
+    plus its ``from``): sorted keys, no spaces, integers as JSON numbers;
+  * ``authorization`` is base64url of an Ed25519 signature by the custody request key over
+    ``authorization_message(withdrawal_id, unsigned_tx)``. The signer holds only the public half.
+
+- signer → custody, queue ``custody``:
+
+  * ``custody.withdrawal_signed`` ``(withdrawal_id, request_digest, raw_tx, tx_hash)``: ``raw_tx``
+    is the signed transaction, 0x-hex; the custody worker checks it is the transaction it asked
+    for, signed by its hot wallet, before it broadcasts it;
+  * ``custody.withdrawal_refused`` ``(withdrawal_id, request_digest, reason, message)``: a stable
+    ``reason`` code (``REFUSAL_REASONS``) and a human sentence.
+
+  ``request_digest`` (``request_digest(unsigned_tx)``) names the attempt being answered: a
+  withdrawal may have several attempts at one nonce (fee bumps).
+
+A repeated request gets the same answer: the same raw transaction, or a refusal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+SIGNER_QUEUE = "signer"
+CUSTODY_QUEUE = "custody"
+SIGN_ACTOR = "signer.sign_withdrawal"
+SIGNED_ACTOR = "custody.withdrawal_signed"
+REFUSED_ACTOR = "custody.withdrawal_refused"
+
+AUTHORIZATION_DOMAIN = b"virtuoz/withdrawal-sign-request/v1"
+
+# Stable refusal codes: audited on the withdrawal and counted in metrics.
+REFUSAL_REASONS = (
+    "malformed_request",  # not a well-formed sign request
+    "invalid_authorization",  # the Ed25519 authorization does not verify for this request
+    "unknown_chain",  # the chain id is not one the signer is configured for
+    "wrong_sender",  # `from` is not this signer's hot wallet on that chain
+    "unknown_asset",  # neither the native coin nor a configured token transfer
+    "sanctioned_address",  # the destination is on the signer's sanctions list
+    "single_limit_exceeded",  # above the per-asset single-transaction limit
+    "daily_limit_exceeded",  # the rolling 24 h per-asset limit would be exceeded
+    "nonce_taken",  # (chain, from, nonce) already signed for another withdrawal
+    "withdrawal_signed_elsewhere",  # this withdrawal is already signed at another nonce or chain
+    "replacement_not_allowed",  # a second transaction at the same nonce that is not a pure fee bump
+)
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_DATA = re.compile(r"0x(?:[0-9a-f]{2})*")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+UINT256_MAX = 2**256 - 1
+ERC20_TRANSFER_SELECTOR = "0xa9059cbb"  # transfer(address,uint256)
+
+
+class MalformedSignRequest(ValueError):
+    """The request is not exactly one this contract describes."""
+
+
+@dataclass(frozen=True)
+class UnsignedTx:
+    """An EIP-1559 (type 2) transaction, unsigned, with the hot wallet that must sign it."""
+
+    chain_id: int
+    sender: str  # "from": EIP-55
+    nonce: int
+    to: str  # EIP-55: the destination (native) or the token contract (ERC-20)
+    value: int  # wei
+    data: str  # 0x-hex, lowercase; "0x" for a native transfer
+    gas: int
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+
+    def canonical(self) -> str:
+        fields = asdict(self)
+        fields["from"] = fields.pop("sender")
+        fields["type"] = 2
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+    def for_signing(self) -> dict[str, Any]:
+        """The dict eth-account's ``sign_transaction`` takes (no ``from``: the key decides it)."""
+        return {
+            "type": 2, "chainId": self.chain_id, "nonce": self.nonce, "to": self.to, "value": self.value,
+            "data": self.data, "gas": self.gas, "maxFeePerGas": self.max_fee_per_gas,
+            "maxPriorityFeePerGas": self.max_priority_fee_per_gas, "accessList": [],
+        }
+
+    def same_payment(self, other: UnsignedTx) -> bool:
+        """Everything but the fees is equal: ``other`` could replace this one as a fee bump."""
+        return (self.chain_id, self.sender, self.nonce, self.to, self.value, self.data, self.gas) == (
+            other.chain_id, other.sender, other.nonce, other.to, other.value, other.data, other.gas)
+
+    @classmethod
+    def parse(cls, text: Any) -> UnsignedTx:
+        """Strictly: exactly the canonical text of a well-formed transaction, nothing else."""
+        if not isinstance(text, str) or len(text) > 4096:
+            raise MalformedSignRequest("unsigned_tx is not a string of reasonable length")
+        try:
+            fields = json.loads(text)
+        except ValueError:
+            raise MalformedSignRequest("unsigned_tx is not JSON") from None
+        expected = {"chain_id", "from", "nonce", "to", "value", "data", "gas", "max_fee_per_gas",
+                    "max_priority_fee_per_gas", "type"}
+        if not isinstance(fields, dict) or set(fields) != expected or fields["type"] != 2:
+            raise MalformedSignRequest("unsigned_tx does not have exactly the fields of a type-2 transaction")
+        for name in expected - {"from", "to", "data"}:
+            value = fields[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= UINT256_MAX:
+                raise MalformedSignRequest(f"unsigned_tx.{name} is not a uint256")
+        for name in ("from", "to"):
+            if not isinstance(fields[name], str) or not _ADDRESS.fullmatch(fields[name]):
+                raise MalformedSignRequest(f"unsigned_tx.{name} is not an address")
+        if not isinstance(fields["data"], str) or not _DATA.fullmatch(fields["data"]):
+            raise MalformedSignRequest("unsigned_tx.data is not lowercase 0x-hex")
+        if fields["max_priority_fee_per_gas"] > fields["max_fee_per_gas"]:
+            raise MalformedSignRequest("the priority fee is above the max fee")
+        parsed = cls(fields["chain_id"], fields["from"], fields["nonce"], fields["to"], fields["value"],
+                     fields["data"], fields["gas"], fields["max_fee_per_gas"], fields["max_priority_fee_per_gas"])
+        # One transaction, one text: what was authorized is exactly what is parsed.
+        if parsed.canonical() != text:
+            raise MalformedSignRequest("unsigned_tx is not in canonical form")
+        return parsed
+
+
+def check_withdrawal_id(withdrawal_id: Any) -> str:
+    if not isinstance(withdrawal_id, str) or not _UUID.fullmatch(withdrawal_id):
+        raise MalformedSignRequest("withdrawal_id is not a lowercase UUID")
+    return withdrawal_id
+
+
+def authorization_message(withdrawal_id: str, unsigned_tx: str) -> bytes:
+    """What the custody request key signs: the domain, the withdrawal and the exact transaction text."""
+    return AUTHORIZATION_DOMAIN + b"\n" + withdrawal_id.encode() + b"\n" + unsigned_tx.encode()
+
+
+def request_digest(unsigned_tx: str) -> str:
+    return hashlib.sha256(unsigned_tx.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def erc20_transfer_data(to: str, amount: int) -> str:
+    """ABI encoding of ``transfer(to, amount)``."""
+    return ERC20_TRANSFER_SELECTOR + to[2:].lower().rjust(64, "0") + format(amount, "064x")
+
+
+def decode_erc20_transfer(data: str) -> tuple[str, int] | None:
+    """``(to, amount)`` of a ``transfer(address,uint256)`` call, or None for anything else."""
+    if len(data) != 2 + 8 + 128 or not data.startswith(ERC20_TRANSFER_SELECTOR):
+        return None
+    address_word, amount_word = data[10:74], data[74:]
+    if address_word[:24] != "0" * 24:
+        return None
+    return "0x" + address_word[24:], int(amount_word, 16)

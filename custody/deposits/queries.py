@@ -1,0 +1,83 @@
+"""Reading deposits (a user's own, newest first) and how far each chain's scanner has got."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import InvalidInput
+from core.pagination import decode_cursor, encode_cursor
+from custody import ledger
+from custody.deposits.models import Deposit, ScannerCursor
+from custody.deposits.states import LIVE
+
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True)
+class ScannerPosition:
+    chain: str
+    height: int | None  # the last block processed; None before the first
+    head: int | None  # the node's head when the scanner last asked
+    progressed_at: datetime
+    checked_at: datetime
+
+    @property
+    def lag(self) -> int | None:
+        """Blocks behind the head the scanner last saw (the API computes it against a fresh head too)."""
+        return None if self.height is None or self.head is None else max(0, self.head - self.height)
+
+
+async def scanner_positions(session: AsyncSession) -> dict[str, ScannerPosition]:
+    rows = await session.scalars(select(ScannerCursor))
+    return {row.chain: ScannerPosition(row.chain, row.height if row.height >= 0 else None, row.head,
+                                       row.progressed_at, row.checked_at) for row in rows}
+
+
+@dataclass(frozen=True)
+class DepositItem:
+    deposit: Deposit
+    currency: ledger.CurrencyInfo
+    confirmations: int  # as of the scanner's latest block, for deposits still on the chain
+
+
+@dataclass(frozen=True)
+class DepositPage:
+    items: list[DepositItem]
+    next_cursor: str | None
+
+
+async def deposits_of(session: AsyncSession, user_id: uuid.UUID, *, limit: int = 50,
+                      cursor: str | None = None) -> DepositPage:
+    """The user's deposits, newest first; keyset pages on (created_at, id)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}.", code="invalid_limit")
+    query = (select(Deposit).where(Deposit.user_id == user_id)
+             .order_by(Deposit.created_at.desc(), Deposit.id.desc()).limit(limit + 1))
+    if cursor:
+        created_at, deposit_id = decode_cursor(cursor, 2)
+        try:
+            after = (datetime.fromisoformat(created_at), uuid.UUID(deposit_id))
+        except ValueError:
+            raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor") from None
+        if after[0].tzinfo is None:
+            raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor")
+        query = query.where(tuple_(Deposit.created_at, Deposit.id) < after)
+    rows = list(await session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    units = await ledger.currencies(session, {row.asset for row in rows})
+    heights = {chain: position.height for chain, position in (await scanner_positions(session)).items()}
+    items = []
+    for row in rows:
+        confirmations = row.confirmations
+        height = heights.get(row.chain)
+        if row.state in LIVE and height is not None and height >= row.block_number:
+            confirmations = max(confirmations, height - row.block_number + 1)
+        items.append(DepositItem(row, units[row.asset], confirmations))
+    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None
+    return DepositPage(items, next_cursor)

@@ -1,0 +1,279 @@
+"""Withdrawals as the API sees them: request, read, approve (sign), roll back.
+
+A request is refused with nothing held unless every check passes, in this order: the chain and
+asset, the address (EIP-55), the amount (the asset's decimals), the sanctions list, a withdrawal
+freeze, the Travel Rule data, the caller's step-up MFA code, and finally the balance — the hold of
+``amount + fee`` is the last thing written. An MFA refusal is committed (it records the failed
+code), which is why nothing is written before it.
+
+Approving locks the withdrawal row, so two operators approving at once serialize; the last
+required approval moves it to ``approved`` and asks the custody worker (after commit) to build
+and authorize the transaction. The worker side is ``custody.withdrawals.pipeline``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit, notifications
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from core.pagination import decode_cursor, encode_cursor
+from core.sanctions import SanctionsList
+from core.settings import ChainSettings, Settings
+from core.time import utcnow
+from custody import ledger
+from custody.freezes import withdrawals_frozen
+from custody.hd import checksum_address
+from custody.withdrawals import metrics
+from custody.withdrawals.models import Withdrawal, WithdrawalApproval, WithdrawalAttempt
+from custody.withdrawals.states import transition
+
+ZERO_ADDRESS = "0x" + "0" * 40
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True)
+class Actor:
+    user_id: uuid.UUID
+    is_staff: bool = False  # may read every withdrawal
+    may_approve: bool = False  # operator or admin
+
+
+@dataclass(frozen=True)
+class WithdrawalView:
+    withdrawal: Withdrawal
+    currency: ledger.CurrencyInfo
+    approvals: int
+
+    def format(self, minor: int | None) -> str | None:
+        return None if minor is None else self.currency.format(minor)
+
+
+@dataclass(frozen=True)
+class WithdrawalPage:
+    items: list[WithdrawalView]
+    next_cursor: str | None
+
+
+class WithdrawalNotFound(NotFound):
+    code, message = "withdrawal_not_found", "No such withdrawal."
+
+
+class SanctionedAddress(Forbidden):
+    code, message = "sanctioned_address", "Withdrawals to this address are not allowed."
+    keep_changes = True  # the attempt itself is a compliance record (its audit event is committed)
+
+
+class WithdrawalsFrozen(Forbidden):
+    code, message = "withdrawals_frozen", "Withdrawals are frozen on this account; contact support."
+
+
+class TravelRuleRequired(InvalidInput):
+    code, message = "travel_rule_required", "Above the Travel Rule threshold, beneficiary data is required."
+
+
+class AlreadyBroadcast(Conflict):
+    code, message = "already_broadcast", "The transaction has been broadcast: this withdrawal can no longer be rolled back."
+
+
+class SigningInProgress(Conflict):
+    code, message = "signing_in_progress", "The transaction is being signed and will be broadcast; it cannot be rolled back now."
+
+
+# --- rules from settings ------------------------------------------------------------------------
+
+def _resolve(chains: Sequence[ChainSettings], chain_name: str, asset: str) -> tuple[ChainSettings, str]:
+    chain = next((item for item in chains if item.name == chain_name), None)
+    if chain is None:
+        raise InvalidInput(f"Unknown chain {chain_name!r}.", code="unknown_chain",
+                           details={"chain": chain_name, "chains": [item.name for item in chains]})
+    assets = [chain.native, *chain.tokens]
+    symbol = next((known for known in assets if known.upper() == asset.upper()), None)
+    if symbol is None:
+        raise InvalidInput(f"{asset!r} is not an asset on {chain_name}.", code="asset_not_on_chain",
+                           details={"chain": chain_name, "asset": asset, "assets": assets})
+    return chain, symbol
+
+
+def _threshold(unit: ledger.CurrencyInfo, table: dict[str, str]) -> int | None:
+    configured = table.get(unit.code)
+    return None if configured is None else unit.parse(configured, allow_zero=True)
+
+
+def _address(text: str) -> str:
+    try:
+        address = checksum_address(text)
+    except ValueError as error:
+        raise InvalidInput(str(error), code="invalid_address", details={"to_address": text[:100]}) from None
+    if address == ZERO_ADDRESS:
+        raise InvalidInput("The zero address burns what it receives.", code="invalid_address",
+                           details={"to_address": address})
+    return address
+
+
+async def record_step(session: AsyncSession, withdrawal: Withdrawal, unit: ledger.CurrencyInfo, event: str,
+                  actor: uuid.UUID | str | None, data: dict[str, Any] | None = None) -> None:
+    """The audit event, the owner's notification and the metric of one step."""
+    body = {"state": withdrawal.state, "chain": withdrawal.chain, "asset": withdrawal.asset,
+            "amount": unit.format(withdrawal.amount), **(data or {})}
+    await audit.append(session, "withdrawal", withdrawal.id, event, body, actor=actor)
+    await notifications.notify(session, withdrawal.user_id, event, {"withdrawal_id": str(withdrawal.id), **body})
+    metrics.count(event.removeprefix("withdrawal."), withdrawal.chain, withdrawal.asset)
+
+
+# --- request ------------------------------------------------------------------------------------
+
+async def request(session: AsyncSession, settings: Settings, sanctions: SanctionsList, actor: Actor, *, chain: str,
+                  asset: str, to_address: str, amount: str, travel_rule: dict[str, Any] | None,
+                  step_up: Callable[[], Awaitable[None]]) -> WithdrawalView:
+    chain_settings, symbol = _resolve(settings.chains, chain, asset)
+    destination = _address(to_address)
+    unit = await ledger.currency(session, symbol)
+    minor = unit.parse(amount)
+    fee = unit.parse(settings.withdrawal_fees.get(symbol, "0"), allow_zero=True)
+    if destination in sanctions:
+        await audit.append(session, "user", actor.user_id, "withdrawal.sanctions_hit",
+                           {"chain": chain_settings.name, "asset": symbol, "to_address": destination,
+                            "amount": unit.format(minor)}, actor=actor.user_id)
+        metrics.count("sanctions_hit", chain_settings.name, symbol)
+        raise SanctionedAddress(details={"to_address": destination})
+    if await withdrawals_frozen(session, actor.user_id):
+        raise WithdrawalsFrozen()
+    travel_threshold = _threshold(unit, settings.withdrawal_travel_rule_thresholds)
+    # FATF R.16: the threshold is inclusive ("USD/EUR 1 000 or more").
+    if travel_threshold is not None and minor >= travel_threshold and not travel_rule:
+        raise TravelRuleRequired(details={"threshold": unit.format(travel_threshold), "asset": symbol})
+    await step_up()
+
+    withdrawal_id = uuid.uuid4()
+    hold = await ledger.hold(session, f"withdrawal:{withdrawal_id}", actor.user_id, symbol, minor + fee,
+                             type="withdrawal_hold", reference_kind="withdrawal", reference_id=str(withdrawal_id))
+    four_eyes = _threshold(unit, settings.withdrawal_four_eyes_thresholds)
+    withdrawal = Withdrawal(id=withdrawal_id, user_id=actor.user_id, chain=chain_settings.name, asset=symbol,
+                            to_address=destination, amount=minor, fee=fee, state="requested", hold_id=hold.id,
+                            approvals_required=2 if four_eyes is not None and minor >= four_eyes else 1,
+                            travel_rule=travel_rule or None)
+    session.add(withdrawal)
+    await session.flush()
+    await record_step(session, withdrawal, unit, "withdrawal.requested", actor.user_id,
+                  {"to_address": destination, "fee": unit.format(fee),
+                   "approvals_required": withdrawal.approvals_required})
+    return WithdrawalView(withdrawal, unit, 0)
+
+
+# --- reads --------------------------------------------------------------------------------------
+
+async def _load(session: AsyncSession, withdrawal_id: uuid.UUID, actor: Actor, *, lock: bool) -> Withdrawal:
+    query = select(Withdrawal).where(Withdrawal.id == withdrawal_id)
+    found = await session.scalar(query.with_for_update() if lock else query)
+    # Someone else's withdrawal does not exist, as far as a customer can tell.
+    if found is None or not (found.user_id == actor.user_id or actor.is_staff or actor.may_approve):
+        raise WithdrawalNotFound()
+    return found
+
+
+async def _view(session: AsyncSession, withdrawal: Withdrawal) -> WithdrawalView:
+    approvals = await session.scalar(select(func.count()).select_from(WithdrawalApproval)
+                                     .where(WithdrawalApproval.withdrawal_id == withdrawal.id))
+    return WithdrawalView(withdrawal, await ledger.currency(session, withdrawal.asset), approvals or 0)
+
+
+async def get(session: AsyncSession, actor: Actor, withdrawal_id: uuid.UUID) -> WithdrawalView:
+    return await _view(session, await _load(session, withdrawal_id, actor, lock=False))
+
+
+async def search(session: AsyncSession, actor: Actor, *, user_id: uuid.UUID | None = None, state: str | None = None,
+                 limit: int = 50, cursor: str | None = None) -> WithdrawalPage:
+    """Newest first; customers see their own, staff everyone's (or one user's with ``user_id``)."""
+    query = select(Withdrawal).order_by(Withdrawal.created_at.desc(), Withdrawal.id.desc()).limit(limit + 1)
+    if not (actor.is_staff or actor.may_approve):
+        query = query.where(Withdrawal.user_id == actor.user_id)
+    elif user_id is not None:
+        query = query.where(Withdrawal.user_id == user_id)
+    if state is not None:
+        query = query.where(Withdrawal.state == state)
+    if cursor:
+        created_at, last_id = decode_cursor(cursor, 2)
+        try:
+            after = (datetime.fromisoformat(created_at), uuid.UUID(last_id))
+        except ValueError:
+            raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor") from None
+        query = query.where(tuple_(Withdrawal.created_at, Withdrawal.id) < after)
+    rows = list(await session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [await _view(session, row) for row in rows]
+    return WithdrawalPage(items, encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None)
+
+
+async def attempts(session: AsyncSession, withdrawal_id: uuid.UUID) -> list[WithdrawalAttempt]:
+    return list(await session.scalars(select(WithdrawalAttempt).where(WithdrawalAttempt.withdrawal_id == withdrawal_id)
+                                      .order_by(WithdrawalAttempt.attempt)))
+
+
+# --- approve (the "sign" route) -----------------------------------------------------------------
+
+async def approve(session: AsyncSession, actor: Actor, withdrawal_id: uuid.UUID) -> WithdrawalView:
+    if not actor.may_approve:
+        raise Forbidden("Only operators and admins approve withdrawals.", code="forbidden")
+    withdrawal = await _load(session, withdrawal_id, actor, lock=True)
+    if withdrawal.user_id == actor.user_id:
+        raise Forbidden("Nobody approves their own withdrawal.", code="own_withdrawal")
+    unit = await ledger.currency(session, withdrawal.asset)
+    if withdrawal.state not in ("requested", "pending_approval"):
+        transition(withdrawal.state, "approve")  # raises the 409 naming what the state allows
+    if await withdrawals_frozen(session, withdrawal.user_id):
+        raise WithdrawalsFrozen()
+    already = await session.scalar(select(WithdrawalApproval.id).where(
+        WithdrawalApproval.withdrawal_id == withdrawal.id, WithdrawalApproval.operator_id == actor.user_id))
+    if already is not None:
+        raise Conflict("You have approved this withdrawal already; four eyes means another operator.",
+                       code="already_approved")
+    session.add(WithdrawalApproval(withdrawal_id=withdrawal.id, operator_id=actor.user_id))
+    await session.flush()
+    approvals = (await _view(session, withdrawal)).approvals
+    complete = approvals >= withdrawal.approvals_required
+    withdrawal.state = transition(withdrawal.state, "approve" if complete else "approve_partial")
+    await session.flush()
+    await record_step(session, withdrawal, unit, "withdrawal.approved" if complete else "withdrawal.approval_added",
+                  actor.user_id, {"approvals": approvals, "approvals_required": withdrawal.approvals_required})
+    if complete:
+        from custody.withdrawals.actors import sign_withdrawal  # the jobs of this domain (no import cycle)
+
+        sign_withdrawal.send_after_commit(session, str(withdrawal.id))
+    return WithdrawalView(withdrawal, unit, approvals)
+
+
+# --- rollback -----------------------------------------------------------------------------------
+
+OWNER_ROLLBACK_STATES = ("requested", "pending_approval")
+
+
+async def rollback(session: AsyncSession, actor: Actor, withdrawal_id: uuid.UUID) -> WithdrawalView:
+    withdrawal = await _load(session, withdrawal_id, actor, lock=True)
+    owner = withdrawal.user_id == actor.user_id
+    if not (actor.may_approve or owner):
+        raise Forbidden("Only the owner (before approval), operators and admins roll a withdrawal back.",
+                        code="forbidden")
+    state = withdrawal.state
+    if state in ("broadcast", "confirmed"):
+        raise AlreadyBroadcast(details={"state": state, "tx_hash": withdrawal.tx_hash})
+    if state in ("signing", "signed"):
+        raise SigningInProgress(details={"state": state})
+    if not actor.may_approve and state not in OWNER_ROLLBACK_STATES and state == "approved":
+        raise Conflict("The withdrawal is approved: ask an operator to roll it back.", code="already_approved",
+                       details={"state": state})
+    withdrawal.state = transition(state, "rollback")
+    withdrawal.finished_at = utcnow()
+    await ledger.void_hold(session, withdrawal.hold_id, type="withdrawal_void")
+    await session.flush()
+    unit = await ledger.currency(session, withdrawal.asset)
+    await record_step(session, withdrawal, unit, "withdrawal.rolled_back", actor.user_id, {"previous_state": state})
+    return await _view(session, withdrawal)

@@ -1,0 +1,48 @@
+"""The withdrawal state machine (DESIGN.md), as a table: {(state, action): next state}.
+
+requested → [pending_approval] → approved → signing → signed → broadcast → confirmed; failed;
+rolled_back. Rollback is possible only while no transaction can exist: once a sign request is
+out (``signing``) the nonce is promised to the signer, and once broadcast the money may leave.
+"""
+
+from __future__ import annotations
+
+from core.errors import InvalidState
+
+TRANSITIONS: dict[tuple[str, str], str] = {
+    ("requested", "approve_partial"): "pending_approval",  # four eyes: the first of two approvals
+    ("requested", "approve"): "approved",
+    ("pending_approval", "approve"): "approved",
+    ("approved", "request_signature"): "signing",
+    ("signing", "sign"): "signed",
+    ("signing", "refuse"): "failed",  # the signer refused: nothing was signed, the hold is voided
+    ("signed", "broadcast"): "broadcast",
+    ("broadcast", "replace"): "broadcast",  # a fee bump at the same nonce
+    ("broadcast", "confirm"): "confirmed",
+    ("broadcast", "revert"): "failed",  # mined but reverted: the gas is spent, the hold is voided
+    ("requested", "rollback"): "rolled_back",
+    ("pending_approval", "rollback"): "rolled_back",
+    ("approved", "rollback"): "rolled_back",
+}
+STATES = ("requested", "pending_approval", "approved", "signing", "signed", "broadcast", "confirmed", "failed",
+          "rolled_back")
+ACTIONS = ("approve_partial", "approve", "request_signature", "sign", "refuse", "broadcast", "replace", "confirm",
+           "revert", "rollback")
+FINAL = frozenset({"confirmed", "failed", "rolled_back"})
+# States in which a transaction for the withdrawal may exist (signed or on its way to the signer).
+TRANSACTION_STATES = frozenset({"signing", "signed", "broadcast", "confirmed"})
+
+
+def allowed_actions(state: str) -> list[str]:
+    return [action for (source, action) in TRANSITIONS if source == state]
+
+
+def transition(state: str, action: str) -> str:
+    """The next state, or a 409 ``invalid_state`` naming what this state allows."""
+    try:
+        return TRANSITIONS[(state, action)]
+    except KeyError:
+        raise InvalidState(
+            f"A withdrawal in state {state!r} cannot {action.replace('_', ' ')}.",
+            details={"state": state, "action": action, "allowed": allowed_actions(state)},
+        ) from None

@@ -1,0 +1,37 @@
+"""The scanner process's own counters, served on ``--metrics-port`` when one is given.
+
+Height and lag need no port: the scanner writes them into ``scanner_cursors`` and the API's
+``/metrics`` exposes them for every chain (``virtuoz_scanner_height``, ``virtuoz_scanner_lag_blocks``).
+These counters are what only the process knows: blocks read, deposits found, reorgs, failures.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class ScannerMetrics:
+    def __init__(self, chain: str) -> None:
+        self.registry = CollectorRegistry()
+        labels = {"chain": chain}
+        self.blocks = Counter("virtuoz_scanner_blocks", "Blocks processed.", ["chain"],
+                              registry=self.registry).labels(**labels)
+        self.deposits = Counter("virtuoz_scanner_deposits", "Transfers to deposit addresses found.", ["chain"],
+                                registry=self.registry).labels(**labels)
+        self.reorgs = Counter("virtuoz_scanner_reorgs", "Reorgs detected.", ["chain"],
+                              registry=self.registry).labels(**labels)
+        self.reorg_depth = Histogram("virtuoz_scanner_reorg_depth_blocks", "Blocks replaced per reorg.", ["chain"],
+                                     buckets=(1, 2, 3, 5, 10, 20, 50, 100, 250), registry=self.registry).labels(**labels)
+        self.failures = Counter("virtuoz_scanner_failures", "Steps that failed and were retried, by cause.",
+                                ["chain", "cause"], registry=self.registry)
+        self.height = Gauge("virtuoz_scanner_process_height", "The last block processed.", ["chain"],
+                            registry=self.registry).labels(**labels)
+        self.head = Gauge("virtuoz_scanner_process_head", "The node's head when last asked.", ["chain"],
+                          registry=self.registry).labels(**labels)
+        self.chain = chain
+
+    def failed(self, cause: str) -> None:
+        self.failures.labels(self.chain, cause).inc()
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=host, registry=self.registry)

@@ -1,0 +1,104 @@
+"""What the scanner keeps between runs: its cursor per chain and the hashes of recent blocks.
+
+The cursor is the last block fully processed — its deposits recorded, its confirmations counted,
+in the same transaction that moved the cursor. A restart resumes at ``height + 1``, never at the
+chain's tip, however long the scanner was down. The cursor only moves by compare-and-set: a
+second scanner of the same chain (which the advisory lock should already prevent) could never
+move it from under the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from custody.chains import Block
+from custody.deposits.models import ScannedBlock, ScannerCursor
+
+
+@dataclass(frozen=True)
+class Cursor:
+    chain: str
+    height: int  # -1: nothing processed yet
+    hash: str | None  # the block at ``height``; None only before genesis
+    start_height: int  # the first block ever read: nothing earlier exists for the scanner
+
+
+class CursorMoved(RuntimeError):
+    """The cursor in the database is not the one this scanner holds: reload it and go on from there."""
+
+
+async def load(session: AsyncSession, chain: str) -> Cursor | None:
+    row = await session.get(ScannerCursor, chain)
+    return None if row is None else Cursor(row.chain, row.height, row.hash, row.start_height)
+
+
+async def create(session: AsyncSession, chain: str, before: Block | None, start_height: int) -> Cursor:
+    """The first cursor of a chain, just before ``start_height`` (whose parent is ``before``); if
+    another scanner created one meanwhile, that one."""
+    height, block_hash = (before.number, before.hash) if before else (-1, None)
+    await session.execute(insert(ScannerCursor).values(chain=chain, height=height, hash=block_hash,
+                                                       start_height=start_height).on_conflict_do_nothing())
+    if before is not None:
+        await store_blocks(session, chain, [before])
+    cursor = await load(session, chain)
+    assert cursor is not None
+    return cursor
+
+
+async def advance(session: AsyncSession, cursor: Cursor, block: Block, head: int | None) -> Cursor:
+    """Move the cursor to ``block`` (processed in this transaction); ``CursorMoved`` if it was not at ``cursor``."""
+    moved = await session.execute(
+        update(ScannerCursor)
+        .where(ScannerCursor.chain == cursor.chain, ScannerCursor.height == cursor.height)
+        .values(height=block.number, hash=block.hash, head=head, progressed_at=func.now(), checked_at=func.now()))
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        raise CursorMoved(f"{cursor.chain}: the cursor is no longer at {cursor.height}")
+    return Cursor(cursor.chain, block.number, block.hash, cursor.start_height)
+
+
+async def rewind(session: AsyncSession, cursor: Cursor, number: int, block_hash: str | None) -> Cursor:
+    """Back to the common ancestor of a reorg: the blocks above it are forgotten, to be read again."""
+    moved = await session.execute(
+        update(ScannerCursor)
+        .where(ScannerCursor.chain == cursor.chain, ScannerCursor.height == cursor.height)
+        .values(height=number, hash=block_hash, progressed_at=func.now(), checked_at=func.now()))
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        raise CursorMoved(f"{cursor.chain}: the cursor is no longer at {cursor.height}")
+    await session.execute(delete(ScannedBlock).where(ScannedBlock.chain == cursor.chain, ScannedBlock.number > number))
+    return Cursor(cursor.chain, number, block_hash, cursor.start_height)
+
+
+async def checked(session: AsyncSession, chain: str, head: int) -> None:
+    """The scanner asked the node and is up to date: what ``/status`` and ``/metrics`` read."""
+    await session.execute(update(ScannerCursor).where(ScannerCursor.chain == chain)
+                          .values(head=head, checked_at=func.now()))
+
+
+async def store_blocks(session: AsyncSession, chain: str, blocks: Sequence[Block]) -> None:
+    if not blocks:
+        return
+    statement = insert(ScannedBlock).values(
+        [{"chain": chain, "number": block.number, "hash": block.hash, "parent_hash": block.parent_hash}
+         for block in blocks])
+    await session.execute(statement.on_conflict_do_update(
+        index_elements=[ScannedBlock.chain, ScannedBlock.number],
+        set_={"hash": statement.excluded.hash, "parent_hash": statement.excluded.parent_hash}))
+
+
+async def forget_below(session: AsyncSession, chain: str, number: int) -> None:
+    """Only the recent blocks are kept: a reorg deeper than the window cannot be walked back anyway."""
+    await session.execute(delete(ScannedBlock).where(ScannedBlock.chain == chain, ScannedBlock.number < number))
+
+
+async def recent_hashes(session: AsyncSession, chain: str, at_most: int, limit: int) -> dict[int, str]:
+    """The stored hashes of the ``limit`` highest blocks at or below ``at_most``."""
+    rows = await session.execute(
+        select(ScannedBlock.number, ScannedBlock.hash)
+        .where(ScannedBlock.chain == chain, ScannedBlock.number <= at_most)
+        .order_by(ScannedBlock.number.desc()).limit(limit))
+    return {row.number: row.hash for row in rows}

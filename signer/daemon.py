@@ -1,0 +1,143 @@
+"""`virtuoz signer`: the signing daemon. Redis in, Redis out; never PostgreSQL, never the platform's code.
+
+The signer may import only ``core`` (import-linter), so it cannot declare its actor through
+``jobs.registry``: it builds a small Dramatiq broker of its own and one actor, and answers by
+*naming* the custody worker's actors in a plain ``dramatiq.Message``.
+
+Message contract (``core.sign_requests``, documented there and in ``custody.withdrawals.actors``):
+
+- consumes ``signer.sign_withdrawal(withdrawal_id, unsigned_tx, authorization)`` on queue ``signer``;
+- answers ``custody.withdrawal_signed(withdrawal_id, request_digest, raw_tx, tx_hash)`` or
+  ``custody.withdrawal_refused(withdrawal_id, request_digest, reason, message)`` on queue ``custody``.
+
+The reply is sent only after the journal has committed (fsync). A crash (even SIGKILL) between
+the two leaves the request unacknowledged: it is delivered again, or the custody worker asks
+again, and the journal answers with the same raw transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import dramatiq
+import redis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import AgeLimit, Retries, ShutdownNotifications
+
+from core.sanctions import SanctionsList
+from core.settings import Settings, SettingsError
+from core.sign_requests import CUSTODY_QUEUE, REFUSED_ACTOR, SIGN_ACTOR, SIGNED_ACTOR, SIGNER_QUEUE
+from core.signing import load_public_key
+from signer.journal import Journal
+from signer.keystore import unlock_keystore
+from signer.policy import Policy
+from signer.service import Refused, Signed, Signer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAMESPACE = "dramatiq"  # the one jobs.broker uses: the custody worker's queues live there
+SIGNER_THREADS = 2  # signing is CPU work under one journal lock; more threads only queue on it
+SHUTDOWN_TIMEOUT_MS = 10_000
+# A dead signer's unacknowledged messages go back to the queue after this long (Dramatiq's own
+# recovery; the custody worker also re-asks after withdrawal_resend_seconds).
+HEARTBEAT_TIMEOUT_MS = 15_000
+MAINTENANCE_CHANCE = 50_000  # per million commands: recover dead consumers' messages promptly
+
+
+def request_public_key(settings: Settings) -> Ed25519PublicKey:
+    """The custody request key's public half, inline or from its file."""
+    text = settings.signer_request_public_key
+    if text is None:
+        path = settings.signer_request_public_key_file
+        try:
+            text = Path(path).read_text(encoding="ascii").strip()  # type: ignore[arg-type]
+        except OSError:
+            raise SettingsError(f"no custody request public key: set VIRTUOZ_SIGNER_REQUEST_PUBLIC_KEY or write {path}"
+                                ) from None
+    try:
+        return load_public_key(text)
+    except ValueError:
+        raise SettingsError("the custody request public key is not base64url of 32 Ed25519 bytes") from None
+
+
+def build_signer(settings: Settings, passphrase: str) -> Signer:
+    """Unlock the keystore and assemble the signer; every configuration problem fails here, at start."""
+    seed = unlock_keystore(settings.signer_keystore_dir, passphrase)  # type: ignore[arg-type]
+    sanctions = SanctionsList(settings.signer_sanctions_list_file)
+    sanctions.addresses()  # a missing or malformed list refuses to start, not to sign
+    policy = Policy(settings.chains, settings.signer_limits, sanctions)
+    journal = Journal(settings.signer_journal_file)  # type: ignore[arg-type]
+    return Signer(seed, settings.chains, policy, journal, request_public_key(settings))
+
+
+def create_signer_broker(redis_url: str, *, namespace: str = DEFAULT_NAMESPACE) -> RedisBroker:
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
+    return RedisBroker(client=client, namespace=namespace, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+                       maintenance_chance=MAINTENANCE_CHANCE,
+                       middleware=[AgeLimit(), ShutdownNotifications(),
+                                   Retries(max_retries=20, min_backoff=1_000, max_backoff=30_000)])
+
+
+def reply_for(outcome: Signed | Refused) -> dramatiq.Message[Any]:
+    if isinstance(outcome, Signed):
+        args: tuple[str, ...] = (outcome.withdrawal_id, outcome.request_digest, outcome.raw_tx, outcome.tx_hash)
+        actor = SIGNED_ACTOR
+    else:
+        args = (outcome.withdrawal_id, outcome.request_digest, outcome.reason, outcome.message)
+        actor = REFUSED_ACTOR
+    return dramatiq.Message(queue_name=CUSTODY_QUEUE, actor_name=actor, args=args, kwargs={}, options={})
+
+
+def declare_actor(broker: RedisBroker, signer: Signer) -> None:
+    def sign_withdrawal(*args: Any, **kwargs: Any) -> None:
+        # Any other shape is refused as malformed (never retried: it would be refused again).
+        shaped = len(args) == 3 and not kwargs
+        withdrawal_id, unsigned_tx, authorization = args if shaped else (None, None, None)
+        outcome = signer.handle(withdrawal_id, unsigned_tx, authorization)
+        if isinstance(outcome, Signed):
+            log.info("signed withdrawal %s: %s%s", outcome.withdrawal_id, outcome.tx_hash,
+                     " (repeat)" if outcome.repeated else "")
+        else:
+            log.warning("refused withdrawal %s: %s (%s)", outcome.withdrawal_id, outcome.reason, outcome.message)
+        # Raises if Redis is down: the request is retried, and the journal answers it identically.
+        broker.enqueue(reply_for(outcome))
+
+    dramatiq.actor(sign_withdrawal, broker=broker, actor_name=SIGN_ACTOR, queue_name=SIGNER_QUEUE)
+
+
+def run_signer(settings: Settings, *, namespace: str = DEFAULT_NAMESPACE) -> int:
+    """Run until SIGTERM/SIGINT. The passphrase is VIRTUOZ_SIGNER_PASSPHRASE (settings.signer_passphrase)."""
+    settings.check()
+    if settings.signer_passphrase is None:
+        raise SettingsError("VIRTUOZ_SIGNER_PASSPHRASE is unset: the signer cannot unlock its keystore")
+    signer = build_signer(settings, settings.signer_passphrase.get_secret_value())
+    broker = create_signer_broker(settings.require_redis_url(), namespace=namespace)
+    declare_actor(broker, signer)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    worker = dramatiq.Worker(broker, queues={SIGNER_QUEUE}, worker_threads=SIGNER_THREADS)
+    worker.start()
+    log.info("signer running: hot wallets %s; journal %s", ", ".join(
+        f"{chain.name} {signer.hot_wallet(chain.chain_id)}" for chain in settings.chains), settings.signer_journal_file)
+    try:
+        while not stop.wait(0.2):
+            pass
+    finally:
+        worker.stop(timeout=SHUTDOWN_TIMEOUT_MS)
+        broker.close()
+        broker.client.close()
+        signer.journal.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    log.info("signer stopped")
+    return 0

@@ -1,0 +1,160 @@
+"""The signer's journal: every transaction it ever signed, in SQLite beside its keystore.
+
+It is the signer's memory of its promises, never the platform database (DESIGN.md):
+
+- a withdrawal is signed at one ``(chain, from, nonce)`` only;
+- a ``(chain, from, nonce)`` belongs to one withdrawal only;
+- a second transaction at that nonce is a fee bump of the same payment, with higher fees;
+- a repeated request (same withdrawal, same transaction) gets the stored raw transaction back.
+
+Each signature is committed with ``synchronous=FULL`` (the WAL is fsynced) *before* the reply
+leaves: a crash after the reply cannot forget a signature, and a crash before it only means the
+request is answered again, identically. Refusals are journaled too, for the record; they bind
+nothing, but a refusal of an authorized request is *sticky*: the same request is refused again
+with the same reason, even once a limit would allow it. The custody worker voids the hold when
+it hears a refusal; a redelivered copy of the request must not be signed after that.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DAY_SECONDS = 24 * 3600
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS signatures (
+    id INTEGER PRIMARY KEY,
+    withdrawal_id TEXT NOT NULL,
+    request_digest TEXT NOT NULL UNIQUE,
+    chain_id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    asset TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    max_fee_per_gas TEXT NOT NULL,
+    max_priority_fee_per_gas TEXT NOT NULL,
+    unsigned_tx TEXT NOT NULL,
+    raw_tx TEXT NOT NULL,
+    tx_hash TEXT NOT NULL,
+    signed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_signatures_withdrawal ON signatures (withdrawal_id);
+CREATE INDEX IF NOT EXISTS ix_signatures_nonce ON signatures (chain_id, sender, nonce);
+CREATE INDEX IF NOT EXISTS ix_signatures_asset_time ON signatures (asset, signed_at);
+CREATE TABLE IF NOT EXISTS refusals (
+    id INTEGER PRIMARY KEY,
+    withdrawal_id TEXT NOT NULL,
+    request_digest TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    message TEXT NOT NULL,
+    sticky INTEGER NOT NULL,
+    refused_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_refusals_request ON refusals (request_digest, withdrawal_id);
+"""
+
+
+@dataclass(frozen=True)
+class Signature:
+    withdrawal_id: str
+    request_digest: str
+    chain_id: int
+    sender: str
+    nonce: int
+    asset: str
+    amount: int
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+    unsigned_tx: str
+    raw_tx: str
+    tx_hash: str
+
+
+_COLUMNS = ("withdrawal_id, request_digest, chain_id, sender, nonce, asset, amount, max_fee_per_gas, "
+            "max_priority_fee_per_gas, unsigned_tx, raw_tx, tx_hash")
+
+
+def _signature(row: tuple) -> Signature:
+    (withdrawal_id, digest, chain_id, sender, nonce, asset, amount, max_fee, priority_fee, unsigned_tx, raw_tx,
+     tx_hash) = row
+    return Signature(withdrawal_id, digest, int(chain_id), sender, int(nonce), asset, int(amount), int(max_fee),
+                     int(priority_fee), unsigned_tx, raw_tx, tx_hash)
+
+
+class Journal:
+    """One SQLite file; one writer at a time (``lock``), held by the signer across check-and-record."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # isolation_level=None: explicit BEGIN IMMEDIATE … COMMIT, nothing implicit.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
+        self._db.executescript(_SCHEMA)
+        self.lock = threading.RLock()
+
+    def close(self) -> None:
+        with self.lock:
+            self._db.close()
+
+    def by_digest(self, digest: str) -> Signature | None:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM signatures WHERE request_digest = ?", (digest,)).fetchone()
+        return None if row is None else _signature(row)
+
+    def for_withdrawal(self, withdrawal_id: str) -> list[Signature]:
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM signatures WHERE withdrawal_id = ? ORDER BY id",
+                                (withdrawal_id,)).fetchall()
+        return [_signature(row) for row in rows]
+
+    def nonce_holder(self, chain_id: int, sender: str, nonce: int) -> str | None:
+        row = self._db.execute("SELECT withdrawal_id FROM signatures WHERE chain_id = ? AND sender = ? AND nonce = ?"
+                               " LIMIT 1", (str(chain_id), sender, str(nonce))).fetchone()
+        return None if row is None else row[0]
+
+    def signed_since(self, asset: str, seconds: float = DAY_SECONDS, *, now: float | None = None) -> int:
+        """What distinct withdrawals of ``asset`` signed in the last ``seconds`` move (fee bumps count once)."""
+        since = (now or time.time()) - seconds
+        rows = self._db.execute("SELECT withdrawal_id, MAX(amount) FROM signatures WHERE asset = ? AND signed_at > ?"
+                                " GROUP BY withdrawal_id", (asset, since)).fetchall()
+        return sum(int(amount) for _, amount in rows)
+
+    def record(self, signature: Signature, destination: str) -> None:
+        """Commit (and fsync) the signature before anyone hears of it."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                "INSERT INTO signatures (withdrawal_id, request_digest, chain_id, sender, nonce, asset, destination,"
+                " amount, max_fee_per_gas, max_priority_fee_per_gas, unsigned_tx, raw_tx, tx_hash, signed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (signature.withdrawal_id, signature.request_digest, str(signature.chain_id), signature.sender,
+                 str(signature.nonce), signature.asset, destination, str(signature.amount),
+                 str(signature.max_fee_per_gas), str(signature.max_priority_fee_per_gas), signature.unsigned_tx,
+                 signature.raw_tx, signature.tx_hash, time.time()))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def record_refusal(self, withdrawal_id: str, digest: str, reason: str, message: str, *, sticky: bool) -> None:
+        """Autocommit, so fsynced (synchronous=FULL) before the refusal is sent."""
+        self._db.execute("INSERT INTO refusals (withdrawal_id, request_digest, reason, message, sticky, refused_at)"
+                         " VALUES (?, ?, ?, ?, ?, ?)",
+                         (withdrawal_id[:80], digest, reason, message[:500], int(sticky), time.time()))
+
+    def sticky_refusal(self, withdrawal_id: str, digest: str) -> tuple[str, str] | None:
+        row = self._db.execute("SELECT reason, message FROM refusals WHERE request_digest = ? AND withdrawal_id = ?"
+                               " AND sticky = 1 ORDER BY id LIMIT 1", (digest, withdrawal_id)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def refusals(self, withdrawal_id: str | None = None) -> list[tuple[str, str, str]]:
+        """(withdrawal_id, reason, message), oldest first; for tests and operators."""
+        query = "SELECT withdrawal_id, reason, message FROM refusals"
+        rows = (self._db.execute(query + " WHERE withdrawal_id = ? ORDER BY id", (withdrawal_id,)) if withdrawal_id
+                else self._db.execute(query + " ORDER BY id"))
+        return [tuple(row) for row in rows.fetchall()]

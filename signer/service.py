@@ -1,0 +1,176 @@
+"""The signer's decision: verify a sign request on its own, then sign it at most once.
+
+Order of checks (cheapest refusals first, the key last): the request's shape; the Ed25519
+authorization by the custody request key (only its public half is here); the journal for a
+repeat (answered with the same raw transaction); the sender is this signer's hot wallet on that
+chain; what the transaction really pays (``policy``); the journal's one-withdrawal-one-nonce
+rules; sanctions and limits; then the signature, journaled (fsync) before it is returned.
+
+Keys: the hot wallet of each chain is ``m/44'/60'/{account}'/1/0`` of the keystore's seed,
+derived in memory at start; no key ever leaves this object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bip_utils import Bip32Secp256k1
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from core.settings import ChainSettings
+from core.sign_requests import (
+    MalformedSignRequest,
+    UnsignedTx,
+    authorization_message,
+    check_withdrawal_id,
+    request_digest,
+)
+from core.signing import b64url_decode
+from signer.derivation import account_path
+from signer.journal import Journal, Signature
+from signer.policy import Payment, Policy, Refusal
+
+HOT_WALLET_CHANGE, HOT_WALLET_INDEX = 1, 0
+# Refusals that already say "this withdrawal has a signature": never rewritten as a replacement refusal.
+UNSAFE_REFUSALS = frozenset({"withdrawal_signed_elsewhere", "replacement_not_allowed"})
+
+
+def hot_wallet_path(account: int) -> str:
+    return f"{account_path(account)}/{HOT_WALLET_CHANGE}/{HOT_WALLET_INDEX}"
+
+
+@dataclass(frozen=True)
+class Signed:
+    withdrawal_id: str
+    request_digest: str
+    raw_tx: str  # 0x-hex
+    tx_hash: str
+    repeated: bool  # True: the journal already had it; nothing was signed now
+
+
+@dataclass(frozen=True)
+class Refused:
+    withdrawal_id: str
+    request_digest: str
+    reason: str
+    message: str
+
+
+class Signer:
+    def __init__(self, seed: bytes, chains: Sequence[ChainSettings], policy: Policy, journal: Journal,
+                 request_public_key: Ed25519PublicKey) -> None:
+        root = Bip32Secp256k1.FromSeed(seed)
+        self._wallets: dict[int, LocalAccount] = {}
+        for chain in chains:
+            private = root.DerivePath(hot_wallet_path(chain.account)).PrivateKey().Raw().ToBytes()
+            self._wallets[chain.chain_id] = Account.from_key(private)
+        self.policy = policy
+        self.journal = journal
+        self._request_key = request_public_key
+
+    def hot_wallet(self, chain_id: int) -> str:
+        return self._wallets[chain_id].address
+
+    def handle(self, withdrawal_id: object, unsigned_text: object, authorization: object) -> Signed | Refused:
+        """Sign or refuse one request; never raises for a bad request (it is refused with a reason)."""
+        digest = request_digest(unsigned_text) if isinstance(unsigned_text, str) else ""
+        label = withdrawal_id if isinstance(withdrawal_id, str) else repr(withdrawal_id)
+        try:
+            withdrawal = check_withdrawal_id(withdrawal_id)
+            unsigned = UnsignedTx.parse(unsigned_text)
+            self._verify(withdrawal, unsigned_text, authorization)  # type: ignore[arg-type]
+        except MalformedSignRequest as malformed:
+            return self._refuse(label[:80], digest, Refusal("malformed_request", str(malformed)))
+        except Refusal as refusal:
+            return self._refuse(withdrawal, digest, refusal)
+        with self.journal.lock:
+            try:
+                return self._sign(withdrawal, unsigned, unsigned_text, digest)  # type: ignore[arg-type]
+            except Refusal as refusal:
+                # Authorized requests get sticky refusals (see signer.journal); forged ones do not,
+                # so a forgery cannot make the genuine request be refused.
+                return self._refuse(withdrawal, digest, refusal, sticky=True)
+
+    def _verify(self, withdrawal_id: str, unsigned_text: str, authorization: object) -> None:
+        try:
+            if not isinstance(authorization, str):
+                raise ValueError
+            signature = b64url_decode(authorization)
+            self._request_key.verify(signature, authorization_message(withdrawal_id, unsigned_text))
+        except (ValueError, InvalidSignature):
+            raise Refusal("invalid_authorization",
+                          "the authorization is not the custody request key's signature of this request") from None
+
+    def _sign(self, withdrawal_id: str, unsigned: UnsignedTx, unsigned_text: str, digest: str) -> Signed:
+        journal = self.journal
+        known = journal.by_digest(digest)
+        if known is not None and known.withdrawal_id == withdrawal_id:
+            return Signed(withdrawal_id, digest, known.raw_tx, known.tx_hash, repeated=True)
+        if (sticky := journal.sticky_refusal(withdrawal_id, digest)) is not None:
+            raise _Repeated(*sticky)
+        earlier = journal.for_withdrawal(withdrawal_id)
+        try:
+            payment = self._payment(unsigned)
+            if earlier:
+                self._check_replacement(withdrawal_id, unsigned, payment, earlier)
+            else:
+                holder = known.withdrawal_id if known is not None else journal.nonce_holder(
+                    unsigned.chain_id, unsigned.sender, unsigned.nonce)
+                if holder is not None:
+                    raise Refusal("nonce_taken", f"nonce {unsigned.nonce} of {unsigned.sender} is signed for "
+                                                 f"withdrawal {holder}")
+                self.policy.check(payment, journal.signed_since(payment.asset))
+        except Refusal as refusal:
+            if earlier and refusal.reason not in UNSAFE_REFUSALS:
+                # This withdrawal has a signed transaction already: say so, so that the custody
+                # worker never reads the refusal as "nothing was signed" and voids the hold.
+                raise Refusal("replacement_not_allowed", f"{refusal.reason}: {refusal.message}") from None
+            raise
+
+        wallet = self._wallets[unsigned.chain_id]
+        signed = wallet.sign_transaction(unsigned.for_signing())
+        raw_tx, tx_hash = "0x" + signed.raw_transaction.hex(), "0x" + signed.hash.hex()
+        journal.record(Signature(withdrawal_id, digest, unsigned.chain_id, unsigned.sender, unsigned.nonce,
+                                 payment.asset, payment.amount, unsigned.max_fee_per_gas,
+                                 unsigned.max_priority_fee_per_gas, unsigned_text, raw_tx, tx_hash),
+                       payment.destination)
+        return Signed(withdrawal_id, digest, raw_tx, tx_hash, repeated=False)
+
+    def _payment(self, unsigned: UnsignedTx) -> Payment:
+        chain = self.policy.chain(unsigned)
+        wallet = self._wallets.get(unsigned.chain_id)
+        if wallet is None or wallet.address != unsigned.sender:
+            raise Refusal("wrong_sender", f"{unsigned.sender} is not this signer's hot wallet on {chain.name}")
+        return self.policy.payment(unsigned)
+
+    def _check_replacement(self, withdrawal_id: str, unsigned: UnsignedTx, payment: Payment,
+                           earlier: list[Signature]) -> None:
+        first = UnsignedTx.parse(earlier[0].unsigned_tx)
+        if (first.chain_id, first.sender, first.nonce) != (unsigned.chain_id, unsigned.sender, unsigned.nonce):
+            raise Refusal("withdrawal_signed_elsewhere",
+                          f"withdrawal {withdrawal_id} is already signed at nonce {first.nonce} on chain "
+                          f"{first.chain_id}")
+        highest_fee = max(item.max_fee_per_gas for item in earlier)
+        highest_tip = max(item.max_priority_fee_per_gas for item in earlier)
+        if not first.same_payment(unsigned) or unsigned.max_fee_per_gas <= highest_fee \
+                or unsigned.max_priority_fee_per_gas <= highest_tip:
+            raise Refusal("replacement_not_allowed",
+                          "a second transaction for a withdrawal must be the same payment with higher fees")
+        # A fee bump moves nothing new (the limits counted the payment once), but the list may
+        # have grown since the first signature.
+        if payment.destination in self.policy.sanctions:
+            raise Refusal("sanctioned_address", f"{payment.destination} is on the signer's sanctions list")
+
+    def _refuse(self, withdrawal_id: str, digest: str, refusal: Refusal, *, sticky: bool = False) -> Refused:
+        if not isinstance(refusal, _Repeated):
+            with self.journal.lock:
+                self.journal.record_refusal(withdrawal_id, digest, refusal.reason, refusal.message, sticky=sticky)
+        return Refused(withdrawal_id, digest, refusal.reason, refusal.message)
+
+
+class _Repeated(Refusal):
+    """A refusal already journaled for this very request: answered again, not recorded again."""
