@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from redis.asyncio import Redis
-from sqlalchemy import any_, select, tuple_, update
+from sqlalchemy import any_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,7 +23,7 @@ from core import audit
 from core.db import after_commit
 from core.crypto import token_digest
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from core.pagination import decode_cursor, encode_cursor
+from core.pagination import keyset_before, next_page
 from core.settings import Settings
 from core.time import utcnow
 
@@ -311,18 +311,9 @@ async def list_users(session: AsyncSession, *, email: str | None, role: str | No
     if status:
         query = query.where(User.status == status)
     if cursor:
-        created_at, user_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(created_at), uuid.UUID(user_id))
-        except ValueError:
-            raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor") from None
-        # A row-value comparison in SQL; a Python tuple `<` would compare only created_at and skip
-        # every user sharing the cursor's timestamp (e.g. created in one transaction).
-        query = query.where(tuple_(User.created_at, User.id) < tuple_(*after))
+        query = query.where(keyset_before(cursor, User.created_at, User.id))
     rows = list(await session.scalars(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return UserPage(rows, encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None)
+    return UserPage(*next_page(rows, limit))
 
 
 async def _lock_admins(session: AsyncSession) -> list[uuid.UUID]:

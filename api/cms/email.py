@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -26,8 +25,8 @@ from api.cms.models import CmsDocument, CmsVersion, EmailDelivery
 from api.cms.templating import RenderedEmail, render_email
 from api.i18n.locales import fallback_chain
 from core import audit
-from core.errors import InvalidInput, NotFound
-from core.pagination import decode_cursor, encode_cursor
+from core.errors import NotFound
+from core.pagination import keyset_before, next_page
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +104,6 @@ async def list_deliveries(session: AsyncSession, *, state: str | None, limit: in
     if state:
         query = query.where(EmailDelivery.state == state)
     if cursor:
-        created_at, delivery_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(created_at), uuid.UUID(delivery_id))
-        except ValueError:
-            raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor") from None
-        query = query.where((EmailDelivery.created_at, EmailDelivery.id) < after)  # type: ignore[operator]
+        query = query.where(keyset_before(cursor, EmailDelivery.created_at, EmailDelivery.id))
     rows = list(await session.scalars(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return service.Page(rows, encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None)
+    return service.Page(*next_page(rows, limit))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, tuple_, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.models import STAFF_ROLES, User
@@ -20,7 +20,7 @@ from api.escrow.models import EscrowContract
 from api.escrow.states import transition
 from core import audit, notifications
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from core.pagination import decode_cursor, encode_cursor
+from core.pagination import keyset_before, next_page
 from custody import ledger
 from custody.ledger import AccountRef
 
@@ -163,17 +163,10 @@ async def search(session: AsyncSession, *, party: uuid.UUID | None = None, role:
     if created_to:
         query = query.where(EscrowContract.created_at < created_to)
     if cursor:
-        created_at, escrow_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(created_at), uuid.UUID(escrow_id))
-        except ValueError:
-            raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor") from None
-        query = query.where(tuple_(EscrowContract.created_at, EscrowContract.id) < after)
+        query = query.where(keyset_before(cursor, EscrowContract.created_at, EscrowContract.id))
     rows = list(await session.scalars(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None
-    return EscrowPage([await _view(session, row) for row in rows], next_cursor)
+    page, next_cursor = next_page(rows, limit)
+    return EscrowPage([await _view(session, row) for row in page], next_cursor)
 
 
 async def history(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID) -> list[audit.AuditEvent]:

@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.helpdesk import references, sla, states
 from api.helpdesk.models import Ticket, TicketContextLink, TicketInternalNote, TicketMessage, TicketSlaPause
 from core import audit
-from core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from core.errors import Conflict, Forbidden, NotFound
 from core.notifications import notify
-from core.pagination import decode_cursor, encode_cursor
+from core.pagination import keyset_before, next_page
 from core.time import rfc3339, utcnow
 
 log = logging.getLogger(__name__)
@@ -123,16 +123,9 @@ async def list_tickets(session: AsyncSession, viewer: Viewer, *, state: str | No
         any_breach = or_(Ticket.first_response_breached_at.is_not(None), Ticket.resolution_breached_at.is_not(None))
         query = query.where(any_breach if breached else ~any_breach)
     if cursor:
-        created_at, ticket_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(created_at), uuid.UUID(ticket_id))
-        except ValueError:
-            raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor") from None
-        query = query.where((Ticket.created_at, Ticket.id) < after)  # type: ignore[operator]
+        query = query.where(keyset_before(cursor, Ticket.created_at, Ticket.id))
     rows = list(await session.scalars(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return TicketPage(rows, encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None)
+    return TicketPage(*next_page(rows, limit))
 
 
 # --- changing ----------------------------------------------------------------------------------

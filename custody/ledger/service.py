@@ -41,14 +41,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, or_, select, text, tuple_
+from sqlalchemy import and_, delete, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
 from core.money import MAX_MINOR, format_amount, parse_amount
-from core.pagination import decode_cursor, encode_cursor
+from core.pagination import keyset_before, next_page
 from custody.ledger.models import Currency, LedgerAccount, LedgerPosting, LedgerTransfer
 
 AVAILABLE, HELD = "available", "held"
@@ -632,24 +632,14 @@ async def activity(session: AsyncSession, user_id: uuid.UUID, *, currency: str |
         .limit(limit + 1)
     )
     if cursor:
-        created_at, posting_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(created_at), uuid.UUID(posting_id))
-        except ValueError:
-            raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor") from None
-        if after[0].tzinfo is None:
-            raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor")
-        query = query.where(tuple_(LedgerPosting.created_at, LedgerPosting.id) < after)
-    rows = list(await session.execute(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
+        query = query.where(keyset_before(cursor, LedgerPosting.created_at, LedgerPosting.id))
+    rows, next_cursor = next_page(list(await session.execute(query)), limit)
     info = await currencies(session, {row.currency for row in rows})
     items = [
         ActivityItem(row.id, row.type, info[row.currency], abs(row.amount), "in" if row.amount > 0 else "out",
                      row.reference_kind, row.reference_id, row.tx_hash, row.created_at)
         for row in rows
     ]
-    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None
     return ActivityPage(items, next_cursor)
 
 
