@@ -31,3 +31,15 @@ AUTHENTICATED = Access()
 
 # Not tied to a login: the body carries an operator's Ed25519 signature, verified by the route.
 SIGNED = Access(public=True, note="Ed25519-signed operator payload")
+
+
+def roles_or_service_signature(*names: str) -> Access:
+    """Staff with one of ``names``, or a service that signs the raw body instead of logging in.
+
+    Deposits (issue 7): external chain watchers have no user. Public to the router, like
+    ``SIGNED``: the handler calls ``api.platform.signatures.caller`` before anything else, which
+    checks the ``X-Signature: sha256=<hex>`` HMAC of the body when it is sent, the roles otherwise.
+    """
+    listed = ", ".join(sorted(names))
+    return Access(public=True, roles=frozenset(names),
+                  note=f"roles: {listed}; or a service's HMAC-SHA256 body signature (X-Signature: sha256=<hex>)")

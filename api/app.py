@@ -18,6 +18,7 @@ from api.admin import routes as admin_routes
 from api.auth import routes as auth_routes
 from api.auth.principal import IdentityCache
 from api.cms import routes as cms_routes
+from api.compliance import routes as compliance_routes
 from api.escrow import routes as escrow_routes
 from api.helpdesk import routes as helpdesk_routes
 from api.i18n import routes as i18n_routes
@@ -66,7 +67,8 @@ def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
         notification_routes.notifications, escrow_routes.escrow, escrow_routes.escrow_admin,
         escrow_routes.storage_tools, platform_routes.crypto, wallet_routes.wallet, helpdesk_routes.helpdesk,
         helpdesk_routes.helpdesk_platform, cms_routes.cms_public, cms_routes.cms_admin, cms_routes.email_templates,
-        i18n_routes.platform_content,
+        i18n_routes.platform_content, compliance_routes.kyc_routes, compliance_routes.compliance_routes,
+        compliance_routes.admin_compliance_routes, compliance_routes.transaction_review_routes,
     ]
     return root, v1
 

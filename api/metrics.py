@@ -7,6 +7,9 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_late
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from core.time import utcnow
+from custody.deposits.queries import ScannerPosition
+
 UNMATCHED = "unmatched"
 
 
@@ -38,8 +41,26 @@ class HttpMetrics:
             registry=self.registry,
         )
 
+        # Deposits (issue 7): what each chain's scanner last wrote into its cursor.
+        self.scanner_height = Gauge("virtuoz_scanner_height", "The last block the chain's scanner processed.",
+                                    ["chain"], registry=self.registry)
+        self.scanner_lag = Gauge("virtuoz_scanner_lag_blocks", "Blocks between the node's head and the scanner, "
+                                 "as the scanner last saw them.", ["chain"], registry=self.registry)
+        self.scanner_idle = Gauge("virtuoz_scanner_last_check_age_seconds", "Seconds since the scanner last asked "
+                                  "its node for the head (alert when it grows: the scanner is down).", ["chain"],
+                                  registry=self.registry)
+
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         self.latency.labels(request.method, route_template(request), str(status)).observe(seconds)
+
+    def set_scanner_positions(self, positions: dict[str, ScannerPosition]) -> None:
+        now = utcnow()
+        for chain, position in positions.items():
+            if position.height is not None:
+                self.scanner_height.labels(chain).set(position.height)
+            if position.lag is not None:
+                self.scanner_lag.labels(chain).set(position.lag)
+            self.scanner_idle.labels(chain).set(max(0.0, (now - position.checked_at).total_seconds()))
 
     def set_queue_depths(self, depths: dict[str, int]) -> None:
         for queue, depth in depths.items():

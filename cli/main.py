@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from cli.audit import add_commands as add_audit_commands
+from compliance.cli import add_commands as add_compliance_commands
 from cli.operator import add_commands as add_operator_commands
 from core.logging import configure_logging
 from custody.ledger.cli import add_commands as add_ledger_commands
@@ -72,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
     add_audit_commands(commands)
     add_signer_commands(commands)
     add_ledger_commands(commands)
+    add_compliance_commands(commands)
 
     devnet = commands.add_parser("devnet", help="run the whole platform locally on embedded servers and Anvil")
     devnet.set_defaults(run=_devnet, process="devnet")

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint, func, select, text
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint, func, insert, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -71,6 +71,7 @@ async def notify_many(session: AsyncSession, items: list[tuple[uuid.UUID, str, d
 
     The recipients' locks are taken in one statement, in one order (by key), so two batches never
     deadlock on each other; each user's notifications get consecutive seqs in ``items`` order.
+    After the commit they are published in one Redis round trip.
     """
     if not items:
         return
@@ -82,13 +83,20 @@ async def notify_many(session: AsyncSession, items: list[tuple[uuid.UUID, str, d
     rows = []
     for user_id, type, data in items:
         last[user_id] = seq = (last.get(user_id) or 0) + 1
-        rows.append(Notification(user_id=user_id, seq=seq, type=type, data=data))
-    session.add_all(rows)
-    await session.flush()
+        rows.append({"user_id": user_id, "seq": seq, "type": type, "data": data})
+    await session.execute(insert(Notification), rows)
     redis = session.info.get(PUBLISHER_INFO_KEY)
     if redis is not None:
-        for row in rows:
-            after_commit(session, redis.publish, channel(row.user_id), wire(row))
+        after_commit(session, _publish_all, redis, [
+            (channel(row["user_id"]), wire(Notification(seq=row["seq"], type=row["type"], data=row["data"])))
+            for row in rows])
+
+
+async def _publish_all(redis: Redis, messages: list[tuple[str, str]]) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        for name, message in messages:
+            pipe.publish(name, message)
+        await pipe.execute()
 
 
 _LOCK_MANY = text("SELECT count(pg_advisory_xact_lock(hashtextextended(key, 1)))"

@@ -224,6 +224,20 @@ class Settings(BaseSettings):
     smtp_retry_backoff_ms: int = Field(default=15_000, ge=1)
     devnet_smtp_port: int = Field(default=8025, ge=1, le=65535)
 
+    # Compliance (issue 9). Jurisdictions are data: unset, the packaged compliance/jurisdictions.json.
+    compliance_jurisdictions_file: Path | None = None
+    # The scheduler's reports (daily large_transactions, monthly others) run for each of these codes.
+    compliance_report_jurisdictions: list[str] = Field(default_factory=lambda: ["US", "EU", "CA"])
+    # Reports are written under <data_dir>/reports unless this is set.
+    compliance_reports_dir: Path | None = None
+    # A pending KYC case older than this is past its SLA (the queue shows its age and the breach).
+    kyc_sla_hours: float = Field(default=48.0, gt=0)
+    # Automatic transaction rules (large, structuring) use this jurisdiction's large_transactions
+    # threshold; the scheduler runs them this often over transfers older than the settle delay.
+    compliance_rules_jurisdiction: str = "FATF"
+    compliance_rules_interval_seconds: float = Field(default=60.0, gt=0)
+    compliance_rules_settle_seconds: float = Field(default=60.0, ge=0)
+
     # Devnet only: where `virtuoz devnet` puts its embedded servers and chains.
     devnet_postgres_port: int = 8432
     devnet_redis_port: int = 8479

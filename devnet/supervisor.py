@@ -64,6 +64,8 @@ SERVICES = (
     ("worker-notifications", ["worker", "notifications"]),
     ("worker-allocator", ["worker", "allocator"]),
     ("scheduler", ["scheduler"]),
+    # Deposits (issue 7): one scanner per chain.
+    *((f"scanner-{chain.name}", ["scanner", "--chain", chain.name]) for chain in DEVNET_CHAINS),
     ("api", ["api"]),
 )
 

@@ -17,6 +17,7 @@ from typing import Any
 import dramatiq
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from core.logging import configure_logging
@@ -66,6 +67,15 @@ SCHEDULE: list[ScheduleEntry] = [
     ScheduleEntry("withdrawal-tracking",
                   lambda broker: broker.enqueue(broker.get_actor("custody.track_withdrawals").message()),
                   lambda settings: IntervalTrigger(seconds=settings.withdrawal_track_seconds)),
+    # Compliance (issue 9): yesterday's large_transactions and last month's monthly reports per
+    # configured jurisdiction, at 00:15 UTC; a unique key per period makes repeated or catch-up runs
+    # queue nothing. Then the automatic transaction rules (compliance.rules), every interval.
+    ScheduleEntry("compliance-daily-reports",
+                  lambda broker: broker.enqueue(broker.get_actor("compliance.schedule_reports").message()),
+                  lambda settings: CronTrigger(hour=0, minute=15, timezone=UTC), run_at_start=True),
+    ScheduleEntry("compliance-transaction-rules",
+                  lambda broker: broker.enqueue(broker.get_actor("compliance.apply_rules").message()),
+                  lambda settings: IntervalTrigger(seconds=settings.compliance_rules_interval_seconds)),
 ]
 
 

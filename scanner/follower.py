@@ -288,16 +288,19 @@ class Scanner:
             previous = block.hash
         observed = [item for fetched in group for item in fetched.observed]
         window = self.config.reorg_window
+        announcements = tracking.Announcements()
         async with unit_of_work(self.sessions) as session:
             # An ingested event recorded ahead of the scanner, in a block since replaced.
-            await tracking.orphan_replaced(session, self.name, {block.number: block.hash for block in blocks})
-            await tracking.record(session, observed, required_confirmations=self.settings.confirmations,
+            await tracking.orphan_replaced(session, self.name, {block.number: block.hash for block in blocks},
+                                           announcements)
+            await tracking.record(session, observed, announcements, required_confirmations=self.settings.confirmations,
                                   source="scanner")
+            await tracking.confirm(session, self.name, blocks[-1].number)
             # Only recent blocks can be walked back through: older ones are not worth a row.
             await store.store_blocks(session, self.name, [block for block in blocks if block.number > head - window])
             await store.forget_below(session, self.name, blocks[-1].number - window)
-            await tracking.confirm(session, self.name, blocks[-1].number)
             cursor = await store.advance(session, self.cursor, blocks[-1], head)
+            await announcements.write(session, actor="scanner")  # last: after every row lock
         self.cursor = cursor
         self.metrics.blocks.inc(len(blocks))
         self.metrics.deposits.inc(len(observed))
@@ -345,9 +348,11 @@ class Scanner:
                                 "is on the node's chain; reorg deeper than scanner_reorg_window")
         if ancestor[0] == cursor.height:
             return  # nothing we committed was replaced: what was read was in flux, read it again
+        announcements = tracking.Announcements()
         async with unit_of_work(self.sessions) as session:
-            orphaned = await tracking.orphan_above(session, self.name, ancestor[0], cursor.height)
+            orphaned = await tracking.orphan_above(session, self.name, ancestor[0], cursor.height, announcements)
             self.cursor = await store.rewind(session, cursor, *ancestor)
+            await announcements.write(session, actor="scanner")
         depth = cursor.height - ancestor[0]
         self.metrics.reorgs.inc()
         self.metrics.reorg_depth.observe(depth)

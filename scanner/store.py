@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -79,15 +79,20 @@ async def checked(session: AsyncSession, chain: str, head: int) -> None:
                           .values(head=head, checked_at=func.now()))
 
 
+_STORE_BLOCKS = text(
+    "INSERT INTO scanned_blocks (chain, number, hash, parent_hash)"
+    " SELECT :chain, x.number, x.hash, x.parent_hash"
+    " FROM unnest(CAST(:numbers AS bigint[]), CAST(:hashes AS varchar[]), CAST(:parents AS varchar[]))"
+    " AS x(number, hash, parent_hash)"
+    " ON CONFLICT (chain, number) DO UPDATE SET hash = EXCLUDED.hash, parent_hash = EXCLUDED.parent_hash"
+)
+
+
 async def store_blocks(session: AsyncSession, chain: str, blocks: Sequence[Block]) -> None:
-    if not blocks:
-        return
-    statement = insert(ScannedBlock).values(
-        [{"chain": chain, "number": block.number, "hash": block.hash, "parent_hash": block.parent_hash}
-         for block in blocks])
-    await session.execute(statement.on_conflict_do_update(
-        index_elements=[ScannedBlock.chain, ScannedBlock.number],
-        set_={"hash": statement.excluded.hash, "parent_hash": statement.excluded.parent_hash}))
+    if blocks:
+        await session.execute(_STORE_BLOCKS, {"chain": chain, "numbers": [block.number for block in blocks],
+                                              "hashes": [block.hash for block in blocks],
+                                              "parents": [block.parent_hash for block in blocks]})
 
 
 async def forget_below(session: AsyncSession, chain: str, number: int) -> None:

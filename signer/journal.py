@@ -20,6 +20,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS signatures (
     unsigned_tx TEXT NOT NULL,
     raw_tx TEXT NOT NULL,
     tx_hash TEXT NOT NULL,
+    first INTEGER NOT NULL,
     signed_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ix_signatures_withdrawal ON signatures (withdrawal_id);
@@ -57,6 +59,18 @@ CREATE TABLE IF NOT EXISTS refusals (
 );
 CREATE INDEX IF NOT EXISTS ix_refusals_request ON refusals (request_digest, withdrawal_id);
 """
+
+
+class _Window:
+    """The first signatures of the last 24 hours of one asset, oldest first, and their sum."""
+
+    def __init__(self) -> None:
+        self.entries: deque[tuple[float, int]] = deque()
+        self.total = 0
+
+    def add(self, signed_at: float, amount: int) -> None:
+        self.entries.append((signed_at, amount))
+        self.total += amount
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,18 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
         self._db.executescript(_SCHEMA)
+        # Journals written before these columns existed (early issue-8 builds): add them in place.
+        for table, column, default in (("signatures", "first", 1), ("refusals", "sticky", 0)):
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT {default}")
         self.lock = threading.RLock()
+        self._windows: dict[str, _Window] = {}
+        since = time.time() - DAY_SECONDS
+        for asset, amount, signed_at in self._db.execute(
+                "SELECT asset, amount, signed_at FROM signatures WHERE first = 1 AND signed_at > ? ORDER BY signed_at",
+                (since,)):
+            self._windows.setdefault(asset, _Window()).add(signed_at, int(amount))
 
     def close(self) -> None:
         with self.lock:
@@ -118,28 +143,44 @@ class Journal:
         return None if row is None else row[0]
 
     def signed_since(self, asset: str, seconds: float = DAY_SECONDS, *, now: float | None = None) -> int:
-        """What distinct withdrawals of ``asset`` signed in the last ``seconds`` move (fee bumps count once)."""
-        since = (now or time.time()) - seconds
-        rows = self._db.execute("SELECT withdrawal_id, MAX(amount) FROM signatures WHERE asset = ? AND signed_at > ?"
-                                " GROUP BY withdrawal_id", (asset, since)).fetchall()
-        return sum(int(amount) for _, amount in rows)
+        """What distinct withdrawals of ``asset`` signed in the last ``seconds`` move (fee bumps count once).
 
-    def record(self, signature: Signature, destination: str) -> None:
-        """Commit (and fsync) the signature before anyone hears of it."""
+        Kept in memory from the journal (read once at open, then updated by ``record``), so the
+        limit check costs the same on the millionth request as on the first.
+        """
+        if seconds != DAY_SECONDS:
+            since = (now or time.time()) - seconds
+            rows = self._db.execute("SELECT amount FROM signatures WHERE asset = ? AND signed_at > ? AND first = 1",
+                                    (asset, since)).fetchall()
+            return sum(int(amount) for (amount,) in rows)
+        window = self._windows.get(asset)
+        if window is None:
+            return 0
+        horizon = (now or time.time()) - DAY_SECONDS
+        while window.entries and window.entries[0][0] <= horizon:
+            window.total -= window.entries.popleft()[1]
+        return window.total
+
+    def record(self, signature: Signature, destination: str, *, first: bool) -> None:
+        """Commit (and fsync) the signature before anyone hears of it. ``first``: the withdrawal's
+        first signature (it counts toward the daily limit; a fee bump does not count again)."""
+        signed_at = time.time()
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.execute(
                 "INSERT INTO signatures (withdrawal_id, request_digest, chain_id, sender, nonce, asset, destination,"
-                " amount, max_fee_per_gas, max_priority_fee_per_gas, unsigned_tx, raw_tx, tx_hash, signed_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " amount, max_fee_per_gas, max_priority_fee_per_gas, unsigned_tx, raw_tx, tx_hash, first, signed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (signature.withdrawal_id, signature.request_digest, str(signature.chain_id), signature.sender,
                  str(signature.nonce), signature.asset, destination, str(signature.amount),
                  str(signature.max_fee_per_gas), str(signature.max_priority_fee_per_gas), signature.unsigned_tx,
-                 signature.raw_tx, signature.tx_hash, time.time()))
+                 signature.raw_tx, signature.tx_hash, int(first), signed_at))
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        if first:
+            self._windows.setdefault(signature.asset, _Window()).add(signed_at, signature.amount)
 
     def record_refusal(self, withdrawal_id: str, digest: str, reason: str, message: str, *, sticky: bool) -> None:
         """Autocommit, so fsynced (synchronous=FULL) before the refusal is sent."""

@@ -68,9 +68,26 @@ class ChainWallet:
         """Mine now (pending transactions go into the first block), whatever the interval miner does."""
         self.rpc("anvil_mine", [hex(blocks)])
 
-    def reorg(self, depth: int, include: list[str] | None = None) -> None:
-        """Replace the last ``depth`` blocks; ``include`` re-mines those raw transactions in the new ones."""
-        self.rpc("anvil_reorg", [depth, [[raw, 0] for raw in include or []]])
+    def reorg_from(self, number: int, attempts: int = 5) -> None:
+        """Replace block ``number`` and every block after it (``anvil_reorg``); their transactions are dropped.
+
+        The interval miner may add a block between reading the head and the reorg, which would then
+        start one block too high: check that block ``number`` changed, and go again if not.
+        """
+        before = self.block_hash(number)
+        for _ in range(attempts):
+            self.rpc("anvil_reorg", [self.head() - number + 1, []])
+            if self.block_hash(number) != before:
+                return
+        raise AssertionError(f"block {number} survived {attempts} reorgs")
+
+    def resend(self, raw: str) -> str:
+        """Send a signed transaction again (after a reorg dropped it: its nonce is free again)."""
+        return self.w3.eth.send_raw_transaction(raw).to_0x_hex()
+
+    def receipt_block(self, tx_hash: str, timeout: float = 30.0) -> tuple[int, str]:
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.05)
+        return receipt["blockNumber"], receipt["blockHash"].to_0x_hex()
 
     def block_hash(self, number: int) -> str:
         return self.w3.eth.get_block(number)["hash"].to_0x_hex()

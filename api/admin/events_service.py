@@ -10,6 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth.projection import reduce_user, stored_user
 from api.helpdesk.projection import reduce_ticket, stored_ticket
+from compliance.projections import (
+    reduce_kyc_case,
+    reduce_transaction_review,
+    stored_kyc_case,
+    stored_transaction_review,
+)
 from core import audit
 from core.errors import InvalidInput, NotFound
 
@@ -27,6 +33,8 @@ class Projection:
 PROJECTIONS: dict[str, Projection] = {
     "user": Projection(reduce_user, stored_user),
     "ticket": Projection(reduce_ticket, stored_ticket),
+    "kyc_case": Projection(reduce_kyc_case, stored_kyc_case),
+    "transaction_review": Projection(reduce_transaction_review, stored_transaction_review),
 }
 
 

@@ -55,6 +55,8 @@ async def metrics(request: web.Request) -> web.Response:
         registry.set_queue_depths(await queue_depths(request.config_dict[REDIS], QUEUES))
     except Exception:  # Redis down: the rest of the exposition is still worth scraping
         pass
+    timeout = settings.readiness.timeout_seconds
+    registry.set_scanner_positions(await service.scanner_positions(_dependencies(request), timeout))
     return web.Response(body=registry.exposition(), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
 

@@ -17,6 +17,8 @@ from core.heartbeats import stale_services
 from core.settings import ReadinessPolicy, Settings
 from core.time import rfc3339, utcnow
 from custody.chains import EvmChain
+from custody.deposits import queries as deposit_queries
+from custody.deposits.queries import ScannerPosition
 from jobs.broker import queue_depths
 from jobs.registry import QUEUES
 
@@ -78,15 +80,32 @@ async def check_readiness(deps: Dependencies, policy: ReadinessPolicy) -> Readin
     return ReadinessOut(status="not_ready" if failing else "ready", failing=failing, checks=list(checks))
 
 
+async def scanner_positions(deps: Dependencies, timeout: float) -> dict[str, ScannerPosition]:
+    """Each chain's scanner cursor (issue 7); empty when the database does not answer in time."""
+    async def read() -> dict[str, ScannerPosition]:
+        async with deps.sessions() as session:
+            return await deposit_queries.scanner_positions(session)
+
+    try:
+        return await asyncio.wait_for(read(), timeout)
+    except Exception:  # status and metrics report what they can
+        return {}
+
+
 async def current_status(deps: Dependencies, settings: Settings, started_at: float) -> StatusOut:
     timeout = settings.readiness.timeout_seconds
+
+    positions = await scanner_positions(deps, timeout)
 
     async def chain_status(chain: EvmChain, chain_id: int) -> ChainStatus:
         try:
             height: int | None = await asyncio.wait_for(chain.head(), timeout)
         except Exception:  # status reports what it can; readiness is where failures are named
             height = None
-        return ChainStatus(name=chain.name, chain_id=chain_id, height=height, scanner_height=None, lag=None)
+        position = positions.get(chain.name)
+        scanned = None if position is None else position.height
+        lag = None if height is None or scanned is None else max(0, height - scanned)
+        return ChainStatus(name=chain.name, chain_id=chain_id, height=height, scanner_height=scanned, lag=lag)
 
     chain_ids = {chain.name: chain.chain_id for chain in settings.chains}
     chains = await asyncio.gather(*(chain_status(chain, chain_ids[chain.name]) for chain in deps.chains))

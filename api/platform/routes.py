@@ -6,15 +6,17 @@ import uuid
 
 from aiohttp import web
 
-from api.access import AUTHENTICATED, roles
+from api.access import AUTHENTICATED, roles, roles_or_service_signature
 from api.auth.principal import Principal, current
 from api.auth.service import require_step_up
 from api.http import json_response, path_uuid
-from api.keys import SETTINGS
+from api.keys import CHAINS, SETTINGS
 from api.middleware import db_session
+from api.platform import signatures
 from api.platform.schemas import (
     AllocateAddressIn,
     DepositAddressOut,
+    ScannerEventIn,
     WithdrawalListOut,
     WithdrawalListQuery,
     WithdrawalOut,
@@ -22,9 +24,11 @@ from api.platform.schemas import (
 )
 from api.registry import Routes
 from api.schemas import Empty
+from api.wallet.schemas import DepositOut
 from core.errors import Forbidden
 from core.sanctions import sanctions_list
 from custody.addresses import service as addresses
+from custody.deposits import ingest as deposit_events
 from custody.withdrawals import service as withdrawals
 
 crypto = Routes(tag="custody")
@@ -124,3 +128,24 @@ async def rollback_withdrawal(request: web.Request, body: Empty) -> WithdrawalOu
     view = await withdrawals.rollback(db_session(request), _withdrawal_actor(current(request)),
                                       _withdrawal_id(request))
     return WithdrawalOut.of(view)
+
+
+# --- deposits (issue 7) ---------------------------------------------------------------------------
+
+INGEST_ACCESS = roles_or_service_signature(*ACTS_FOR_OTHERS)
+
+
+@crypto.post("/platform/crypto/scanner/ingest", access=INGEST_ACCESS, body=ScannerEventIn,
+             responses={201: DepositOut, 200: DepositOut})
+async def ingest_scanner_event(request: web.Request, body: ScannerEventIn) -> web.Response:
+    """Record a watcher's deposit event once the chain confirms it: 201 if new, 200 if already known.
+
+    The node must show the transaction mined in that block, successful, moving that amount of that
+    asset to that deposit address; otherwise 422 `event_mismatch` (audited). Idempotent per
+    (chain, tx_hash, log_index). Operators and admins log in; a service signs the body instead.
+    """
+    actor = await signatures.caller(request, INGEST_ACCESS)
+    app = request.config_dict
+    ingested = await deposit_events.ingest(db_session(request), body.event(), chains=app[SETTINGS].chains,
+                                           adapters={chain.name: chain for chain in app[CHAINS]}, actor=actor)
+    return json_response(DepositOut.of(ingested.item), status=201 if ingested.created else 200)

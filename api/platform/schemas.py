@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.money import AmountText
+from custody.deposits.ingest import ChainEvent
 from custody.withdrawals.service import WithdrawalView
 from custody.withdrawals.states import STATES as WITHDRAWAL_STATES
 
@@ -102,3 +103,29 @@ class WithdrawalOut(BaseModel):
 class WithdrawalListOut(BaseModel):
     items: list[WithdrawalOut]
     next_cursor: str | None
+
+
+# --- deposits (issue 7) ---------------------------------------------------------------------------
+
+HASH_PATTERN = r"^0x[0-9a-fA-F]{64}$"
+
+
+class ScannerEventIn(BaseModel):
+    """A transfer to a deposit address, as an external watcher saw it; verified against the chain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chain: str = Field(min_length=1, max_length=40, examples=["ethereum"])
+    tx_hash: str = Field(pattern=HASH_PATTERN)
+    log_index: int = Field(ge=-1, le=2**31 - 1,
+                           description="The token Transfer log's index in its block; -1 for the native coin.")
+    block_number: int = Field(ge=0, le=2**63 - 1)
+    block_hash: str = Field(pattern=HASH_PATTERN)
+    to_address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$", examples=["0x9858EfFD232B4033E47d90003D41EC34EcaEda94"])
+    asset: str = Field(min_length=1, max_length=20, examples=["USDC"])
+    amount: AmountText
+
+    def event(self) -> ChainEvent:
+        return ChainEvent(chain=self.chain, tx_hash=self.tx_hash, log_index=self.log_index,
+                          block_number=self.block_number, block_hash=self.block_hash, to_address=self.to_address,
+                          asset=self.asset, amount=self.amount)

@@ -8,8 +8,18 @@ from api.access import AUTHENTICATED
 from api.auth.principal import current
 from api.middleware import db_session
 from api.registry import Routes
-from api.wallet.schemas import ActivityItemOut, ActivityOut, ActivityQuery, BalanceOut, BalancesOut
+from api.wallet.schemas import (
+    ActivityItemOut,
+    ActivityOut,
+    ActivityQuery,
+    BalanceOut,
+    BalancesOut,
+    DepositOut,
+    DepositsOut,
+    DepositsQuery,
+)
 from custody import ledger
+from custody.deposits import queries as deposits
 
 wallet = Routes(tag="wallet")
 
@@ -27,3 +37,11 @@ async def activity(request: web.Request, query: ActivityQuery) -> ActivityOut:
     page = await ledger.activity(db_session(request), current(request).user_id, currency=query.currency,
                                  limit=query.limit, cursor=query.cursor)
     return ActivityOut(items=[ActivityItemOut.of(item) for item in page.items], next_cursor=page.next_cursor)
+
+
+@wallet.get("/wallet/deposits", access=AUTHENTICATED, query=DepositsQuery, responses={200: DepositsOut})
+async def list_deposits(request: web.Request, query: DepositsQuery) -> DepositsOut:
+    """The caller's deposits with their state and confirmations, newest first (`limit` 1–100, opaque `cursor`)."""
+    page = await deposits.deposits_of(db_session(request), current(request).user_id, limit=query.limit,
+                                      cursor=query.cursor)
+    return DepositsOut(items=[DepositOut.of(item) for item in page.items], next_cursor=page.next_cursor)

@@ -15,7 +15,8 @@ from core.db import Base, async_url
 MODEL_MODULES = ["core.heartbeats", "core.audit", "core.notifications", "api.auth.models", "api.idempotency",
                  "api.helpdesk.models", "api.cms.models", "api.escrow.models",
                  "custody.ledger.models", "custody.addresses.models", "custody.deposits.models",
-                 "custody.withdrawals.models", "custody.freezes"]  # withdrawals (issue 8)
+                 "custody.withdrawals.models", "custody.freezes",  # withdrawals (issue 8)
+                 "compliance.models"]  # compliance (issue 9)
 
 for module in MODEL_MODULES:
     importlib.import_module(module)

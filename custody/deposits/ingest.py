@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,9 +23,10 @@ from custody import ledger
 from custody.addresses.service import chain_assets
 from custody.chains import Chain, TransactionTransfers
 from custody.chains.evm_batch import checksum
-from custody.deposits.models import CONFIRMING, NATIVE_LOG_INDEX, SEEN, Deposit
+from custody.deposits.models import CONFIRMING, NATIVE_LOG_INDEX, SEEN, Deposit, deposit_key
+from custody.deposits.queries import DepositItem
 from custody.deposits.states import WAITING
-from custody.deposits.tracking import Observed, deposit_owners, record, request_credits
+from custody.deposits.tracking import Announcements, Observed, deposit_owners, record, request_credits
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,16 @@ class ChainEvent:
 
 @dataclass(frozen=True)
 class Ingested:
-    deposit: Deposit
+    item: DepositItem
     created: bool
+
+
+# Refused events are audited under the event's key (a UUID of it: the key itself is too long an id).
+EVENT_AGGREGATE = "deposit_event"
+
+
+def event_aggregate_id(chain: str, tx_hash: str, log_index: int) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, deposit_key(chain, tx_hash.lower(), log_index))
 
 
 class EventMismatch(InvalidInput):
@@ -93,9 +102,13 @@ async def ingest(session: AsyncSession, event: ChainEvent, *, chains: Sequence[C
     settings = next((chain for chain in chains if chain.name == event.chain), None)
     if settings is None or event.chain not in adapters:
         raise InvalidInput(f"Unknown chain {event.chain!r}.", code="unknown_chain", details={"chain": event.chain})
-    if event.asset not in chain_assets(settings):
+    asset = next((known for known in chain_assets(settings) if known.upper() == event.asset.upper()), None)
+    if asset is None:
         raise InvalidInput(f"{event.asset!r} is not an asset on {event.chain}.", code="asset_not_on_chain",
                            details={"chain": event.chain, "assets": chain_assets(settings)})
+    # The forms the chain adapter and the database use: lowercase hashes, EIP-55 addresses.
+    event = replace(event, tx_hash=event.tx_hash.lower(), block_hash=event.block_hash.lower(),
+                    to_address=checksum(event.to_address), asset=asset)
     native = event.asset == settings.native
     if native != (event.log_index == NATIVE_LOG_INDEX):
         raise InvalidInput(f"A native transfer has log_index {NATIVE_LOG_INDEX}; a token transfer names its log.",
@@ -110,7 +123,7 @@ async def ingest(session: AsyncSession, event: ChainEvent, *, chains: Sequence[C
     if event.to_address not in owners:
         reasons.append("not_a_deposit_address")
     if reasons:
-        await audit.append(session, "deposit_event", f"{event.chain}:{event.tx_hash}:{event.log_index}",
+        await audit.append(session, EVENT_AGGREGATE, event_aggregate_id(event.chain, event.tx_hash, event.log_index),
                            "deposit.event_mismatch", {**asdict(event), "reasons": reasons}, actor=actor)
         raise EventMismatch(details={"reasons": reasons})
 
@@ -118,8 +131,11 @@ async def ingest(session: AsyncSession, event: ChainEvent, *, chains: Sequence[C
                     block_number=event.block_number, block_hash=event.block_hash,
                     from_address=None if found is None else _sender(found, event), to_address=event.to_address,
                     user_id=owners[event.to_address], asset=event.asset, amount=amount)
-    (recorded,) = await record(session, [seen], required_confirmations=settings.confirmations, source="ingest")
-    deposit = recorded.deposit
+    announcements = Announcements()
+    (recorded,) = await record(session, [seen], announcements, required_confirmations=settings.confirmations,
+                               source="ingest")
+    deposit = await session.get(Deposit, recorded.deposit_id)  # locked by ``record``
+    assert deposit is not None
     if deposit.state in WAITING:
         # Counted from the node's head: the scanner may be behind (or down), and the receipt
         # above proves the block is on the chain the node follows.
@@ -132,7 +148,9 @@ async def ingest(session: AsyncSession, event: ChainEvent, *, chains: Sequence[C
             await session.flush()
             await request_credits(session, [deposit.id])
             await session.refresh(deposit)
-    return Ingested(deposit, created=recorded.outcome == "new")
+    await announcements.write(session, actor=str(actor))
+    unit = await ledger.currency(session, deposit.asset)
+    return Ingested(DepositItem(deposit, unit, deposit.confirmations), created=recorded.outcome == "new")
 
 
 def _sender(found: TransactionTransfers, event: ChainEvent) -> str | None:

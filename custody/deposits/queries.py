@@ -6,11 +6,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import InvalidInput
-from core.pagination import decode_cursor, encode_cursor
+from core.pagination import keyset_before, next_page
 from custody import ledger
 from custody.deposits.models import Deposit, ScannerCursor
 from custody.deposits.states import LIVE
@@ -59,17 +59,8 @@ async def deposits_of(session: AsyncSession, user_id: uuid.UUID, *, limit: int =
     query = (select(Deposit).where(Deposit.user_id == user_id)
              .order_by(Deposit.created_at.desc(), Deposit.id.desc()).limit(limit + 1))
     if cursor:
-        created_at, deposit_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(created_at), uuid.UUID(deposit_id))
-        except ValueError:
-            raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor") from None
-        if after[0].tzinfo is None:
-            raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor")
-        query = query.where(tuple_(Deposit.created_at, Deposit.id) < after)
-    rows = list(await session.scalars(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
+        query = query.where(keyset_before(cursor, Deposit.created_at, Deposit.id))
+    rows, next_cursor = next_page(list(await session.scalars(query)), limit)
     units = await ledger.currencies(session, {row.asset for row in rows})
     heights = {chain: position.height for chain, position in (await scanner_positions(session)).items()}
     items = []
@@ -79,5 +70,4 @@ async def deposits_of(session: AsyncSession, user_id: uuid.UUID, *, limit: int =
         if row.state in LIVE and height is not None and height >= row.block_number:
             confirmations = max(confirmations, height - row.block_number + 1)
         items.append(DepositItem(row, units[row.asset], confirmations))
-    next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id) if more else None
     return DepositPage(items, next_cursor)

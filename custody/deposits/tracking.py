@@ -5,7 +5,8 @@ The scanner calls these once per batch of blocks, in one transaction; the ingest
 custody worker after the caller's commit, never about a row that was rolled back.
 
 Lock order, the same everywhere (no deadlock with the worker's jobs): deposit rows first, then
-audit aggregates and notification recipients.
+audit aggregates and notification recipients. So these functions collect their audit events and
+notifications in an ``Announcements`` that the caller writes last, after every row it locks.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import and_, case, func, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -29,10 +29,7 @@ from custody.addresses.models import DepositAddress
 from custody.deposits import actors
 from custody.deposits.models import CREDITED, REORGED, SEEN, CONFIRMING, Deposit
 from custody.deposits.states import LIVE, WAITING, transition
-from jobs.registry import JobSpec, broker_of, enqueue
-
-_KEY = tuple_(Deposit.chain, Deposit.tx_hash, Deposit.log_index)
-
+from jobs.registry import JobSpec, broker_of
 
 @dataclass(frozen=True)
 class Observed:
@@ -54,9 +51,25 @@ class Observed:
         return (self.chain, self.tx_hash, self.log_index)
 
 
+@dataclass
+class Announcements:
+    """The audit events and notifications of one transaction's deposit changes, written last."""
+
+    first_events: list[tuple[uuid.UUID, str, dict[str, object]]] = field(default_factory=list)  # new deposits
+    events: list[tuple[uuid.UUID, str, dict[str, object]]] = field(default_factory=list)
+    notices: list[tuple[uuid.UUID, str, dict[str, object]]] = field(default_factory=list)  # (user, type, data)
+
+    async def write(self, session: AsyncSession, actor: str) -> None:
+        await audit.append_first(session, "deposit", self.first_events, actor=actor)
+        for deposit_id, type, data in sorted(self.events, key=lambda event: str(event[0])):
+            await audit.append(session, "deposit", deposit_id, type, data, actor=actor)
+        await notify_many(session, self.notices)
+        self.first_events, self.events, self.notices = [], [], []
+
+
 @dataclass(frozen=True)
 class Recorded:
-    deposit: Deposit
+    deposit_id: uuid.UUID
     outcome: str  # new | revived (was reorged) | moved (another block) | known (nothing changed)
 
 
@@ -71,10 +84,38 @@ async def deposit_owners(session: AsyncSession, chain: str, addresses: Iterable[
     return {row.address: row.user_id for row in rows}
 
 
-async def _locked_by_key(session: AsyncSession, keys: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str, int], Deposit]:
-    if not keys:
+# Set-based statements: a catch-up records hundreds of deposits per transaction, and a statement
+# of fixed text over arrays is compiled once (a VALUES list per row would be compiled every time).
+_LOCK_KNOWN = text(
+    "SELECT d.id FROM deposits AS d"
+    " JOIN unnest(CAST(:chains AS varchar[]), CAST(:tx_hashes AS varchar[]), CAST(:log_indexes AS int[]))"
+    " AS k(chain, tx_hash, log_index) ON d.chain = k.chain AND d.tx_hash = k.tx_hash AND d.log_index = k.log_index"
+    " ORDER BY d.id FOR UPDATE OF d"
+)
+_INSERT_NEW = text(
+    "INSERT INTO deposits (id, chain, tx_hash, log_index, block_number, block_hash, from_address, to_address,"
+    " user_id, asset, amount, state, confirmations, required_confirmations, source, credits)"
+    " SELECT x.id, x.chain, x.tx_hash, x.log_index, x.block_number, x.block_hash, x.from_address, x.to_address,"
+    " x.user_id, x.asset, x.amount, 'seen', 0, :required, :source, 0"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:chains AS varchar[]), CAST(:tx_hashes AS varchar[]),"
+    " CAST(:log_indexes AS int[]), CAST(:block_numbers AS bigint[]), CAST(:block_hashes AS varchar[]),"
+    " CAST(:from_addresses AS varchar[]), CAST(:to_addresses AS varchar[]), CAST(:user_ids AS uuid[]),"
+    " CAST(:assets AS varchar[]), CAST(:amounts AS numeric[]))"
+    " AS x(id, chain, tx_hash, log_index, block_number, block_hash, from_address, to_address, user_id, asset, amount)"
+    " ON CONFLICT (chain, tx_hash, log_index) DO NOTHING RETURNING id"
+)
+
+
+def _keys(observed: Sequence[Observed]) -> dict[str, list[object]]:
+    return {"chains": [seen.chain for seen in observed], "tx_hashes": [seen.tx_hash for seen in observed],
+            "log_indexes": [seen.log_index for seen in observed]}
+
+
+async def _lock_known(session: AsyncSession, observed: Sequence[Observed]) -> dict[tuple[str, str, int], Deposit]:
+    ids = list(await session.scalars(_LOCK_KNOWN, _keys(observed)))
+    if not ids:
         return {}
-    rows = await session.scalars(select(Deposit).where(_KEY.in_(keys)).order_by(Deposit.id).with_for_update())
+    rows = await session.scalars(select(Deposit).where(Deposit.id.in_(ids)))
     return {(row.chain, row.tx_hash, row.log_index): row for row in rows}
 
 
@@ -85,34 +126,35 @@ def _place(deposit: Deposit, seen: Observed) -> None:
         deposit.credit_requested_at = None
 
 
-async def record(session: AsyncSession, observed: Sequence[Observed], *, required_confirmations: int,
-                 source: str) -> list[Recorded]:
+async def record(session: AsyncSession, observed: Sequence[Observed], announcements: Announcements, *,
+                 required_confirmations: int, source: str) -> list[Recorded]:
     """Record transfers to deposit addresses: a new one is ``seen``; a known one is left as it is,
     found again after a reorg (``revived``) or found in another block (``moved``)."""
     unique = list({seen.key: seen for seen in observed}.values())
     if not unique:
         return []
-    existing = await _locked_by_key(session, [seen.key for seen in unique])
-    fresh = [seen for seen in unique if seen.key not in existing]
-    created: set[uuid.UUID] = set()
+    known = await _lock_known(session, unique)
+    fresh = [seen for seen in unique if seen.key not in known]
+    created: dict[tuple[str, str, int], uuid.UUID] = {}
     if fresh:
-        rows = [{"id": uuid.uuid4(), "chain": seen.chain, "tx_hash": seen.tx_hash, "log_index": seen.log_index,
-                 "block_number": seen.block_number, "block_hash": seen.block_hash,
-                 "from_address": seen.from_address, "to_address": seen.to_address, "user_id": seen.user_id,
-                 "asset": seen.asset, "amount": seen.amount, "state": SEEN, "confirmations": 0,
-                 "required_confirmations": required_confirmations, "source": source, "credits": 0}
-                for seen in fresh]
-        # A concurrent ingest of the same event may win the insert: its row is then "existing".
-        created = set(await session.scalars(
-            insert(Deposit).values(rows).on_conflict_do_nothing(constraint="uq_deposits_chain_tx_hash_log_index")
-            .returning(Deposit.id)))
-        existing |= await _locked_by_key(session, [seen.key for seen in fresh])
+        ids = [uuid.uuid4() for _ in fresh]
+        inserted = set(await session.scalars(_INSERT_NEW, {
+            **_keys(fresh), "ids": ids, "block_numbers": [seen.block_number for seen in fresh],
+            "block_hashes": [seen.block_hash for seen in fresh], "from_addresses": [seen.from_address for seen in fresh],
+            "to_addresses": [seen.to_address for seen in fresh], "user_ids": [seen.user_id for seen in fresh],
+            "assets": [seen.asset for seen in fresh], "amounts": [seen.amount for seen in fresh],
+            "required": required_confirmations, "source": source}))
+        created = {seen.key: deposit_id for seen, deposit_id in zip(fresh, ids, strict=True) if deposit_id in inserted}
+        if len(created) < len(fresh):  # a concurrent ingest of the same event won: its row is "known"
+            known |= await _lock_known(session, [seen for seen in fresh if seen.key not in created])
     results: list[Recorded] = []
+    changed: list[Deposit] = []
     for seen in unique:
-        deposit = existing[seen.key]
-        if deposit.id in created:
-            outcome = "new"
-        elif deposit.state == REORGED:
+        if seen.key in created:
+            results.append(Recorded(created[seen.key], "new"))
+            continue
+        deposit = known[seen.key]
+        if deposit.state == REORGED:
             deposit.state = transition(deposit.state, "reappear")
             _place(deposit, seen)
             outcome = "revived"
@@ -122,79 +164,101 @@ async def record(session: AsyncSession, observed: Sequence[Observed], *, require
             outcome = "moved"
         else:
             outcome = "known"
-        results.append(Recorded(deposit, outcome))
-    await session.flush()
-
-    changed = [item for item in results if item.outcome != "known"]
+        results.append(Recorded(deposit.id, outcome))
+        if outcome != "known":
+            changed.append(deposit)
     if changed:
-        units = await ledger.currencies(session, {item.deposit.asset for item in changed})
-        views = {item.deposit.id: _view(item.deposit, units[item.deposit.asset]) for item in changed}
-        await audit.append_first(session, "deposit", [(item.deposit.id, "deposit.seen", views[item.deposit.id])
-                                                      for item in changed if item.outcome == "new"], actor=source)
-        for item in changed:
-            if item.outcome != "new":
-                await audit.append(session, "deposit", item.deposit.id, f"deposit.{item.outcome}",
-                                   views[item.deposit.id], actor=source)
-        await notify_many(session, [(item.deposit.user_id, "deposit.seen", views[item.deposit.id])
-                                    for item in changed if item.outcome in ("new", "revived")])
+        await session.flush()
+
+    outcomes = {item.deposit_id: item.outcome for item in results}
+    units = await ledger.currencies(session, {seen.asset for seen in unique})
+    for seen in unique:
+        if seen.key in created:
+            view = _view(created[seen.key], seen, units[seen.asset], SEEN, required_confirmations)
+            announcements.first_events.append((created[seen.key], "deposit.seen", view))
+            announcements.notices.append((seen.user_id, "deposit.seen", view))
+    for deposit in changed:
+        view = _deposit_view(deposit, units[deposit.asset])
+        announcements.events.append((deposit.id, f"deposit.{outcomes[deposit.id]}", view))
+        if outcomes[deposit.id] == "revived":
+            announcements.notices.append((deposit.user_id, "deposit.seen", view))
     return results
 
 
-def _view(deposit: Deposit, unit: ledger.CurrencyInfo) -> dict[str, object]:
-    return {"deposit_id": str(deposit.id), "chain": deposit.chain, "asset": deposit.asset,
-            "amount": unit.format(deposit.amount), "tx_hash": deposit.tx_hash, "log_index": deposit.log_index,
-            "block_number": deposit.block_number, "block_hash": deposit.block_hash,
-            "to_address": deposit.to_address, "state": deposit.state,
-            "required_confirmations": deposit.required_confirmations}
+def _view(deposit_id: uuid.UUID, seen: Observed, unit: ledger.CurrencyInfo, state: str,
+          required_confirmations: int) -> dict[str, object]:
+    """What the user and the audit trail see of a deposit."""
+    return {"deposit_id": str(deposit_id), "chain": seen.chain, "asset": seen.asset, "amount": unit.format(seen.amount),
+            "tx_hash": seen.tx_hash, "log_index": seen.log_index, "block_number": seen.block_number,
+            "block_hash": seen.block_hash, "to_address": seen.to_address, "state": state,
+            "required_confirmations": required_confirmations}
+
+
+def _deposit_view(deposit: Deposit, unit: ledger.CurrencyInfo) -> dict[str, object]:
+    seen = Observed(deposit.chain, deposit.tx_hash, deposit.log_index, deposit.block_number, deposit.block_hash,
+                    deposit.from_address, deposit.to_address, deposit.user_id, deposit.asset, deposit.amount)
+    return _view(deposit.id, seen, unit, deposit.state, deposit.required_confirmations)
+
+
+_CONFIRM = text(
+    "UPDATE deposits SET confirmations = greatest(confirmations, :height - block_number + 1),"
+    " state = CASE WHEN state = 'seen' AND greatest(confirmations, :height - block_number + 1) >= 2"
+    " THEN 'confirming' ELSE state END, updated_at = now()"
+    " WHERE chain = :chain AND state IN ('seen', 'confirming') AND block_number <= :height"
+    " RETURNING id, confirmations >= required_confirmations AND credit_requested_at IS NULL AS due"
+)
+_REQUEST_CREDITS = text("UPDATE deposits SET credit_requested_at = now() WHERE id = ANY(CAST(:ids AS uuid[]))")
 
 
 async def confirm(session: AsyncSession, chain: str, height: int) -> int:
     """Count the confirmations of the waiting deposits up to ``height`` (every block up to it is
     processed); those that reach their requirement are sent to the custody worker. How many were."""
-    counted = func.greatest(Deposit.confirmations, height - Deposit.block_number + 1)
-    rows = (await session.execute(
-        update(Deposit)
-        .where(Deposit.chain == chain, Deposit.state.in_(WAITING), Deposit.block_number <= height)
-        .values(confirmations=counted, updated_at=utcnow(),
-                state=case((and_(Deposit.state == SEEN, counted >= 2), CONFIRMING), else_=Deposit.state))
-        .returning(Deposit.id, Deposit.confirmations, Deposit.required_confirmations, Deposit.credit_requested_at),
-        execution_options={"synchronize_session": False},
-    )).all()
-    due = [row.id for row in rows if row.confirmations >= row.required_confirmations and row.credit_requested_at is None]
+    # The "confirm" action of states.py (seen → confirming), done in SQL for every waiting deposit at once.
+    rows = (await session.execute(_CONFIRM, {"chain": chain, "height": height})).all()
+    due = [row.id for row in rows if row.due]
     await request_credits(session, due)
     return len(due)
 
 
 async def request_credits(session: AsyncSession, deposit_ids: Sequence[uuid.UUID]) -> None:
     if deposit_ids:
-        await session.execute(update(Deposit).where(Deposit.id.in_(deposit_ids)).values(credit_requested_at=utcnow()),
-                              execution_options={"synchronize_session": False})
+        await session.execute(_REQUEST_CREDITS, {"ids": list(deposit_ids)})
         send_after_commit(session, actors.credit_deposit, deposit_ids)
 
 
-async def orphan_above(session: AsyncSession, chain: str, above: int, through: int) -> list[Deposit]:
+async def orphan_above(session: AsyncSession, chain: str, above: int, through: int,
+                       announcements: Announcements) -> list[Deposit]:
     """A reorg replaced the blocks ``above+1 .. through``: their deposits are ``reorged``."""
     rows = list(await session.scalars(
         select(Deposit).where(Deposit.chain == chain, Deposit.state.in_(LIVE), Deposit.block_number > above,
                               Deposit.block_number <= through).order_by(Deposit.id).with_for_update()))
-    await _orphan(session, rows)
+    await _orphan(session, rows, announcements)
     return rows
 
 
-async def orphan_replaced(session: AsyncSession, chain: str, canonical: dict[int, str]) -> list[Deposit]:
+_REPLACED = text(
+    "SELECT d.id FROM deposits AS d"
+    " JOIN unnest(CAST(:numbers AS bigint[]), CAST(:hashes AS varchar[])) AS b(number, hash)"
+    " ON d.block_number = b.number"
+    " WHERE d.chain = :chain AND d.state IN ('seen', 'confirming', 'credited') AND d.block_hash <> b.hash"
+    " ORDER BY d.id FOR UPDATE OF d"
+)
+
+
+async def orphan_replaced(session: AsyncSession, chain: str, canonical: dict[int, str],
+                          announcements: Announcements) -> list[Deposit]:
     """Deposits recorded at one of these heights under another block hash than the canonical one
     (an ingested event whose block was replaced before the scanner got there) are ``reorged``."""
     if not canonical:
         return []
-    rows = await session.scalars(
-        select(Deposit).where(Deposit.chain == chain, Deposit.state.in_(LIVE),
-                              Deposit.block_number.in_(list(canonical))).order_by(Deposit.id).with_for_update())
-    stale = [row for row in rows if row.block_hash != canonical[row.block_number]]
-    await _orphan(session, stale)
+    ids = list(await session.scalars(_REPLACED, {"chain": chain, "numbers": list(canonical),
+                                                 "hashes": list(canonical.values())}))
+    stale = list(await session.scalars(select(Deposit).where(Deposit.id.in_(ids)).order_by(Deposit.id))) if ids else []
+    await _orphan(session, stale, announcements)
     return stale
 
 
-async def _orphan(session: AsyncSession, deposits: list[Deposit]) -> None:
+async def _orphan(session: AsyncSession, deposits: list[Deposit], announcements: Announcements) -> None:
     if not deposits:
         return
     now = utcnow()
@@ -208,11 +272,9 @@ async def _orphan(session: AsyncSession, deposits: list[Deposit]) -> None:
     await session.flush()
     units = await ledger.currencies(session, {deposit.asset for deposit in deposits})
     for deposit in deposits:
-        view = _view(deposit, units[deposit.asset])
-        await audit.append(session, "deposit", deposit.id, "deposit.reorged", {**view, "was": previous[deposit.id]},
-                           actor="scanner")
-    await notify_many(session, [(deposit.user_id, "deposit.reorged", _view(deposit, units[deposit.asset]))
-                                for deposit in deposits])
+        view = _deposit_view(deposit, units[deposit.asset])
+        announcements.events.append((deposit.id, "deposit.reorged", {**view, "was": previous[deposit.id]}))
+        announcements.notices.append((deposit.user_id, "deposit.reorged", view))
     send_after_commit(session, actors.reverse_deposit,
                       [deposit.id for deposit in deposits if deposit.credit_transfer_id is not None])
 
@@ -238,14 +300,18 @@ async def resend_stale_requests(session: AsyncSession, chain: str, older_than: t
 
 
 def send_after_commit(session: AsyncSession, spec: JobSpec, deposit_ids: Sequence[uuid.UUID]) -> None:
-    """One message per deposit, sent side by side once the transaction commits (a catch-up can
-    confirm hundreds at once; one after the other they would hold up the scanner)."""
+    """One message per deposit, sent once the transaction commits (a catch-up can confirm hundreds
+    at once: they go in one trip to a worker thread, not one each)."""
     if not deposit_ids:
         return
     messages = [spec.message(str(deposit_id)) for deposit_id in deposit_ids]
     broker = broker_of(session)
 
+    def send_all() -> None:  # one thread hop for the lot: RedisBroker.enqueue blocks
+        for message in messages:
+            broker.enqueue(message)
+
     async def send() -> None:
-        await asyncio.gather(*(enqueue(broker, message) for message in messages))
+        await asyncio.get_running_loop().run_in_executor(None, send_all)
 
     after_commit(session, send)

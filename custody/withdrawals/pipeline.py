@@ -319,6 +319,8 @@ async def _follow(session: AsyncSession, settings: Settings, chain_settings: Cha
         return
     if head - (latest.broadcast_block or head) < settings.withdrawal_stuck_blocks:
         return
+    if await chain.mined_nonce(withdrawal.hot_wallet) < (withdrawal.nonce or 0):  # type: ignore[arg-type]
+        return  # an earlier nonce is not mined yet: bumping this one would not help (that one's tracker bumps)
     if latest.attempt >= MAX_ATTEMPTS:
         log.error("withdrawal %s: not mined after %s fee bumps", withdrawal.id, latest.attempt - 1)
         return

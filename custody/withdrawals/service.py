@@ -267,7 +267,7 @@ async def rollback(session: AsyncSession, actor: Actor, withdrawal_id: uuid.UUID
         raise AlreadyBroadcast(details={"state": state, "tx_hash": withdrawal.tx_hash})
     if state in ("signing", "signed"):
         raise SigningInProgress(details={"state": state})
-    if not actor.may_approve and state not in OWNER_ROLLBACK_STATES and state == "approved":
+    if not actor.may_approve and state not in OWNER_ROLLBACK_STATES and state not in ("failed", "rolled_back"):
         raise Conflict("The withdrawal is approved: ask an operator to roll it back.", code="already_approved",
                        details={"state": state})
     withdrawal.state = transition(state, "rollback")

@@ -132,10 +132,14 @@ class Deposits:
         async with unit_of_work(self.factory) as session:
             user = User(email=f"dep-{uuid.uuid4().hex[:12]}@example.com", display_name="Depositor", password_hash="-")
             session.add(user)
-            await session.flush()
+        return user.id, await self.address_for(user.id)
+
+    async def address_for(self, user_id: uuid.UUID) -> str:
+        """The user's deposit address on this test's chain (taken from a pool filled from its xpub)."""
+        async with unit_of_work(self.factory) as session:
             await refill_pool(session, self.chain.name, self.xpub, low_water=1, batch=2)
-            allocation = await allocate(session, user.id, self.chain.name, "ETH", chains=[self.chain])
-        return user.id, allocation.deposit_address.address
+            allocation = await allocate(session, user_id, self.chain.name, "ETH", chains=[self.chain])
+        return allocation.deposit_address.address
 
     async def deposits(self, user_id: uuid.UUID | None = None) -> list[Deposit]:
         async with self.factory() as session:
@@ -164,7 +168,7 @@ class Deposits:
         deadline = asyncio.get_running_loop().time() + timeout
         while not await condition():
             for run in self.runs:
-                if run.task.done():
+                if run.task.done() and not run.stop.is_set():
                     raise AssertionError(f"the scanner stopped: {run.task.exception()!r}")
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{what}: not within {timeout}s; deposits: {await self.deposits()}")

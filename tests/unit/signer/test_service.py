@@ -173,3 +173,15 @@ def test_a_replacement_is_the_same_payment_with_higher_fees(signer, keys) -> Non
     assert reason(ask(signer, keys[0], WITHDRAWAL, native(signer, value=10**20, fee=9 * 10**9, tip=3 * 10**9))) == \
         "replacement_not_allowed"
     assert {row[1] for row in signer.journal.refusals(WITHDRAWAL)} == {"replacement_not_allowed"}
+
+
+def test_the_signature_is_byte_for_byte_eth_accounts(signer, keys) -> None:
+    from bip_utils import Bip32Secp256k1
+
+    unsigned = native(signer, nonce=42)
+    signed = ask(signer, keys[0], WITHDRAWAL, unsigned)
+    private = Bip32Secp256k1.FromSeed(SEED).DerivePath("m/44'/60'/0'/1/0").PrivateKey().Raw().ToBytes()
+    reference = Account.sign_transaction(unsigned.for_signing(), private)
+    assert isinstance(signed, Signed)
+    assert signed.raw_tx == "0x" + reference.raw_transaction.hex()
+    assert signed.tx_hash == "0x" + reference.hash.hex()

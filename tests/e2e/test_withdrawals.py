@@ -1,0 +1,265 @@
+"""Withdrawals end to end: the API, the custody worker, the scheduler and the isolated signer as real
+processes on Anvil. Every withdrawal leaves exactly once or not at all."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import dramatiq
+import pytest
+from dramatiq.brokers.redis import RedisBroker
+
+from core.sign_requests import SIGN_ACTOR, SIGNER_QUEUE, UnsignedTx
+from custody.chains.transactions import Fees, payment_tx
+from custody.withdrawals.authorization import _parse, authorize
+from tests.chain_fixtures import usdc_artifact, usdc_cache_dir  # noqa: F401 - fixtures
+from tests.e2e.withdrawal_cluster import (
+    SIGNER_LIMITS,
+    STUCK_BLOCKS,
+    Cluster,
+    build_cluster,
+    fresh_address,
+    stop_cluster,
+)
+
+pytestmark = pytest.mark.e2e
+ETH = 10**18
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, postgres, usdc_artifact) -> Iterator[Cluster]:  # noqa: F811
+    cluster = build_cluster(tmp_path_factory.mktemp("withdrawals"), postgres, usdc_artifact)
+    try:
+        yield cluster
+    finally:
+        stop_cluster(cluster)
+
+
+@pytest.fixture(scope="module")
+async def people(cluster: Cluster) -> AsyncIterator[dict]:
+    await cluster.wait_ready()
+    yield {"customer": await cluster.user(), "operator": await cluster.user("operator")}
+
+
+def journal_rows(cluster: Cluster, sql: str, *args: object) -> list[tuple]:
+    connection = sqlite3.connect(f"file:{cluster.journal_file}?mode=ro", uri=True)
+    try:
+        return connection.execute(sql, args).fetchall()
+    finally:
+        connection.close()
+
+
+async def balances(cluster: Cluster, user) -> dict[str, dict[str, str]]:
+    status, body = await cluster.call("GET", "/wallet/balances", user.headers)
+    assert status == 200
+    return {item["currency"]: item for item in body["balances"]}
+
+
+async def test_eth_and_usdc_withdrawals_arrive_on_chain_and_debit_amount_plus_fee_once(cluster, people) -> None:
+    customer, operator = people["customer"], people["operator"]
+    before = await balances(cluster, customer)
+    destination = fresh_address()
+    eth = await cluster.request(customer, chain="ethereum", asset="ETH", to_address=destination, amount="1.25")
+    usdc = await cluster.request(customer, chain="ethereum", asset="USDC", to_address=destination, amount="250.5")
+    for created in (eth, usdc):
+        assert (await cluster.approve(operator, created["id"]))["state"] == "approved"
+    finals = await cluster.wait_final(customer, [eth["id"], usdc["id"]])
+    assert [final["state"] for final in finals] == ["confirmed", "confirmed"], finals
+    for final in finals:
+        assert final["tx_hash"] and final["confirmations"] >= 1 and int(final["gas_cost_wei"]) > 0
+        receipt = cluster.web3.eth.get_transaction_receipt(final["tx_hash"])
+        assert receipt["status"] == 1 and receipt["from"] == cluster.hot_wallet
+    assert cluster.web3.eth.get_balance(destination) == 125 * ETH // 100
+    assert cluster.usdc_balance(destination) == 250_500_000
+    after = await balances(cluster, customer)
+    assert float(before["ETH"]["available"]) - float(after["ETH"]["available"]) == pytest.approx(1.251)
+    assert float(before["USDC"]["available"]) - float(after["USDC"]["available"]) == pytest.approx(251.5)
+    assert after["ETH"]["held"] == after["USDC"]["held"] == "0"
+    # The hold was posted once: amount to chain_withdrawals, the fee to fees; gas is a platform cost.
+    rows = await cluster.query("SELECT t.type, count(*) AS n FROM ledger_transfers t WHERE t.reference_id = ANY($1)"
+                               " GROUP BY t.type", [eth["id"], usdc["id"]])
+    assert {row["type"]: row["n"] for row in rows} == {"withdrawal_hold": 2, "withdrawal_post": 2,
+                                                        "withdrawal_gas": 2}
+    events = await cluster.query("SELECT type FROM audit_events WHERE aggregate_type = 'withdrawal'"
+                                 " AND aggregate_id = $1 ORDER BY seq", eth["id"])
+    assert [event["type"] for event in events] == [
+        "withdrawal.requested", "withdrawal.approved", "withdrawal.signing", "withdrawal.signed",
+        "withdrawal.broadcast", "withdrawal.confirmed"]
+    notified = await cluster.query("SELECT type FROM notifications WHERE user_id = $1 AND data->>'withdrawal_id' = $2",
+                                   uuid.UUID(customer.user_id), eth["id"])
+    assert "withdrawal.confirmed" in {row["type"] for row in notified}
+
+
+async def test_twenty_concurrent_withdrawals_get_consecutive_nonces_and_are_all_mined(cluster, people) -> None:
+    customer, operator = people["customer"], people["operator"]
+    destinations = [fresh_address() for _ in range(20)]
+    created = await asyncio.gather(*(cluster.request(customer, chain="ethereum", asset="ETH", to_address=address,
+                                                     amount="0.01") for address in destinations))
+    await asyncio.gather(*(cluster.approve(operator, item["id"]) for item in created))
+    finals = await cluster.wait_final(customer, [item["id"] for item in created])
+    assert {final["state"] for final in finals} == {"confirmed"}
+    nonces = sorted(final["nonce"] for final in finals)
+    assert nonces == list(range(nonces[0], nonces[0] + 20))
+    for address in destinations:
+        assert cluster.web3.eth.get_balance(address) == ETH // 100
+    assert cluster.web3.eth.get_transaction_count(cluster.hot_wallet) >= nonces[-1] + 1
+
+
+async def test_a_signer_killed_mid_stream_still_sends_every_withdrawal_exactly_once(cluster, people) -> None:
+    customer, operator = people["customer"], people["operator"]
+    destinations = [fresh_address() for _ in range(8)]
+    created = [await cluster.request(customer, chain="ethereum", asset="ETH", to_address=address, amount="0.02")
+               for address in destinations]
+    ids = [item["id"] for item in created]
+    placeholders = ",".join("?" * len(ids))
+    signer = cluster.processes["signer"].process
+    assert signer is not None
+    signer.send_signal(signal.SIGSTOP)  # the requests queue up while it is frozen...
+    await asyncio.gather(*(cluster.approve(operator, withdrawal_id) for withdrawal_id in ids))
+
+    async def requested() -> bool:
+        rows = await cluster.query("SELECT count(*) AS n FROM withdrawals WHERE id = ANY($1) AND state = 'signing'",
+                                   [uuid.UUID(withdrawal_id) for withdrawal_id in ids])
+        return rows[0]["n"] == len(ids)
+
+    await cluster.wait_for(requested, "the sign requests")
+    signer.send_signal(signal.SIGCONT)  # ...then it signs, and dies by SIGKILL after its first signature
+    deadline = time.monotonic() + 10
+    while not journal_rows(cluster, f"SELECT 1 FROM signatures WHERE withdrawal_id IN ({placeholders})", *ids):
+        assert time.monotonic() < deadline, cluster.logs()
+        time.sleep(0.002)
+    cluster.kill_signer()
+    signed_before_kill = journal_rows(cluster, f"SELECT count(*) FROM signatures WHERE withdrawal_id IN"
+                                               f" ({placeholders})", *ids)[0][0]
+    cluster.start_signer()
+    finals = await cluster.wait_final(customer, ids)
+    assert {final["state"] for final in finals} == {"confirmed"}, finals
+    for address in destinations:
+        assert cluster.web3.eth.get_balance(address) == 2 * ETH // 100  # not 0, not twice
+    # The journal holds one nonce per withdrawal (a fee bump, if any, shares it) and one mined transaction each.
+    signed = journal_rows(cluster, f"SELECT withdrawal_id, count(DISTINCT nonce), group_concat(tx_hash) FROM"
+                                   f" signatures WHERE withdrawal_id IN ({placeholders}) GROUP BY withdrawal_id", *ids)
+    assert sorted(row[0] for row in signed) == sorted(ids) and {row[1] for row in signed} == {1}
+    for _, _, hashes in signed:
+        receipts = [cluster.rpc("eth_getTransactionReceipt", tx_hash).get("result") for tx_hash in hashes.split(",")]
+        assert len([receipt for receipt in receipts if receipt]) == 1
+    assert 1 <= signed_before_kill <= len(ids)
+    nonces = sorted(final["nonce"] for final in finals)
+    assert nonces == list(range(nonces[0], nonces[0] + len(ids)))
+
+
+async def test_tampered_and_over_limit_requests_sent_straight_to_the_signer_are_refused(cluster) -> None:
+    key = _parse((cluster.data_dir / "custody-request-key.pem").read_text())
+    genuine = payment_tx(chain_id=31337, sender=cluster.hot_wallet, nonce=10_000, destination=fresh_address(),
+                         amount=ETH // 10, token=None, gas=21_000, fees=Fees(3 * 10**9, 10**9))
+    text = genuine.canonical()
+    authorization = authorize(key, "00000000-0000-4000-8000-0000000000aa", text)
+    cases = {
+        "00000000-0000-4000-8000-0000000000aa": (replace(genuine, to=fresh_address()).canonical(), authorization),
+        "00000000-0000-4000-8000-0000000000ab": (replace(genuine, value=ETH).canonical(), authorization),
+    }
+    over_limit = replace(genuine, nonce=10_001, value=6 * ETH).canonical()  # the signer's single limit is 5 ETH
+    cases["00000000-0000-4000-8000-0000000000ac"] = (over_limit,
+                                                     authorize(key, "00000000-0000-4000-8000-0000000000ac", over_limit))
+    broker = RedisBroker(url=cluster.redis_url)
+    try:
+        for withdrawal_id, (unsigned, auth) in cases.items():
+            broker.enqueue(dramatiq.Message(queue_name=SIGNER_QUEUE, actor_name=SIGN_ACTOR,
+                                            args=(withdrawal_id, unsigned, auth), kwargs={}, options={}))
+    finally:
+        broker.close()
+        broker.client.close()
+    expected = {"00000000-0000-4000-8000-0000000000aa": "invalid_authorization",
+                "00000000-0000-4000-8000-0000000000ab": "invalid_authorization",
+                "00000000-0000-4000-8000-0000000000ac": "single_limit_exceeded"}
+
+    async def refused() -> bool:
+        rows = journal_rows(cluster, "SELECT withdrawal_id, reason FROM refusals")
+        return set(expected.items()) <= set(rows)
+
+    await cluster.wait_for(refused, "the signer's refusals")
+    assert journal_rows(cluster, "SELECT count(*) FROM signatures WHERE withdrawal_id IN (?, ?, ?)",
+                        *expected) == [(0,)]
+    assert SIGNER_LIMITS["ETH"]["single"] == "5"
+
+
+async def test_an_over_limit_withdrawal_fails_audited_its_hold_voided_and_its_nonce_reused(cluster, people) -> None:
+    customer, operator = people["customer"], people["operator"]
+    before = await balances(cluster, customer)
+    big = await cluster.request(customer, chain="ethereum", asset="ETH", to_address=fresh_address(), amount="6")
+    await cluster.approve(operator, big["id"])
+    [failed] = await cluster.wait_final(customer, [big["id"]])
+    assert (failed["state"], failed["failure_reason"]) == ("failed", "single_limit_exceeded")
+    assert (await balances(cluster, customer))["ETH"] == before["ETH"]
+    events = await cluster.query("SELECT type, data FROM audit_events WHERE aggregate_type = 'withdrawal'"
+                                 " AND aggregate_id = $1 ORDER BY seq", big["id"])
+    assert events[-1]["type"] == "withdrawal.failed" and "single_limit_exceeded" in events[-1]["data"]
+    following = await cluster.request(customer, chain="ethereum", asset="ETH", to_address=fresh_address(),
+                                      amount="0.1")
+    await cluster.approve(operator, following["id"])
+    [done] = await cluster.wait_final(customer, [following["id"]])
+    assert done["state"] == "confirmed" and done["nonce"] == failed["nonce"]  # no gap left behind
+
+
+async def test_rollback_before_signing_releases_and_after_broadcast_is_409(cluster, people) -> None:
+    customer, operator = people["customer"], people["operator"]
+    before = await balances(cluster, customer)
+    created = await cluster.request(customer, chain="ethereum", asset="ETH", to_address=fresh_address(), amount="1")
+    status, body = await cluster.call("POST", f"/platform/crypto/withdrawals/{created['id']}/rollback",
+                                      customer.headers)
+    assert (status, body["state"]) == (200, "rolled_back")
+    assert (await balances(cluster, customer))["ETH"] == before["ETH"]
+    sent = await cluster.request(customer, chain="ethereum", asset="ETH", to_address=fresh_address(), amount="0.1")
+    await cluster.approve(operator, sent["id"])
+    await cluster.wait_final(customer, [sent["id"]])
+    status, body = await cluster.call("POST", f"/platform/crypto/withdrawals/{sent['id']}/rollback", operator.headers)
+    assert (status, body["error"]["code"]) == (409, "already_broadcast")
+
+
+async def test_a_stuck_transaction_is_replaced_with_higher_fees_and_mined_once(cluster, people) -> None:
+    """Mining is paused, the broadcast transaction dropped from the pool, blocks mined empty: the
+    custody worker asks the signer for a fee bump at the same nonce, and only that one is mined."""
+    customer, operator = people["customer"], people["operator"]
+    destination = fresh_address()
+    cluster.rpc("evm_setIntervalMining", 0)
+    try:
+        created = await cluster.request(customer, chain="ethereum", asset="ETH", to_address=destination,
+                                        amount="0.3")
+        await cluster.approve(operator, created["id"])
+
+        async def broadcast() -> bool:
+            return (await cluster.withdrawal(customer, created["id"]))["state"] == "broadcast"
+
+        await cluster.wait_for(broadcast, "the first broadcast")
+        first_hash = (await cluster.withdrawal(customer, created["id"]))["tx_hash"]
+        assert cluster.rpc("anvil_dropTransaction", first_hash)["result"] in (first_hash, None)
+
+        async def mined_or_replaced() -> bool:
+            cluster.rpc("anvil_mine", 1)
+            state = (await cluster.withdrawal(customer, created["id"]))["state"]
+            return state == "confirmed"
+
+        await cluster.wait_for(mined_or_replaced, "the replacement to be mined")
+    finally:
+        cluster.rpc("evm_setIntervalMining", 1)
+    final = await cluster.withdrawal(customer, created["id"])
+    attempts = await cluster.query("SELECT attempt, tx_hash, max_fee_per_gas FROM withdrawal_attempts"
+                                   " WHERE withdrawal_id = $1 ORDER BY attempt", uuid.UUID(created["id"]))
+    assert len(attempts) >= 2 and attempts[0]["tx_hash"] == first_hash
+    assert attempts[1]["max_fee_per_gas"] > attempts[0]["max_fee_per_gas"]
+    assert final["tx_hash"] != first_hash and final["tx_hash"] in {row["tx_hash"] for row in attempts}
+    assert cluster.web3.eth.get_balance(destination) == 3 * ETH // 10
+    mined = [row["tx_hash"] for row in attempts
+             if row["tx_hash"] and cluster.rpc("eth_getTransactionReceipt", row["tx_hash"]).get("result")]
+    assert mined == [final["tx_hash"]]
+    events = await cluster.query("SELECT type FROM audit_events WHERE aggregate_type = 'withdrawal'"
+                                 " AND aggregate_id = $1", created["id"])
+    assert {"withdrawal.fee_bump_requested", "withdrawal.replaced"} <= {row["type"] for row in events}
+    assert STUCK_BLOCKS <= 5

@@ -1,0 +1,246 @@
+"""The withdrawal path as real processes: API, custody worker, scheduler and signer on a fresh Anvil.
+
+One cluster per test module (per pytest worker): its own database (on the session's PostgreSQL),
+its own Redis, its own Anvil chain (0.2 s blocks, 1 confirmation) with USDC, a keystore made with
+the public devnet passphrase, the custody request key pair, and a hot wallet funded by the faucet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable, Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from web3 import HTTPProvider, Web3
+
+from core.migrate import upgrade
+from custody.hd import hot_wallet_address, load_xpubs
+from custody.withdrawals.authorization import ensure_request_key_pair
+from devnet.chains import AnvilChain, deploy_usdc, fund_wallet
+from devnet.processes import ManagedProcess, free_port
+from devnet.servers import EmbeddedPostgres, EmbeddedRedis
+from signer.keystore import DEVNET_PASSPHRASE, MIN_SCRYPT_N, init_keystore
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+API = "/api/v1"
+PASSWORD = "Correct-Horse-Battery-9"
+CHAIN_ID = 31337
+BLOCK_TIME = 0.2
+STUCK_BLOCKS = 5
+WAIT_TIMEOUT = 60.0
+# The signer's own limits in this cluster: ETH single 5, so "over the limit" is easy to ask for.
+SIGNER_LIMITS = {"ETH": {"decimals": 18, "single": "5", "daily": "80"},
+                 "USDC": {"decimals": 6, "single": "100000", "daily": "1000000"}}
+
+
+@dataclass
+class User:
+    user_id: str
+    email: str
+    headers: dict[str, str]
+
+
+@dataclass
+class Cluster:
+    data_dir: Path
+    database_url: str
+    redis_url: str
+    anvil: AnvilChain
+    usdc: str
+    usdc_abi: list[Any]
+    hot_wallet: str
+    api_url: str
+    env: dict[str, str]
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    @property
+    def web3(self) -> Web3:
+        return Web3(HTTPProvider(self.anvil.rpc_url, request_kwargs={"timeout": 10}))
+
+    @property
+    def journal_file(self) -> Path:
+        return self.data_dir / "signer" / "journal.sqlite3"
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
+        process = ManagedProcess(name, [sys.executable, "-m", "cli", *argv], env=env or self.env,
+                                 log_path=self.data_dir / "logs" / f"{name}.log", cwd=REPO_ROOT).start()
+        self.processes[name] = process
+        return process
+
+    def start_signer(self) -> ManagedProcess:
+        # The passphrase goes to the signer's environment only.
+        return self.start("signer", ["signer"], {**self.env, "VIRTUOZ_SIGNER_PASSPHRASE": DEVNET_PASSPHRASE})
+
+    def kill_signer(self) -> None:
+        process = self.processes["signer"]
+        assert process.process is not None
+        process.process.send_signal(signal.SIGKILL)
+        process.process.wait(10)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name}\n{process.tail(40)}" for name, process in self.processes.items())
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            assert process.alive(), f"{name} exited:\n{process.tail(60)}"
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    async def call(self, method: str, path: str, headers: dict[str, str] | None = None,
+                   json_body: Any = None) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as http:
+            async with http.request(method, f"{self.api_url}{API}{path}", headers=headers, json=json_body) as answer:
+                return answer.status, await answer.json(content_type=None)
+
+    async def user(self, *roles: str) -> User:
+        email = f"w-{uuid.uuid4().hex[:12]}@example.com"
+        status, created = await self.call("POST", "/auth/register",
+                                          json_body={"email": email, "password": PASSWORD, "display_name": "W"})
+        assert status == 201, created
+        if roles:
+            connection = await asyncpg.connect(self.database_url)
+            try:
+                await connection.execute("UPDATE users SET roles = $1 WHERE id = $2", list(roles),
+                                         uuid.UUID(created["id"]))
+            finally:
+                await connection.close()
+        status, login = await self.call("POST", "/auth/login", json_body={"email": email, "password": PASSWORD})
+        assert status == 200, login
+        return User(created["id"], email, {"Authorization": f"Bearer {login['access_token']}"})
+
+    async def request(self, user: User, **fields: Any) -> dict[str, Any]:
+        status, body = await self.call("POST", "/platform/crypto/withdrawals/request", user.headers, fields)
+        assert status == 201, body
+        return body
+
+    async def approve(self, operator: User, withdrawal_id: str) -> dict[str, Any]:
+        status, body = await self.call("POST", f"/platform/crypto/withdrawals/{withdrawal_id}/sign", operator.headers)
+        assert status == 200, body
+        return body
+
+    async def withdrawal(self, user: User, withdrawal_id: str) -> dict[str, Any]:
+        status, body = await self.call("GET", f"/platform/crypto/withdrawals/{withdrawal_id}", user.headers)
+        assert status == 200, body
+        return body
+
+    async def wait_ready(self) -> None:
+        async def healthy() -> bool:
+            try:
+                async with aiohttp.ClientSession() as http:
+                    async with http.get(f"{self.api_url}/health") as answer:
+                        return answer.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await self.wait_for(healthy, "the API to answer /health")
+
+    async def wait_for(self, condition: Callable[[], Awaitable[bool]], what: str,
+                       timeout: float = WAIT_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not await condition():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: not within {timeout:.0f}s\n{self.logs()}")
+            await asyncio.sleep(0.2)
+
+    async def wait_final(self, user: User, ids: list[str], timeout: float = WAIT_TIMEOUT) -> list[dict[str, Any]]:
+        finals: dict[str, dict[str, Any]] = {}
+
+        async def all_final() -> bool:
+            for withdrawal_id in ids:
+                if withdrawal_id not in finals:
+                    body = await self.withdrawal(user, withdrawal_id)
+                    if body["state"] in ("confirmed", "failed", "rolled_back"):
+                        finals[withdrawal_id] = body
+            return len(finals) == len(ids)
+
+        await self.wait_for(all_final, f"{len(ids)} withdrawals to finish", timeout)
+        return [finals[withdrawal_id] for withdrawal_id in ids]
+
+    # --- chain and database ---------------------------------------------------------------------
+
+    def rpc(self, method: str, *params: Any) -> Any:
+        return self.web3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+
+    def usdc_balance(self, address: str) -> int:
+        token = self.web3.eth.contract(address=Web3.to_checksum_address(self.usdc), abi=self.usdc_abi)
+        return token.functions.balanceOf(Web3.to_checksum_address(address)).call()
+
+    async def query(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(self.database_url)
+        try:
+            return await connection.fetch(sql, *args)
+        finally:
+            await connection.close()
+
+
+def fresh_address() -> str:
+    return Web3.to_checksum_address("0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8])
+
+
+def build_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, Any]) -> Cluster:
+    data_dir = root / "data"
+    (data_dir / "logs").mkdir(parents=True)
+    database = f"withdrawals_{uuid.uuid4().hex[:8]}"
+    postgres.create_database(database)
+    database_url = postgres.url(database)
+    upgrade(database_url)
+    redis = EmbeddedRedis(root / "redis", free_port(), log_dir=data_dir / "logs").start()
+    anvil = AnvilChain("ethereum", CHAIN_ID, free_port(), root / "anvil", block_time=BLOCK_TIME,
+                       log_dir=data_dir / "logs").start()
+    usdc = deploy_usdc(anvil.rpc_url, artifact, root / "contracts.json")
+    xpub_file = data_dir / "xpubs.json"
+    init_keystore(data_dir / "signer", xpub_file, DEVNET_PASSPHRASE, [("ethereum", 0)], scrypt_n=MIN_SCRYPT_N)
+    ensure_request_key_pair(data_dir / "custody-request-key.pem", data_dir / "custody-request-key.pub")
+    hot_wallet = hot_wallet_address(load_xpubs(xpub_file)["ethereum"].xpub)
+    fund_wallet(anvil.rpc_url, hot_wallet, artifact, usdc, native_wei=500 * 10**18, usdc_minor=10**12)
+    api_port = free_port()
+    chains = [{"name": "ethereum", "chain_id": CHAIN_ID, "rpc_url": anvil.rpc_url, "native": "ETH",
+               "confirmations": 1, "tokens": {"USDC": usdc}, "account": 0}]
+    env = {
+        **{name: value for name, value in os.environ.items() if not name.startswith("VIRTUOZ_")},
+        "VIRTUOZ_ENV": "test",
+        "VIRTUOZ_DATA_DIR": str(data_dir),
+        "VIRTUOZ_DATABASE_URL": database_url,
+        "VIRTUOZ_REDIS_URL": redis.url(),
+        "VIRTUOZ_CHAINS": json.dumps(chains),
+        "VIRTUOZ_API_PORT": str(api_port),
+        "VIRTUOZ_LOG_JSON": "false",
+        "VIRTUOZ_HEARTBEAT_INTERVAL_SECONDS": "1",
+        "VIRTUOZ_SANDBOX_CREDIT": "ETH:100,USDC:100000",
+        "VIRTUOZ_SANCTIONS_LIST_FILE": str(REPO_ROOT / "deploy" / "devnet" / "sanctions.txt"),
+        "VIRTUOZ_WITHDRAWAL_TRACK_SECONDS": "0.5",
+        "VIRTUOZ_WITHDRAWAL_RESEND_SECONDS": "2",
+        "VIRTUOZ_WITHDRAWAL_STUCK_BLOCKS": str(STUCK_BLOCKS),
+        "VIRTUOZ_WITHDRAWAL_TRAVEL_RULE_THRESHOLDS": json.dumps({"ETH": "50", "USDC": "100000"}),
+        "VIRTUOZ_WITHDRAWAL_FOUR_EYES_THRESHOLDS": json.dumps({"ETH": "50", "USDC": "100000"}),
+        "VIRTUOZ_WITHDRAWAL_FEES": json.dumps({"ETH": "0.001", "USDC": "1"}),
+        "VIRTUOZ_SIGNER_LIMITS": json.dumps(SIGNER_LIMITS),
+    }
+    cluster = Cluster(data_dir, database_url, redis.url(), anvil, usdc, artifact["abi"], hot_wallet,
+                      f"http://127.0.0.1:{api_port}", env)
+    cluster.redis_server = redis  # type: ignore[attr-defined]
+    cluster.start_signer()
+    cluster.start("worker-custody", ["worker", "custody"])
+    cluster.start("scheduler", ["scheduler"])
+    cluster.start("api", ["api"])
+    return cluster
+
+
+def stop_cluster(cluster: Cluster) -> None:
+    for process in cluster.processes.values():
+        process.signal_stop()
+    for process in cluster.processes.values():
+        process.wait_stopped(15)
+    cluster.anvil.stop()
+    cluster.redis_server.stop()  # type: ignore[attr-defined]

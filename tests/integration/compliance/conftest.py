@@ -1,0 +1,77 @@
+"""Compliance tests: the real app with the compliance route tables, a session factory, a worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+from aiohttp.test_utils import TestClient
+from dramatiq.brokers.redis import RedisBroker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.app import route_tables
+from api.compliance.routes import (
+    admin_compliance_routes,
+    compliance_routes,
+    kyc_routes,
+    transaction_review_routes,
+)
+from core.db import create_engine, session_factory
+from core.settings import Settings
+from jobs.broker import DEFAULT_NAMESPACE, close_broker, create_broker
+from jobs.context import using_settings
+from jobs.registry import bind_broker
+from jobs.worker import start_worker
+
+JOIN_TIMEOUT_MS = 30_000
+COMPLIANCE_TABLES = (kyc_routes, compliance_routes, admin_compliance_routes, transaction_review_routes)
+
+
+@pytest.fixture
+async def client(make_client, settings: Settings) -> TestClient:
+    """The app with the compliance routes, whether or not api.app mounts them yet."""
+    return await make_client(settings, extra_routes=unmounted(settings))
+
+
+def unmounted(settings: Settings) -> list:
+    """The compliance route tables that api.app does not mount (yet)."""
+    _, mounted = route_tables(settings)
+    return [table for table in COMPLIANCE_TABLES if table not in mounted]
+
+
+@pytest.fixture
+async def factory(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(database_url, pool_size=2)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+def app_broker(redis_url: str, database_url: str) -> Iterator[RedisBroker]:
+    """A worker-side broker on the namespace the app sends to (this xdist worker's own Redis)."""
+    broker = create_broker(redis_url, database_url=database_url, database_pool_size=2, namespace=DEFAULT_NAMESPACE)
+    yield broker
+    close_broker(broker)
+
+
+@asynccontextmanager
+async def running_worker(broker: RedisBroker, settings: Settings) -> AsyncIterator[None]:
+    with using_settings(settings):
+        worker = start_worker(broker, {"reports"}, worker_threads=2)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(worker.stop, timeout=JOIN_TIMEOUT_MS)
+
+
+async def drain(broker: RedisBroker, settings: Settings) -> None:
+    """Run the compliance worker until the reports queue is empty."""
+    async with running_worker(broker, settings):
+        await asyncio.to_thread(broker.join, "reports", timeout=JOIN_TIMEOUT_MS)
+
+
+def bound(factory: async_sessionmaker[AsyncSession], broker: RedisBroker) -> async_sessionmaker[AsyncSession]:
+    bind_broker(factory, broker)
+    return factory

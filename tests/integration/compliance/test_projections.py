@@ -1,0 +1,58 @@
+"""KYC cases and transaction reviews can be rebuilt from their audit events, exactly."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from functools import reduce
+
+from compliance import kyc, review
+from compliance.projections import (
+    reduce_kyc_case,
+    reduce_transaction_review,
+    stored_kyc_case,
+    stored_transaction_review,
+)
+from core import audit
+from core.db import unit_of_work
+from custody.ledger import service as ledger
+from custody.ledger.service import AccountRef
+
+
+async def rebuilt(factory, aggregate_type, aggregate_id, reducer, loader):
+    async with factory() as session:
+        events = [audit.as_dict(event) for event in await audit.events_of(session, aggregate_type, aggregate_id)]
+        return reduce(reducer, events, None), await loader(session, str(aggregate_id))
+
+
+async def test_kyc_case_folds_to_its_row(client, login_as, factory) -> None:
+    user, officer = (await login_as(client)).user_id, (await login_as(client, "compliance")).user_id
+    address = {"street_name": "Main St", "building_number": "1", "post_code": "10001", "town_name": "NYC",
+               "country": "US"}
+    submission = kyc.Submission("Grace", f"Hopper-{uuid.uuid4().hex[:6]}", date(1906, 12, 9), "US", address)
+    steps = [lambda s: kyc.submit(s, user, submission),
+             lambda s: kyc.decide(s, user, "needs_info", "blurry", officer),
+             lambda s: kyc.submit(s, user, submission),
+             lambda s: kyc.decide(s, user, "approved", "ok", officer, 2)]
+    for step in steps:
+        async with unit_of_work(factory) as session:
+            await step(session)
+        folded, stored = await rebuilt(factory, "kyc_case", user, reduce_kyc_case, stored_kyc_case)
+        assert folded == stored
+
+
+async def test_transaction_review_folds_to_its_row(client, login_as, factory) -> None:
+    user, officer = (await login_as(client)).user_id, (await login_as(client, "compliance")).user_id
+    async with unit_of_work(factory) as session:
+        posted = await ledger.move(session, reference=f"test:{uuid.uuid4()}", type="deposit",
+                                   source=AccountRef.system("chain_deposits"), destination=AccountRef.user(user),
+                                   currency="USD", amount=100)
+    steps = [lambda s: review.flag(s, posted.id, "why", officer),
+             lambda s: review.resolve(s, posted.id, "cleared", "fine", officer),
+             lambda s: review.flag(s, posted.id, "again", None)]
+    for step in steps:
+        async with unit_of_work(factory) as session:
+            await step(session)
+        folded, stored = await rebuilt(factory, "transaction_review", posted.id, reduce_transaction_review,
+                                       stored_transaction_review)
+        assert folded == stored
