@@ -84,7 +84,7 @@ async def notify_many(session: AsyncSession, items: list[tuple[uuid.UUID, str, d
     for user_id, type, data in items:
         last[user_id] = seq = (last.get(user_id) or 0) + 1
         rows.append({"user_id": user_id, "seq": seq, "type": type, "data": data})
-    await session.execute(insert(Notification), rows)
+    await session.execute(insert(Notification.__table__), rows)  # the table's: no ORM bookkeeping per row
     redis = session.info.get(PUBLISHER_INFO_KEY)
     if redis is not None:
         after_commit(session, _publish_all, redis, [

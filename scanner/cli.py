@@ -25,6 +25,7 @@ from core.logging import configure_logging
 from core.notifications import bind_publisher
 from core.settings import ChainSettings, Settings
 from custody.chains import chain_for
+from custody.deposits import tracking
 from jobs.broker import close_broker, create_broker
 from jobs.registry import bind_broker
 from scanner.follower import ScanConfig, Scanner, ScannerMisconfigured
@@ -90,6 +91,7 @@ async def _serve(settings: Settings, chain_settings: ChainSettings, metrics_port
                 log.info("scanner %s following %s", chain_settings.name, chain_settings.rpc_url)
                 await Scanner(chain, chain_settings, sessions, config, metrics).run(stop)
     finally:
+        await tracking.drain_sends()
         await chain.close()
         close_broker(broker)
         await redis.aclose()

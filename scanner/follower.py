@@ -43,6 +43,7 @@ from custody.chains.evm_batch import checksum
 from custody.deposits import tracking
 from custody.deposits.tracking import Observed
 from scanner import store
+from scanner.addresses import AddressBook
 from scanner.metrics import ScannerMetrics
 from scanner.store import Cursor, CursorMoved
 
@@ -100,6 +101,7 @@ class Scanner:
         self.config = config
         self.metrics = metrics or ScannerMetrics(settings.name)
         self.tokens = {checksum(address): asset for asset, address in settings.tokens.items()}
+        self.addresses = AddressBook(settings.name)
         self.cursor: Cursor | None = None
         self.head: int | None = None
         self._touched = 0.0
@@ -222,12 +224,18 @@ class Scanner:
 
     async def _catch_up(self, head: int) -> int:
         assert self.cursor is not None
+        async with self.sessions() as session:
+            await self.addresses.refresh(session)
         ranges = self._ranges(self.cursor.height + 1, head)
+        # Read ahead of the writer by up to a transaction's worth of blocks, with at most
+        # ``concurrency`` requests at the node at once.
+        requests = asyncio.Semaphore(self.config.concurrency)
+        ahead = max(self.config.concurrency, -(-self.config.commit_blocks // self.config.batch_blocks))
         in_flight: deque[asyncio.Task[Fetched]] = deque()
 
         def refill() -> None:
-            while len(in_flight) < self.config.concurrency and (batch := next(ranges, None)) is not None:
-                in_flight.append(asyncio.create_task(self._fetch(*batch)))
+            while len(in_flight) < ahead and (batch := next(ranges, None)) is not None:
+                in_flight.append(asyncio.create_task(self._fetch(*batch, requests)))
 
         processed = 0
         try:
@@ -248,21 +256,20 @@ class Scanner:
             await asyncio.gather(*in_flight, return_exceptions=True)
         return processed
 
-    async def _fetch(self, first: int, last: int) -> Fetched:
-        blocks, logs = await asyncio.gather(self.chain.transfers(list(range(first, last + 1))),
-                                            self.chain.token_transfers(first, last, list(self.tokens)))
+    async def _fetch(self, first: int, last: int, requests: asyncio.Semaphore) -> Fetched:
+        async with requests:
+            blocks, logs = await asyncio.gather(self.chain.transfers(list(range(first, last + 1))),
+                                                self.chain.token_transfers(first, last, list(self.tokens)))
         hashes = {item.block.number: item.block.hash for item in blocks}
         if any(hashes.get(log.block_number) != log.block_hash for log in logs):
             raise ReorgDetected(f"logs of {first}-{last} come from other blocks than the blocks read")
-        native = [transfer for item in blocks for transfer in item.transfers]
-        tokens = [log for log in logs if log.token in self.tokens and log.value > 0]
-        async with self.sessions() as session:
-            owners = await tracking.deposit_owners(
-                session, self.name, {item.to_address for item in native} | {item.to_address for item in tokens})
-        native = [transfer for transfer in native if transfer.to_address in owners]
+        owners = self.addresses.owners
+        native = [transfer for item in blocks for transfer in item.transfers if transfer.to_address in owners]
+        tokens = [log for log in logs if log.token in self.tokens and log.value > 0 and log.to_address in owners]
         if native:
             # A transaction's value moves only if it succeeded (a contract recipient may revert).
-            receipts = await self.chain.receipts([transfer.tx_hash for transfer in native])
+            async with requests:
+                receipts = await self.chain.receipts([transfer.tx_hash for transfer in native])
             if any(receipt is None or receipt.block_hash != transfer.block_hash
                    for transfer, receipt in zip(native, receipts, strict=True)):
                 raise ReorgDetected(f"receipts of {first}-{last} come from other blocks than the blocks read")
@@ -274,7 +281,7 @@ class Scanner:
         ] + [
             Observed(self.name, log.tx_hash, log.log_index, log.block_number, log.block_hash, log.from_address,
                      log.to_address, owners[log.to_address], self.tokens[log.token], log.value)
-            for log in tokens if log.to_address in owners
+            for log in tokens
         ]
         return Fetched([item.block for item in blocks], observed)
 
@@ -293,9 +300,10 @@ class Scanner:
             # An ingested event recorded ahead of the scanner, in a block since replaced.
             await tracking.orphan_replaced(session, self.name, {block.number: block.hash for block in blocks},
                                            announcements)
-            await tracking.record(session, observed, announcements, required_confirmations=self.settings.confirmations,
-                                  source="scanner")
+            # Deposits seen before count the new blocks; those found now are counted as they are recorded.
             await tracking.confirm(session, self.name, blocks[-1].number)
+            await tracking.record(session, observed, announcements, required_confirmations=self.settings.confirmations,
+                                  source="scanner", height=blocks[-1].number)
             # Only recent blocks can be walked back through: older ones are not worth a row.
             await store.store_blocks(session, self.name, [block for block in blocks if block.number > head - window])
             await store.forget_below(session, self.name, blocks[-1].number - window)

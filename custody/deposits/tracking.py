@@ -12,6 +12,7 @@ notifications in an ``Announcements`` that the caller writes last, after every r
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from custody.deposits import actors
 from custody.deposits.models import CREDITED, REORGED, SEEN, CONFIRMING, Deposit
 from custody.deposits.states import LIVE, WAITING, transition
 from jobs.registry import JobSpec, broker_of
+
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Observed:
@@ -94,16 +97,23 @@ _LOCK_KNOWN = text(
 )
 _INSERT_NEW = text(
     "INSERT INTO deposits (id, chain, tx_hash, log_index, block_number, block_hash, from_address, to_address,"
-    " user_id, asset, amount, state, confirmations, required_confirmations, source, credits)"
+    " user_id, asset, amount, state, confirmations, required_confirmations, source, credits, credit_requested_at)"
     " SELECT x.id, x.chain, x.tx_hash, x.log_index, x.block_number, x.block_hash, x.from_address, x.to_address,"
-    " x.user_id, x.asset, x.amount, 'seen', 0, :required, :source, 0"
+    " x.user_id, x.asset, x.amount, CASE WHEN c.counted >= 2 THEN 'confirming' ELSE 'seen' END, c.counted,"
+    " CAST(:required AS int), :source, 0, CASE WHEN c.counted >= CAST(:required AS int) THEN now() END"
     " FROM unnest(CAST(:ids AS uuid[]), CAST(:chains AS varchar[]), CAST(:tx_hashes AS varchar[]),"
     " CAST(:log_indexes AS int[]), CAST(:block_numbers AS bigint[]), CAST(:block_hashes AS varchar[]),"
     " CAST(:from_addresses AS varchar[]), CAST(:to_addresses AS varchar[]), CAST(:user_ids AS uuid[]),"
     " CAST(:assets AS varchar[]), CAST(:amounts AS numeric[]))"
     " AS x(id, chain, tx_hash, log_index, block_number, block_hash, from_address, to_address, user_id, asset, amount)"
-    " ON CONFLICT (chain, tx_hash, log_index) DO NOTHING RETURNING id"
+    " CROSS JOIN LATERAL (SELECT greatest(0, coalesce(CAST(:height AS bigint) - x.block_number + 1, 0)) AS counted) AS c"
+    " ON CONFLICT (chain, tx_hash, log_index) DO NOTHING RETURNING id, credit_requested_at IS NOT NULL AS due"
 )
+
+
+def _counted(block_number: int, height: int | None) -> int:
+    """Confirmations of a block once every block up to ``height`` is processed (None: not counted yet)."""
+    return 0 if height is None else max(0, height - block_number + 1)
 
 
 def _keys(observed: Sequence[Observed]) -> dict[str, list[object]]:
@@ -119,32 +129,44 @@ async def _lock_known(session: AsyncSession, observed: Sequence[Observed]) -> di
     return {(row.chain, row.tx_hash, row.log_index): row for row in rows}
 
 
-def _place(deposit: Deposit, seen: Observed) -> None:
+def _place(deposit: Deposit, seen: Observed, height: int | None) -> bool:
+    """Move the deposit to the block it was found in; True if that makes it due for crediting."""
     deposit.block_number, deposit.block_hash = seen.block_number, seen.block_hash
-    if deposit.state != CREDITED:
-        deposit.confirmations = 0
-        deposit.credit_requested_at = None
+    if deposit.state == CREDITED:
+        return False
+    deposit.confirmations = _counted(seen.block_number, height)
+    if deposit.confirmations >= 2:
+        deposit.state = transition(deposit.state, "confirm")
+    due = deposit.confirmations >= deposit.required_confirmations
+    deposit.credit_requested_at = utcnow() if due else None
+    return due
 
 
 async def record(session: AsyncSession, observed: Sequence[Observed], announcements: Announcements, *,
-                 required_confirmations: int, source: str) -> list[Recorded]:
+                 required_confirmations: int, source: str, height: int | None = None) -> list[Recorded]:
     """Record transfers to deposit addresses: a new one is ``seen``; a known one is left as it is,
-    found again after a reorg (``revived``) or found in another block (``moved``)."""
+    found again after a reorg (``revived``) or found in another block (``moved``).
+
+    ``height``: every block up to it is processed in this transaction (the scanner's), so the
+    confirmations of what is recorded are counted now, and the due ones sent for crediting.
+    """
     unique = list({seen.key: seen for seen in observed}.values())
     if not unique:
         return []
     known = await _lock_known(session, unique)
     fresh = [seen for seen in unique if seen.key not in known]
     created: dict[tuple[str, str, int], uuid.UUID] = {}
+    due: list[uuid.UUID] = []
     if fresh:
         ids = [uuid.uuid4() for _ in fresh]
-        inserted = set(await session.scalars(_INSERT_NEW, {
+        inserted = {row.id: row.due for row in await session.execute(_INSERT_NEW, {
             **_keys(fresh), "ids": ids, "block_numbers": [seen.block_number for seen in fresh],
             "block_hashes": [seen.block_hash for seen in fresh], "from_addresses": [seen.from_address for seen in fresh],
             "to_addresses": [seen.to_address for seen in fresh], "user_ids": [seen.user_id for seen in fresh],
             "assets": [seen.asset for seen in fresh], "amounts": [seen.amount for seen in fresh],
-            "required": required_confirmations, "source": source}))
+            "required": required_confirmations, "source": source, "height": height})}
         created = {seen.key: deposit_id for seen, deposit_id in zip(fresh, ids, strict=True) if deposit_id in inserted}
+        due = [deposit_id for deposit_id, is_due in inserted.items() if is_due]
         if len(created) < len(fresh):  # a concurrent ingest of the same event won: its row is "known"
             known |= await _lock_known(session, [seen for seen in fresh if seen.key not in created])
     results: list[Recorded] = []
@@ -156,25 +178,27 @@ async def record(session: AsyncSession, observed: Sequence[Observed], announceme
         deposit = known[seen.key]
         if deposit.state == REORGED:
             deposit.state = transition(deposit.state, "reappear")
-            _place(deposit, seen)
             outcome = "revived"
         elif deposit.block_hash != seen.block_hash:
             deposit.state = transition(deposit.state, "move")
-            _place(deposit, seen)
             outcome = "moved"
         else:
             outcome = "known"
         results.append(Recorded(deposit.id, outcome))
         if outcome != "known":
             changed.append(deposit)
+            if _place(deposit, seen, height):
+                due.append(deposit.id)
     if changed:
         await session.flush()
+    send_after_commit(session, actors.credit_deposit, due)
 
     outcomes = {item.deposit_id: item.outcome for item in results}
     units = await ledger.currencies(session, {seen.asset for seen in unique})
     for seen in unique:
         if seen.key in created:
-            view = _view(created[seen.key], seen, units[seen.asset], SEEN, required_confirmations)
+            state = CONFIRMING if _counted(seen.block_number, height) >= 2 else SEEN
+            view = _view(created[seen.key], seen, units[seen.asset], state, required_confirmations)
             announcements.first_events.append((created[seen.key], "deposit.seen", view))
             announcements.notices.append((seen.user_id, "deposit.seen", view))
     for deposit in changed:
@@ -201,11 +225,16 @@ def _deposit_view(deposit: Deposit, unit: ledger.CurrencyInfo) -> dict[str, obje
 
 
 _CONFIRM = text(
-    "UPDATE deposits SET confirmations = greatest(confirmations, :height - block_number + 1),"
-    " state = CASE WHEN state = 'seen' AND greatest(confirmations, :height - block_number + 1) >= 2"
-    " THEN 'confirming' ELSE state END, updated_at = now()"
-    " WHERE chain = :chain AND state IN ('seen', 'confirming') AND block_number <= :height"
-    " RETURNING id, confirmations >= required_confirmations AND credit_requested_at IS NULL AS due"
+    "UPDATE deposits SET confirmations = CAST(:height AS bigint) - block_number + 1,"
+    " state = CASE WHEN state = 'seen' AND CAST(:height AS bigint) - block_number + 1 >= 2 THEN 'confirming'"
+    " ELSE state END,"
+    " credit_requested_at = CASE WHEN credit_requested_at IS NULL"
+    " AND CAST(:height AS bigint) - block_number + 1 >= required_confirmations THEN now()"
+    " ELSE credit_requested_at END,"
+    " updated_at = now()"
+    " WHERE chain = :chain AND state IN ('seen', 'confirming') AND block_number <= CAST(:height AS bigint)"
+    " AND confirmations < CAST(:height AS bigint) - block_number + 1"
+    " RETURNING id, credit_requested_at = now() AS due"
 )
 _REQUEST_CREDITS = text("UPDATE deposits SET credit_requested_at = now() WHERE id = ANY(CAST(:ids AS uuid[]))")
 
@@ -213,10 +242,10 @@ _REQUEST_CREDITS = text("UPDATE deposits SET credit_requested_at = now() WHERE i
 async def confirm(session: AsyncSession, chain: str, height: int) -> int:
     """Count the confirmations of the waiting deposits up to ``height`` (every block up to it is
     processed); those that reach their requirement are sent to the custody worker. How many were."""
-    # The "confirm" action of states.py (seen → confirming), done in SQL for every waiting deposit at once.
-    rows = (await session.execute(_CONFIRM, {"chain": chain, "height": height})).all()
-    due = [row.id for row in rows if row.due]
-    await request_credits(session, due)
+    # The "confirm" action of states.py (seen → confirming), in SQL for every waiting deposit at once;
+    # ``credit_requested_at = now()`` (the transaction's time) is what this very statement set.
+    due = [row.id for row in await session.execute(_CONFIRM, {"chain": chain, "height": height}) if row.due]
+    send_after_commit(session, actors.credit_deposit, due)
     return len(due)
 
 
@@ -299,19 +328,41 @@ async def resend_stale_requests(session: AsyncSession, chain: str, older_than: t
     return len(credits) + len(reversals)
 
 
+# Messages on their way to Redis, so a process about to exit can wait for them (drain_sends).
+_sending: set[asyncio.Future[None]] = set()
+
+
 def send_after_commit(session: AsyncSession, spec: JobSpec, deposit_ids: Sequence[uuid.UUID]) -> None:
-    """One message per deposit, sent once the transaction commits (a catch-up can confirm hundreds
-    at once: they go in one trip to a worker thread, not one each)."""
+    """One message per deposit, sent once the transaction commits.
+
+    A catch-up confirms hundreds at once: they go in one trip to a worker thread (RedisBroker
+    blocks), and the caller does not wait for it — its next transaction need not wait for Redis.
+    A message lost with a crashing process is sent again by the scanner (``resend_stale_requests``).
+    """
     if not deposit_ids:
         return
     messages = [spec.message(str(deposit_id)) for deposit_id in deposit_ids]
     broker = broker_of(session)
 
-    def send_all() -> None:  # one thread hop for the lot: RedisBroker.enqueue blocks
+    def send_all() -> None:
         for message in messages:
             broker.enqueue(message)
 
-    async def send() -> None:
-        await asyncio.get_running_loop().run_in_executor(None, send_all)
+    def send() -> None:
+        future = asyncio.get_running_loop().run_in_executor(None, send_all)
+        _sending.add(future)
+        future.add_done_callback(_sent)
 
     after_commit(session, send)
+
+
+def _sent(future: asyncio.Future[None]) -> None:
+    _sending.discard(future)
+    if not future.cancelled() and future.exception() is not None:
+        log.error("deposit job messages not sent (the scanner sends them again): %s", future.exception())
+
+
+async def drain_sends() -> None:
+    """Wait until the messages already handed over are in Redis (before closing the broker)."""
+    if _sending:
+        await asyncio.gather(*list(_sending), return_exceptions=True)

@@ -64,6 +64,10 @@ def upgrade() -> None:
     op.create_index("ix_deposits_waiting", "deposits", ["chain", "block_number"],
                     postgresql_where=sa.text("state IN ('seen', 'confirming')"))
 
+    # The scanner's address book reads the deposit addresses assigned since its last look.
+    op.create_index("ix_deposit_addresses_assigned", "deposit_addresses", ["chain", "assigned_at"],
+                    postgresql_where=sa.text("user_id IS NOT NULL"))
+
     op.create_table(
         "scanner_cursors",
         sa.Column("chain", sa.String(40), nullable=False),
@@ -87,6 +91,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deposit_addresses_assigned", table_name="deposit_addresses")
     op.drop_table("scanned_blocks")
     op.drop_table("scanner_cursors")
     op.drop_table("deposits")

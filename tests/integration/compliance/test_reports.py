@@ -186,12 +186,7 @@ async def test_a_report_that_cannot_be_converted_fails_with_its_reason(client, l
         "code": "JP", "name": "Japan (test)", "currency": "JPY", "travel_rule_threshold": "0",
         "travel_rule_source": "test", "reports": {"large_transactions": {"threshold": "1", "source": "test"}}}]}))
     custom = settings.model_copy(update={"compliance_jurisdictions_file": path})
-    from api.compliance.routes import (
-        admin_compliance_routes,
-        compliance_routes,
-        kyc_routes,
-    )
-    app = await make_client(custom, extra_routes=[compliance_routes, admin_compliance_routes, kyc_routes])
+    app = await make_client(custom)
     officer = await login_as(app, "compliance")
     user = (await login_as(app)).user_id
     day = period_day()

@@ -30,6 +30,7 @@ from custody import ledger
 from custody.addresses.pool import refill_pool
 from custody.addresses.service import allocate
 from custody.chains import EvmChain
+from custody.deposits import tracking
 from custody.deposits.models import Deposit
 from custody.ledger.models import LedgerTransfer
 from devnet.chains import AnvilChain, deploy_usdc
@@ -183,3 +184,4 @@ async def deposits(chain_settings: ChainSettings, factory: async_sessionmaker[As
     for run in harness.runs:
         if not run.task.done():
             await run.halt()
+    await tracking.drain_sends()  # before the broker closes
