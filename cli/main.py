@@ -9,6 +9,7 @@ from cli.audit import add_commands as add_audit_commands
 from compliance.cli import add_commands as add_compliance_commands
 from cli.operator import add_commands as add_operator_commands
 from core.logging import configure_logging
+from scanner.cli import add_commands as add_scanner_commands
 from custody.ledger.cli import add_commands as add_ledger_commands
 from signer.cli import add_commands as add_signer_commands
 from core.settings import Settings, SettingsError, load_settings
@@ -74,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     add_signer_commands(commands)
     add_ledger_commands(commands)
     add_compliance_commands(commands)
+    add_scanner_commands(commands)
 
     devnet = commands.add_parser("devnet", help="run the whole platform locally on embedded servers and Anvil")
     devnet.set_defaults(run=_devnet, process="devnet")
