@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.errors import InvalidState
+from core import states
 
 TRANSITIONS: dict[tuple[str, str], str] = {
     ("created", "fund"): "funded",
@@ -17,15 +17,9 @@ ACTIONS = ("fund", "cancel", "release", "dispute", "resolve", "reject")
 
 
 def allowed_actions(state: str) -> list[str]:
-    return [action for (source, action) in TRANSITIONS if source == state]
+    return states.allowed_actions(TRANSITIONS, state)
 
 
 def transition(state: str, action: str) -> str:
     """The next state, or a 409 ``invalid_state`` naming what this state allows."""
-    try:
-        return TRANSITIONS[(state, action)]
-    except KeyError:
-        raise InvalidState(
-            f"An escrow in state {state!r} cannot {action}.",
-            details={"state": state, "action": action, "allowed": allowed_actions(state)},
-        ) from None
+    return states.next_state(TRANSITIONS, state, action, noun="An escrow")

@@ -7,7 +7,7 @@ out (``signing``) the nonce is promised to the signer, and once broadcast the mo
 
 from __future__ import annotations
 
-from core.errors import InvalidState
+from core import states
 
 TRANSITIONS: dict[tuple[str, str], str] = {
     ("requested", "approve_partial"): "pending_approval",  # four eyes: the first of two approvals
@@ -34,15 +34,9 @@ TRANSACTION_STATES = frozenset({"signing", "signed", "broadcast", "confirmed"})
 
 
 def allowed_actions(state: str) -> list[str]:
-    return [action for (source, action) in TRANSITIONS if source == state]
+    return states.allowed_actions(TRANSITIONS, state)
 
 
 def transition(state: str, action: str) -> str:
     """The next state, or a 409 ``invalid_state`` naming what this state allows."""
-    try:
-        return TRANSITIONS[(state, action)]
-    except KeyError:
-        raise InvalidState(
-            f"A withdrawal in state {state!r} cannot {action.replace('_', ' ')}.",
-            details={"state": state, "action": action, "allowed": allowed_actions(state)},
-        ) from None
+    return states.next_state(TRANSITIONS, state, action, noun="A withdrawal")
