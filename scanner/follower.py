@@ -134,7 +134,7 @@ class Scanner:
             cursor = await store.load(session, self.name)
         if cursor is not None:
             return cursor
-        # First run: where the settings say, or a little before the head (README, "Scanner").
+        # First run: where the settings say, or a little before the head (README, "Deposits").
         start = self.settings.start_height
         if start is None:
             start = max(0, await self.chain.head() - self.config.start_margin)

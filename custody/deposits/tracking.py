@@ -28,11 +28,12 @@ from core.time import utcnow
 from custody import ledger
 from custody.addresses.models import DepositAddress
 from custody.deposits import actors
-from custody.deposits.models import CREDITED, REORGED, SEEN, CONFIRMING, Deposit
+from custody.deposits.models import CONFIRMING, CREDITED, REORGED, SEEN, Deposit
 from custody.deposits.states import LIVE, WAITING, transition
 from jobs.registry import JobSpec, broker_of
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Observed:

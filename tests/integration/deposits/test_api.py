@@ -234,9 +234,15 @@ async def test_status_and_metrics_report_the_scanner_height_and_lag(api, deposit
     (chain,) = (await (await api.get("/api/v1/status")).json())["chains"]
     assert chain["name"] == chain_settings.name and chain["height"] >= chain["scanner_height"]
     assert chain["lag"] == chain["height"] - chain["scanner_height"] and chain["lag"] >= 0
-    metrics = await (await api.get("/metrics")).text()
-    assert f'virtuoz_scanner_height{{chain="{chain_settings.name}"}}' in metrics
-    assert f'virtuoz_scanner_lag_blocks{{chain="{chain_settings.name}"}}' in metrics
+    wanted = (f'virtuoz_scanner_height{{chain="{chain_settings.name}"}}',
+              f'virtuoz_scanner_lag_blocks{{chain="{chain_settings.name}"}}')
+
+    async def exported() -> bool:
+        # The lag needs the node's head, read with a short timeout: a loaded machine may miss a scrape.
+        metrics = await (await api.get("/metrics")).text()
+        return all(line in metrics for line in wanted)
+
+    await deposits.wait_for(exported, "the scanner height and lag in /metrics")
 
 
 async def test_no_scanner_yet_means_null_scanner_height(api, chain_settings) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import aiohttp
 import pytest
+from aiohttp import web
 from sqlalchemy import select
 
 from core.audit import AuditEvent
@@ -244,6 +246,77 @@ async def test_node_outage_backs_off_and_resumes_without_skipping(deposits, wall
     await proxy.resume()
     await deposits.wait_for(lambda: credited(deposits, user), "the deposit credited after the outage")
     await proxy.close()
+
+
+async def test_malformed_node_answers_are_retried_never_skipped(deposits, wallet, chain_settings) -> None:
+    node = await FlakyNode.start(chain_settings.rpc_url)
+    chain_settings.rpc_url = node.url
+    run = await deposits.start_scanner(ScanConfig(**{**FAST.__dict__, "max_backoff_seconds": 0.3}))
+    user, address = await deposits.user_with_address()
+    await deposits.wait_for(lambda: _cursor_at_head(deposits, wallet), "the scanner at the head")
+
+    for mode in ("corrupt_blocks", "not_json", "http_500"):
+        node.mode = mode
+        sent = await asyncio.to_thread(wallet.send_usdc, address, USDC)
+        await asyncio.to_thread(wallet.mine, 3)
+        await asyncio.sleep(0.8)  # the scanner reads garbage, backs off, retries
+        assert not run.task.done(), mode
+        assert sent.tx_hash not in {row.tx_hash for row in await deposits.deposits(user)}, mode
+        node.mode = "forward"
+        await deposits.wait_for(lambda: _has(deposits, user, sent.tx_hash), f"the deposit after {mode}")
+    failures = sum(run.scanner.metrics.failures.labels(chain_settings.name, cause)._value.get()
+                   for cause in ("node", "unexpected"))
+    assert failures >= 3
+    await deposits.wait_for(lambda: _all_credited(deposits, 3), "every deposit credited")
+    await node.close()
+
+
+async def _has(deposits, user, tx_hash: str) -> bool:
+    return tx_hash in {row.tx_hash for row in await deposits.deposits(user)}
+
+
+class FlakyNode:
+    """A real HTTP JSON-RPC endpoint in front of the node that can answer garbage on demand."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.mode = "forward"
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+        self.client: aiohttp.ClientSession | None = None
+
+    @classmethod
+    async def start(cls, target: str) -> FlakyNode:
+        node = cls(target)
+        app = web.Application()
+        app.router.add_post("/", node._handle)
+        node.runner = web.AppRunner(app)
+        await node.runner.setup()
+        site = web.TCPSite(node.runner, "127.0.0.1", 0)
+        await site.start()
+        node.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        node.client = aiohttp.ClientSession()
+        return node
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if self.mode == "http_500":
+            return web.Response(status=500, text="upstream exploded")
+        if self.mode == "not_json":
+            return web.Response(status=200, text="<html>not json</html>", content_type="text/html")
+        assert self.client is not None
+        async with self.client.post(self.target, data=await request.read(),
+                                    headers={"Content-Type": "application/json"}) as upstream:
+            answer = await upstream.json()
+        if self.mode == "corrupt_blocks":
+            for item in answer if isinstance(answer, list) else [answer]:
+                if isinstance(item.get("result"), dict) and "parentHash" in item["result"]:
+                    item["result"]["hash"] = "0xnot-a-hash"
+        return web.json_response(answer)
+
+    async def close(self) -> None:
+        assert self.client is not None and self.runner is not None
+        await self.client.close()
+        await self.runner.cleanup()
 
 
 class TcpProxy:
