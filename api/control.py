@@ -28,6 +28,7 @@ CHANNEL = "virtuoz:control"
 READINESS_KEY = "virtuoz:control:readiness-policy"
 I18N_KEY = "virtuoz:control:i18n-bundles"
 RECONNECT_SECONDS = 1.0
+STOP_SECONDS = 5.0
 
 
 @dataclass
@@ -75,17 +76,17 @@ async def _apply(app: web.Application, message: dict[str, Any]) -> None:
         await _load_stored(app)
 
 
-async def _listen(app: web.Application) -> None:
+async def _listen(app: web.Application, stop: asyncio.Event) -> None:
     # Its own connection without a read timeout: a quiet channel is not a broken one.
     client = Redis.from_url(app[SETTINGS].require_redis_url(), socket_connect_timeout=5, health_check_interval=30)
     try:
-        await _follow(app, client)
+        await _follow(app, client, stop)
     finally:
         await client.aclose()
 
 
-async def _follow(app: web.Application, client: Redis) -> None:
-    while True:
+async def _follow(app: web.Application, client: Redis, stop: asyncio.Event) -> None:
+    while not stop.is_set():
         try:
             async with client.pubsub() as pubsub:
                 await pubsub.subscribe(CHANNEL)
@@ -96,16 +97,25 @@ async def _follow(app: web.Application, client: Redis) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:  # Redis away: keep the last known state, reconnect
+            if stop.is_set():
+                return
             log.warning("control channel lost; reconnecting", exc_info=True)
-            await asyncio.sleep(RECONNECT_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RECONNECT_SECONDS)
 
 
 async def control_context(app: web.Application) -> AsyncIterator[None]:
     app[LIVE] = LiveConfig(readiness_policy=app[SETTINGS].readiness)
     with contextlib.suppress(Exception):  # Redis may be down at start: readiness will say so
         await _load_stored(app)
-    listener = asyncio.create_task(_listen(app))
+    stop = asyncio.Event()
+    listener = asyncio.create_task(_listen(app, stop))
     yield
+    # The event ends the loop even where a cancellation gets lost inside the Redis client (a
+    # timeout expiring together with the cancel, Python 3.11), and the wait is bounded: a shutdown
+    # never hangs on this listener.
+    stop.set()
     listener.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await listener
+    await asyncio.wait({listener}, timeout=STOP_SECONDS)
+    if not listener.done():
+        log.warning("control listener still running after %.0fs; leaving it", STOP_SECONDS)

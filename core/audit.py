@@ -145,16 +145,31 @@ async def append_first(
     if not events:
         return
     occurred_at = utcnow()
-    rows = []
+    ids, types, documents, hashes = [], [], [], []
     for aggregate_id, type, data in events:
+        document = canonical(data or {})
         event = {
             "aggregate_type": aggregate_type,
             "aggregate_id": str(aggregate_id),
             "seq": 1,
             "type": type,
-            "data": json.loads(canonical(data or {})),
+            "data": json.loads(document),
             "actor": None if actor is None else str(actor),
             "occurred_at": rfc3339(occurred_at),
         }
-        rows.append({**event, "occurred_at": occurred_at, "prev_hash": GENESIS, "hash": event_hash(event, GENESIS)})
-    await session.execute(insert(AuditEvent.__table__), rows)  # the table's: no ORM bookkeeping per row
+        ids.append(event["aggregate_id"])
+        types.append(type)
+        documents.append(document.decode())
+        hashes.append(event_hash(event, GENESIS))
+    # One statement over arrays: its text never changes, so it is prepared once per connection.
+    await session.execute(_INSERT_FIRST, {"aggregate_type": aggregate_type, "actor": None if actor is None else str(actor),
+                                          "occurred_at": occurred_at, "genesis": GENESIS, "ids": ids, "types": types,
+                                          "documents": documents, "hashes": hashes})
+
+
+_INSERT_FIRST = text(
+    "INSERT INTO audit_events (aggregate_type, aggregate_id, seq, type, data, actor, occurred_at, prev_hash, hash)"
+    " SELECT :aggregate_type, x.aggregate_id, 1, x.type, CAST(x.document AS jsonb), :actor, :occurred_at, :genesis,"
+    " x.hash FROM unnest(CAST(:ids AS varchar[]), CAST(:types AS varchar[]), CAST(:documents AS text[]),"
+    " CAST(:hashes AS varchar[])) AS x(aggregate_id, type, document, hash)"
+)

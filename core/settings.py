@@ -188,7 +188,7 @@ class Settings(BaseSettings):
     withdrawal_resend_seconds: float = Field(default=15.0, gt=0)
     withdrawal_track_seconds: float = Field(default=2.0, gt=0)  # how often the scheduler asks for tracking
 
-    # Scanner (issue 7): `virtuoz scanner --chain NAME`, one process per chain (README, "Scanner").
+    # Scanner (issue 7): `virtuoz scanner --chain NAME`, one process per chain (README, "Deposits").
     scanner_poll_seconds: float = Field(default=0.5, gt=0, le=60)  # an idle scanner asks for a new head this often
     scanner_batch_blocks: int = Field(default=50, ge=1, le=1000)  # blocks per batched JSON-RPC request
     scanner_concurrency: int = Field(default=4, ge=1, le=32)  # batched requests in flight while catching up

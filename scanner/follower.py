@@ -243,11 +243,13 @@ class Scanner:
             while in_flight:
                 group = [await in_flight.popleft()]
                 size = len(group[0].blocks)
-                # Batches already read behind the first go into the same transaction.
-                while in_flight and in_flight[0].done() and size < self.config.commit_blocks:
-                    group.append(in_flight.popleft().result())
-                    size += len(group[-1].blocks)
                 refill()
+                # Catching up, one transaction takes up to ``commit_blocks`` blocks (the reads of the
+                # next ones go on meanwhile); at the head, a new block is committed on its own at once.
+                while in_flight and size < self.config.commit_blocks:
+                    group.append(await in_flight.popleft())
+                    size += len(group[-1].blocks)
+                    refill()
                 await self._commit(group, head)
                 processed += size
         finally:

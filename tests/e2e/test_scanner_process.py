@@ -143,7 +143,7 @@ async def test_scanner_and_worker_processes_credit_once_resume_after_a_kill_and_
     settings, wallet = chain
     start = processes["start"]
     worker = start("worker-custody", "-m", "cli", "worker", "custody")
-    scanner = start("scanner", "-m", "scanner", "--chain", settings.name)
+    scanner = start("scanner", "-m", "cli", "scanner", "--chain", settings.name)
     running = [worker, scanner]
 
     # 1. A native and a USDC deposit, each credited once after 2 confirmations.
@@ -175,7 +175,7 @@ async def test_scanner_and_worker_processes_credit_once_resume_after_a_kill_and_
         else:
             await asyncio.to_thread(wallet.send_usdc, address, USDC, wait=False)
         await asyncio.to_thread(wallet.mine, 5)
-    scanner = start("scanner-restarted", "-m", "scanner", "--chain", settings.name)
+    scanner = start("scanner-restarted", "-m", "cli", "scanner", "--chain", settings.name)
     running.append(scanner)
     await wait_for(lambda: all_credited(12), "the 10 deposits mined while the scanner was down", running)
     assert await available(factory, user, "ETH") == ETH // 2 + 5 * (ETH // 1000)

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select
 
-from core.audit import AuditEvent
+from core.audit import AuditEvent, as_dict, events_of, verify_chain
 from core.db import unit_of_work
 from core.notifications import Notification
 from custody import freezes, ledger
@@ -71,8 +71,10 @@ async def test_native_and_usdc_deposits_are_credited_once_after_the_confirmation
         (transfer,) = await deposits.transfers(row.key)
         assert transfer.reference == f"deposit:{chain_settings.name}:{row.tx_hash}:{row.log_index}"
         assert transfer.type == "deposit" and transfer.tx_hash == row.tx_hash and transfer.id == row.credit_transfer_id
-        assert await deposits.count(AuditEvent, AuditEvent.aggregate_type == "deposit",
-                                    AuditEvent.aggregate_id == str(row.id)) == 2  # seen, credited
+        async with deposits.factory() as session:
+            chain_of_events = [as_dict(event) for event in await events_of(session, "deposit", row.id)]
+        assert [event["type"] for event in chain_of_events] == ["deposit.seen", "deposit.credited"]
+        assert verify_chain(chain_of_events) == []  # the first event, bulk-written, hashes like any other
     kinds = [row.type for row in await notifications(deposits, user)]
     assert kinds.count("deposit.seen") == 2 and kinds.count("deposit.credited") == 2
 
@@ -203,6 +205,26 @@ async def test_a_credited_deposit_reorged_away_is_reversed_and_a_spent_one_freez
     events = await deposits.count(AuditEvent, AuditEvent.aggregate_type == "deposit",
                                   AuditEvent.aggregate_id == str(rows[spender].id))
     assert events == 4  # seen, credited, reorged, reversed
+
+
+async def test_a_credit_undone_by_evm_revert_and_a_new_longer_chain_is_reversed(deposits, wallet) -> None:
+    """The node's chain first shrinks below the scanner's cursor, then grows past it with other blocks."""
+    await deposits.start_scanner()
+    user, address = await deposits.user_with_address()
+    snapshot = await asyncio.to_thread(wallet.rpc, "evm_snapshot", [])
+    await asyncio.to_thread(wallet.send_native, address, 2 * ETH)
+    await deposits.wait_for(lambda: credited(deposits, user), "the deposit credited")
+    await asyncio.to_thread(wallet.rpc, "evm_revert", [snapshot])  # the interval miner builds a new chain
+
+    async def reversed_once() -> bool:
+        rows = await deposits.deposits(user)
+        return len(rows) == 1 and rows[0].state == REORGED and rows[0].reversed_at is not None
+
+    await deposits.wait_for(reversed_once, "the reverted credit reversed")
+    assert await deposits.available(user, "ETH") == 0
+    async with deposits.factory() as session:
+        assert await verify_ledger(session) == []
+        assert not await freezes.withdrawals_frozen(session, user)
 
 
 async def test_a_transaction_re_mined_in_the_new_chain_is_credited_once(deposits, wallet) -> None:
