@@ -121,3 +121,31 @@ async def multipart_file(request: web.Request, store: Callable[[IncomingFile, di
     if not stored:
         raise InvalidInput("The form has no `file` part.", code="file_required")
     return stored[0], fields
+
+
+async def multipart_files(request: web.Request, store: Callable[[IncomingFile], Awaitable[T]], *, field: str,
+                          max_bytes: int, max_files: int) -> tuple[list[T], dict[str, str]]:
+    """Stream every ``field`` file part of the form into ``store``, one after the other (none read
+    whole into memory), and return what was stored with the form's small fields.
+
+    Zero files is allowed; more than ``max_files`` is refused (422 ``too_many_files``) as soon as
+    one more arrives, and so is a file under any other field name (422 ``unexpected_file``).
+    """
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMediaType("Send the form as multipart/form-data.", details={"content_type": request.content_type})
+    if request.content_length is not None and request.content_length > max_files * max_bytes + FORM_OVERHEAD:
+        raise PayloadTooLarge(details={"max_bytes": max_bytes, "max_files": max_files})
+    fields: dict[str, str] = {}
+    stored: list[T] = []
+    async for part in await request.multipart():
+        if part.filename is not None:
+            if part.name != field:
+                raise InvalidInput(f"Files go in the form field {field!r}.", code="unexpected_file",
+                                   details={"field": part.name})
+            if len(stored) >= max_files:
+                raise InvalidInput(f"At most {max_files} files per request.", code="too_many_files",
+                                   details={"max_files": max_files})
+            stored.append(await store(IncomingFile(part.filename, part.headers.get("Content-Type"), _part_chunks(part))))
+        elif part.name:
+            fields[part.name] = await _small_field(part)
+    return stored, fields

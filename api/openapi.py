@@ -90,9 +90,10 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any], definitions: dict[str, Any
             "content": {"application/json": {"schema": refs[(spec.body, "validation")]}},
         }
     if spec.form is not None:
+        json_body = operation.get("requestBody", {}).get("content", {})  # a route may take either
         operation["requestBody"] = {
-            "required": True,
-            "content": {"multipart/form-data": {"schema": refs[(spec.form, "validation")]}},
+            "required": not json_body,
+            "content": {**json_body, "multipart/form-data": {"schema": refs[(spec.form, "validation")]}},
         }
     return operation
 
@@ -101,9 +102,10 @@ def _file_fields(definitions: dict[str, Any]) -> None:
     """pydantic writes ``bytes`` as ``format: binary`` (OpenAPI 3.0); 3.1 says contentMediaType."""
     for schema in definitions.values():
         for field in schema.get("properties", {}).values():
-            if field.get("format") == "binary":
-                field.pop("format")
-                field["contentMediaType"] = "application/octet-stream"
+            for value in (field, field.get("items") or {}):  # a repeatable file field is an array
+                if value.get("format") == "binary":
+                    value.pop("format")
+                    value["contentMediaType"] = "application/octet-stream"
 
 
 def build_openapi(tables: list[tuple[str, Routes]], *, version: str, server_url: str | None = None) -> dict[str, Any]:

@@ -122,7 +122,9 @@ def _endpoint(spec: RouteSpec) -> Handler:
         if spec.query is not None:
             inputs["query"] = read_query(request, spec.query)
         if spec.body is not None:
-            inputs["body"] = await read_body(request, spec.body)
+            # A route declaring both takes JSON or a multipart form (files): the handler reads the form.
+            multipart = spec.form is not None and request.content_type == "multipart/form-data"
+            inputs["body"] = None if multipart else await read_body(request, spec.body)
         result = await spec.handler(request, **inputs)
         if isinstance(result, web.StreamResponse):
             return result

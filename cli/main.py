@@ -7,6 +7,7 @@ import sys
 
 from cli.audit import add_commands as add_audit_commands
 from compliance.cli import add_commands as add_compliance_commands
+from compliance.travel_rule.cli import add_commands as add_trp_commands
 from cli.operator import add_commands as add_operator_commands
 from core.logging import configure_logging
 from scanner.cli import add_commands as add_scanner_commands
@@ -76,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
     add_ledger_commands(commands)
     add_compliance_commands(commands)
     add_scanner_commands(commands)
+    add_trp_commands(commands)
 
     devnet = commands.add_parser("devnet", help="run the whole platform locally on embedded servers and Anvil")
     devnet.set_defaults(run=_devnet, process="devnet")

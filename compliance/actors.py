@@ -24,7 +24,8 @@ def reports_dir(settings: Settings) -> Path:
 async def generate_report(session: AsyncSession, report_id: str) -> None:
     settings = current_settings()
     await reports.generate(session, uuid.UUID(report_id), reports_dir=reports_dir(settings),
-                           jurisdictions_file=settings.compliance_jurisdictions_file)
+                           jurisdictions_file=settings.compliance_jurisdictions_file,
+                           chains=settings.chains, xpub_file=settings.xpub_file)  # reconciliation reads the chains
 
 
 @job("compliance.schedule_reports", queue="reports")
@@ -37,6 +38,17 @@ async def schedule_reports(session: AsyncSession, as_of: str | None = None) -> N
                                  settings.compliance_jurisdictions_file)
 
 
+@job("compliance.reconcile_balances", queue="reports")
+async def reconcile_balances(session: AsyncSession, as_of: str | None = None) -> None:
+    """Queue the ``reconciliation`` report of the interval that ended before ``as_of`` (default: now):
+    on-chain balances of the hot wallets and deposit addresses against the ledger's liabilities. A
+    test passes the moment it pretends it is, rather than waiting for the next interval."""
+    settings = current_settings()
+    moment = datetime.fromisoformat(as_of) if as_of else utcnow()
+    await reports.schedule_reconciliation(session, moment, settings.reconciliation_interval_hours,
+                                          settings.reconciliation_jurisdiction, settings.compliance_jurisdictions_file)
+
+
 @job("compliance.apply_rules", queue="compliance", max_retries=3)
 async def apply_rules(session: AsyncSession) -> None:
     """Flag the transfers since the last sweep that the automatic rules find (compliance.rules)."""
@@ -44,3 +56,22 @@ async def apply_rules(session: AsyncSession) -> None:
     await rules.sweep(session, utcnow(), jurisdiction=settings.compliance_rules_jurisdiction,
                       settle_seconds=settings.compliance_rules_settle_seconds,
                       jurisdictions_file=settings.compliance_jurisdictions_file)
+
+
+@job("compliance.send_travel_rule", queue="compliance")
+async def send_travel_rule(session: AsyncSession, transfer_id: str) -> None:
+    """Deliver one outbound Travel Rule transfer to the beneficiary's VASP (TRP), once it is asked to."""
+    # The transport (and its TLS) loads only where it runs.
+    from compliance.travel_rule import outbound
+
+    await outbound.deliver(session, uuid.UUID(transfer_id))
+
+
+@job("compliance.expire_travel_rule", queue="compliance", max_retries=3)
+async def expire_travel_rule(session: AsyncSession, as_of: str | None = None) -> None:
+    """Expire the Travel Rule transfers past their deadline as of ``as_of`` (default: now). A test
+    passes the moment it pretends it is, rather than waiting three days."""
+    from compliance.travel_rule import outbound  # a withdrawal waiting on an expired transfer fails
+
+    moment = datetime.fromisoformat(as_of) if as_of else utcnow()
+    await outbound.expire(session, moment)

@@ -10,16 +10,17 @@ for the officer (it never decides by itself).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import column, select, table, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from compliance import screening
+from compliance import kyc_documents, screening
 from compliance.kyc_states import DECISIONS, transition
-from compliance.models import KycCase
+from compliance.models import KycCase, KycDocument
 from core import audit
 from core.errors import Forbidden, InvalidInput, NotFound
 from core.notifications import notify
@@ -45,6 +46,7 @@ class QueueItem:
     case: KycCase
     age: timedelta
     sla_breached: bool
+    documents: list[KycDocument] = field(default_factory=list)
 
 
 async def _status(session: AsyncSession, user_id: uuid.UUID) -> str:
@@ -58,8 +60,10 @@ async def _set_status(session: AsyncSession, user_id: uuid.UUID, status: str) ->
     await session.execute(update(_users).where(_users.c.id == user_id).values(kyc_status=status))
 
 
-async def submit(session: AsyncSession, user_id: uuid.UUID, submission: Submission) -> KycCase:
-    """The user's application (or resubmission after ``needs_info``) → ``pending``."""
+async def submit(session: AsyncSession, user_id: uuid.UUID, submission: Submission,
+                 documents: Sequence[kyc_documents.StagedDocument] = ()) -> KycCase:
+    """The user's application (or resubmission after ``needs_info``) → ``pending``, with the
+    documents already staged in the file store (``kyc_documents.stage``)."""
     state = transition(await _status(session, user_id), "submit")  # the user row lock serializes submits
     hit = await screening.screen_name(session, f"{submission.first_name} {submission.last_name}")
     now = utcnow()
@@ -76,10 +80,12 @@ async def submit(session: AsyncSession, user_id: uuid.UUID, submission: Submissi
             setattr(case, name, value)
     await _set_status(session, user_id, state)
     await session.flush()
+    await kyc_documents.attach(session, user_id, now, documents)
     await audit.append(session, AGGREGATE, user_id, "kyc.submitted", {
         "state": state, "first_name": submission.first_name, "last_name": submission.last_name,
         "date_of_birth": submission.date_of_birth.isoformat(), "country": submission.country,
-        "address": submission.address, "screening_hit": fields["screening_hit"]}, actor=user_id)
+        "address": submission.address, "screening_hit": fields["screening_hit"],
+        "documents": [document.as_dict() for document in documents]}, actor=user_id)
     return case
 
 
@@ -122,4 +128,12 @@ async def queue(session: AsyncSession, sla_hours: float, limit: int = 100) -> li
     cases = await session.scalars(select(KycCase).where(KycCase.state == "pending")
                                   .order_by(KycCase.submitted_at, KycCase.user_id).limit(limit))
     sla = timedelta(hours=sla_hours)
-    return [QueueItem(case, now - case.submitted_at, now - case.submitted_at > sla) for case in cases]
+    pending = list(cases)
+    documents = await kyc_documents.of_cases(session, [case.user_id for case in pending])
+    return [QueueItem(case, now - case.submitted_at, now - case.submitted_at > sla, documents[case.user_id])
+            for case in pending]
+
+
+async def documents(session: AsyncSession, user_id: uuid.UUID) -> list[KycDocument]:
+    """The case's documents (metadata), oldest first."""
+    return (await kyc_documents.of_cases(session, [user_id]))[user_id]

@@ -12,11 +12,13 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Date,
     ForeignKey,
     Index,
     Integer,
     Numeric,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -149,3 +151,20 @@ class RuleCursor(Base):
     last_created_at: Mapped[datetime]
     last_transfer_id: Mapped[uuid.UUID]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class KycDocument(IdMixin, Base):
+    """A file sent with a KYC submission (migration 0015): its bytes are in the file store under
+    ``str(id)``, sniffed and hashed on the way in. Never changed or removed (append-only)."""
+
+    __tablename__ = "kyc_documents"
+    __table_args__ = (Index("ix_kyc_documents_user_submission", "user_id", "submitted_at", "position"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("kyc_cases.user_id"))
+    filename: Mapped[str] = mapped_column(String(120))  # the client's name, display only (core.sniff.safe_filename)
+    content_type: Mapped[str] = mapped_column(String(60))  # sniffed from the bytes
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    submitted_at: Mapped[datetime]  # the case's submitted_at of the submission it came with
+    position: Mapped[int] = mapped_column(SmallInteger)  # its place in that submission's form
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

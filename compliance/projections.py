@@ -1,7 +1,8 @@
-"""KYC cases and transaction reviews as pure folds over their audit events (for the admin replay).
+"""KYC cases, transaction reviews and Travel Rule transfers as pure folds over their audit events
+(for the admin replay).
 
-Register them in ``api/admin/events_service.PROJECTIONS`` as ``"kyc_case"`` and
-``"transaction_review"``; the replay then reports any drift between the events and the rows.
+Registered in ``api/admin/events_service.PROJECTIONS`` as ``"kyc_case"``, ``"transaction_review"``
+and ``"travel_rule"``; the replay then reports any drift between the events and the rows.
 """
 
 from __future__ import annotations
@@ -58,3 +59,41 @@ async def stored_transaction_review(session: AsyncSession, aggregate_id: str) ->
     if review is None:
         return None
     return {"state": review.state, "reason": review.reason, "resolution_note": review.resolution_note}
+
+
+# --- Travel Rule transfers ----------------------------------------------------------------------
+
+TRAVEL_RULE_FIELDS = ("state", "external_id", "asset", "amount", "destination", "travel_address", "tx_hash",
+                      "callback_url", "counterparty", "reason")
+TRAVEL_RULE_STATES = {f"travel_rule.{state}": state for state in ("sent", "accepted", "rejected", "expired")}
+
+
+def reduce_travel_rule(state: State | None, event: dict[str, Any]) -> State | None:
+    """``created`` has the whole record; ``updated`` the changed fields; a state change and
+    ``recorded`` the facts they set (callback, txid, reason, counterparty)."""
+    data, kind = event["data"], event["type"]
+    if kind == "travel_rule.created":
+        return {field: data.get(field) for field in TRAVEL_RULE_FIELDS}
+    if state is None:
+        return state
+    if kind == "travel_rule.updated":
+        return {**state, **{field: value for field, value in data["fields"].items() if field in state}}
+    if kind in TRAVEL_RULE_STATES or kind == "travel_rule.recorded":
+        facts = {field: value for field, value in data.items() if field in state and field != "state"}
+        return {**state, **facts, **({"state": TRAVEL_RULE_STATES[kind]} if kind in TRAVEL_RULE_STATES else {})}
+    return state
+
+
+async def stored_travel_rule(session: AsyncSession, aggregate_id: str) -> State | None:
+    from compliance.travel_rule.models import TravelRuleTransfer
+    from custody import ledger
+
+    try:
+        transfer = await session.get(TravelRuleTransfer, uuid.UUID(aggregate_id))
+    except ValueError:
+        return None
+    if transfer is None:
+        return None
+    unit = await ledger.currency(session, transfer.asset)
+    return {field: unit.format(transfer.amount) if field == "amount" else getattr(transfer, field)
+            for field in TRAVEL_RULE_FIELDS}

@@ -11,7 +11,10 @@ Report types (rows always come from the database, never from a template):
 - ``travel_rule``: deposits and settled withdrawals at or above the Travel Rule threshold.
 - ``suspicious_activity``: transfers of the period under review (flagged, cleared, reported) and
   KYC submissions of the period whose name matched a sanctions list.
-- ``reconciliation``: the ledger's liabilities to customers per asset at the period's end.
+- ``reconciliation``: the ledger's liabilities to customers per asset at the period's end, against
+  what the hot wallets and deposit addresses of the configured chains held on chain at the last
+  block at or before that moment (``compliance.onchain``): the difference per asset, ``covered``
+  (on chain ≥ owed) or ``shortfall``; an asset no chain carries (fiat) is ``not_compared``.
 
 Periods are half-open, ``[period_start, period_end)``, in UTC. A movement of a customer is the
 net of their postings (available and held) in one transfer, so a withdrawal is what left them,
@@ -21,6 +24,7 @@ fee included, and the unused part of a hold is not counted.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -28,7 +32,7 @@ import os
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -40,7 +44,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance import jurisdictions as jurisdiction_data
-from compliance import prices
+from compliance import onchain, prices
 from compliance.jurisdictions import REPORT_TYPES, Jurisdiction
 from compliance.models import ComplianceReport, KycCase, TransactionReview
 from core import audit
@@ -48,6 +52,7 @@ from core.db import on_rollback
 from core.errors import AppError, InvalidInput, NotFound
 from core.money import format_amount
 from core.pagination import keyset_before, next_page
+from core.settings import ChainSettings
 from core.time import rfc3339, utcnow
 from custody.ledger.models import Currency, LedgerAccount, LedgerPosting, LedgerTransfer
 
@@ -146,7 +151,8 @@ def file_of(report: ComplianceReport, format: str) -> Path:
 # --- generation (the compliance worker) --------------------------------------------------------
 
 async def generate(session: AsyncSession, report_id: uuid.UUID, *, reports_dir: Path,
-                   jurisdictions_file: Path | None) -> ComplianceReport | None:
+                   jurisdictions_file: Path | None, chains: Sequence[ChainSettings] = (),
+                   xpub_file: Path | None = None) -> ComplianceReport | None:
     """Build the report's rows, write its files, record hashes; a second delivery changes nothing."""
     report = await session.get(ComplianceReport, report_id, with_for_update=True)
     if report is None or report.state in ("ready", "failed"):
@@ -159,7 +165,10 @@ async def generate(session: AsyncSession, report_id: uuid.UUID, *, reports_dir: 
             rule = jurisdiction.reports[report.type]
             parameters = {"currency": jurisdiction.currency, "threshold": str(rule.threshold),
                           "aggregation_hours": rule.aggregation_hours, "source": rule.source}
-            rows = await BUILDERS[report.type](session, report, jurisdiction)
+            build = BUILDERS[report.type]
+            if report.type == "reconciliation":  # the one report that reads the chains
+                build = functools.partial(_reconciliation, chains=chains, xpub_file=xpub_file)
+            rows = await build(session, report, jurisdiction)
     except AppError as error:  # a refusal (no price, unknown jurisdiction after an edit): recorded, not retried
         report.state, report.finished_at, report.error = "failed", utcnow(), f"{error.code}: {error.message}"
         await audit.append(session, AGGREGATE, report.id, "report.failed", {"error": report.error})
@@ -346,7 +355,8 @@ async def _suspicious_activity(session: AsyncSession, report: ComplianceReport, 
     return rows
 
 
-async def _reconciliation(session: AsyncSession, report: ComplianceReport, jurisdiction: Jurisdiction) -> list[Row]:
+async def _reconciliation(session: AsyncSession, report: ComplianceReport, jurisdiction: Jurisdiction, *,
+                          chains: Sequence[ChainSettings] = (), xpub_file: Path | None = None) -> list[Row]:
     result = await session.execute(
         select(LedgerPosting.currency, Currency.decimals, func.sum(LedgerPosting.amount).label("total"),
                func.count(func.distinct(LedgerAccount.user_id)).label("customers"))
@@ -354,11 +364,35 @@ async def _reconciliation(session: AsyncSession, report: ComplianceReport, juris
         .join(Currency, Currency.code == LedgerPosting.currency)
         .where(LedgerPosting.created_at < report.period_end)
         .group_by(LedgerPosting.currency, Currency.decimals).order_by(LedgerPosting.currency))
-    return [{"currency": row.currency, "as_of": rfc3339(report.period_end),
-             "customer_liabilities": prices.plain(prices.major(int(row.total), row.decimals)),
-             "customers": row.customers,
-             "onchain_balance": "", "note": "on-chain balances are not compared by this report yet"}
-            for row in result]
+    owed = {row.currency: (int(row.total), row.customers) for row in result}
+    held: dict[str, list[onchain.Holding]] = defaultdict(list)
+    for holding in await onchain.holdings(session, chains, xpub_file, report.period_end):
+        held[holding.asset].append(holding)
+    decimals = {row.code: row.decimals for row in await session.execute(select(Currency.code, Currency.decimals))}
+    rows = []
+    for currency in sorted(set(owed) | set(held)):
+        digits = decimals.get(currency, 0)
+        text = functools.partial(_major_text, decimals=digits)
+        liabilities, customers = owed.get(currency, (0, 0))
+        row: Row = {"currency": currency, "as_of": rfc3339(report.period_end), "customer_liabilities": text(liabilities),
+                    "customers": customers, "onchain_balance": "", "hot_wallets": "", "deposit_addresses": "",
+                    "difference": "", "status": "not_compared", "blocks": "",
+                    "note": "no configured chain carries this asset"}
+        if currency in held:
+            parts = held[currency]
+            total = sum(part.total for part in parts)
+            row.update({
+                "onchain_balance": text(total), "hot_wallets": text(sum(part.hot_wallet for part in parts)),
+                "deposit_addresses": text(sum(part.deposit_addresses for part in parts)),
+                "difference": text(total - liabilities), "status": "covered" if total >= liabilities else "shortfall",
+                "blocks": ";".join(f"{part.chain}@{'' if part.block is None else part.block}" for part in parts),
+                "note": "; ".join(sorted({part.note for part in parts if part.note}))})
+        rows.append(row)
+    return rows
+
+
+def _major_text(minor: int, decimals: int) -> str:
+    return prices.plain(prices.major(minor, decimals))
 
 
 BUILDERS: dict[str, Callable[[AsyncSession, ComplianceReport, Jurisdiction], Awaitable[list[Row]]]] = {
@@ -372,7 +406,8 @@ COLUMNS = {
     "travel_rule": MOVEMENT_COLUMNS,
     "suspicious_activity": ["subject", "subject_id", "occurred_at", "indicator", "matched", "list_source", "state",
                             "resolution_note"],
-    "reconciliation": ["currency", "as_of", "customer_liabilities", "customers", "onchain_balance", "note"],
+    "reconciliation": ["currency", "as_of", "customer_liabilities", "customers", "onchain_balance", "hot_wallets",
+                       "deposit_addresses", "difference", "status", "blocks", "note"],
 }
 
 
@@ -409,3 +444,20 @@ async def schedule_daily(session: AsyncSession, moment: datetime, codes: list[st
             if report is not None:
                 queued.append(report)
     return queued
+
+
+def previous_interval(moment: datetime, hours: int) -> tuple[datetime, datetime]:
+    """The last whole interval of ``hours`` (aligned on midnight UTC) that ended at or before ``moment``."""
+    moment = moment.astimezone(UTC)
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = midnight + timedelta(hours=(moment.hour // hours) * hours)
+    return end - timedelta(hours=hours), end
+
+
+async def schedule_reconciliation(session: AsyncSession, moment: datetime, hours: int, jurisdiction: str,
+                                  jurisdictions_file: Path | None) -> ComplianceReport | None:
+    """Queue the ``reconciliation`` report of the interval just ended (once: a unique key per interval)."""
+    start, end = previous_interval(moment, hours)
+    return await request(session, jurisdiction, "reconciliation", start, end, requested_by=None,
+                         jurisdictions_file=jurisdictions_file,
+                         unique_key=f"scheduled:{jurisdiction}:reconciliation:{rfc3339(start)}:{rfc3339(end)}")

@@ -7,6 +7,10 @@
 - ``sanctioned_counterparty``: the deposit's source or the withdrawal's destination is on a
   sanctions list (``compliance.screening``); the customer's withdrawals are also frozen
   (``custody.freezes``) until an officer lifts the freeze.
+- ``travel_rule_missing``: a deposit worth at least the jurisdiction's Travel Rule threshold
+  for which no counterparty VASP sent originator data (no accepted inbound Travel Rule transfer
+  confirmed with the deposit's transaction hash). An unhosted wallet's deposit is flagged too:
+  the officer records the originator's data, or clears it, in the review.
 
 A sweep reads the ledger in ``(created_at, id)`` order from a stored cursor, so every transfer
 is evaluated once even after downtime. It only reads transfers older than a settle delay: a
@@ -44,6 +48,7 @@ BATCH = 500
 # The custody domains' tables, read through bare references (their models are theirs to change).
 _deposits = table("deposits", column("id"), column("user_id"), column("from_address"))
 _withdrawals = table("withdrawals", column("id"), column("user_id"), column("to_address"))
+_travel_rule = table("travel_rule_transfers", column("direction"), column("state"), column("tx_hash"))
 
 
 @dataclass(frozen=True)
@@ -99,9 +104,14 @@ async def sweep(session: AsyncSession, now: datetime, *, jurisdiction: str, sett
     first, last = batch[0], batch[-1]
     movements = await movements_between(session, tuple(MOVEMENTS), first.created_at - WINDOW,
                                         last.created_at + timedelta(microseconds=1), rule.currency)
-    findings = evaluate(movements, {row.id for row in batch}, threshold, rule.currency)
+    new_ids = {row.id for row in batch}
+    findings = evaluate(movements, new_ids, threshold, rule.currency)
     sanctioned = await _sanctioned_counterparties(session, [row.id for row in batch])
     findings = [finding for finding in findings if finding.transfer_id not in sanctioned] + list(sanctioned.values())
+    flagged = {finding.transfer_id for finding in findings}
+    findings += await _missing_travel_rule(session, [movement for movement in movements
+                                                     if movement.transfer_id in new_ids - flagged],
+                                           rule.travel_rule_threshold, rule.currency)
     reviewed = set((await session.scalars(select(TransactionReview.transfer_id).where(
         TransactionReview.transfer_id.in_([finding.transfer_id for finding in findings])))).all()) if findings else set()
     for finding in findings:
@@ -113,6 +123,21 @@ async def sweep(session: AsyncSession, now: datetime, *, jurisdiction: str, sett
                                                  set_={"last_created_at": last.created_at,
                                                        "last_transfer_id": last.id}))
     return findings
+
+
+async def _missing_travel_rule(session: AsyncSession, movements: list[Movement], threshold: Decimal,
+                               currency: str) -> list[Finding]:
+    """Deposits at or above the Travel Rule threshold that arrived without originator data."""
+    large = [movement for movement in movements if movement.ledger_type == "deposit" and movement.conversion is not None
+             and movement.conversion.value >= threshold]
+    hashes = [movement.tx_hash for movement in large if movement.tx_hash]
+    covered = set((await session.scalars(select(_travel_rule.c.tx_hash).where(
+        _travel_rule.c.direction == "inbound", _travel_rule.c.state == "accepted",
+        _travel_rule.c.tx_hash.in_(hashes))))) if hashes else set()
+    return [Finding(movement.transfer_id, "travel_rule_missing",
+                    f"rule travel_rule_missing: deposit of {movement.amount_text} {movement.currency} ="
+                    f" {movement.conversion.value} {currency} >= {threshold} {currency} without originator data")
+            for movement in large if movement.tx_hash not in covered and movement.conversion is not None]
 
 
 async def _sanctioned_counterparties(session: AsyncSession, transfer_ids: list[uuid.UUID]) -> dict[uuid.UUID, Finding]:

@@ -74,6 +74,36 @@ def _default_signer_limits() -> dict[str, WithdrawalLimit]:
     }
 
 
+class VaspIdentity(BaseModel):
+    """A VASP this deployment answers for over the Travel Rule Protocol (issue 9)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")  # in URLs and certificate file names
+    legal_name: str = Field(min_length=1, max_length=200)
+    lei: str | None = Field(default=None, pattern=r"^[A-Z0-9]{18}[0-9]{2}$")
+    country: str = Field(default="US", pattern=r"^[A-Z]{2}$")
+    host: str = "127.0.0.1"  # the mTLS listener of `virtuoz trp`
+    port: int = Field(ge=1, le=65535)
+    public_url: str | None = None  # how counterparties reach it; unset: https://host:port
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"https://{self.host}:{self.port}").rstrip("/")
+
+
+def _default_vasps() -> list[VaspIdentity]:
+    return [VaspIdentity(name="virtuoz", legal_name="VirtuOZ Devnet VASP", port=8482)]
+
+
+def _default_kyc_withdrawal_limits() -> dict[int, dict[str, str]]:
+    # Unverified customers may deposit anything but withdraw only about USD 100-150 a day.
+    return {
+        0: {"ETH": "0.05", "POL": "200", "USDC": "100"},
+        1: {"ETH": "5", "POL": "20000", "USDC": "10000"},
+        2: {"ETH": "50", "POL": "200000", "USDC": "100000"},
+        3: {},
+    }
+
+
 class ReadinessPolicy(BaseModel):
     """Which dependencies `/readiness` requires, and how long each may take to answer.
 
@@ -232,11 +262,35 @@ class Settings(BaseSettings):
     compliance_reports_dir: Path | None = None
     # A pending KYC case older than this is past its SLA (the queue shows its age and the breach).
     kyc_sla_hours: float = Field(default=48.0, gt=0)
+    # Optional documents on POST /me/kyc (multipart field `documents`), stored like dispute evidence.
+    kyc_document_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # per file
+    kyc_document_max_files: int = Field(default=5, ge=1, le=50)  # per submission
+    # Withdrawal limits by KYC level (compliance.limits): {level: {asset: amount}}, major units, the
+    # most a customer may request in a rolling 24 hours. A user's level is their approved case's level,
+    # 0 otherwise; the table of the highest configured level at or below it applies; an asset it does
+    # not list has no KYC limit. `{}` turns KYC limits off.
+    kyc_withdrawal_limits: dict[int, dict[str, str]] = Field(default_factory=_default_kyc_withdrawal_limits)
     # Automatic transaction rules (large, structuring) use this jurisdiction's large_transactions
     # threshold; the scheduler runs them this often over transfers older than the settle delay.
     compliance_rules_jurisdiction: str = "FATF"
     compliance_rules_interval_seconds: float = Field(default=60.0, gt=0)
     compliance_rules_settle_seconds: float = Field(default=60.0, ge=0)
+    # The reconciliation job (compliance.reconcile_balances): every this many hours (aligned on
+    # midnight UTC; a divisor of 24) a `reconciliation` report of the interval just ended, filed under
+    # this jurisdiction: hot wallets and deposit addresses on chain against the ledger's liabilities.
+    reconciliation_interval_hours: int = Field(default=6, ge=1, le=24)
+    reconciliation_jurisdiction: str = "FATF"
+
+    # Travel Rule (issue 9). `virtuoz trp` serves each identity on its own mTLS port; outbound
+    # transfers come from `travel_rule_identity`. Certificates: <pki dir>/{ca,<name>}.pem and
+    # <name>.key (the devnet generates its own CA and certificates at first start).
+    travel_rule_identities: list[VaspIdentity] = Field(default_factory=_default_vasps)
+    travel_rule_identity: str = "virtuoz"
+    travel_rule_pki_dir: Path | None = None  # unset: <data_dir>/trp-pki
+    travel_rule_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # A transfer still draft or sent this long after it was created (or sent) expires (hourly job);
+    # each transfer keeps the deadline it was given, so changing this moves no existing goalposts.
+    travel_rule_expiry_hours: float = Field(default=72.0, gt=0)
 
     # Devnet only: where `virtuoz devnet` puts its embedded servers and chains.
     devnet_postgres_port: int = 8432
@@ -260,7 +314,37 @@ class Settings(BaseSettings):
             self.signer_sanctions_list_file = self.sanctions_list_file
         if self.signer_journal_file is None:
             self.signer_journal_file = self.signer_keystore_dir / "journal.sqlite3"
+        # Travel Rule (issue 9)
+        if self.travel_rule_pki_dir is None:
+            self.travel_rule_pki_dir = self.data_dir / "trp-pki"
         return self
+
+    def vasp(self, name: str | None = None) -> VaspIdentity:
+        """A configured Travel Rule identity; by default the one outbound transfers come from."""
+        wanted = name or self.travel_rule_identity
+        for identity in self.travel_rule_identities:
+            if identity.name == wanted:
+                return identity
+        raise SettingsError(f"no Travel Rule identity named {wanted!r} in VIRTUOZ_TRAVEL_RULE_IDENTITIES")
+
+    @field_validator("reconciliation_interval_hours")
+    @classmethod
+    def _interval_divides_the_day(cls, value: int) -> int:
+        if 24 % value:
+            raise ValueError("the reconciliation interval divides 24 hours: 1, 2, 3, 4, 6, 8, 12 or 24")
+        return value
+
+    @field_validator("kyc_withdrawal_limits")
+    @classmethod
+    def _kyc_limits_are_decimals(cls, value: dict[int, dict[str, str]]) -> dict[int, dict[str, str]]:
+        for level, table in value.items():
+            if not 0 <= level <= 3:
+                raise ValueError(f"KYC levels are 0-3, not {level}")
+            for asset, amount in table.items():
+                whole, _, fraction = amount.partition(".")
+                if not whole.isdigit() or (fraction and not fraction.isdigit()):
+                    raise ValueError(f"level {level} {asset}: {amount!r} is not a plain decimal string")
+        return value
 
     @field_validator("ingest_hmac_secret")
     @classmethod

@@ -100,3 +100,21 @@ def safe_filename(name: str | None, fallback: str = "file") -> str:
     base = unicodedata.normalize("NFC", base)
     base = "".join(ch for ch in base if ch.isprintable() and ch not in '"<>|:*?').strip(" .")
     return base[:120] or fallback
+
+
+async def split_head(chunks: AsyncIterator[bytes]) -> tuple[bytes, AsyncIterator[bytes]]:
+    """The first ``SNIFF_BYTES`` (or fewer) for ``check_upload``, and an iterator that yields them
+    again followed by the rest: the upload is still streamed, never read whole into memory."""
+    head = b""
+    async for chunk in chunks:
+        head += chunk
+        if len(head) >= SNIFF_BYTES:
+            break
+
+    async def replay() -> AsyncIterator[bytes]:
+        if head:
+            yield head
+        async for chunk in chunks:
+            yield chunk
+
+    return head, replay()

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from core.migrate import upgrade
-from core.settings import ChainSettings, Environment, Settings
+from compliance.travel_rule.tls import ensure_devnet_pki
+from core.settings import ChainSettings, Environment, Settings, VaspIdentity
 from custody.hd import hot_wallet_address, load_xpubs
 from custody.withdrawals.authorization import ensure_request_key_pair
 from devnet.chains import ANVIL_DEV_KEYS, AnvilChain, compile_usdc, deploy_usdc, fund_wallet
@@ -64,10 +65,23 @@ SERVICES = (
     ("worker-notifications", ["worker", "notifications"]),
     ("worker-allocator", ["worker", "allocator"]),
     ("scheduler", ["scheduler"]),
+    # Travel Rule (issue 9): the TRP endpoints of both devnet VASP identities, over mTLS.
+    ("trp", ["trp", "serve"]),
     # Deposits (issue 7): one scanner per chain.
     *((f"scanner-{chain.name}", ["scanner", "--chain", chain.name]) for chain in DEVNET_CHAINS),
     ("api", ["api"]),
 )
+
+
+def devnet_vasps(settings: Settings) -> list[VaspIdentity]:
+    """The configured identities, plus a second one (a counterparty VASP) if only one is configured:
+    two identities on one devnet exchange real TRP messages over mutual TLS."""
+    identities = list(settings.travel_rule_identities)
+    if len(identities) == 1:
+        first = identities[0]
+        identities.append(VaspIdentity(name="counterparty", legal_name="Counterparty VASP Ltd (devnet)",
+                                       country="DE", host=first.host, port=first.port + 1))
+    return identities
 
 
 class DevnetStopped(Exception):
@@ -171,6 +185,11 @@ def run_devnet(settings: Settings) -> int:
             stack.callback(smtp.stop)
             smtp.wait_until(lambda: port_open(settings.devnet_smtp_port, smtp_host))
 
+            # Travel Rule (issue 9): the devnet's own CA and a certificate per VASP identity, made once.
+            vasps = devnet_vasps(settings)
+            pki_dir = settings.travel_rule_pki_dir.resolve() if settings.travel_rule_pki_dir else data_dir / "trp-pki"
+            ensure_devnet_pki(pki_dir, [vasp.name for vasp in vasps], ["127.0.0.1", "localhost"])
+
             env = {
                 # The passphrase reaches the signer alone (below), whatever this shell exported.
                 **{name: value for name, value in os.environ.items() if name != "VIRTUOZ_SIGNER_PASSPHRASE"},
@@ -187,6 +206,8 @@ def run_devnet(settings: Settings) -> int:
                 "VIRTUOZ_SANCTIONS_LIST_FILE": str(settings.sanctions_list_file or DEVNET_SANCTIONS_LIST),
                 # Play money so the seed's examples (fund an 8000.00 USD escrow) work on a fresh devnet.
                 "VIRTUOZ_SANDBOX_CREDIT": settings.sandbox_credit or DEVNET_SANDBOX_CREDIT,
+                "VIRTUOZ_TRAVEL_RULE_IDENTITIES": json.dumps([vasp.model_dump() for vasp in vasps]),
+                "VIRTUOZ_TRAVEL_RULE_PKI_DIR": str(pki_dir),
             }
             children: list[ManagedProcess] = []
             stack.callback(stop_all, children)  # the platform's processes stop side by side
@@ -210,6 +231,8 @@ def run_devnet(settings: Settings) -> int:
                      "hot_wallet": hot_wallet_address(xpubs[chain.name].xpub)} for chain in chains
                 ],
                 "users": users,
+                "travel_rule": {"pki_dir": str(pki_dir), "identities": [
+                    {"name": vasp.name, "legal_name": vasp.legal_name, "url": vasp.base_url} for vasp in vasps]},
                 "logs": str(logs),
             }
             _write_atomically(manifest, document)

@@ -73,9 +73,20 @@ SCHEDULE: list[ScheduleEntry] = [
     ScheduleEntry("compliance-daily-reports",
                   lambda broker: broker.enqueue(broker.get_actor("compliance.schedule_reports").message()),
                   lambda settings: CronTrigger(hour=0, minute=15, timezone=UTC), run_at_start=True),
+    # The reconciliation report of each interval just ended (VIRTUOZ_RECONCILIATION_INTERVAL_HOURS,
+    # aligned on midnight UTC), a few minutes after it ends; one per interval (unique key).
+    ScheduleEntry("compliance-reconciliation",
+                  lambda broker: broker.enqueue(broker.get_actor("compliance.reconcile_balances").message()),
+                  lambda settings: CronTrigger(hour=f"*/{settings.reconciliation_interval_hours}", minute=5,
+                                               timezone=UTC), run_at_start=True),
     ScheduleEntry("compliance-transaction-rules",
                   lambda broker: broker.enqueue(broker.get_actor("compliance.apply_rules").message()),
                   lambda settings: IntervalTrigger(seconds=settings.compliance_rules_interval_seconds)),
+    # Travel Rule transfers past their deadline (VIRTUOZ_TRAVEL_RULE_EXPIRY_HOURS after creation or
+    # sending) expire, hourly.
+    ScheduleEntry("travel-rule-expiry",
+                  lambda broker: broker.enqueue(broker.get_actor("compliance.expire_travel_rule").message()),
+                  lambda settings: IntervalTrigger(hours=1)),
 ]
 
 

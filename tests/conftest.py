@@ -63,6 +63,8 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         chains=[],
         readiness={"workers": [], "chains": False},
         log_json=False,
+        # Fresh test users are unverified (KYC level 0): no KYC withdrawal limits unless a test sets them.
+        kyc_withdrawal_limits={},
     )
 
 

@@ -13,8 +13,10 @@ from api.helpdesk.projection import reduce_ticket, stored_ticket
 from compliance.projections import (
     reduce_kyc_case,
     reduce_transaction_review,
+    reduce_travel_rule,
     stored_kyc_case,
     stored_transaction_review,
+    stored_travel_rule,
 )
 from core import audit
 from core.errors import InvalidInput, NotFound
@@ -35,6 +37,7 @@ PROJECTIONS: dict[str, Projection] = {
     "ticket": Projection(reduce_ticket, stored_ticket),
     "kyc_case": Projection(reduce_kyc_case, stored_kyc_case),
     "transaction_review": Projection(reduce_transaction_review, stored_transaction_review),
+    "travel_rule": Projection(reduce_travel_rule, stored_travel_rule),
 }
 
 

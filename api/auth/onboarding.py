@@ -6,10 +6,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import service
 from api.auth.models import User
-from api.cms.email import send_product_email
 from api.escrow.service import link_seller
 from core.settings import Settings
 from custody import ledger
+from jobs.mail import product_email
 
 
 async def sign_up(session: AsyncSession, settings: Settings, *, email: str, password: str, display_name: str) -> User:
@@ -18,5 +18,5 @@ async def sign_up(session: AsyncSession, settings: Settings, *, email: str, pass
     await link_seller(session, user)
     if settings.sandbox_credit:  # devnet and tests only: production refuses the setting
         await ledger.sandbox_credit(session, user.id, settings.sandbox_credit)
-    await send_product_email(session, user.id, "welcome", {})  # skipped while no welcome template is published
+    product_email(session, user.id, "welcome")  # after commit; skipped while no welcome template is published
     return user

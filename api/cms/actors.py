@@ -1,4 +1,5 @@
-"""CMS jobs. ``cms.send_email`` runs on the notifications worker and sends one queued delivery."""
+"""CMS jobs, on the notifications worker: ``cms.send_email`` sends one queued delivery;
+``cms.product_email`` renders and queues a product email (``jobs.mail``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.cms import delivery
 from jobs.context import current_settings
+from jobs.mail import PRODUCT_EMAIL_JOB, PRODUCT_EMAIL_QUEUE
 from jobs.registry import job
 
 # The retry count that matters is VIRTUOZ_SMTP_MAX_RETRIES (≤ 20), read when the job runs; this
@@ -31,3 +33,14 @@ async def send_email(session: AsyncSession, delivery_id: str) -> None:
         await session.commit()
         raise dramatiq.Retry(f"delivery {delivery_id}: retrying in {attempt.retry_in_ms} ms",
                              delay=attempt.retry_in_ms)
+
+
+@job(PRODUCT_EMAIL_JOB, queue=PRODUCT_EMAIL_QUEUE)
+async def product_email(session: AsyncSession, delivery_id: str, user_id: str, template: str, ref: str | None) -> None:
+    """Render the product email ``template`` about ``ref`` for ``user_id`` and queue its delivery
+    (``jobs.mail.product_email`` sends this after the business change commits)."""
+    # Imported here: product_emails imports email.py, which imports this module.
+    from api.cms.product_emails import queue_product_email
+
+    await queue_product_email(session, uuid.UUID(delivery_id), uuid.UUID(user_id), template,
+                              None if ref is None else uuid.UUID(ref))

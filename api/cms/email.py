@@ -6,7 +6,9 @@ later. The ``cms.send_email`` job (actors.py, delivery.py) hands it to SMTP afte
 Admins see every delivery, its state and last error at ``GET /admin/cms/email/deliveries``.
 
 Template variables: whatever the caller passes. Product emails (``send_product_email``) also get
-``display_name`` and ``email`` of the recipient unless the caller gives its own.
+``display_name`` and ``email`` of the recipient unless the caller gives its own. Domains ask for a
+product email with ``jobs.mail.product_email``; the ``cms.product_email`` job calls
+``send_product_email`` (product_emails.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from api.cms.models import CmsDocument, CmsVersion, EmailDelivery
 from api.cms.templating import RenderedEmail, render_email
 from api.i18n.locales import fallback_chain
 from core import audit
-from core.errors import NotFound
+from core.errors import InvalidInput, NotFound
 from core.pagination import keyset_before, next_page
 
 log = logging.getLogger(__name__)
@@ -62,11 +64,14 @@ async def queue_test_send(session: AsyncSession, slug: str, *, to: str, locale: 
 
 
 async def send_product_email(session: AsyncSession, user_id: uuid.UUID, template_slug: str,
-                             variables: dict[str, Any], *, locale: str | None = None) -> EmailDelivery | None:
+                             variables: dict[str, Any], *, locale: str | None = None,
+                             delivery_id: uuid.UUID | None = None) -> EmailDelivery | None:
     """Queue the published template ``template_slug`` to a user; sent after the caller commits.
 
     A template that is not published is logged and skipped (None): a missing welcome text must
-    not fail a registration. A variable the template needs and nobody gave is a 422.
+    not fail a registration. A template that does not render (a variable nobody gives, a refused
+    construct) is stored as a ``failed`` delivery with the error, for the admin to see: rendering
+    again would fail again, and the business change it is about has happened.
     """
     user = await session.get(User, user_id)
     if user is None:
@@ -76,15 +81,35 @@ async def send_product_email(session: AsyncSession, user_id: uuid.UUID, template
     except service.DocumentNotFound:
         log.warning("email template %s is not published: nothing sent to user %s", template_slug, user_id)
         return None
-    rendered = await _render(row, {"display_name": user.display_name, "email": user.email, **variables})
+    try:
+        rendered = await _render(row, {"display_name": user.display_name, "email": user.email, **variables})
+    except InvalidInput as error:
+        return await _unrenderable(session, document, row, error, recipient=user.email, user_id=user.id,
+                                   delivery_id=delivery_id or uuid.uuid4())
     return await _queue(session, document, row, rendered, recipient=user.email, purpose="product",
-                        user_id=user.id, actor=None)
+                        user_id=user.id, actor=None, delivery_id=delivery_id)
+
+
+async def _unrenderable(session: AsyncSession, document: CmsDocument, row: CmsVersion, error: InvalidInput, *,
+                        recipient: str, user_id: uuid.UUID, delivery_id: uuid.UUID) -> EmailDelivery:
+    reason = f"{error.code}: {error.message}"[:1000]
+    log.error("email template %s v%s does not render for user %s: %s", document.slug, row.version, user_id, reason)
+    delivery = EmailDelivery(id=delivery_id, template_slug=document.slug, template_version=row.version,
+                             locale=document.locale, purpose="product", recipient=recipient, user_id=user_id,
+                             subject="", html="", text="", state="failed", attempts=0, last_error=reason)
+    session.add(delivery)
+    await session.flush()
+    await audit.append(session, AGGREGATE, delivery.id, "email.failed", {
+        "template": document.slug, "version": row.version, "locale": document.locale, "purpose": "product",
+        "recipient": recipient, "attempts": 0, "error": reason, "permanent": True,
+    })
+    return delivery
 
 
 async def _queue(session: AsyncSession, document: CmsDocument, row: CmsVersion,
                  rendered: RenderedEmail, *, recipient: str, purpose: str, user_id: uuid.UUID | None,
-                 actor: uuid.UUID | None) -> EmailDelivery:
-    delivery = EmailDelivery(id=uuid.uuid4(), template_slug=document.slug, template_version=row.version,
+                 actor: uuid.UUID | None, delivery_id: uuid.UUID | None = None) -> EmailDelivery:
+    delivery = EmailDelivery(id=delivery_id or uuid.uuid4(), template_slug=document.slug, template_version=row.version,
                              locale=document.locale, purpose=purpose, recipient=recipient, user_id=user_id,
                              subject=rendered.subject, html=rendered.html, text=rendered.text, state="queued",
                              attempts=0, requested_by=None if actor is None else str(actor))

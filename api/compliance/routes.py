@@ -3,6 +3,8 @@ and the staff review of transactions."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 
 from api.access import AUTHENTICATED, roles
@@ -16,7 +18,9 @@ from api.compliance.schemas import (
     KycMineOut,
     KycQueueOut,
     KycQueueQuery,
+    KycSubmitForm,
     KycSubmitIn,
+    ReconcileOut,
     ReportIn,
     ReportListOut,
     ReportListQuery,
@@ -26,13 +30,19 @@ from api.compliance.schemas import (
     TransactionListOut,
     TransactionOut,
     TransactionQuery,
+    TravelRuleListOut,
+    TravelRuleRecentQuery,
+    TravelRuleTransferOut,
+    TravelRuleUpsertIn,
 )
-from api.http import path_uuid
-from api.keys import SETTINGS
+from api.http import json_response, multipart_files, path_uuid
+from api.keys import CHAINS, FILE_STORE, SETTINGS
 from api.middleware import db_session
 from api.registry import Routes
 from compliance import jurisdictions as jurisdiction_data
-from compliance import kyc, reports, review
+from compliance import kyc, kyc_documents, reconcile, reports, review
+from compliance.travel_rule import service as travel_rule
+from core.storage import IncomingFile
 
 kyc_routes = Routes(tag="kyc")
 compliance_routes = Routes(tag="compliance")
@@ -42,13 +52,30 @@ transaction_review_routes = Routes(tag="admin")
 OFFICERS = roles("compliance", "admin")
 
 
-@kyc_routes.post("/me/kyc", access=AUTHENTICATED, body=KycSubmitIn, responses={201: KycMineOut},
+@kyc_routes.post("/me/kyc", access=AUTHENTICATED, body=KycSubmitIn, form=KycSubmitForm, responses={201: KycMineOut},
                  name="kyc_submit")
-async def kyc_submit(request: web.Request, body: KycSubmitIn) -> KycMineOut:
-    """Submit (or, after `needs_info`, resubmit) identity data; the case becomes `pending`."""
-    case = await kyc.submit(db_session(request), current(request).user_id, kyc.Submission(
-        body.first_name, body.last_name, body.date_of_birth, body.country, body.address.model_dump()))
-    return KycMineOut.of(case)
+async def kyc_submit(request: web.Request, body: KycSubmitIn | None) -> KycMineOut:
+    """Submit (or, after `needs_info`, resubmit) identity data; the case becomes `pending`.
+
+    JSON, or multipart/form-data with the same fields (`address` as JSON text) and optional files in
+    `documents`: each is sniffed from its bytes (415 `unsupported_media_type` for an unknown type, or
+    one that contradicts its declared type or name), at most `VIRTUOZ_KYC_DOCUMENT_MAX_BYTES` (413)
+    and `VIRTUOZ_KYC_DOCUMENT_MAX_FILES` of them (422 `too_many_files`).
+    """
+    session, settings = db_session(request), request.config_dict[SETTINGS]
+    documents: list[kyc_documents.StagedDocument] = []
+    if body is None:  # a multipart form: the files are staged as they stream in, removed on any refusal
+        async def stage(upload: IncomingFile) -> kyc_documents.StagedDocument:
+            return await kyc_documents.stage(session, request.config_dict[FILE_STORE], upload,
+                                             max_bytes=settings.kyc_document_max_bytes)
+
+        documents, fields = await multipart_files(request, stage, field="documents",
+                                                  max_bytes=settings.kyc_document_max_bytes,
+                                                  max_files=settings.kyc_document_max_files)
+        body = KycSubmitIn.of_form(fields)
+    case = await kyc.submit(session, current(request).user_id, kyc.Submission(
+        body.first_name, body.last_name, body.date_of_birth, body.country, body.address.model_dump()), documents)
+    return KycMineOut.of(case, documents)
 
 
 @kyc_routes.get("/admin/kyc/queue", access=OFFICERS, query=KycQueueQuery, responses={200: KycQueueOut},
@@ -59,13 +86,41 @@ async def kyc_queue(request: web.Request, query: KycQueueQuery) -> KycQueueOut:
     return KycQueueOut.of(await kyc.queue(db_session(request), settings.kyc_sla_hours, query.limit))
 
 
+@kyc_routes.get("/admin/kyc/{user_id}", access=OFFICERS, responses={200: KycCaseOut}, name="kyc_case")
+async def kyc_case(request: web.Request) -> KycCaseOut:
+    """One KYC case, whatever its state, with its documents' metadata."""
+    session, user_id = db_session(request), path_uuid(request, "user_id", "kyc_case_not_found")
+    return KycCaseOut.of(await kyc.get(session, user_id), await kyc.documents(session, user_id))
+
+
+@kyc_routes.get("/admin/kyc/{user_id}/documents/{document_id}", access=OFFICERS,
+                responses={200: "application/octet-stream"}, name="kyc_document_download")
+async def kyc_document_download(request: web.Request) -> web.StreamResponse:
+    """A KYC document's exact bytes, as an attachment with its sniffed type (compliance officers and admins)."""
+    document = await kyc_documents.get(db_session(request), path_uuid(request, "user_id", "kyc_document_not_found"),
+                                       path_uuid(request, "document_id", "kyc_document_not_found"))
+    response = web.StreamResponse(headers={
+        "Content-Type": document.content_type,
+        "Content-Disposition": f"attachment; filename=\"{document.id}\"; filename*=UTF-8''{quote(document.filename, safe='')}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Content-Length": str(document.size),
+        "X-Content-SHA256": document.sha256,
+    })
+    await response.prepare(request)
+    async for chunk in request.config_dict[FILE_STORE].read(str(document.id)):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
 @kyc_routes.post("/admin/kyc/{user_id}/decision", access=OFFICERS, body=KycDecisionIn, responses={200: KycCaseOut},
                  name="kyc_decide")
 async def kyc_decide(request: web.Request, body: KycDecisionIn) -> KycCaseOut:
     """Approve, reject or ask for more information on a pending case (audited; the user is notified)."""
-    case = await kyc.decide(db_session(request), path_uuid(request, "user_id", "kyc_case_not_found"), body.decision,
-                            body.reason, current(request).user_id, body.level)
-    return KycCaseOut.of(case)
+    session, user_id = db_session(request), path_uuid(request, "user_id", "kyc_case_not_found")
+    case = await kyc.decide(session, user_id, body.decision, body.reason, current(request).user_id, body.level)
+    return KycCaseOut.of(case, await kyc.documents(session, user_id))
 
 
 @compliance_routes.post("/compliance/reports", access=OFFICERS, body=ReportIn, responses={202: ReportQueuedOut},
@@ -149,9 +204,54 @@ async def compliance_transaction_flag(request: web.Request, body: FlagIn) -> Tra
                                                current(request).user_id))
 
 
+@transaction_review_routes.post("/admin/transactions/{tx_id}/reconcile", access=OFFICERS,
+                                responses={200: ReconcileOut}, name="compliance_transaction_reconcile")
+async def compliance_transaction_reconcile(request: web.Request) -> ReconcileOut:
+    """Compare a deposit's or withdrawal's ledger record with the chain: receipt, status, amount, block hash
+    (still canonical) and confirmations. Each difference names the field, the ledger's value and the chain's.
+
+    Refusals: an internal transfer (escrow, credits, fees) has no on-chain counterpart (409
+    `no_onchain_counterpart`); a withdrawal with no mined transaction (409 `not_on_chain`); a chain this
+    server does not follow (503 `chain_not_configured`); unknown id (404 `transaction_not_found`).
+    """
+    chains = {chain.name: chain for chain in request.config_dict[CHAINS]}
+    result = await reconcile.reconcile(db_session(request), _transfer_id(request), chains,
+                                       request.config_dict[SETTINGS].chains, actor=current(request).user_id)
+    return ReconcileOut.of(result)
+
+
 @transaction_review_routes.post("/admin/transactions/{tx_id}/resolve", access=OFFICERS, body=ResolveIn,
                                 responses={200: TransactionOut}, name="compliance_transaction_resolve")
 async def compliance_transaction_resolve(request: web.Request, body: ResolveIn) -> TransactionOut:
     """Resolve a flagged transfer as `cleared` or `reported`; resolving twice is a 409."""
     return TransactionOut.of(await review.resolve(db_session(request), _transfer_id(request), body.resolution,
                                                   body.note, current(request).user_id))
+
+
+@compliance_routes.post("/compliance/travel-rule", access=AUTHENTICATED, body=TravelRuleUpsertIn,
+                        responses={201: TravelRuleTransferOut, 200: TravelRuleTransferOut},
+                        name="compliance_travel_rule_upsert")
+async def compliance_travel_rule_upsert(request: web.Request, body: TravelRuleUpsertIn) -> web.StreamResponse:
+    """Create (201) or update (200, while a draft not yet sent) a Travel Rule transfer by `external_id` or `id`.
+
+    Compliance officers and operators; a customer only for their own withdrawal (`transfer.withdrawal_id`).
+    Missing IVMS101 fields are a 422 naming each one; `"send": true` queues the delivery to the
+    beneficiary's VASP. Refusals: `travel_rule_not_editable` (409), `travel_rule_link_taken` (409),
+    `travel_rule_link_mismatch` (422), `withdrawal_not_found` (404), `travel_rule_forbidden` (403).
+    """
+    principal = current(request)
+    session = db_session(request)
+    actor = travel_rule.Actor(principal.user_id, principal.roles)
+    transfer, created = await travel_rule.upsert(session, actor, body,
+                                                 expiry_hours=request.config_dict[SETTINGS].travel_rule_expiry_hours)
+    out = TravelRuleTransferOut.of(await travel_rule.view(session, transfer), internal=actor.is_staff)
+    return json_response(out, status=201 if created else 200)
+
+
+@compliance_routes.get("/compliance/travel-rule/recent", access=OFFICERS, query=TravelRuleRecentQuery,
+                       responses={200: TravelRuleListOut}, name="compliance_travel_rule_recent")
+async def compliance_travel_rule_recent(request: web.Request, query: TravelRuleRecentQuery) -> TravelRuleListOut:
+    """Recent Travel Rule transfers, newest first; filters `state` and `direction`."""
+    session = db_session(request)
+    transfers = await travel_rule.recent(session, query.state, query.direction, query.limit)
+    return TravelRuleListOut(items=[TravelRuleTransferOut.of(item) for item in await travel_rule.views(session, transfers)])

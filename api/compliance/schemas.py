@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from api.http import validate
+from compliance import reconcile
 from compliance.kyc import QueueItem
-from compliance.models import ComplianceReport, KycCase
+from compliance.models import ComplianceReport, KycCase, KycDocument
 from compliance.review import TransactionView
+from compliance.travel_rule import ivms101
+from compliance.travel_rule import service as travel_rule
+from core.errors import InvalidInput
 
 KycState = Literal["unverified", "pending", "approved", "rejected", "needs_info"]
 ReportState = Literal["queued", "running", "ready", "failed"]
@@ -34,6 +41,44 @@ class KycSubmitIn(BaseModel):
     country: str = Country
     address: AddressIn
 
+    @classmethod
+    def of_form(cls, fields: dict[str, str]) -> KycSubmitIn:
+        """The same body from a multipart form's small fields (``address`` is JSON text); 422 naming each bad field."""
+        data: dict[str, Any] = dict(fields)
+        if "address" in data:
+            try:
+                data["address"] = json.loads(data["address"])
+            except ValueError:
+                raise InvalidInput(details={"fields": [{"field": "address", "message": "not a JSON object",
+                                                        "type": "json_invalid"}]}) from None
+        return validate(cls, data)
+
+
+class KycSubmitForm(BaseModel):
+    """multipart/form-data: the fields of the JSON body (`address` as a JSON object) and up to
+    `VIRTUOZ_KYC_DOCUMENT_MAX_FILES` files in `documents` (PDF, PNG, JPEG, WebP or UTF-8 text)."""
+
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    date_of_birth: date
+    country: str = Country
+    address: str = Field(description="The address object as JSON text.",
+                         examples=['{"street_name": "Main St", "building_number": "1", "post_code": "H2X 1Y4", '
+                                   '"town_name": "Montreal", "country": "CA"}'])
+    documents: list[bytes] = Field(default_factory=list, description="Identity documents (optional, repeatable).")
+
+
+class KycDocumentOut(BaseModel):
+    """A document's metadata; its bytes only through the officers' download route."""
+
+    id: uuid.UUID
+    filename: str
+    content_type: str = Field(description="Sniffed from the bytes.")
+    size: int
+    sha256: str
+    submitted_at: datetime = Field(description="The submission it came with.")
+    created_at: datetime
+
 
 class KycDecisionIn(BaseModel):
     decision: Literal["approved", "rejected", "needs_info"]
@@ -55,10 +100,13 @@ class KycCaseOut(BaseModel):
     submitted_at: datetime
     decided_at: datetime | None = None
     reason: str | None = None
+    documents: list[KycDocumentOut] = Field(default_factory=list)
 
     @classmethod
-    def of(cls, case: KycCase) -> KycCaseOut:
-        return cls.model_validate(case, from_attributes=True)
+    def of(cls, case: KycCase, documents: Sequence[KycDocument] = ()) -> KycCaseOut:
+        out = cls.model_validate(case, from_attributes=True)
+        out.documents = [KycDocumentOut.model_validate(document, from_attributes=True) for document in documents]
+        return out
 
 
 class KycMineOut(BaseModel):
@@ -68,11 +116,14 @@ class KycMineOut(BaseModel):
     state: KycState
     level: int
     submitted_at: datetime
+    documents: list[KycDocumentOut] = Field(default_factory=list, description="The documents of this submission.")
 
     @classmethod
-    def of(cls, case: KycCase) -> KycMineOut:
+    def of(cls, case: KycCase, documents: Sequence[Any] = ()) -> KycMineOut:
         return cls(user_id=case.user_id, state=case.state, level=case.level,  # type: ignore[arg-type]
-                   submitted_at=case.submitted_at)
+                   submitted_at=case.submitted_at,
+                   documents=[KycDocumentOut(**document.as_dict(), submitted_at=case.submitted_at,
+                                             created_at=case.submitted_at) for document in documents])
 
 
 class KycQueueItemOut(KycCaseOut):
@@ -85,7 +136,7 @@ class KycQueueOut(BaseModel):
 
     @classmethod
     def of(cls, items: list[QueueItem]) -> KycQueueOut:
-        return cls(items=[KycQueueItemOut(**KycCaseOut.of(item.case).model_dump(),
+        return cls(items=[KycQueueItemOut(**KycCaseOut.of(item.case, item.documents).model_dump(),
                                           sla_age_seconds=int(item.age.total_seconds()),
                                           sla_breached=item.sla_breached) for item in items])
 
@@ -218,3 +269,102 @@ class FlagIn(BaseModel):
 class ResolveIn(BaseModel):
     resolution: Literal["cleared", "reported"]
     note: str = Field(default="", max_length=5000)
+
+
+class DifferenceOut(BaseModel):
+    field: str = Field(examples=["block_hash"], description="receipt, status, block_number, block_hash, asset, "
+                                                         "to_address, from_address, amount, event, confirmations, gas_cost")
+    ledger: str | None = Field(description="What the ledger recorded (amounts as decimal strings).")
+    chain: str | None = Field(description="What the chain shows now (null: nothing).")
+    note: str = ""
+
+
+class ReconcileOut(BaseModel):
+    """A ledger transfer compared with its on-chain transaction (deposits and withdrawals)."""
+
+    transaction_id: uuid.UUID
+    kind: Literal["deposit", "withdrawal"]
+    object_id: uuid.UUID = Field(description="The deposit's or withdrawal's id.")
+    chain: str
+    tx_hash: str
+    ledger_state: str = Field(description="The deposit's or withdrawal's state in the ledger.")
+    matches: bool
+    differences: list[DifferenceOut]
+    confirmations: int | None = Field(description="The transaction's depth on the chain now, if mined.")
+    required_confirmations: int | None
+
+    @classmethod
+    def of(cls, result: reconcile.Reconciliation) -> ReconcileOut:
+        return cls(transaction_id=result.transfer_id, kind=result.kind,  # type: ignore[arg-type]
+                   object_id=uuid.UUID(result.object_id), chain=result.chain, tx_hash=result.tx_hash,
+                   ledger_state=result.ledger_state, matches=result.matches,
+                   differences=[DifferenceOut(field=item.field, ledger=item.ledger, chain=item.chain, note=item.note)
+                                for item in result.differences],
+                   confirmations=result.confirmations, required_confirmations=result.required_confirmations)
+
+
+# --- Travel Rule (IVMS101 in snake_case, one person per side) ------------------------------------
+
+class TravelRuleUpsertIn(travel_rule.Upsert):
+    """A Travel Rule transfer: IVMS101 originator, beneficiary and VASPs, and the value transfer."""
+
+
+class TravelRuleDetailsOut(BaseModel):
+    asset: str
+    amount: str = Field(description="Major units, a decimal string.")
+    chain: str
+    destination: str
+    tx_hash: str | None
+    withdrawal_id: uuid.UUID | None
+    deposit_id: uuid.UUID | None
+
+
+class TravelRuleTransferOut(BaseModel):
+    id: uuid.UUID
+    external_id: str | None
+    direction: Literal["outbound", "inbound"]
+    state: Literal["draft", "sent", "accepted", "rejected", "expired"]
+    originator: ivms101.Originator
+    beneficiary: ivms101.Beneficiary
+    originating_vasp: ivms101.Vasp
+    beneficiary_vasp: ivms101.Vasp
+    transfer: TravelRuleDetailsOut
+    user_id: uuid.UUID | None = Field(description="The customer the transfer is about, if any.")
+    travel_address: str | None
+    request_identifier: str = Field(description="TRP `request-identifier` of every message about this transfer.")
+    callback_url: str | None
+    counterparty: str | None = Field(description="The counterparty VASP as authenticated (its certificate's name).")
+    wire_ivms101: dict[str, Any] | None = Field(description="The IVMS101 message exactly as last sent or received.")
+    reason: str | None
+    created_by: uuid.UUID | None
+    decided_by: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    send_requested_at: datetime | None
+    sent_at: datetime | None
+    decided_at: datetime | None
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, view: travel_rule.TransferView, *, internal: bool = True) -> TravelRuleTransferOut:
+        """``internal=False`` (a customer): without the decision's reason and who decided, which could
+        tip off a customer about a suspicion."""
+        transfer = view.transfer
+        hidden = set() if internal else {"reason", "decided_by", "counterparty"}
+        return cls.model_validate({
+            **{name: None if name in hidden else getattr(transfer, name)
+               for name in cls.model_fields if name != "transfer"},
+            "transfer": {"asset": transfer.asset, "amount": view.amount, "chain": transfer.chain,
+                         "destination": transfer.destination, "tx_hash": transfer.tx_hash,
+                         "withdrawal_id": transfer.withdrawal_id, "deposit_id": transfer.deposit_id},
+        })
+
+
+class TravelRuleRecentQuery(BaseModel):
+    state: Literal["draft", "sent", "accepted", "rejected", "expired"] | None = None
+    direction: Literal["outbound", "inbound"] | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class TravelRuleListOut(BaseModel):
+    items: list[TravelRuleTransferOut]

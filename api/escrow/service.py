@@ -2,7 +2,8 @@
 
 Every action locks the contract row first (``SELECT … FOR UPDATE``), so concurrent fund/fund,
 release/dispute or resolve/resolve serialize: one wins, the others meet the new state and get a
-409. Each transition writes its audit event and notifies both parties after commit.
+409. Each transition writes its audit event and notifies both parties after commit; funding,
+release and dispute also email them (``jobs.mail``).
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.pagination import keyset_before, next_page
 from custody import ledger
 from custody.ledger import AccountRef
+from jobs.mail import product_email
 
 # Support reads contracts to help; only compliance and admin decide disputes.
 READERS = STAFF_ROLES
 ARBITERS = frozenset({"compliance", "admin"})
+# Events both parties also get an email about (the template has the event's name).
+EMAILED = frozenset({"escrow.funded", "escrow.released", "escrow.disputed"})
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,8 @@ async def _record(session: AsyncSession, contract: EscrowContract, event: str, a
     for party in {contract.buyer_id, contract.seller_id} - {None}:
         await notifications.notify(session, party, event, {"escrow_id": str(contract.id), "state": contract.state,
                                                             "title": contract.title})
+        if event in EMAILED:
+            product_email(session, party, event, contract.id)
 
 
 def _require_buyer(contract: EscrowContract, actor: Actor) -> None:

@@ -2,10 +2,10 @@
 
 Every change of a ticket appends an audit event on the aggregate ``ticket`` in the same
 transaction; the owner is notified (``core.notifications.notify``, streamed after commit) of
-staff replies and staff state changes. What a customer can ever receive — a response, a list, a
-notification — is built from public messages only: internal notes and context links are read
-only for a staff viewer, and adding one neither notifies anyone nor touches ``updated_at`` (which
-customers see).
+staff replies (also by email, ``jobs.mail``) and staff state changes. What a customer can ever
+receive — a response, a list, a notification, an email — is built from public messages only:
+internal notes and context links are read only for a staff viewer, and adding one neither
+notifies nor emails anyone nor touches ``updated_at`` (which customers see).
 
 Functions take ``now`` so tests (and the SLA preview) run the clock they need; the default is
 the wall clock.
@@ -29,6 +29,7 @@ from core.errors import Conflict, Forbidden, NotFound
 from core.notifications import notify
 from core.pagination import keyset_before, next_page
 from core.time import rfc3339, utcnow
+from jobs.mail import product_email
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,7 @@ async def add_message(session: AsyncSession, viewer: Viewer, ticket_id: uuid.UUI
             "ticket_id": str(ticket.id), "subject": ticket.subject, "state": ticket.state,
             "message_id": str(message.id), "body": message.body,
         })
+        product_email(session, ticket.customer_id, "ticket.reply", message.id)
     elif ticket.assignee_id is not None and ticket.assignee_id != viewer.user_id:
         await notify(session, ticket.assignee_id, "ticket.customer_reply",
                      {"ticket_id": str(ticket.id), "subject": ticket.subject, "state": ticket.state,

@@ -32,8 +32,8 @@ class DepositAddressOut(BaseModel):
 
 # --- withdrawals (issue 8) ----------------------------------------------------------------------
 
-WithdrawalState = Literal["requested", "pending_approval", "approved", "signing", "signed", "broadcast", "confirmed",
-                          "failed", "rolled_back"]
+WithdrawalState = Literal["requested", "awaiting_travel_rule", "pending_approval", "approved", "signing", "signed",
+                          "broadcast", "confirmed", "failed", "rolled_back"]
 assert set(WithdrawalState.__args__) == set(WITHDRAWAL_STATES)  # type: ignore[attr-defined]
 
 
@@ -48,6 +48,11 @@ class TravelRuleIn(BaseModel):
     beneficiary_vasp: str | None = Field(default=None, max_length=200, examples=["Example Exchange Ltd"])
     beneficiary_address: str | None = Field(default=None, max_length=500, description="Geographic address.")
     beneficiary_country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$", examples=["GB"])
+    travel_address: str | None = Field(
+        default=None, max_length=500, examples=["ta2W2HPKfHxgSgrzY178Mk..."],
+        description="The beneficiary VASP's TRP Travel Address for this account: the withdrawal then waits "
+                    "(awaiting_travel_rule) until that VASP accepts the transfer over TRP. Without one (an unhosted "
+                    "wallet, or a VASP without TRP), the data is recorded and the withdrawal goes on.")
 
 
 class WithdrawalRequestIn(BaseModel):

@@ -16,7 +16,8 @@ MODEL_MODULES = ["core.heartbeats", "core.audit", "core.notifications", "api.aut
                  "api.helpdesk.models", "api.cms.models", "api.escrow.models",
                  "custody.ledger.models", "custody.addresses.models", "custody.deposits.models",
                  "custody.withdrawals.models", "custody.freezes",  # withdrawals (issue 8)
-                 "compliance.models"]  # compliance (issue 9)
+                 "compliance.models",  # compliance (issue 9)
+                 "compliance.travel_rule.models"]  # Travel Rule transfers (issue 9)
 
 for module in MODEL_MODULES:
     importlib.import_module(module)

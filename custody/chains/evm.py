@@ -21,6 +21,7 @@ from custody.chains.base import FeeQuote  # withdrawals (issue 8)
 T = TypeVar("T")
 
 FEE_HISTORY_BLOCKS = 5  # withdrawals (issue 8): blocks of fee history a fee quote looks at
+BALANCE_OF_SELECTOR = "0x70a08231"  # reconciliation (issue 9): ERC-20 balanceOf(address)
 
 # What nodes (geth, reth, anvil, erigon) answer when they already hold the transaction.
 _ALREADY_KNOWN = ("already known", "already imported", "known transaction", "alreadyknown")
@@ -179,6 +180,47 @@ class EvmChain(Chain):
             raise ChainRejected(f"{self.name}: {token} has no decimals(): not an ERC-20 contract",
                                 details={"chain": self.name, "token": token})
         return int(answer, 16)
+
+    # --- reconciliation (issue 9): what addresses hold, at a block ---------------------------------
+
+    async def balances(self, addresses: Sequence[str], tokens: Sequence[str], block: int,
+                       chunk: int = 500) -> dict[tuple[str, str | None], int]:
+        """Minor units held at ``block`` by each address: ``(address, None)`` for the native coin,
+        ``(address, token)`` for each ERC-20 contract. Batched (``chunk`` calls per request)."""
+        calls: list[tuple[tuple[str, str | None], tuple[str, list[Any]]]] = []
+        for address in addresses:
+            checksummed = evm_batch.checksum(address)
+            calls.append(((address, None), ("eth_getBalance", [checksummed, hex(block)])))
+            for token in tokens:
+                data = BALANCE_OF_SELECTOR + checksummed[2:].lower().rjust(64, "0")
+                calls.append(((address, token), ("eth_call", [{"to": evm_batch.checksum(token), "data": data},
+                                                             hex(block)])))
+        found: dict[tuple[str, str | None], int] = {}
+        for start in range(0, len(calls), chunk):
+            part = calls[start:start + chunk]
+            answers = await self._reads.call([call for _, call in part])
+            for (key, _), answer in zip(part, answers, strict=True):
+                if not isinstance(answer, str) or not answer.startswith("0x"):
+                    raise evm_batch.malformed(self.name, f"balance of {key[0]}", ValueError(repr(answer)))
+                found[key] = int(answer, 16) if answer != "0x" else 0
+        return found
+
+    async def block_at(self, timestamp: int) -> Block | None:
+        """The last block with ``timestamp`` at or before the given one (binary search), or None if
+        the chain began later."""
+        head = await self.block(await self.head())
+        if head.timestamp <= timestamp:
+            return head
+        low, high = 0, head.number - 1  # the answer, if any, is in [low, high]
+        if (await self.block(low)).timestamp > timestamp:
+            return None
+        while low < high:
+            middle = (low + high + 1) // 2
+            if (await self.block(middle)).timestamp <= timestamp:
+                low = middle
+            else:
+                high = middle - 1
+        return await self.block(low)
 
     def _token_transfers_of(self, entries: list[Any], what: str) -> list[TokenTransfer]:
         transfers = []

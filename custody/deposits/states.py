@@ -13,7 +13,7 @@ unless the credit is already in force — the transaction is on the chain either
 from __future__ import annotations
 
 from core.errors import InvalidState
-from custody.deposits.models import CONFIRMING, CREDITED, REORGED, SEEN, STATES
+from custody.deposits.models import CONFIRMING, CREDITED, REORGED, SEEN
 
 ACTIONS = ("confirm", "credit", "orphan", "reappear", "move")
 

@@ -2,9 +2,9 @@
 
 A request is refused with nothing held unless every check passes, in this order: the chain and
 asset, the address (EIP-55), the amount (the asset's decimals), the sanctions list, a withdrawal
-freeze, the Travel Rule data, the caller's step-up MFA code, and finally the balance — the hold of
-``amount + fee`` is the last thing written. An MFA refusal is committed (it records the failed
-code), which is why nothing is written before it.
+freeze, the KYC level's 24-hour limit (``compliance.limits``), the Travel Rule data, the caller's
+step-up MFA code, and finally the balance — the hold of ``amount + fee`` is the last thing written.
+An MFA refusal is committed (it records the failed code), which is why nothing is written before it.
 
 Approving locks the withdrawal row, so two operators approving at once serialize; the last
 required approval moves it to ``approved`` and asks the custody worker (after commit) to build
@@ -29,11 +29,14 @@ from core.sanctions import SanctionsList
 from core.settings import ChainSettings, Settings
 from core.time import utcnow
 from custody import ledger
-from custody.freezes import withdrawals_frozen
+from custody.freezes import freeze, withdrawals_frozen
 from custody.hd import checksum_address
 from custody.withdrawals import metrics
 from custody.withdrawals.models import Withdrawal, WithdrawalApproval, WithdrawalAttempt
 from custody.withdrawals.states import transition
+from compliance import limits as kyc_limits  # KYC withdrawal limits (issue 9)
+from compliance import screening
+from compliance.travel_rule import withdrawals as travel_rules
 
 ZERO_ADDRESS = "0x" + "0" * 40
 MAX_PAGE = 100
@@ -68,7 +71,7 @@ class WithdrawalNotFound(NotFound):
 
 class SanctionedAddress(Forbidden):
     code, message = "sanctioned_address", "Withdrawals to this address are not allowed."
-    keep_changes = True  # the attempt itself is a compliance record (its audit event is committed)
+    keep_changes = True  # the attempt itself is a compliance record (its audit event and the freeze are committed)
 
 
 class WithdrawalsFrozen(Forbidden):
@@ -138,18 +141,30 @@ async def request(session: AsyncSession, settings: Settings, sanctions: Sanction
     unit = await ledger.currency(session, symbol)
     minor = unit.parse(amount)
     fee = unit.parse(settings.withdrawal_fees.get(symbol, "0"), allow_zero=True)
-    if destination in sanctions:
+    # The configured list file and the lists loaded into compliance screening (OFAC SDN…).
+    hit = await screening.screen_address(session, destination)
+    if destination in sanctions or hit is not None:
         await audit.append(session, "user", actor.user_id, "withdrawal.sanctions_hit",
                            {"chain": chain_settings.name, "asset": symbol, "to_address": destination,
-                            "amount": unit.format(minor)}, actor=actor.user_id)
+                            "amount": unit.format(minor), "screening": hit.as_dict() if hit else None},
+                           actor=actor.user_id)
         metrics.count("sanctions_hit", chain_settings.name, symbol)
+        # The attempt itself is a red flag: the customer's withdrawals stay frozen until an officer lifts it.
+        if not await withdrawals_frozen(session, actor.user_id):
+            await freeze(session, actor.user_id, f"withdrawal to sanctioned address {destination}")
         raise SanctionedAddress(details={"to_address": destination})
     if await withdrawals_frozen(session, actor.user_id):
         raise WithdrawalsFrozen()
+    await kyc_limits.check_withdrawal(session, settings.kyc_withdrawal_limits, actor.user_id, unit, minor)  # issue 9
     travel_threshold = _threshold(unit, settings.withdrawal_travel_rule_thresholds)
     # FATF R.16: the threshold is inclusive ("USD/EUR 1 000 or more").
-    if travel_threshold is not None and minor >= travel_threshold and not travel_rule:
+    above_threshold = travel_threshold is not None and minor >= travel_threshold
+    if above_threshold and not travel_rule:
         raise TravelRuleRequired(details={"threshold": unit.format(travel_threshold), "asset": symbol})
+    # With the beneficiary VASP's Travel Address, that VASP must accept the transfer over TRP first.
+    counterparty = travel_rule.get("travel_address") if above_threshold and travel_rule else None
+    if counterparty:
+        travel_rules.check_request(travel_rule)
     await step_up()
 
     withdrawal_id = uuid.uuid4()
@@ -165,7 +180,44 @@ async def request(session: AsyncSession, settings: Settings, sanctions: Sanction
     await record_step(session, withdrawal, unit, "withdrawal.requested", actor.user_id,
                   {"to_address": destination, "fee": unit.format(fee),
                    "approvals_required": withdrawal.approvals_required})
+    if counterparty:
+        withdrawal.state = transition(withdrawal.state, "await_travel_rule")
+        await session.flush()
+        transfer_id = await travel_rules.open_for_withdrawal(session, settings, withdrawal, travel_rule, actor.user_id)
+        await record_step(session, withdrawal, unit, "withdrawal.awaiting_travel_rule", actor.user_id,
+                          {"travel_rule_transfer_id": str(transfer_id)})
     return WithdrawalView(withdrawal, unit, 0)
+
+
+def tell_travel_rule_counterparty(session: AsyncSession, withdrawal: Withdrawal) -> None:
+    """A withdrawal sent with a Travel Address ended (confirmed, failed, rolled back): its beneficiary
+    VASP, if it accepted the transfer, gets the txid or ``canceled`` (a compliance job, after commit)."""
+    if withdrawal.travel_rule and withdrawal.travel_rule.get("travel_address"):
+        from compliance.travel_rule.actors import confirm_travel_rule  # the compliance worker's job
+
+        confirm_travel_rule.send_after_commit(session, str(withdrawal.id))
+
+
+async def travel_rule_decided(session: AsyncSession, withdrawal_id: uuid.UUID, *, accepted: bool,
+                              reason: str | None) -> None:
+    """The beneficiary VASP accepted the withdrawal's Travel Rule transfer (it now waits for operator
+    approval) or rejected it, or it expired (it fails, and its hold is voided)."""
+    withdrawal = await session.scalar(select(Withdrawal).where(Withdrawal.id == withdrawal_id).with_for_update())
+    if withdrawal is None or withdrawal.state != "awaiting_travel_rule":
+        return  # rolled back meanwhile: the decision changes nothing
+    unit = await ledger.currency(session, withdrawal.asset)
+    if accepted:
+        withdrawal.state = transition(withdrawal.state, "travel_rule_accept")
+        await session.flush()
+        await record_step(session, withdrawal, unit, "withdrawal.travel_rule_accepted", None)
+        return
+    withdrawal.state = transition(withdrawal.state, "travel_rule_reject")
+    withdrawal.failure_reason = "travel_rule_rejected"
+    withdrawal.finished_at = utcnow()
+    await ledger.void_hold(session, withdrawal.hold_id, type="withdrawal_void")
+    await session.flush()
+    await record_step(session, withdrawal, unit, "withdrawal.failed", None,
+                      {"reason": "travel_rule_rejected", "detail": (reason or "")[:500]})
 
 
 # --- reads --------------------------------------------------------------------------------------
@@ -253,7 +305,7 @@ async def approve(session: AsyncSession, actor: Actor, withdrawal_id: uuid.UUID)
 
 # --- rollback -----------------------------------------------------------------------------------
 
-OWNER_ROLLBACK_STATES = ("requested", "pending_approval")
+OWNER_ROLLBACK_STATES = ("requested", "awaiting_travel_rule", "pending_approval")
 
 
 async def rollback(session: AsyncSession, actor: Actor, withdrawal_id: uuid.UUID) -> WithdrawalView:
@@ -276,4 +328,5 @@ async def rollback(session: AsyncSession, actor: Actor, withdrawal_id: uuid.UUID
     await session.flush()
     unit = await ledger.currency(session, withdrawal.asset)
     await record_step(session, withdrawal, unit, "withdrawal.rolled_back", actor.user_id, {"previous_state": state})
+    tell_travel_rule_counterparty(session, withdrawal)
     return await _view(session, withdrawal)

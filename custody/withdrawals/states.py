@@ -1,7 +1,9 @@
 """The withdrawal state machine (DESIGN.md), as a table: {(state, action): next state}.
 
-requested → [pending_approval] → approved → signing → signed → broadcast → confirmed; failed;
-rolled_back. Rollback is possible only while no transaction can exist: once a sign request is
+requested → [awaiting_travel_rule] → [pending_approval] → approved → signing → signed → broadcast →
+confirmed; failed; rolled_back. A withdrawal whose beneficiary VASP must accept its Travel Rule
+transfer first waits in ``awaiting_travel_rule``; accepted, it waits for operator approval in
+``pending_approval``; rejected, it fails and its hold is voided. Rollback is possible only while no transaction can exist: once a sign request is
 out (``signing``) the nonce is promised to the signer, and once broadcast the money may leave.
 """
 
@@ -10,7 +12,11 @@ from __future__ import annotations
 from core import states
 
 TRANSITIONS: dict[tuple[str, str], str] = {
+    ("requested", "await_travel_rule"): "awaiting_travel_rule",
+    ("awaiting_travel_rule", "travel_rule_accept"): "pending_approval",
+    ("awaiting_travel_rule", "travel_rule_reject"): "failed",
     ("requested", "approve_partial"): "pending_approval",  # four eyes: the first of two approvals
+    ("pending_approval", "approve_partial"): "pending_approval",  # after the Travel Rule, the first of two
     ("requested", "approve"): "approved",
     ("pending_approval", "approve"): "approved",
     ("approved", "request_signature"): "signing",
@@ -21,12 +27,13 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("broadcast", "confirm"): "confirmed",
     ("broadcast", "revert"): "failed",  # mined but reverted: the gas is spent, the hold is voided
     ("requested", "rollback"): "rolled_back",
+    ("awaiting_travel_rule", "rollback"): "rolled_back",
     ("pending_approval", "rollback"): "rolled_back",
     ("approved", "rollback"): "rolled_back",
 }
-STATES = ("requested", "pending_approval", "approved", "signing", "signed", "broadcast", "confirmed", "failed",
+STATES = ("requested", "awaiting_travel_rule", "pending_approval", "approved", "signing", "signed", "broadcast", "confirmed", "failed",
           "rolled_back")
-ACTIONS = ("approve_partial", "approve", "request_signature", "sign", "refuse", "broadcast", "replace", "confirm",
+ACTIONS = ("await_travel_rule", "travel_rule_accept", "travel_rule_reject", "approve_partial", "approve", "request_signature", "sign", "refuse", "broadcast", "replace", "confirm",
            "revert", "rollback")
 FINAL = frozenset({"confirmed", "failed", "rolled_back"})
 # States in which a transaction for the withdrawal may exist (signed or on its way to the signer).

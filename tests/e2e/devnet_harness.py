@@ -30,7 +30,7 @@ def get_json(url: str) -> tuple[int, dict]:
 class Devnet:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        ports = {name: free_port() for name in ("api", "pg", "redis", "ethereum", "polygon", "smtp")}
+        ports = {name: free_port() for name in ("api", "pg", "redis", "ethereum", "polygon", "smtp", "trp-a", "trp-b")}
         self.env = {
             **os.environ,
             "VIRTUOZ_ENV": "devnet",
@@ -40,6 +40,10 @@ class Devnet:
             "VIRTUOZ_DEVNET_REDIS_PORT": str(ports["redis"]),
             "VIRTUOZ_DEVNET_CHAIN_PORTS": json.dumps({"ethereum": ports["ethereum"], "polygon": ports["polygon"]}),
             "VIRTUOZ_DEVNET_SMTP_PORT": str(ports["smtp"]),
+            "VIRTUOZ_TRAVEL_RULE_IDENTITIES": json.dumps([
+                {"name": "virtuoz", "legal_name": "VirtuOZ Devnet VASP", "port": ports["trp-a"]},
+                {"name": "counterparty", "legal_name": "Counterparty VASP Ltd (devnet)", "country": "DE",
+                 "port": ports["trp-b"]}]),
             "VIRTUOZ_HEARTBEAT_INTERVAL_SECONDS": "1",
         }
         self.process: subprocess.Popen | None = None

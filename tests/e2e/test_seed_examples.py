@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import subprocess
+import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,6 +16,8 @@ import pytest
 from tests.e2e.devnet_harness import Devnet
 
 pytestmark = pytest.mark.e2e
+
+MAIL_TIMEOUT = 120.0  # a generous deadline for the notifications worker and the SMTP server
 
 SPEC = Path(__file__).parent / "data" / "virtuoz-http-api.txt"  # a copy of ../shared/spec, checked below
 SHARED_SPEC = Path(__file__).resolve().parents[3] / "shared" / "spec" / "virtuoz-http-api.txt"
@@ -82,3 +89,42 @@ def test_the_seed_curl_examples_work_verbatim(devnet, tmp_path):
     assert (tmp_path / "cookies.txt").exists()
 
 
+
+
+def post_json(url: str, payload: dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_an_admin_test_send_lands_in_the_devnet_maildir(devnet):
+    _, manifest = devnet
+    api = manifest["api_url"] + "/api/v1"
+    admin = next(user for user in manifest["users"] if user["role"] == "admin")
+    status, login = post_json(f"{api}/auth/login", {"email": admin["email"], "password": admin["password"]})
+    assert status == 200, login
+    recipient = f"e2e-{uuid.uuid4().hex[:10]}@example.com"
+    status, queued = post_json(f"{api}/cms/email/welcome/test-send",
+                               {"to": recipient, "variables": {"display_name": "Ada <Lovelace>"}},
+                               {"Authorization": f"Bearer {login['access_token']}"})
+    assert status == 202 and queued["state"] == "queued", queued
+
+    maildir = Path(manifest["smtp"]["maildir"])
+
+    def landed() -> list[email.message.EmailMessage]:
+        parsed = (email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+                  for path in maildir.glob("*.eml"))  # written under a dot-name, then renamed: always whole
+        return [message for message in parsed if message["To"] == recipient]
+
+    deadline = time.monotonic() + MAIL_TIMEOUT
+    while not (found := landed()):
+        assert time.monotonic() < deadline, f"no .eml for {recipient} in {maildir} after {MAIL_TIMEOUT}s"
+        time.sleep(0.2)
+    [message] = found
+    assert message["Subject"] == "Welcome to VirtuOZ, Ada <Lovelace>"
+    assert message["Message-ID"] == f"<{queued['id']}@virtuoz>"
+    assert "Ada &lt;Lovelace&gt;" in message.get_body(("html",)).get_content()

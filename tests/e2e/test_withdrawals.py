@@ -10,13 +10,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 
-from core.sign_requests import SIGN_ACTOR, SIGNER_QUEUE, UnsignedTx
+from compliance.travel_rule import trp
+from core.sign_requests import SIGN_ACTOR, SIGNER_QUEUE
 from custody.chains.transactions import Fees, payment_tx
 from custody.withdrawals.authorization import _parse, authorize
 from tests.chain_fixtures import usdc_artifact, usdc_cache_dir  # noqa: F401 - fixtures
@@ -263,3 +263,82 @@ async def test_a_stuck_transaction_is_replaced_with_higher_fees_and_mined_once(c
                                  " AND aggregate_id = $1", created["id"])
     assert {"withdrawal.fee_bump_requested", "withdrawal.replaced"} <= {row["type"] for row in events}
     assert STUCK_BLOCKS <= 5
+
+
+# --- Travel Rule over TRP between two VASP identities (issue 9) ---------------------------------
+
+async def beneficiary_account(cluster: Cluster) -> str:
+    """A deposit address of a customer of the counterparty VASP (both identities share this database)."""
+    beneficiary, address = await cluster.user(), fresh_address()
+    await cluster.query("INSERT INTO deposit_addresses (id, chain, derivation_index, address, user_id, assigned_at)"
+                        " VALUES ($1, 'ethereum', $2, $3, $4, now())", uuid.uuid4(),
+                        1_000_000 + uuid.uuid4().int % 1_000_000_000, address, uuid.UUID(beneficiary.user_id))
+    return address
+
+
+def travel_rule_for(cluster: Cluster, account: str) -> dict[str, str]:
+    counterparty = cluster.vasps[1]
+    return {"beneficiary_name": "Beatrice Example", "beneficiary_vasp": counterparty["legal_name"],
+            "travel_address": trp.travel_address(f"https://127.0.0.1:{counterparty['port']}/inquiry/{account}")}
+
+
+async def travel_rule_rows(cluster: Cluster, withdrawal_id: str) -> list:
+    outbound = await cluster.query("SELECT * FROM travel_rule_transfers WHERE withdrawal_id = $1",
+                                   uuid.UUID(withdrawal_id))
+    assert len(outbound) == 1
+    inbound = await cluster.query("SELECT * FROM travel_rule_transfers WHERE direction = 'inbound'"
+                                  " AND request_identifier = $1", outbound[0]["request_identifier"])
+    return [outbound[0], *inbound]
+
+
+async def test_a_withdrawal_above_the_threshold_waits_for_trp_acceptance_then_is_mined(cluster, people) -> None:
+    customer, operator = people["customer"], people["operator"]
+    account = await beneficiary_account(cluster)
+    created = await cluster.request(customer, chain="ethereum", asset="USDC", to_address=account, amount="1500",
+                                    travel_rule=travel_rule_for(cluster, account))
+    assert created["state"] == "awaiting_travel_rule"
+
+    async def accepted() -> bool:
+        return (await cluster.withdrawal(customer, created["id"]))["state"] == "pending_approval"
+
+    # The compliance worker sends the inquiry over mTLS; the counterparty's policy approves it.
+    await cluster.wait_for(accepted, "the counterparty VASP accepting the Travel Rule transfer")
+    outbound, inbound = await travel_rule_rows(cluster, created["id"])
+    assert outbound["state"] == inbound["state"] == "accepted"
+    assert inbound["counterparty"] == "virtuoz"  # the originator, as its client certificate names it
+    assert inbound["amount"] == outbound["amount"] == 1500 * 10**6 and inbound["asset"] == "USDC"
+    assert outbound["callback_url"].endswith(f"/confirm/{outbound['request_identifier']}")
+
+    assert (await cluster.approve(operator, created["id"]))["state"] == "approved"
+    (final,) = await cluster.wait_final(customer, [created["id"]])
+    assert final["state"] == "confirmed" and cluster.usdc_balance(account) == 1500 * 10**6
+
+    async def confirmed_to_the_counterparty() -> bool:
+        rows = await travel_rule_rows(cluster, created["id"])
+        return all(row["tx_hash"] == final["tx_hash"] for row in rows)
+
+    await cluster.wait_for(confirmed_to_the_counterparty, "the txid sent to the counterparty's approval callback")
+    events = await cluster.query("SELECT type FROM audit_events WHERE aggregate_type = 'withdrawal'"
+                                 " AND aggregate_id = $1 ORDER BY seq", created["id"])
+    assert [event["type"] for event in events][:3] == [
+        "withdrawal.requested", "withdrawal.awaiting_travel_rule", "withdrawal.travel_rule_accepted"]
+
+
+async def test_a_transfer_the_counterparty_rejects_fails_the_withdrawal_and_releases_the_hold(cluster, people) -> None:
+    customer = people["customer"]
+    before = await balances(cluster, customer)
+    stranger = fresh_address()  # not an account of the counterparty's customers: its policy rejects it
+    created = await cluster.request(customer, chain="ethereum", asset="USDC", to_address=stranger, amount="1200",
+                                    travel_rule=travel_rule_for(cluster, stranger))
+    assert created["state"] == "awaiting_travel_rule"
+
+    async def failed() -> bool:
+        return (await cluster.withdrawal(customer, created["id"]))["state"] == "failed"
+
+    await cluster.wait_for(failed, "the rejected Travel Rule transfer failing the withdrawal")
+    outbound, inbound = await travel_rule_rows(cluster, created["id"])
+    assert outbound["state"] == inbound["state"] == "rejected"
+    assert outbound["reason"] == inbound["reason"] == "unknown beneficiary account"
+    after = await balances(cluster, customer)
+    assert after["USDC"] == before["USDC"]  # the hold was voided
+    assert cluster.usdc_balance(stranger) == 0

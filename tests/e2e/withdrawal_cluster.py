@@ -23,6 +23,7 @@ import aiohttp
 import asyncpg
 from web3 import HTTPProvider, Web3
 
+from compliance.travel_rule.tls import ensure_devnet_pki
 from core.migrate import upgrade
 from custody.hd import hot_wallet_address, load_xpubs
 from custody.withdrawals.authorization import ensure_request_key_pair
@@ -61,6 +62,7 @@ class Cluster:
     hot_wallet: str
     api_url: str
     env: dict[str, str]
+    vasps: list[dict[str, Any]]
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
 
     @property
@@ -205,6 +207,10 @@ def build_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, An
     hot_wallet = hot_wallet_address(load_xpubs(xpub_file)["ethereum"].xpub)
     fund_wallet(anvil.rpc_url, hot_wallet, artifact, usdc, native_wei=500 * 10**18, usdc_minor=10**12)
     api_port = free_port()
+    # Travel Rule: two VASP identities over mTLS, this platform's and a counterparty's.
+    vasps = [{"name": "virtuoz", "legal_name": "VirtuOZ Test VASP", "port": free_port()},
+             {"name": "counterparty", "legal_name": "Counterparty VASP Ltd", "country": "DE", "port": free_port()}]
+    ensure_devnet_pki(data_dir / "trp-pki", [vasp["name"] for vasp in vasps], ["127.0.0.1"])
     chains = [{"name": "ethereum", "chain_id": CHAIN_ID, "rpc_url": anvil.rpc_url, "native": "ETH",
                "confirmations": 1, "tokens": {"USDC": usdc}, "account": 0}]
     env = {
@@ -222,16 +228,20 @@ def build_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, An
         "VIRTUOZ_WITHDRAWAL_TRACK_SECONDS": "0.5",
         "VIRTUOZ_WITHDRAWAL_RESEND_SECONDS": "2",
         "VIRTUOZ_WITHDRAWAL_STUCK_BLOCKS": str(STUCK_BLOCKS),
-        "VIRTUOZ_WITHDRAWAL_TRAVEL_RULE_THRESHOLDS": json.dumps({"ETH": "50", "USDC": "100000"}),
+        "VIRTUOZ_WITHDRAWAL_TRAVEL_RULE_THRESHOLDS": json.dumps({"ETH": "50", "USDC": "1000"}),
+        "VIRTUOZ_TRAVEL_RULE_IDENTITIES": json.dumps(vasps),
         "VIRTUOZ_WITHDRAWAL_FOUR_EYES_THRESHOLDS": json.dumps({"ETH": "50", "USDC": "100000"}),
         "VIRTUOZ_WITHDRAWAL_FEES": json.dumps({"ETH": "0.001", "USDC": "1"}),
         "VIRTUOZ_SIGNER_LIMITS": json.dumps(SIGNER_LIMITS),
+        "VIRTUOZ_KYC_WITHDRAWAL_LIMITS": "{}",  # the customers here are unverified (compliance.limits)
     }
     cluster = Cluster(data_dir, database_url, redis.url(), anvil, usdc, artifact["abi"], hot_wallet,
-                      f"http://127.0.0.1:{api_port}", env)
+                      f"http://127.0.0.1:{api_port}", env, vasps)
     cluster.redis_server = redis  # type: ignore[attr-defined]
     cluster.start_signer()
     cluster.start("worker-custody", ["worker", "custody"])
+    cluster.start("worker-compliance", ["worker", "compliance"])
+    cluster.start("trp", ["trp", "serve"])
     cluster.start("scheduler", ["scheduler"])
     cluster.start("api", ["api"])
     return cluster

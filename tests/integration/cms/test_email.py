@@ -4,14 +4,9 @@ retries and recorded failures, product emails."""
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import smtplib
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -20,80 +15,30 @@ from api.cms.actors import send_email
 from api.cms.email import send_product_email
 from core.db import create_engine, session_factory, unit_of_work
 from devnet.processes import ManagedProcess, free_port, port_open
-from devnet.smtp import MaildirHandler, start_smtp_server
+from devnet.smtp import MaildirHandler
 from jobs.broker import close_broker, create_broker
-from jobs.context import using_settings
 from jobs.registry import bind_broker
-from jobs.worker import start_worker
-from tests.integration.cms.conftest import API, fetch_all, poll, unique_slug
+from tests.integration.cms.conftest import (
+    API,
+    delivery_row,
+    fetch_all,
+    messages,
+    notifications_worker,
+    settled,
+    unique_slug,
+)
 
 SUBJECT = "Escrow {{ escrow_title }} funded"
 BODY = "Hello **{{ display_name }}**,\n\n{{ amount }} {{ currency }} are held for {{ escrow_title }}.\n"
 VARIABLES = {"display_name": "Ada <Lovelace>", "amount": "8000.00", "currency": "USDC", "escrow_title": "Servers"}
 
 
-@pytest.fixture
-def maildir(tmp_path: Path) -> Path:
-    return tmp_path / "mail"
-
-
-@pytest.fixture
-def smtp_port(maildir: Path) -> Iterator[int]:
-    port = free_port()
-    controller = start_smtp_server("127.0.0.1", port, maildir)
-    yield port
-    controller.stop()
+pytestmark = pytest.mark.usefixtures("empty_notifications_queue")
 
 
 class RejectingRecipients(MaildirHandler):
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         return "550 5.1.1 No such mailbox"
-
-
-@pytest.fixture(autouse=True)
-def empty_notifications_queue(redis_url: str) -> Iterator[None]:
-    """Leftovers of other tests on this pytest worker's Redis are not ours to run, and ours not theirs."""
-    def flush() -> None:
-        broker = create_broker(redis_url)
-        broker.flush("notifications")
-        close_broker(broker)
-
-    flush()
-    yield
-    flush()
-
-
-@asynccontextmanager
-async def notifications_worker(redis_url: str, database_url: str, settings) -> AsyncIterator[None]:
-    """A real worker in this process, on the queue the API sends to, with ``settings`` for its jobs."""
-    broker = create_broker(redis_url, database_url=database_url, database_pool_size=2)
-    with using_settings(settings):
-        worker = start_worker(broker, {"notifications"}, worker_threads=2)
-        try:
-            yield
-        finally:
-            await asyncio.to_thread(worker.stop, timeout=20_000)
-            close_broker(broker)
-
-
-async def delivery_row(database_url: str, delivery_id: str):
-    rows = await fetch_all(database_url, "SELECT * FROM email_deliveries WHERE id = :id", id=delivery_id)
-    return rows[0] if rows else None
-
-
-async def settled(database_url: str, delivery_id: str):
-    async def check():
-        row = await delivery_row(database_url, delivery_id)
-        return row if row is not None and row.state != "queued" else None
-
-    row = await poll(check, timeout=45)
-    assert row is not None, f"delivery {delivery_id} still queued"
-    return row
-
-
-def messages(maildir: Path) -> list[email.message.EmailMessage]:
-    return [email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-            for path in sorted(maildir.glob("*.eml"))]
 
 
 async def template(cms, slug: str | None = None, *, publish: bool = False, subject: str = SUBJECT,

@@ -16,11 +16,11 @@ from custody.ledger.service import AccountRef
 ETH, USDC = 10**18, 10**6
 
 
-async def deposit(factory, user, currency, amount) -> uuid.UUID:
+async def deposit(factory, user, currency, amount, tx_hash: str | None = None) -> uuid.UUID:
     async with unit_of_work(factory) as session:
         posted = await ledger.move(session, reference=f"test:{uuid.uuid4()}", type="deposit",
                                    source=AccountRef.system("chain_deposits"), destination=AccountRef.user(user),
-                                   currency=currency, amount=amount)
+                                   currency=currency, amount=amount, tx_hash=tx_hash)
     return posted.id
 
 
@@ -39,15 +39,17 @@ async def test_large_and_structuring_are_flagged_once(client, login_as, factory)
         await review.flag(session, already, "seen by an officer", None)
     near = [await deposit(factory, smurf, "USDC", amount * USDC) for amount in (14_000, 13_600, 14_999)]
     await deposit(factory, smurf, "USDC", 100 * USDC)  # small: not part of the pattern
-    await deposit(factory, ordinary, "USDC", 13_600 * USDC)  # one near-threshold movement is not a pattern
+    single = await deposit(factory, ordinary, "USDC", 13_600 * USDC)  # one near-threshold movement is not a pattern
 
     findings = await sweep(factory, name, start)
+    # The near-threshold deposits that are not (yet) structuring came without Travel Rule data.
     assert {(f.transfer_id, f.rule) for f in findings} == {
-        (large, "large_transaction"), (already, "large_transaction"), (near[2], "structuring")}
+        (large, "large_transaction"), (already, "large_transaction"), (near[2], "structuring"),
+        (near[0], "travel_rule_missing"), (near[1], "travel_rule_missing"), (single, "travel_rule_missing")}
     async with factory() as session:
         reviews = {r.transfer_id: r for r in (await session.scalars(select(TransactionReview).where(
             TransactionReview.transfer_id.in_([large, already, *near])))).all()}
-    assert set(reviews) == {large, already, near[2]}
+    assert set(reviews) == {large, already, *near}
     assert reviews[large].flagged_by is None and reviews[large].reason.startswith("rule large_transaction: 6 ETH")
     assert reviews[already].reason == "seen by an officer"  # not flagged a second time
     assert "3 in movements" in reviews[near[2]].reason
@@ -55,6 +57,30 @@ async def test_large_and_structuring_are_flagged_once(client, login_as, factory)
     assert await sweep(factory, name, start) == []  # the cursor moved past them
     later = await deposit(factory, smurf, "USDC", 14_500 * USDC)  # a 4th near-threshold movement within 24 h
     assert [(f.transfer_id, f.rule) for f in await sweep(factory, name, start)] == [(later, "structuring")]
+
+
+async def test_a_deposit_above_the_travel_rule_threshold_needs_originator_data(client, login_as, factory) -> None:
+    from compliance.travel_rule import service as travel_rule
+
+    start, name = utcnow(), f"test-{uuid.uuid4().hex[:20]}"
+    user = (await login_as(client)).user_id
+    covered_hash, bare_hash = "0x" + uuid.uuid4().hex * 2, "0x" + uuid.uuid4().hex * 2
+    covered = await deposit(factory, user, "USDC", 2_000 * USDC, covered_hash)  # >= 1,000 USD (FATF R.16)
+    bare = await deposit(factory, user, "USDC", 2_000 * USDC, bare_hash)
+    small = await deposit(factory, user, "USDC", 999 * USDC, "0x" + uuid.uuid4().hex * 2)
+    async with unit_of_work(factory) as session:  # a counterparty VASP sent originator data for the first
+        transfer, _ = await travel_rule.create_inbound(
+            session, request_identifier=str(uuid.uuid4()), asset="USDC", amount="2000", chain="ethereum",
+            destination="0x70997970C51812dc3A010C7d01b50e0d17dc79C8", tx_hash=covered_hash, document={
+                "originator": {"natural_person": {"name": {"name_identifiers": [{"primary_identifier": "Lovelace"}]},
+                                                  "customer_identification": "c-1"}},
+                "beneficiary": {"natural_person": {"name": {"name_identifiers": [{"primary_identifier": "Hopper"}]}}},
+                "originating_vasp": {"legal_person": {"name": "Alpha VASP"}},
+                "beneficiary_vasp": {"legal_person": {"name": "VirtuOZ"}}})
+        await travel_rule.transition(session, transfer, "accept", actor="test")
+    findings = await sweep(factory, name, start)
+    assert [(f.transfer_id, f.rule) for f in findings] == [(bare, "travel_rule_missing")]
+    assert covered != small and "without originator data" in findings[0].reason
 
 
 async def test_a_deposit_from_a_sanctioned_address_is_flagged_and_freezes_withdrawals(client, login_as,

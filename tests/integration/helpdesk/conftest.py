@@ -21,6 +21,8 @@ from core import audit
 from core.db import create_engine, session_factory
 from core.notifications import Notification
 from core.settings import Settings
+from jobs.broker import close_broker, create_broker
+from jobs.registry import bind_broker
 
 API = "/api/v1"
 TICKETS = f"{API}/helpdesk/tickets"
@@ -38,10 +40,15 @@ async def app_client(make_client, settings: Settings) -> TestClient:
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """A session factory of our own, for service calls with a chosen clock and for reading rows."""
+async def db(database_url: str, redis_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A session factory of our own, for service calls with a chosen clock and for reading rows.
+    Its sessions send jobs after commit like the API's (a staff reply emails the customer)."""
     engine = create_engine(database_url, pool_size=2)
-    yield session_factory(engine)
+    broker = create_broker(redis_url)
+    factory = session_factory(engine)
+    bind_broker(factory, broker)
+    yield factory
+    close_broker(broker)
     await engine.dispose()
 
 

@@ -6,8 +6,10 @@ import time
 import uuid
 
 import pyotp
+import pytest
 from sqlalchemy import text
 
+from compliance import screening
 from custody import freezes
 from core.db import unit_of_work
 from tests.integration.withdrawals.conftest import (
@@ -78,8 +80,6 @@ async def test_every_refusal_holds_nothing(client, db, login_as) -> None:
     await assert_refused(client, db, user, 422, "unknown_chain", chain="bitcoin")
     await assert_refused(client, db, user, 422, "insufficient_funds", amount="9.9999",  # + the 0.001 fee > 10
                          travel_rule={"beneficiary_name": "Ada Lovelace"})
-    await assert_refused(client, db, user, 403, "sanctioned_address", to_address=SANCTIONED)
-    await assert_refused(client, db, user, 403, "sanctioned_address", to_address=SANCTIONED.lower())
     await assert_refused(client, db, user, 422, "travel_rule_required", amount="5")
     await assert_refused(client, db, user, 422, "travel_rule_required", asset="USDC", amount="1000")
     # With beneficiary data the same amount is accepted.
@@ -87,15 +87,24 @@ async def test_every_refusal_holds_nothing(client, db, login_as) -> None:
                                                              "beneficiary_vasp": "Example VASP"})
 
 
-async def test_a_sanctions_hit_is_an_audit_event(client, db, login_as) -> None:
+@pytest.mark.parametrize("listed", ["file", "file-lowercase", "screening"])
+async def test_a_sanctioned_destination_is_refused_audited_and_freezes_withdrawals(client, db, login_as,
+                                                                                  listed) -> None:
     user = await login_as(client)
-    response = await client.post(REQUEST, json=body(to_address=SANCTIONED), headers=user.headers)
-    assert response.status == 403
+    address = {"file": SANCTIONED, "file-lowercase": SANCTIONED.lower()}.get(listed)
+    if address is None:  # a list loaded into compliance screening (virtuoz compliance load-sanctions)
+        address = "0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
+        async with unit_of_work(db) as session:
+            await screening.load(session, f"{address}\n".encode(), f"test-{address}.txt")
+    await assert_refused(client, db, user, 403, "sanctioned_address", to_address=address)
     async with db() as session:
         events = (await session.execute(text(
-            "SELECT type FROM audit_events WHERE aggregate_type = 'user' AND aggregate_id = :user"),
+            "SELECT type FROM audit_events WHERE aggregate_type = 'user' AND aggregate_id = :user ORDER BY seq"),
             {"user": str(user.user_id)})).scalars().all()
-    assert "withdrawal.sanctions_hit" in events
+        assert await freezes.withdrawals_frozen(session, user.user_id)
+    assert events[-2:] == ["withdrawal.sanctions_hit", "withdrawals.frozen"]
+    # Frozen: even a clean destination is refused now, until an officer lifts the freeze.
+    await assert_refused(client, db, user, 403, "withdrawals_frozen")
 
 
 async def test_a_frozen_user_cannot_withdraw(client, db, login_as) -> None:

@@ -33,7 +33,7 @@ def test_final_states_allow_nothing() -> None:
 
 def test_rollback_only_before_a_transaction_can_exist() -> None:
     assert {state for (state, action) in TRANSITIONS if action == "rollback"} == {
-        "requested", "pending_approval", "approved"}
+        "requested", "awaiting_travel_rule", "pending_approval", "approved"}
 
 
 def test_every_state_is_reachable_from_requested() -> None:
@@ -53,3 +53,13 @@ def test_the_happy_path() -> None:
     for action in ("approve", "request_signature", "sign", "broadcast", "replace", "confirm"):
         state = transition(state, action)
     assert state == "confirmed"
+
+
+def test_the_travel_rule_path_waits_then_needs_approval() -> None:
+    state = transition("requested", "await_travel_rule")
+    assert state == "awaiting_travel_rule"
+    assert set(allowed_actions(state)) == {"travel_rule_accept", "travel_rule_reject", "rollback"}
+    assert transition(state, "travel_rule_reject") == "failed"
+    state = transition(state, "travel_rule_accept")
+    assert state == "pending_approval"
+    assert transition(transition(state, "approve_partial"), "approve") == "approved"

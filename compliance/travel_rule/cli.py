@@ -1,0 +1,39 @@
+"""`virtuoz trp`: the Travel Rule Protocol endpoints and Travel Addresses.
+
+``virtuoz trp serve [--identity NAME ...]``: serve every configured VASP identity (or the named
+ones), each on its own mutual-TLS port, until SIGTERM or SIGINT.
+
+``virtuoz trp address ADDRESS [--identity NAME]``: print the Travel Address under which a
+counterparty sends inquiries for one of our deposit addresses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from compliance.travel_rule import trp
+from compliance.travel_rule.server import serve
+from core.settings import Settings
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    command = subparsers.add_parser("trp", help="Travel Rule Protocol endpoints (mTLS) and Travel Addresses")
+    commands = command.add_subparsers(dest="trp_command", required=True, metavar="COMMAND")
+    serving = commands.add_parser("serve", help="serve the configured VASP identities over mTLS")
+    serving.add_argument("--identity", action="append", dest="identities", metavar="NAME")
+    serving.set_defaults(run=run_serve, process="trp")
+    address = commands.add_parser("address", help="the Travel Address of one of our deposit addresses")
+    address.add_argument("address")
+    address.add_argument("--identity", metavar="NAME")
+    address.set_defaults(run=run_address, process="trp")
+
+
+def run_serve(settings: Settings, args: argparse.Namespace) -> int:
+    asyncio.run(serve(settings, args.identities))
+    return 0
+
+
+def run_address(settings: Settings, args: argparse.Namespace) -> int:
+    print(trp.travel_address(f"{settings.vasp(args.identity).base_url}/inquiry/{args.address}"))
+    return 0

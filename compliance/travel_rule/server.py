@@ -1,0 +1,160 @@
+"""`virtuoz trp`: the platform's TRP endpoints, one mutual-TLS listener per VASP identity.
+
+Only peers with a certificate from the trusted CA get past the TLS handshake. Each listener
+answers, for its identity:
+
+- ``POST /inquiry/{account}``: a counterparty's inquiry for one of our customers' addresses. The
+  policy decides at once: approve when the account is a deposit address we assigned and the
+  originator is not on the sanctions list; reject otherwise. The inbound transfer is recorded with
+  its decision (and its audit events) before the answer leaves; the same request identifier again
+  gets the same answer.
+- ``POST /callback/{request_identifier}``: a resolution for one of our outbound inquiries that the
+  counterparty decided later.
+- ``POST /confirm/{request_identifier}``: the counterparty's ``txid`` (or ``canceled``) for an
+  inbound transfer we approved.
+- ``GET /identity``: the identity's name, LEI and certificate (TRP's discoverability extension).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from compliance.travel_rule import inbound, trp
+from compliance.travel_rule.tls import identity_files, peer_name, server_context
+from core.db import create_engine, session_factory, unit_of_work
+from core.errors import AppError
+from core.notifications import bind_publisher
+from core.settings import Settings, VaspIdentity
+from jobs.broker import close_broker, create_broker
+from jobs.registry import bind_broker
+
+log = logging.getLogger(__name__)
+
+SESSIONS = web.AppKey("sessions", async_sessionmaker)
+IDENTITY = web.AppKey("identity", VaspIdentity)
+SETTINGS = web.AppKey("settings", Settings)
+
+
+def _json(status: int, body: str) -> web.Response:
+    return web.Response(status=status, text=body, content_type=trp.JSON)
+
+
+def _error(error: AppError) -> web.Response:
+    return _json(error.status, trp.dumps({"error": {"code": error.code, "message": error.message,
+                                                     "details": error.details}}))
+
+
+Handler = Callable[[web.Request, str, dict[str, Any]], Awaitable[str]]
+
+
+def _trp(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Headers and body checked, the peer named, errors as TRP JSON (never a trace)."""
+
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            identifier = trp.check_headers(request.headers)
+            body = trp.loads(await request.read())
+            return _json(200, await handler(request, identifier, body))
+        except AppError as error:
+            return _error(error)
+        except Exception:
+            log.exception("TRP request failed")
+            return _json(500, trp.dumps({"error": {"code": "internal_error", "message": "Internal error."}}))
+
+    return wrapped
+
+
+def _peer(request: web.Request) -> str | None:
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport else None
+    return peer_name(ssl_object.getpeercert()) if ssl_object else None
+
+
+@_trp
+async def trp_inquiry(request: web.Request, identifier: str, body: dict[str, Any]) -> str:
+    app = request.app
+    inquiry = trp.parse_inquiry(identifier, body)
+    async with unit_of_work(app[SESSIONS]) as session:
+        resolution = await inbound.receive(session, app[SETTINGS], app[IDENTITY], inquiry,
+                                           account=request.match_info["account"], peer=_peer(request))
+    return trp.resolution_body(resolution)
+
+
+@_trp
+async def trp_callback(request: web.Request, identifier: str, body: dict[str, Any]) -> str:
+    if request.match_info["request_identifier"] != identifier:
+        raise trp.TrpError("The path and the request-identifier header differ.")
+    async with unit_of_work(request.app[SESSIONS]) as session:
+        await inbound.resolved(session, identifier, trp.parse_resolution(body), peer=_peer(request))
+    return trp.dumps({})
+
+
+@_trp
+async def trp_confirm(request: web.Request, identifier: str, body: dict[str, Any]) -> str:
+    if request.match_info["request_identifier"] != identifier:
+        raise trp.TrpError("The path and the request-identifier header differ.")
+    async with unit_of_work(request.app[SESSIONS]) as session:
+        await inbound.confirmed(session, identifier, txid=body.get("txid"), canceled=body.get("canceled"),
+                                peer=_peer(request))
+    return trp.dumps({})
+
+
+async def trp_identity(request: web.Request) -> web.Response:
+    identity, settings = request.app[IDENTITY], request.app[SETTINGS]
+    assert settings.travel_rule_pki_dir is not None
+    certificate = identity_files(settings.travel_rule_pki_dir, identity.name).cert.read_text()
+    return _json(200, trp.dumps({"name": identity.legal_name, "lei": identity.lei, "x509": certificate}))
+
+
+def create_trp_app(settings: Settings, identity: VaspIdentity, sessions: async_sessionmaker) -> web.Application:
+    app = web.Application(client_max_size=256 * 1024)
+    app[SETTINGS], app[IDENTITY], app[SESSIONS] = settings, identity, sessions
+    app.router.add_post("/inquiry/{account}", trp_inquiry)
+    app.router.add_post("/callback/{request_identifier}", trp_callback)
+    app.router.add_post("/confirm/{request_identifier}", trp_confirm)
+    app.router.add_get("/identity", trp_identity)
+    return app
+
+
+async def serve(settings: Settings, names: list[str] | None = None, stop: asyncio.Event | None = None) -> None:
+    """Serve every configured identity (or the named ones) until ``stop`` or SIGTERM/SIGINT."""
+    identities = [settings.vasp(name) for name in names] if names else list(settings.travel_rule_identities)
+    assert settings.travel_rule_pki_dir is not None
+    engine = create_engine(settings.require_database_url(), pool_size=4)
+    sessions = session_factory(engine)
+    # Like every process: the broker (which loads every domain's jobs and models) for jobs sent
+    # after commit, and Redis for the notifications a decision sends.
+    broker = create_broker(settings.require_redis_url())
+    bind_broker(sessions, broker)
+    redis = Redis.from_url(settings.require_redis_url())
+    bind_publisher(sessions, redis)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    runners = []
+    try:
+        for identity in identities:
+            runner = web.AppRunner(create_trp_app(settings, identity, sessions), access_log=None)
+            await runner.setup()
+            context = server_context(identity_files(settings.travel_rule_pki_dir, identity.name))
+            await web.TCPSite(runner, identity.host, identity.port, ssl_context=context).start()
+            runners.append(runner)
+            log.info("TRP identity %s (%s) listening on %s", identity.name, identity.legal_name, identity.base_url)
+        await stop.wait()
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+        close_broker(broker)
+        await redis.aclose()
+        await engine.dispose()
