@@ -8,7 +8,6 @@ the list and records who did it; the bytes stay for the audit trail.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,30 +17,13 @@ from api.escrow.service import Actor, load
 from core import audit
 from core.db import on_rollback
 from core.errors import Conflict, Forbidden, InvalidState, NotFound
-from core.sniff import SNIFF_BYTES, check_upload, safe_filename, utf8_guard
+from core.sniff import check_upload, safe_filename, split_head, utf8_guard
 from core.storage import FileStore, IncomingFile
 from core.time import utcnow
 
 
 class TooManyFiles(Conflict):
     code, message = "too_many_files", "This dispute already has the most evidence files allowed."
-
-
-async def _head(chunks: AsyncIterator[bytes]) -> tuple[bytes, AsyncIterator[bytes]]:
-    """The first bytes for sniffing, and an iterator that yields them again followed by the rest."""
-    head = b""
-    async for chunk in chunks:
-        head += chunk
-        if len(head) >= SNIFF_BYTES:
-            break
-
-    async def replay() -> AsyncIterator[bytes]:
-        if head:
-            yield head
-        async for chunk in chunks:
-            yield chunk
-
-    return head, replay()
 
 
 async def _disputed(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID, *, lock: bool) -> EscrowContract:
@@ -58,7 +40,7 @@ async def add(session: AsyncSession, store: FileStore, actor: Actor, escrow_id: 
         EvidenceFile.escrow_id == contract.id, EvidenceFile.deleted_at.is_(None)))
     if count >= max_files:
         raise TooManyFiles(details={"max_files": max_files})
-    head, chunks = await _head(upload.chunks)
+    head, chunks = await split_head(upload.chunks)
     media_type = check_upload(head, upload.content_type, upload.filename)
     if media_type == "text/plain":
         chunks = utf8_guard(chunks)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -53,6 +54,20 @@ def app_broker(redis_url: str, database_url: str) -> Iterator[RedisBroker]:
     """A worker-side broker on the namespace the app sends to (this xdist worker's own Redis)."""
     broker = create_broker(redis_url, database_url=database_url, database_pool_size=2, namespace=DEFAULT_NAMESPACE)
     yield broker
+    close_broker(broker)
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def broker(redis_url, database_url, namespace) -> Iterator[RedisBroker]:
+    """A broker on a namespace of its own: what a test enqueues (or a scheduler sends) is only its own."""
+    broker = create_broker(redis_url, database_url=database_url, database_pool_size=2, namespace=namespace)
+    yield broker
+    broker.flush_all()
     close_broker(broker)
 
 

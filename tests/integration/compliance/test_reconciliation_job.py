@@ -28,7 +28,7 @@ from custody.addresses.models import DepositAddress
 from custody.chains import EvmChain
 from custody.hd import hot_wallet_address
 from custody.ledger.models import LedgerAccount
-from jobs.broker import close_broker, create_broker, queue_depths
+from jobs.broker import queue_depths
 from jobs.scheduler import SCHEDULE, build_scheduler
 from tests.chain_fixtures import anvil_chain, usdc_artifact, usdc_cache_dir  # noqa: F401
 from tests.integration.compliance.conftest import drain
@@ -37,19 +37,6 @@ from tests.integration.custody.conftest import account_xpub
 from tests.integration.deposits.conftest import usdc_address, wallet  # noqa: F401
 
 ETH = 10**18
-
-
-@pytest.fixture
-def namespace() -> str:
-    return f"test-{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-def broker(redis_url, database_url, namespace):
-    broker = create_broker(redis_url, database_url=database_url, database_pool_size=2, namespace=namespace)
-    yield broker
-    broker.flush_all()
-    close_broker(broker)
 
 
 @pytest.fixture

@@ -7,31 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import redis.asyncio
 from sqlalchemy import select
 
 from compliance.actors import schedule_reports
 from compliance.models import ComplianceReport
-from jobs.broker import close_broker, create_broker, queue_depths
+from jobs.broker import queue_depths
 from jobs.scheduler import SCHEDULE, build_scheduler
 from tests.integration.compliance.conftest import drain
-
-
-@pytest.fixture
-def namespace() -> str:
-    return f"test-{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-def broker(redis_url, database_url, namespace):
-    broker = create_broker(redis_url, database_url=database_url, database_pool_size=2, namespace=namespace)
-    yield broker
-    broker.flush_all()
-    close_broker(broker)
 
 
 def moment(decade: int) -> datetime:

@@ -22,7 +22,7 @@ from core.db import unit_of_work
 from core.errors import InvalidState
 from core.notifications import Notification
 from core.settings import ChainSettings, Settings
-from jobs.broker import close_broker, create_broker, queue_depths
+from jobs.broker import queue_depths
 from jobs.context import using_settings
 from jobs.registry import bind_broker
 from jobs.scheduler import SCHEDULE, build_scheduler
@@ -370,19 +370,6 @@ async def test_an_inbound_transfer_is_recorded_once_per_request_identifier(facto
 
 
 # --- expiry ---------------------------------------------------------------------------------------
-
-@pytest.fixture
-def namespace() -> str:
-    return f"test-{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-def broker(redis_url, database_url, namespace):
-    broker = create_broker(redis_url, database_url=database_url, database_pool_size=2, namespace=namespace)
-    yield broker
-    broker.flush_all()
-    close_broker(broker)
-
 
 async def test_the_schedule_runs_the_expiry_hourly(broker, redis_url, namespace, settings) -> None:
     entry = next(entry for entry in SCHEDULE if entry.id == "travel-rule-expiry")
