@@ -4,20 +4,17 @@ A context link is ``(kind, ref)``. ``url`` is external: it must be a plain http(
 other kind names a row of the platform, and the link is accepted only when that kind's resolver
 (``async exists(session, ref) -> bool``) finds it.
 
-``user`` and ``escrow`` are resolved. ``withdrawal``, ``deposit`` and ``transaction`` are valid
-kinds whose tables do not exist yet: until their domain registers a resolver, a link of that kind
-is refused with 422 ``unknown_reference`` (never accepted unchecked). Registering one is one call,
-made where the domain is wired into the API (api may import custody and compliance, never the
-reverse)::
-
-    register_resolver("withdrawal", custody.withdrawals.service.exists)
+Every internal kind is resolved by its row's id: ``user``, ``escrow``, ``withdrawal``, ``deposit``
+and ``transaction`` (a ledger transfer, the id ``/admin/transactions`` uses). A kind without a
+resolver would be refused with 422 ``unknown_reference`` (never accepted unchecked); a new kind is
+one ``register_resolver`` call (api may import custody and compliance, never the reverse).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, TypeAdapter, ValidationError
 from sqlalchemy import exists, select
@@ -26,6 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.auth.models import User
 from api.escrow.service import exists as escrow_exists
 from core.errors import InvalidInput
+from custody.deposits.models import Deposit
+from custody.ledger.models import LedgerTransfer
+from custody.withdrawals.models import Withdrawal
 
 LinkKind = Literal["escrow", "withdrawal", "deposit", "transaction", "user", "url"]
 KINDS: tuple[LinkKind, ...] = ("escrow", "withdrawal", "deposit", "transaction", "user", "url")
@@ -42,15 +42,22 @@ class InvalidUrl(InvalidInput):
     code, message = "invalid_url", "A url context link must be an absolute http(s) URL."
 
 
-async def user_exists(session: AsyncSession, ref: str) -> bool:
-    try:
-        user_id = uuid.UUID(ref)
-    except ValueError:
-        return False
-    return bool(await session.scalar(select(exists().where(User.id == user_id))))
+def row_exists(model: Any) -> Resolver:
+    """A resolver that finds ``model``'s row by its UUID primary key ``id``."""
+
+    async def resolve(session: AsyncSession, ref: str) -> bool:
+        try:
+            row_id = uuid.UUID(ref)
+        except ValueError:
+            return False
+        return bool(await session.scalar(select(exists().where(model.id == row_id))))
+
+    return resolve
 
 
-_resolvers: dict[str, Resolver] = {"user": user_exists, "escrow": escrow_exists}
+user_exists = row_exists(User)
+_resolvers: dict[str, Resolver] = {"user": user_exists, "escrow": escrow_exists, "withdrawal": row_exists(Withdrawal),
+                                   "deposit": row_exists(Deposit), "transaction": row_exists(LedgerTransfer)}
 
 _url = TypeAdapter(AnyHttpUrl)
 

@@ -53,13 +53,22 @@ async def test_bad_urls_are_422(app_client, login_as) -> None:
         assert "secret" not in str(error)
 
 
-async def test_kinds_without_a_resolver_yet_are_unknown_references(app_client, login_as) -> None:
+async def test_withdrawals_deposits_and_ledger_transfers_must_exist(app_client, login_as, db) -> None:
+    from core.db import unit_of_work
+    from custody.ledger import service as ledger
+    from custody.ledger.service import AccountRef
+
     customer, support = await login_as(app_client), await login_as(app_client, "support")
     ticket = await open_ticket(app_client, customer)
     for kind in ("withdrawal", "deposit", "transaction"):
         error = await error_of(await link(app_client, support, ticket["id"], kind, str(uuid.uuid4())), 422)
-        assert error["code"] == "unknown_reference" and error["details"]["reason"] == "no_resolver"
-        assert error["details"]["resolvable_kinds"] == ["escrow", "url", "user"]
+        assert error["code"] == "unknown_reference" and error["details"]["reason"] == "not_found"
+    async with unit_of_work(db) as session:
+        posted = await ledger.move(session, reference=f"test:{uuid.uuid4()}", type="deposit",
+                                   source=AccountRef.system("chain_deposits"),
+                                   destination=AccountRef.user(customer.user_id), currency="USD", amount=100)
+    response = await link(app_client, support, ticket["id"], "transaction", str(posted.id))
+    assert response.status == 201, await response.text()
 
 
 async def test_an_unknown_kind_is_a_validation_error(app_client, login_as) -> None:
