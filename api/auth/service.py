@@ -256,14 +256,21 @@ async def mfa_disable(session: AsyncSession, settings: Settings, user: User, cod
     await audit.append(session, "user", user.id, "mfa.disabled", {}, actor=user.id)
 
 
-async def require_step_up(session: AsyncSession, settings: Settings, user_id: uuid.UUID, code: str | None) -> None:
-    """For sensitive actions (withdrawals): a fresh TOTP code when the user has MFA on."""
+async def require_step_up(session: AsyncSession, settings: Settings, redis: Redis, user_id: uuid.UUID,
+                          code: str | None) -> None:
+    """For sensitive actions (withdrawals): a fresh TOTP code when the user has MFA on. Wrong codes
+    are counted: past the limit, 429 until the window ends (even for a right code)."""
     user = await session.get_one(User, user_id, with_for_update=True)
     if not user.mfa_enabled:
         return
     if not code:
         raise MfaRequired()
-    await _consume_totp(session, settings, user, code)
+    await throttle.check_step_up(redis, settings, user_id)
+    try:
+        await _consume_totp(session, settings, user, code)
+    except InvalidMfaCode:
+        await throttle.record_step_up_failure(redis, settings, user_id)
+        raise
 
 
 async def _consume_totp(session: AsyncSession, settings: Settings, user: User, code: str, *,

@@ -10,8 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from api.auth import service
-from api.keys import SETTINGS
+from api.keys import REDIS, SETTINGS
 from core.db import create_engine, session_factory, unit_of_work
+from core.errors import TooManyRequests
 from tests.integration.auth.conftest import (
     API,
     enable_mfa,
@@ -170,7 +171,8 @@ async def test_step_up_passes_without_mfa(client, database_url):
     engine = create_engine(database_url)
     try:
         async with unit_of_work(session_factory(engine)) as session:
-            await service.require_step_up(session, _settings(client), uuid.UUID(user.user_id), None)
+            await service.require_step_up(session, _settings(client), client.app[REDIS], uuid.UUID(user.user_id),
+                                            None)
     finally:
         await engine.dispose()
 
@@ -178,29 +180,52 @@ async def test_step_up_passes_without_mfa(client, database_url):
 async def test_step_up_needs_a_fresh_code_when_mfa_is_on(client, database_url):
     user = await new_user(client)
     _, (previous, current, _) = await enable_mfa(client, user)
-    settings, user_id = _settings(client), uuid.UUID(user.user_id)
+    settings, user_id, redis = _settings(client), uuid.UUID(user.user_id), client.app[REDIS]
     engine = create_engine(database_url)
     factory = session_factory(engine)
     try:
         for code in (None, ""):
             with pytest.raises(service.MfaRequired) as refused:
                 async with unit_of_work(factory) as session:
-                    await service.require_step_up(session, settings, user_id, code)
+                    await service.require_step_up(session, settings, redis, user_id, code)
             assert (refused.value.status, refused.value.code) == (401, "mfa_required")
         with pytest.raises(service.InvalidMfaCode):  # the code that verified the enrollment
             async with unit_of_work(factory) as session:
-                await service.require_step_up(session, settings, user_id, previous)
+                await service.require_step_up(session, settings, redis, user_id, previous)
         async with unit_of_work(factory) as session:
-            await service.require_step_up(session, settings, user_id, current)
+            await service.require_step_up(session, settings, redis, user_id, current)
         with pytest.raises(service.InvalidMfaCode) as reused:
             async with unit_of_work(factory) as session:
-                await service.require_step_up(session, settings, user_id, current)
+                await service.require_step_up(session, settings, redis, user_id, current)
         assert (reused.value.status, reused.value.code) == (401, "invalid_mfa_code")
     finally:
         await engine.dispose()
     # the step-up spent the code for login too
     response = await login(client, user.email, totp_code=current)
     assert response.status == 401 and await error_code(response) == "invalid_mfa_code"
+
+
+async def test_step_up_codes_are_throttled_per_account(client, database_url):
+    """A stolen session cannot try the million codes: after the login limit of wrong codes, 429
+    (even for a right one); the login counters are not the step-up's."""
+    user = await new_user(client)
+    _, (_, current, _) = await enable_mfa(client, user)
+    settings, user_id, redis = _settings(client), uuid.UUID(user.user_id), client.app[REDIS]
+    engine = create_engine(database_url)
+    factory = session_factory(engine)
+    try:
+        for _ in range(settings.login_max_failures):
+            with pytest.raises(service.InvalidMfaCode):
+                async with unit_of_work(factory) as session:
+                    await service.require_step_up(session, settings, redis, user_id, "000000")
+        with pytest.raises(TooManyRequests) as throttled:
+            async with unit_of_work(factory) as session:
+                await service.require_step_up(session, settings, redis, user_id, current)
+        assert throttled.value.status == 429 and int(throttled.value.headers["Retry-After"]) > 0
+    finally:
+        await engine.dispose()
+    response = await login(client, user.email, totp_code=current)
+    assert response.status == 200, await response.text()
 
 
 async def test_a_recovery_code_logs_in_once_when_the_authenticator_is_lost(client):
