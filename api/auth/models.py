@@ -24,6 +24,8 @@ class User(IdMixin, TimestampMixin, Base):
     roles: Mapped[list[str]] = mapped_column(ARRAY(String(20)), default=lambda: ["customer"])
     status: Mapped[str] = mapped_column(String(20), default="active")
     kyc_status: Mapped[str] = mapped_column(String(20), default="unverified")
+    # BCP 47 (``de``, ``de-AT``): product emails use it (CMS fallback de-AT → de → en); None: the default.
+    locale: Mapped[str | None] = mapped_column(String(35))
     mfa_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     # AES-GCM ciphertexts (key from settings); the pending one waits for its first code.
     mfa_secret: Mapped[bytes | None] = mapped_column(LargeBinary)

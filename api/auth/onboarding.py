@@ -12,8 +12,9 @@ from custody import ledger
 from jobs.mail import product_email
 
 
-async def sign_up(session: AsyncSession, settings: Settings, *, email: str, password: str, display_name: str) -> User:
-    user = await service.register(session, email, password, display_name)
+async def sign_up(session: AsyncSession, settings: Settings, *, email: str, password: str, display_name: str,
+                  locale: str | None = None) -> User:
+    user = await service.register(session, email, password, display_name, locale=locale)
     # Contracts that named this email as their seller before the account existed.
     await link_seller(session, user)
     if settings.sandbox_credit:  # devnet and tests only: production refuses the setting

@@ -8,6 +8,7 @@ from api.access import AUTHENTICATED, PUBLIC, SIGNED, roles
 from api.auth import onboarding, service
 from api.auth.principal import ACCESS_COOKIE, REFRESH_COOKIE, check_origin, current
 from api.auth.reload import apply_signed_reload
+from api.i18n.locales import from_accept_language
 from api.auth.schemas import (
     LoginIn,
     LogoutAllOut,
@@ -16,6 +17,7 @@ from api.auth.schemas import (
     MfaStateOut,
     OkOut,
     ProfileOut,
+    ProfileUpdateIn,
     RbacInvalidateIn,
     RefreshIn,
     RegisterIn,
@@ -67,7 +69,8 @@ def _clear_cookies(response: web.Response) -> web.Response:
 async def register(request: web.Request, body: RegisterIn) -> UserOut:
     """Create an account (role customer)."""
     user = await onboarding.sign_up(db_session(request), request.config_dict[SETTINGS], email=body.email,
-                                    password=body.password, display_name=body.display_name)
+                                    password=body.password, display_name=body.display_name,
+                                    locale=body.locale or from_accept_language(request.headers.get("Accept-Language")))
     return UserOut.model_validate(user)
 
 
@@ -190,4 +193,12 @@ async def readiness_policy_reload(request: web.Request, body: SignedEnvelopeIn) 
 async def me(request: web.Request) -> ProfileOut:
     """The caller's profile."""
     user = await service.get_user(db_session(request), current(request).user_id)
+    return ProfileOut.model_validate(user)
+
+
+@profile.patch("/me", access=AUTHENTICATED, body=ProfileUpdateIn, responses={200: ProfileOut})
+async def update_me(request: web.Request, body: ProfileUpdateIn) -> ProfileOut:
+    """Change your display name or the locale of the emails we send you (`de`, `de-AT`, …)."""
+    user = await service.update_profile(db_session(request), current(request).user_id,
+                                        body.model_dump(exclude_unset=True, exclude_none=True))
     return ProfileOut.model_validate(user)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from api.auth.models import ROLES
+from api.i18n.locales import LOCALE_PATTERN, MAX_LOCALE_LENGTH
 
 Role = Literal["customer", "support", "operator", "compliance", "admin"]
 assert set(Role.__args__) == set(ROLES)  # type: ignore[attr-defined]
@@ -17,6 +18,17 @@ class RegisterIn(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
     # Stripped before the length check: a blank name ("   ") is refused, not stored as "".
     display_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    locale: str | None = Field(default=None, max_length=MAX_LOCALE_LENGTH, pattern=LOCALE_PATTERN, examples=["de-AT"],
+                               description="The language of the emails we send (default: Accept-Language, else en).")
+
+
+class ProfileUpdateIn(BaseModel):
+    """``PATCH /me``: what the user may change about themselves; absent fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
+    locale: str | None = Field(default=None, max_length=MAX_LOCALE_LENGTH, pattern=LOCALE_PATTERN, examples=["fr"])
 
 
 class LoginIn(BaseModel):
@@ -42,6 +54,7 @@ class UserOut(BaseModel):
 class ProfileOut(UserOut):
     mfa_enabled: bool
     kyc_status: str
+    locale: str | None
 
 
 class AdminUserOut(ProfileOut):

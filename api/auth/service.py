@@ -19,6 +19,7 @@ from api.auth import mfa, passwords, throttle
 from api.auth.models import ROLES, AuthSession, RecoveryCode, RefreshToken, User
 from api.auth.tokens import issue_access_token, new_refresh_token
 from api.control import invalidate_rbac
+from api.i18n.locales import normalize as normalize_locale
 from core import audit
 from core.db import after_commit
 from core.crypto import token_digest
@@ -70,14 +71,15 @@ class IssuedTokens:
 # --- accounts ---------------------------------------------------------------------------------
 
 async def register(session: AsyncSession, email: str, password: str, display_name: str,
-                   roles: list[str] | None = None) -> User:
+                   roles: list[str] | None = None, locale: str | None = None) -> User:
     email = normalize_email(email)
     passwords.check_policy(password, email)
     user_id = uuid.uuid4()
     inserted = await session.scalar(
         insert(User)
         .values(id=user_id, email=email, display_name=display_name.strip(),
-                password_hash=await passwords.hash_password(password), roles=roles or ["customer"])
+                password_hash=await passwords.hash_password(password), roles=roles or ["customer"],
+                locale=normalize_locale(locale) if locale else None)
         .on_conflict_do_nothing(index_elements=[User.email])
         .returning(User.id)
     )
@@ -86,6 +88,20 @@ async def register(session: AsyncSession, email: str, password: str, display_nam
     user = await session.get_one(User, user_id)
     await audit.append(session, "user", user.id, "user.registered",
                        {"email": email, "roles": user.roles}, actor=user.id)
+    return user
+
+
+async def update_profile(session: AsyncSession, user_id: uuid.UUID, changes: dict[str, str]) -> User:
+    """The user's own display name and locale; an audit event names what changed (no event if nothing did)."""
+    user = await session.get_one(User, user_id, with_for_update=True)
+    if "locale" in changes:
+        changes = {**changes, "locale": normalize_locale(changes["locale"])}
+    changed = {name: value for name, value in changes.items() if getattr(user, name) != value}
+    for name, value in changed.items():
+        setattr(user, name, value)
+    if changed:
+        await session.flush()
+        await audit.append(session, "user", user.id, "user.profile_updated", changed, actor=user.id)
     return user
 
 

@@ -5,8 +5,8 @@ Domains ask for these emails with ``jobs.mail.product_email`` (the list of templ
 Every template also gets ``display_name`` and ``email`` of the recipient (email.py). A ``ref`` that
 names nothing (or, for ``ticket.reply``, anything but a public staff message) sends nothing.
 
-Locale: users have no stored locale yet, so the default locale's template is used (the fallback
-chain of ``locale=None``); when they do, ``_locale`` is the one place that reads it.
+Locale: the user's own (``users.locale``, set at registration or with ``PATCH /me``), through the
+CMS fallback chain (``de-AT → de → en``); a user without one gets the default locale's template.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ BUILDERS: dict[str, Builder] = {
 
 
 def _locale(user: User) -> str | None:
-    return None  # no locale is stored for users yet: the default locale answers
+    return user.locale  # None: the default locale; the CMS falls back de-AT → de → en
 
 
 async def queue_product_email(session: AsyncSession, delivery_id: uuid.UUID, user_id: uuid.UUID, template: str,

@@ -52,7 +52,7 @@ async def test_list_filters_by_email_role_and_status_with_cursor_pages(client, a
     listed = [item["id"] for item in first["items"] + second["items"]]
     assert listed == [user["id"] for user in reversed(users)]  # newest first, each once
     item = first["items"][0]
-    assert set(item) == {"id", "email", "display_name", "roles", "created_at", "mfa_enabled", "kyc_status",
+    assert set(item) == {"id", "email", "display_name", "roles", "created_at", "mfa_enabled", "kyc_status", "locale",
                          "status", "updated_at"}
 
     _, by_role = await list_users(client, admin, email=fragment, role="support")

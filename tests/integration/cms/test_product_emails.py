@@ -248,3 +248,53 @@ async def test_a_template_that_does_not_render_is_a_failed_delivery_not_a_failed
                              " AND template_slug = 'ticket.reply'", user=customer.user_id)
     assert failed[0].last_error.startswith("missing_template_variable") and "agent_name" in failed[0].last_error
     assert subjects(maildir, customer.email) == ["Welcome to VirtuOZ, Test User"]
+
+
+async def register(client, email: str, *, locale: str | None = None, accept_language: str | None = None) -> dict:
+    body = {"email": email, "password": "Correct-Horse-Battery-9", "display_name": "Test User"}
+    if locale is not None:
+        body["locale"] = locale
+    headers = {"Accept-Language": accept_language} if accept_language else {}
+    response = await client.post(f"{API}/auth/register", json=body, headers=headers)
+    assert response.status == 201, await response.text()
+    return await response.json()
+
+
+async def test_product_emails_are_written_in_the_users_locale_with_fallback(client, cms, settings, smtp_port,
+                                                                            maildir, redis_url, database_url):
+    # A German welcome, published beside the seeded English one.
+    await cms.published_doc("email", "welcome", title="Willkommen", locale="de",
+                            body="Hallo {{ display_name }}, dein VirtuOZ-Konto ist bereit.",
+                            metadata={"subject": "Willkommen bei VirtuOZ, {{ display_name }}"})
+    austrian, canadian, plain = (f"{tag}-{uuid.uuid4().hex[:8]}@example.com" for tag in ("at", "ca", "en"))
+    await register(client, austrian, locale="de_at")  # normalized to de-AT; de-AT → de answers
+    await register(client, canadian, accept_language="fr-CA, fr;q=0.9, en;q=0.5")  # fr-CA → fr → en
+    await register(client, plain)
+    await run_worker(settings, smtp_port, redis_url, database_url)
+    [german] = inbox(maildir, austrian)
+    assert german["Subject"] == "Willkommen bei VirtuOZ, Test User"
+    assert "dein VirtuOZ-Konto ist bereit" in text_of(german)
+    assert subjects(maildir, canadian) == subjects(maildir, plain) == ["Welcome to VirtuOZ, Test User"]
+
+
+async def test_the_locale_is_shown_changed_and_validated(client, login_as, database_url):
+    created = await register(client, f"loc-{uuid.uuid4().hex[:8]}@example.com", locale="de-AT")
+    login = await client.post(f"{API}/auth/login", json={"email": created["email"],
+                                                          "password": "Correct-Horse-Battery-9"})
+    headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
+    me = await (await client.get(f"{API}/me", headers=headers)).json()
+    assert me["locale"] == "de-AT"
+    changed = await client.patch(f"{API}/me", json={"locale": "FR"}, headers=headers)
+    assert changed.status == 200, await changed.text()
+    assert (await changed.json())["locale"] == "fr"
+    for bad in ({"locale": "not a locale"}, {"locale": "x"}, {"display_name": "  "}, {"roles": ["admin"]}):
+        refused = await client.patch(f"{API}/me", json=bad, headers=headers)
+        assert refused.status == 422, bad
+    assert (await (await client.get(f"{API}/me", headers=headers)).json())["locale"] == "fr"
+    refused = await client.post(f"{API}/auth/register", json={
+        "email": f"bad-{uuid.uuid4().hex[:8]}@example.com", "password": "Correct-Horse-Battery-9",
+        "display_name": "X", "locale": "english please"})
+    assert refused.status == 422
+    events = await fetch_all(database_url, "SELECT type, data FROM audit_events WHERE aggregate_type = 'user'"
+                             " AND aggregate_id = :id ORDER BY seq", id=created["id"])
+    assert [(row.type, row.data) for row in events][-1] == ("user.profile_updated", {"locale": "fr"})
