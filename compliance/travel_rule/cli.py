@@ -14,6 +14,7 @@ import asyncio
 
 from compliance.travel_rule import trp
 from compliance.travel_rule.server import serve
+from compliance.travel_rule.tls import identity_files
 from core.settings import Settings
 
 
@@ -30,6 +31,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
+    assert settings.travel_rule_pki_dir is not None
+    names = args.identities or [identity.name for identity in settings.travel_rule_identities]
+    for name in names:
+        files = identity_files(settings.travel_rule_pki_dir, settings.vasp(name).name)
+        missing = [str(path) for path in (files.cert, files.key, files.ca) if not path.is_file()]
+        if missing:
+            print(f"virtuoz trp: identity {name!r} lacks {', '.join(missing)} (VIRTUOZ_TRAVEL_RULE_PKI_DIR)")
+            return 2
     asyncio.run(serve(settings, args.identities))
     return 0
 

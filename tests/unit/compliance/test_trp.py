@@ -123,3 +123,17 @@ def test_the_devnet_pki_is_made_once(tmp_path) -> None:
     assert identity_files(tmp_path, "alpha").cert.read_bytes() == before
     assert identity_files(tmp_path, "beta").cert.exists()
     assert oct(identity_files(tmp_path, "beta").key.stat().st_mode & 0o777) == "0o600"
+
+
+def test_serve_refuses_to_start_without_its_certificates(tmp_path, capsys) -> None:
+    import argparse
+
+    from compliance.travel_rule.cli import run_address, run_serve
+    from core.settings import Settings
+
+    settings = Settings(env="test", data_dir=tmp_path, travel_rule_pki_dir=tmp_path / "pki")
+    assert run_serve(settings, argparse.Namespace(identities=None)) == 2
+    assert "virtuoz.pem" in capsys.readouterr().out
+    assert run_address(settings, argparse.Namespace(address="0xAbC", identity=None)) == 0
+    printed = capsys.readouterr().out.strip()
+    assert trp.inquiry_url(printed) == "https://127.0.0.1:8482/inquiry/0xAbC?t=i"
