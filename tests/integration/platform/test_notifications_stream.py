@@ -83,11 +83,13 @@ async def test_closed_clients_leave_no_stream_behind(make_client, settings, logi
     client = await make_client(settings.model_copy(update={"sse_heartbeat_seconds": 0.1}))
     user = await login_as(client)
     responses = [await client.get("/api/v1/notifications/stream", headers=user.headers) for _ in range(3)]
-    await asyncio.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while len(client.app[STREAMS]) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     assert len(client.app[STREAMS]) == 3
     for response in responses:
         response.close()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while client.app[STREAMS] and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     assert client.app[STREAMS] == set()
