@@ -284,6 +284,8 @@ def _announce(document: dict[str, Any], seconds: float) -> None:
     for chain in document["chains"]:
         lines.append(f"  chain    {chain['name']} (id {chain['chain_id']}, {chain['native']}) {chain['rpc_url']}"
                      f"  USDC {chain['tokens']['USDC']}")
+    for identity in document["travel_rule"]["identities"]:
+        lines.append(f"  TRP      {identity['name']} ({identity['legal_name']}) {identity['url']}  (mTLS)")
     for user in document["users"]:
         lines.append(f"  login    {user['role']}: {user['email']} / {user['password']}")
     lines.append("  logs     " + document["logs"])
