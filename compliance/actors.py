@@ -64,7 +64,15 @@ async def send_travel_rule(session: AsyncSession, transfer_id: str) -> None:
     # The transport (and its TLS) loads only where it runs.
     from compliance.travel_rule import outbound
 
-    await outbound.deliver(session, uuid.UUID(transfer_id))
+    await outbound.deliver(session, uuid.UUID(transfer_id), current_settings())
+
+
+@job("compliance.confirm_travel_rule", queue="compliance")
+async def confirm_travel_rule(session: AsyncSession, withdrawal_id: str) -> None:
+    """Tell the beneficiary's VASP the txid of a withdrawal it accepted (or that it was canceled)."""
+    from compliance.travel_rule import outbound
+
+    await outbound.confirm(session, uuid.UUID(withdrawal_id), current_settings())
 
 
 @job("compliance.expire_travel_rule", queue="compliance", max_retries=3)

@@ -21,6 +21,7 @@ from sqlalchemy import column, func, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance.models import KycCase
+from core.db import advisory_lock
 from core.errors import Forbidden
 from core.time import utcnow
 from custody.ledger import CurrencyInfo
@@ -66,7 +67,7 @@ async def check_withdrawal(session: AsyncSession, limits: dict[int, dict[str, st
     limit = unit.parse(configured, allow_zero=True)
     # Serializes this customer's requests until commit: the sum read below stays true until the
     # new withdrawal row is written in the same transaction.
-    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"kyc-withdrawal-limit:{user_id}", 0))))
+    await advisory_lock(session, f"kyc-withdrawal-limit:{user_id}")
     already = await used(session, user_id, unit.code, utcnow())
     if already + amount > limit:
         raise KycLimitExceeded(details={

@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance.models import KycCase, TransactionReview
+from compliance.travel_rule.models import TravelRuleTransfer
+from custody import ledger
 
 State = dict[str, Any]
 KYC_DECIDED = {"kyc.approved": "approved", "kyc.rejected": "rejected", "kyc.needs_info": "needs_info"}
@@ -85,9 +87,6 @@ def reduce_travel_rule(state: State | None, event: dict[str, Any]) -> State | No
 
 
 async def stored_travel_rule(session: AsyncSession, aggregate_id: str) -> State | None:
-    from compliance.travel_rule.models import TravelRuleTransfer
-    from custody import ledger
-
     try:
         transfer = await session.get(TravelRuleTransfer, uuid.UUID(aggregate_id))
     except ValueError:

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base
+from core.db import Base, advisory_lock
 from core.time import rfc3339, utcnow
 
 GENESIS = "0" * 64
@@ -81,7 +81,7 @@ async def append(
     aggregate = str(aggregate_id)
     # The lock is its own statement: under READ COMMITTED the next statement's snapshot then
     # includes every event committed by whoever held the lock before us.
-    await session.execute(_LOCK, {"key": f"{aggregate_type}:{aggregate}"})
+    await advisory_lock(session, f"{aggregate_type}:{aggregate}")
     last = (await session.execute(_LAST, {"type": aggregate_type, "id": aggregate})).first()
     seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
     # Microseconds are what PostgreSQL keeps: hash exactly what will be read back.
@@ -100,7 +100,6 @@ async def append(
         **{**event, "occurred_at": occurred_at}, prev_hash=prev_hash, hash=event_hash(event, prev_hash)))
 
 
-_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 _LAST = text("SELECT seq, hash FROM audit_events WHERE aggregate_type = :type AND aggregate_id = :id"
              " ORDER BY seq DESC LIMIT 1")
 

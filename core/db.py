@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, Numeric, func
+from sqlalchemy import DateTime, MetaData, Numeric, func, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -91,6 +91,15 @@ def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
+
+async def advisory_lock(session: AsyncSession, key: str) -> None:
+    """Wait for, then hold until the transaction ends, the lock named ``key``: serializes work on
+    something no row stands for yet (a user's next allocation, an external id's first upsert)."""
+    await session.execute(_ADVISORY_LOCK, {"key": key})
 
 
 def after_commit(session: AsyncSession, callback: Callable[..., Awaitable[Any] | Any], *args: Any) -> None:

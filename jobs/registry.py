@@ -41,7 +41,7 @@ WORKERS: dict[str, list[str]] = {
 JOB_MODULES = ("jobs.heartbeat", "custody.actors", "api.helpdesk.actors", "api.cms.actors",
                "custody.withdrawals.actors",  # withdrawals (issue 8)
                "custody.deposits.actors",  # deposits (issue 7)
-               "compliance.actors", "compliance.travel_rule.actors")  # compliance (issue 9)
+               "compliance.actors")  # compliance (issue 9)
 
 # Retries use Dramatiq's exponential backoff from 15 s: the 10th retry waits about 4 hours, so a
 # job keeps trying through a long outage of a chain node or SMTP relay, then dead-letters.

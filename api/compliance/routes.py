@@ -3,7 +3,6 @@ and the staff review of transactions."""
 
 from __future__ import annotations
 
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -35,7 +34,7 @@ from api.compliance.schemas import (
     TravelRuleTransferOut,
     TravelRuleUpsertIn,
 )
-from api.http import json_response, multipart_files, path_uuid
+from api.http import json_response, multipart_files, path_uuid, stored_file
 from api.keys import CHAINS, FILE_STORE, SETTINGS
 from api.middleware import db_session
 from api.registry import Routes
@@ -99,19 +98,8 @@ async def kyc_document_download(request: web.Request) -> web.StreamResponse:
     """A KYC document's exact bytes, as an attachment with its sniffed type (compliance officers and admins)."""
     document = await kyc_documents.get(db_session(request), path_uuid(request, "user_id", "kyc_document_not_found"),
                                        path_uuid(request, "document_id", "kyc_document_not_found"))
-    response = web.StreamResponse(headers={
-        "Content-Type": document.content_type,
-        "Content-Disposition": f"attachment; filename=\"{document.id}\"; filename*=UTF-8''{quote(document.filename, safe='')}",
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox",
-        "Content-Length": str(document.size),
-        "X-Content-SHA256": document.sha256,
-    })
-    await response.prepare(request)
-    async for chunk in request.config_dict[FILE_STORE].read(str(document.id)):
-        await response.write(chunk)
-    await response.write_eof()
-    return response
+    return await stored_file(request, document.id, filename=document.filename, content_type=document.content_type,
+                             size=document.size, headers={"X-Content-SHA256": document.sha256})
 
 
 @kyc_routes.post("/admin/kyc/{user_id}/decision", access=OFFICERS, body=KycDecisionIn, responses={200: KycCaseOut},

@@ -23,7 +23,7 @@ from api.escrow.schemas import (
     ShardPathIn,
     ShardPathOut,
 )
-from api.http import multipart_file, path_uuid
+from api.http import multipart_file, path_uuid, stored_file
 from api.keys import FILE_STORE, SETTINGS
 from api.middleware import db_session
 from api.registry import Routes
@@ -133,18 +133,8 @@ async def download_evidence(request: web.Request) -> web.StreamResponse:
     """The exact bytes, as an attachment with the sniffed type."""
     found = await evidence.get(db_session(request), _actor(request), _escrow_id(request),
                                path_uuid(request, "file_id", "evidence_not_found"))
-    response = web.StreamResponse(headers={
-        "Content-Type": found.content_type,
-        "Content-Disposition": f"attachment; filename=\"{found.id}\"; filename*=UTF-8''{_quote(found.filename)}",
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox",
-        "Content-Length": str(found.size),
-    })
-    await response.prepare(request)
-    async for chunk in request.config_dict[FILE_STORE].read(str(found.id)):
-        await response.write(chunk)
-    await response.write_eof()
-    return response
+    return await stored_file(request, found.id, filename=found.filename, content_type=found.content_type,
+                             size=found.size)
 
 
 @escrow.post("/escrow/{escrow_id}/dispute/evidence/{file_id}/delete", access=AUTHENTICATED, body=Empty,
@@ -194,7 +184,3 @@ def _description(fields: dict[str, str]) -> str | None:
     return (fields.get("description") or "").strip()[:1000] or None
 
 
-def _quote(filename: str) -> str:
-    from urllib.parse import quote
-
-    return quote(filename, safe="")

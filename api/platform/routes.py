@@ -80,8 +80,11 @@ async def request_withdrawal(request: web.Request, body: WithdrawalRequestIn) ->
     """Request a withdrawal: `amount + fee` is held until it is confirmed on chain (or voided).
 
     Refusals hold nothing: invalid_address, invalid_amount, asset_not_on_chain (422), sanctioned_address
-    (403), withdrawals_frozen (403), travel_rule_required (422), mfa_required / invalid_mfa_code (401),
-    insufficient_funds (422).
+    (403, and it freezes the account's withdrawals), withdrawals_frozen (403), kyc_limit_exceeded (403),
+    travel_rule_required / travel_address_invalid (422), mfa_required / invalid_mfa_code (401),
+    too_many_attempts (429), insufficient_funds (422). With a `travel_rule.travel_address` at or above the
+    Travel Rule threshold the withdrawal starts in `awaiting_travel_rule` until the beneficiary's VASP
+    accepts it over TRP.
     """
     settings, session, principal = request.config_dict[SETTINGS], db_session(request), current(request)
     view = await withdrawals.request(

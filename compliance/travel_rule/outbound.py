@@ -24,7 +24,6 @@ from core.settings import Settings
 from custody import ledger
 from custody.withdrawals import service as withdrawals
 from custody.withdrawals.models import Withdrawal
-from jobs.context import current_settings
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +40,8 @@ def _token_contract(settings: Settings, chain_name: str | None, symbol: str) -> 
     return None
 
 
-async def deliver(session: AsyncSession, transfer_id: uuid.UUID, settings: Settings | None = None) -> None:
+async def deliver(session: AsyncSession, transfer_id: uuid.UUID, settings: Settings) -> None:
     """Send a draft outbound transfer's inquiry and apply the answer, if the answer is a decision."""
-    settings = settings or current_settings()
     transfer = await session.scalar(select(TravelRuleTransfer).where(TravelRuleTransfer.id == transfer_id)
                                     .with_for_update())
     if transfer is None or transfer.direction != "outbound" or transfer.state != "draft":
@@ -91,10 +89,9 @@ async def expire(session: AsyncSession, moment: datetime) -> None:
                                                   reason=transfer.reason)
 
 
-async def confirm(session: AsyncSession, withdrawal_id: uuid.UUID, settings: Settings | None = None) -> None:
+async def confirm(session: AsyncSession, withdrawal_id: uuid.UUID, settings: Settings) -> None:
     """Tell the beneficiary's VASP the transaction id of a confirmed withdrawal (or that it was
     canceled), once, through the approval's callback."""
-    settings = settings or current_settings()
     withdrawal = await session.get(Withdrawal, withdrawal_id)
     transfer = await session.scalar(select(TravelRuleTransfer).where(
         TravelRuleTransfer.withdrawal_id == withdrawal_id, TravelRuleTransfer.direction == "outbound",

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance.travel_rule import ivms101
@@ -28,6 +28,7 @@ from compliance.travel_rule.models import TravelRuleTransfer
 from compliance.travel_rule.states import DRAFT, INITIAL, LIVE, OPEN, SENT
 from compliance.travel_rule.states import transition as next_state
 from core import audit
+from core.db import advisory_lock
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.money import AmountText
 from core.notifications import notify
@@ -207,10 +208,6 @@ async def recent(session: AsyncSession, state: str | None = None, direction: str
 
 # --- the upsert -----------------------------------------------------------------------------------
 
-async def _lock(session: AsyncSession, key: str) -> None:
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
-
-
 def _mismatch(field: str, given: Any, expected: Any, what: str) -> dict[str, str]:
     return {"field": f"transfer.{field}", "message": f"The {what} has {expected}, not {given}.",
             "type": "travel_rule_link_mismatch"}
@@ -334,7 +331,7 @@ async def upsert(session: AsyncSession, actor: Actor, data: Upsert | dict[str, A
     no error). ``send`` (or a linked withdrawal waiting for it) queues its delivery. → (transfer, created)."""
     request = parse_upsert(data)
     if request.external_id is not None:  # two first upserts of one external_id: one creates, one updates
-        await _lock(session, f"travel_rule:external:{request.external_id}")
+        await advisory_lock(session, f"travel_rule:external:{request.external_id}")
     transfer = await _existing(session, actor, request)
     resolved = await _resolve(session, actor, request)
     await _check_link_free(session, resolved, transfer.id if transfer else None)
@@ -474,7 +471,7 @@ async def create_inbound(session: AsyncSession, *, request_identifier: str,
     """Record a transfer a counterparty sent us (state ``sent``), once per ``request_identifier``:
     the same identifier again returns the first record (``created`` False). ``amount`` is in major
     units (TRP's number). ``document`` is snake_case (``ivms101.from_wire`` of the message)."""
-    await _lock(session, f"travel_rule:request:{request_identifier}")
+    await advisory_lock(session, f"travel_rule:request:{request_identifier}")
     existing = await by_request_identifier(session, request_identifier, "inbound", lock=True)
     if existing is not None:
         return existing, False

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import advisory_lock
 from custody.addresses.models import DepositAddress
 from custody.hd import MAX_INDEX, XpubError, deposit_address
 
@@ -24,8 +25,7 @@ class XpubMismatch(XpubError):
 async def lock_pool(session: AsyncSession, chain: str) -> None:
     # One refill per chain at a time: two would derive the same next indexes. Transaction-scoped,
     # so a crashed refill releases it with its rollback.
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                          {"key": f"deposit_pool:{chain}"})
+    await advisory_lock(session, f"deposit_pool:{chain}")
 
 
 async def unassigned_count(session: AsyncSession, chain: str) -> int:

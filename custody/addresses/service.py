@@ -10,10 +10,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import column, select, table, text
+from sqlalchemy import column, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
+from core.db import advisory_lock
 from core.errors import InvalidInput, NotFound, ServiceUnavailable
 from core.settings import ChainSettings
 from core.time import utcnow
@@ -80,8 +81,7 @@ async def allocate(
 
     # Serialize allocations of one (user, chain): the second waits, then finds the first's row
     # instead of taking a second pool address (the partial UNIQUE index would refuse it anyway).
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                          {"key": f"deposit_address:{user_id}:{chain_settings.name}"})
+    await advisory_lock(session, f"deposit_address:{user_id}:{chain_settings.name}")
     existing = await session.scalar(
         select(DepositAddress).where(DepositAddress.user_id == user_id, DepositAddress.chain == chain_settings.name)
     )

@@ -45,7 +45,7 @@ from custody.withdrawals import metrics
 from custody.withdrawals.authorization import authorize, request_key
 from custody.withdrawals.models import Withdrawal, WithdrawalAttempt
 from custody.withdrawals.nonces import assign_nonce, release_nonce
-from custody.withdrawals.service import record_step, tell_travel_rule_counterparty
+from custody.withdrawals.service import record_step
 from custody.withdrawals.states import transition
 from jobs.mail import product_email
 from jobs.registry import broker_of, enqueue
@@ -358,14 +358,12 @@ async def _settle(session: AsyncSession, chain_settings: ChainSettings, withdraw
         await session.flush()
         await record_step(session, withdrawal, unit, "withdrawal.confirmed", "custody", data)
         product_email(session, withdrawal.user_id, "withdrawal.confirmed", withdrawal.id)
-        tell_travel_rule_counterparty(session, withdrawal)
     else:
         await ledger.void_hold(session, withdrawal.hold_id, type="withdrawal_void")
         withdrawal.state = transition(withdrawal.state, "revert")
         withdrawal.failure_reason = "reverted"
         await session.flush()
         await record_step(session, withdrawal, unit, "withdrawal.failed", "custody", {**data, "reason": "reverted"})
-        tell_travel_rule_counterparty(session, withdrawal)
 
 
 async def active_withdrawals(session: AsyncSession) -> list[str]:

@@ -33,7 +33,7 @@ from custody.freezes import freeze, withdrawals_frozen
 from custody.hd import checksum_address
 from custody.withdrawals import metrics
 from custody.withdrawals.models import Withdrawal, WithdrawalApproval, WithdrawalAttempt
-from custody.withdrawals.states import transition
+from custody.withdrawals.states import FINAL, transition
 from compliance import limits as kyc_limits  # KYC withdrawal limits (issue 9)
 from compliance import screening
 from compliance.travel_rule import withdrawals as travel_rules
@@ -123,12 +123,15 @@ def _address(text: str) -> str:
 
 async def record_step(session: AsyncSession, withdrawal: Withdrawal, unit: ledger.CurrencyInfo, event: str,
                   actor: uuid.UUID | str | None, data: dict[str, Any] | None = None) -> None:
-    """The audit event, the owner's notification and the metric of one step."""
+    """The audit event, the owner's notification and the metric of one step; at a final state, the
+    Travel Rule counterparty's confirmation."""
     body = {"state": withdrawal.state, "chain": withdrawal.chain, "asset": withdrawal.asset,
             "amount": unit.format(withdrawal.amount), **(data or {})}
     await audit.append(session, "withdrawal", withdrawal.id, event, body, actor=actor)
     await notifications.notify(session, withdrawal.user_id, event, {"withdrawal_id": str(withdrawal.id), **body})
     metrics.count(event.removeprefix("withdrawal."), withdrawal.chain, withdrawal.asset)
+    if withdrawal.state in FINAL:
+        tell_travel_rule_counterparty(session, withdrawal)
 
 
 # --- request ------------------------------------------------------------------------------------
@@ -191,9 +194,10 @@ async def request(session: AsyncSession, settings: Settings, sanctions: Sanction
 
 def tell_travel_rule_counterparty(session: AsyncSession, withdrawal: Withdrawal) -> None:
     """A withdrawal sent with a Travel Address ended (confirmed, failed, rolled back): its beneficiary
-    VASP, if it accepted the transfer, gets the txid or ``canceled`` (a compliance job, after commit)."""
+    VASP, if it accepted the transfer, gets the txid or ``canceled`` (a compliance job, after commit).
+    ``record_step`` calls it on every final step, whichever path got there."""
     if withdrawal.travel_rule and withdrawal.travel_rule.get("travel_address"):
-        from compliance.travel_rule.actors import confirm_travel_rule  # the compliance worker's job
+        from compliance.actors import confirm_travel_rule  # the compliance worker's job
 
         confirm_travel_rule.send_after_commit(session, str(withdrawal.id))
 
@@ -328,5 +332,4 @@ async def rollback(session: AsyncSession, actor: Actor, withdrawal_id: uuid.UUID
     await session.flush()
     unit = await ledger.currency(session, withdrawal.asset)
     await record_step(session, withdrawal, unit, "withdrawal.rolled_back", actor.user_id, {"previous_state": state})
-    tell_travel_rule_counterparty(session, withdrawal)
     return await _view(session, withdrawal)

@@ -427,9 +427,10 @@ async def low_threshold_client(make_client, travel_settings: Settings):
 
 
 async def test_a_withdrawal_with_a_travel_address_waits_and_fails_when_its_transfer_expires(
-        factory, low_threshold_client, login_as) -> None:
+        factory, broker, low_threshold_client, login_as) -> None:
     from compliance.travel_rule import outbound, trp
 
+    bind_broker(factory, broker)  # as in the compliance worker: a failed withdrawal queues the TRP follow-up
     client = low_threshold_client
     owner = await login_as(client)
     travel_address = trp.travel_address("https://127.0.0.1:1/inquiry/" + DESTINATION)
