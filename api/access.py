@@ -37,7 +37,7 @@ def roles_or_service_signature(*names: str) -> Access:
     """Staff with one of ``names``, or a service that signs the raw body instead of logging in.
 
     Deposits (issue 7): external chain watchers have no user. Public to the router, like
-    ``SIGNED``: the handler calls ``api.platform.signatures.caller`` before anything else, which
+    ``SIGNED``: the handler calls ``api.signatures.caller`` before anything else, which
     checks the ``X-Signature: sha256=<hex>`` HMAC of the body when it is sent, the roles otherwise.
     """
     listed = ", ".join(sorted(names))

@@ -16,7 +16,7 @@ from api import docs
 from api.admin import events as admin_events
 from api.admin import routes as admin_routes
 from api.auth import routes as auth_routes
-from api.auth.principal import IdentityCache
+from api.principal import IdentityCache
 from api.cms import routes as cms_routes
 from api.compliance import routes as compliance_routes
 from api.escrow import routes as escrow_routes
@@ -25,7 +25,7 @@ from api.i18n import routes as i18n_routes
 from api.platform import routes as platform_routes
 from api.wallet import routes as wallet_routes
 from api.notifications import routes as notification_routes
-from api.notifications.stream import close_streams
+from api.stream import close_streams
 from api.control import control_context
 from api.keys import (
     BROKER,
@@ -46,10 +46,10 @@ from api.metrics import HttpMetrics
 from api.middleware import MIDDLEWARES
 from api.openapi import build_openapi
 from api.ops import routes as ops
-from api.ops.service import VERSION
+from api.probes import VERSION
 from api.registry import Routes
 from core.db import create_engine, session_factory
-from core.notifications import bind_publisher
+from notifications.service import bind_publisher
 from core.settings import Settings
 from core.storage import LocalFileStore
 from custody.chains import chain_for

@@ -10,7 +10,7 @@ from typing import Any
 
 from openapi_pydantic.v3.v3_1 import OpenAPI
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from api.registry import ResponseSpec, Routes, RouteSpec
 from api.schemas import ErrorResponse
@@ -22,6 +22,29 @@ STATUS_TEXT = {
     409: "Conflict", 413: "Payload too large", 415: "Unsupported media type", 422: "Invalid input",
     429: "Too many requests", 503: "Unavailable",
 }
+
+
+class _ComponentNames(GenerateJsonSchema):
+    """A class name shared by two domains becomes ``EscrowResolveIn`` and ``ComplianceResolveIn``.
+
+    pydantic's own fallback, ``api__escrow__schemas__ResolveIn``, makes openapi-python-client drop
+    the model and every route that uses it.
+    """
+
+    def normalize_name(self, name: str) -> str:
+        # pydantic tries the bare class name first and falls back to its dotted path on a clash;
+        # only the path (api.<domain>.<module>.<Class>) names the domain to prefix it with.
+        # str.capitalize, not str.title: "i18n".title() is "I18N".
+        parts = name.split(".")
+        if len(parts) > 3 and parts[0] == "api":
+            name = "".join(word.capitalize() for word in parts[1].split("_")) + parts[-1]
+        return super().normalize_name(name)
+
+    def generate_definitions(self, inputs: Any) -> Any:
+        json_schemas, definitions = super().generate_definitions(inputs)
+        for name, definition in definitions.items():
+            definition["title"] = name  # client generators name the class after the title, not the key
+        return json_schemas, definitions
 
 
 def _models(tables: list[tuple[str, Routes]]) -> list[tuple[type[BaseModel], Any]]:
@@ -109,7 +132,8 @@ def _file_fields(definitions: dict[str, Any]) -> None:
 
 
 def build_openapi(tables: list[tuple[str, Routes]], *, version: str, server_url: str | None = None) -> dict[str, Any]:
-    refs, schema = models_json_schema(_models(tables), ref_template=REF_TEMPLATE)
+    refs, schema = models_json_schema(
+        _models(tables), ref_template=REF_TEMPLATE, schema_generator=_ComponentNames)
     definitions: dict[str, Any] = schema.get("$defs", {})
     _file_fields(definitions)
     paths: dict[str, dict[str, Any]] = {}

@@ -24,7 +24,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from api.access import Access
-from api.auth.principal import authorize
+from api.principal import authorize
 from api.http import json_response, read_body, read_query
 from api.idempotency import read_key as read_idempotency_key
 from api.idempotency import run_idempotently

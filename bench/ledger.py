@@ -25,7 +25,7 @@ from pathlib import Path
 
 import asyncpg
 
-from api.auth.models import User
+from identity.models import User
 from core import audit
 from core.db import create_engine, session_factory, unit_of_work
 from core.migrate import upgrade

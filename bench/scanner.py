@@ -46,7 +46,7 @@ from eth_account import Account
 from sqlalchemy import select
 from web3 import HTTPProvider, Web3
 
-from api.auth.models import User
+from identity.models import User
 from core.db import create_engine, session_factory, unit_of_work
 from core.migrate import upgrade
 from core.settings import ChainSettings, Settings

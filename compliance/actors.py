@@ -8,7 +8,8 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from compliance import reports, rules
+from compliance.reporting import service as reports
+from compliance.review import rules
 from core.settings import Settings
 from core.time import utcnow
 from jobs.context import current_settings
@@ -51,7 +52,7 @@ async def reconcile_balances(session: AsyncSession, as_of: str | None = None) ->
 
 @job("compliance.apply_rules", queue="compliance", max_retries=3)
 async def apply_rules(session: AsyncSession) -> None:
-    """Flag the transfers since the last sweep that the automatic rules find (compliance.rules)."""
+    """Flag the transfers since the last sweep that the automatic rules find (compliance.review.rules)."""
     settings = current_settings()
     await rules.sweep(session, utcnow(), jurisdiction=settings.compliance_rules_jurisdiction,
                       settle_seconds=settings.compliance_rules_settle_seconds,

@@ -16,7 +16,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from compliance import prices, screening
+from compliance import prices
+from compliance.screening import service as screening
 from core.db import create_engine, session_factory, unit_of_work
 from core.errors import AppError
 from core.settings import Settings

@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from compliance.models import KycCase, TransactionReview
+from compliance.kyc.models import KycCase
+from compliance.review.models import TransactionReview
 from compliance.travel_rule.models import TravelRuleTransfer
 from custody import ledger
 

@@ -265,7 +265,7 @@ class Settings(BaseSettings):
     # Optional documents on POST /me/kyc (multipart field `documents`), stored like dispute evidence.
     kyc_document_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # per file
     kyc_document_max_files: int = Field(default=5, ge=1, le=50)  # per submission
-    # Withdrawal limits by KYC level (compliance.limits): {level: {asset: amount}}, major units, the
+    # Withdrawal limits by KYC level (compliance.kyc.limits): {level: {asset: amount}}, major units, the
     # most a customer may request in a rolling 24 hours. A user's level is their approved case's level,
     # 0 otherwise; the table of the highest configured level at or below it applies; an asset it does
     # not list has no KYC limit. `{}` turns KYC limits off.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from api.cms.seed import seed_content
+from content.seed import seed_content
 from core.db import create_engine, session_factory, unit_of_work
 
 

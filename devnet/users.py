@@ -8,8 +8,8 @@ import os
 import secrets
 from pathlib import Path
 
-from api.auth.models import ROLES
-from api.auth.service import ensure_user
+from identity.models import ROLES
+from identity.service import ensure_user
 from core.db import create_engine, session_factory, unit_of_work
 from custody import ledger
 

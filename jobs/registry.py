@@ -37,8 +37,8 @@ WORKERS: dict[str, list[str]] = {
 }
 
 # Modules whose import registers jobs; `create_broker` imports them so every process declares
-# the same actors. Later issues append their domain's actors module ("custody.actors", ...).
-JOB_MODULES = ("jobs.heartbeat", "custody.actors", "api.helpdesk.actors", "api.cms.actors",
+# the same actors. Later issues append their domain's actors module ("custody.addresses.actors", ...).
+JOB_MODULES = ("jobs.heartbeat", "custody.addresses.actors", "support.actors", "notifications.actors",
                "custody.withdrawals.actors",  # withdrawals (issue 8)
                "custody.deposits.actors",  # deposits (issue 7)
                "compliance.actors")  # compliance (issue 9)

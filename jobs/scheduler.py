@@ -51,7 +51,7 @@ def every_minute(settings: Settings) -> BaseTrigger:
 
 def enqueue_pool_refills(broker: dramatiq.Broker) -> None:
     """One ``allocator.refill_all``: the allocator fans it out to a refill per configured chain
-    (its own settings name the chains; custody.actors declares the job)."""
+    (its own settings name the chains; custody.addresses.actors declares the job)."""
     broker.enqueue(broker.get_actor("allocator.refill_all").message())
 
 
@@ -69,7 +69,7 @@ SCHEDULE: list[ScheduleEntry] = [
                   lambda settings: IntervalTrigger(seconds=settings.withdrawal_track_seconds)),
     # Compliance (issue 9): yesterday's large_transactions and last month's monthly reports per
     # configured jurisdiction, at 00:15 UTC; a unique key per period makes repeated or catch-up runs
-    # queue nothing. Then the automatic transaction rules (compliance.rules), every interval.
+    # queue nothing. Then the automatic transaction rules (compliance.review.rules), every interval.
     ScheduleEntry("compliance-daily-reports",
                   lambda broker: broker.enqueue(broker.get_actor("compliance.schedule_reports").message()),
                   lambda settings: CronTrigger(hour=0, minute=15, timezone=UTC), run_at_start=True),

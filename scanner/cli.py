@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.db import create_engine, session_factory
 from core.logging import configure_logging
-from core.notifications import bind_publisher
+from notifications.service import bind_publisher
 from core.settings import ChainSettings, Settings
 from custody.chains import chain_for
 from custody.deposits import tracking

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from api.access import roles
-from api.admin import events_service
+from api import replay as events_service
 from api.http import json_response
 from api.middleware import db_session
 from api.registry import Routes

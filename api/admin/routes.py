@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.access import roles
-from api.auth import service
-from api.auth.principal import current
+from identity import service
+from api.principal import current
 from api.auth.schemas import AdminUserOut, RolesIn, StatusIn, UserListOut, UserListQuery
 from api.http import path_uuid
 from api.keys import REDIS

@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.access import AUTHENTICATED, PUBLIC, SIGNED, roles
-from api.auth import onboarding, service
-from api.auth.principal import ACCESS_COOKIE, REFRESH_COOKIE, check_origin, current
-from api.auth.reload import apply_signed_reload
-from api.i18n.locales import from_accept_language
+from custody import onboarding
+from identity import service
+from api.principal import ACCESS_COOKIE, REFRESH_COOKIE, check_origin, current
+from api.reload import apply_signed_reload
+from core.locales import from_accept_language
 from api.auth.schemas import (
     LoginIn,
     LogoutAllOut,

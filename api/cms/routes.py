@@ -11,11 +11,11 @@ from typing import Any
 from aiohttp import web
 
 from api.access import PUBLIC, roles
-from api.auth.principal import current
-from api.cms import email, service, states
-from api.cms.caching import cached_json
-from api.cms.models import CmsDocument, CmsVersion, EmailDelivery, Kind
-from api.cms.render import render_blocks, version_html
+from api.principal import current
+from content import email, service, states
+from api.caching import cached_json
+from content.models import CmsDocument, CmsVersion, EmailDelivery, Kind
+from content.render import render_blocks, version_html
 from api.cms.schemas import (
     AdminListQuery,
     DeliveryListOut,
@@ -43,7 +43,7 @@ from api.cms.schemas import (
     TransitionIn,
     VersionOut,
 )
-from api.i18n.locales import fallback_chain, from_accept_language, normalize
+from core.locales import fallback_chain, from_accept_language, normalize
 from api.keys import SETTINGS
 from api.middleware import db_session
 from api.registry import Routes

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints, model_validator
 
-from api.cms.states import Action, State
-from api.i18n.locales import DEFAULT_LOCALE, LOCALE_PATTERN, MAX_LOCALE_LENGTH
+from content.states import Action, State
+from core.locales import DEFAULT_LOCALE, LOCALE_PATTERN, MAX_LOCALE_LENGTH
 
 Locale = Annotated[str, StringConstraints(pattern=LOCALE_PATTERN, max_length=MAX_LOCALE_LENGTH)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

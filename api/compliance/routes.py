@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.access import AUTHENTICATED, roles
-from api.auth.principal import current
+from api.principal import current
 from api.compliance.schemas import (
     AdminReportListQuery,
     DownloadQuery,
@@ -39,7 +39,9 @@ from api.keys import CHAINS, FILE_STORE, SETTINGS
 from api.middleware import db_session
 from api.registry import Routes
 from compliance import jurisdictions as jurisdiction_data
-from compliance import kyc, kyc_documents, reconcile, reports, review
+from compliance.kyc import service as kyc, documents as kyc_documents
+from compliance.review import reconcile, service as review
+from compliance.reporting import service as reports
 from compliance.travel_rule import service as travel_rule
 from core.storage import IncomingFile
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.access import AUTHENTICATED, roles
-from api.auth.principal import current
-from api.escrow import evidence, service
+from api.principal import current
+from custody.escrow import evidence, service
 from api.escrow.schemas import (
     AdminEscrowQuery,
     CreateEscrowIn,
@@ -28,7 +28,7 @@ from api.keys import FILE_STORE, SETTINGS
 from api.middleware import db_session
 from api.registry import Routes
 from api.schemas import Empty
-from api.escrow.models import EvidenceFile
+from custody.escrow.models import EvidenceFile
 from core.storage import IncomingFile, shard_path
 
 escrow = Routes(tag="escrow")

@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints
 
-from api.escrow.service import EscrowView
-from api.escrow.states import STATES
+from custody.escrow.service import EscrowView
+from custody.escrow.states import STATES
 from core.time import rfc3339
 
 State = Literal["created", "funded", "released", "disputed", "resolved", "cancelled"]

@@ -7,9 +7,9 @@ import uuid
 from aiohttp import web
 
 from api.access import AUTHENTICATED, roles
-from api.auth.models import STAFF_ROLES
-from api.auth.principal import current
-from api.helpdesk import service, sla
+from identity.models import STAFF_ROLES
+from api.principal import current
+from support import service, sla
 from api.helpdesk.schemas import (
     ContextLinkIn,
     ContextLinkOut,

@@ -13,11 +13,11 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel, StringConstraints, field_validator, model_validator
 
-from api.helpdesk.models import Ticket
-from api.helpdesk.references import LinkKind
-from api.helpdesk.service import TicketPage, TicketView
-from api.helpdesk.sla import Priority
-from api.helpdesk.states import State, allowed_moves
+from support.models import Ticket
+from support.references import LinkKind
+from support.service import TicketPage, TicketView
+from support.sla import Priority
+from support.states import State, allowed_moves
 
 Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Body = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]

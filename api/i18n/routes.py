@@ -9,10 +9,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.access import roles
-from api.cms import states
+from content import states
 from api.cms.schemas import MoveOut, NextStatusIn, NextStatusOut
-from api.i18n.catalog import catalog, resolve
-from api.i18n.locales import normalize
+from content.i18n.catalog import catalog, resolve
+from core.locales import normalize
 from api.i18n.schemas import MessageIn, MessageOut
 from api.keys import LIVE
 from api.registry import Routes

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from api.i18n.locales import LOCALE_PATTERN, MAX_LOCALE_LENGTH
+from core.locales import LOCALE_PATTERN, MAX_LOCALE_LENGTH
 
 Locale = Annotated[str, StringConstraints(pattern=LOCALE_PATTERN, max_length=MAX_LOCALE_LENGTH)]
 

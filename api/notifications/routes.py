@@ -6,9 +6,9 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from api.access import AUTHENTICATED
-from api.auth.principal import current
+from api.principal import current
 from api.http import validate
-from api.notifications.stream import serve
+from api.stream import serve
 from api.registry import Routes
 
 notifications = Routes(tag="notifications")

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from api.http import json_response
 from api.keys import CHAINS, ENGINE, LIVE, METRICS, OPENAPI, REDIS, SESSIONS, SETTINGS, STARTED_AT
-from api.ops import service
+from api import probes as service
 from api.ops.schemas import HealthOut, ReadinessOut, StatusOut
 from api.access import PUBLIC, Access
 from api.registry import Routes

@@ -7,12 +7,12 @@ import uuid
 from aiohttp import web
 
 from api.access import AUTHENTICATED, roles, roles_or_service_signature
-from api.auth.principal import Principal, current
-from api.auth.service import require_step_up
+from api.principal import Principal, current
+from identity.service import require_step_up
 from api.http import json_response, path_uuid
 from api.keys import CHAINS, REDIS, SETTINGS
 from api.middleware import db_session
-from api.platform import signatures
+from api import signatures
 from api.platform.schemas import (
     AllocateAddressIn,
     DepositAddressOut,

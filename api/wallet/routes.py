@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.access import AUTHENTICATED
-from api.auth.principal import current
+from api.principal import current
 from api.middleware import db_session
 from api.registry import Routes
 from api.wallet.schemas import (

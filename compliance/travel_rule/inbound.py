@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from compliance import screening
+from compliance.screening import service as screening
 from compliance.travel_rule import ivms101, service, trp
 from compliance.travel_rule.models import TravelRuleTransfer
 from core import audit

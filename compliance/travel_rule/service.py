@@ -31,7 +31,7 @@ from core import audit
 from core.db import advisory_lock
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.money import AmountText
-from core.notifications import notify
+from notifications.service import notify
 from core.time import rfc3339, utcnow
 from custody import ledger
 from custody.deposits.models import Deposit

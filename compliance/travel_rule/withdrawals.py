@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import column, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from compliance.models import KycCase
+from compliance.kyc.models import KycCase
 from compliance.travel_rule import service, trp
 from core.errors import InvalidInput
 from core.settings import Settings

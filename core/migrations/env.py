@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.db import Base, async_url
 
-MODEL_MODULES = ["core.heartbeats", "core.audit", "core.notifications", "api.auth.models", "api.idempotency",
-                 "api.helpdesk.models", "api.cms.models", "api.escrow.models",
+MODEL_MODULES = ["core.heartbeats", "core.audit", "notifications.service", "identity.models", "api.idempotency",
+                 "support.models", "content.models", "custody.escrow.models",
                  "custody.ledger.models", "custody.addresses.models", "custody.deposits.models",
                  "custody.withdrawals.models", "custody.freezes",  # withdrawals (issue 8)
                  "compliance.models",  # compliance (issue 9)

@@ -18,7 +18,7 @@ from core.db import advisory_lock
 from core.errors import InvalidInput, NotFound, ServiceUnavailable
 from core.settings import ChainSettings
 from core.time import utcnow
-from custody import actors
+from custody.addresses import actors
 from custody.addresses.models import DepositAddress
 from custody.addresses.pool import refill_pool
 

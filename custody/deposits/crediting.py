@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.notifications import notify
+from notifications.service import notify
 from core.time import utcnow
 from custody import freezes, ledger
 from custody.deposits.models import REORGED, Deposit

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.db import after_commit
-from core.notifications import notify_many
+from notifications.service import notify_many
 from core.time import utcnow
 from custody import ledger
 from custody.addresses.models import DepositAddress

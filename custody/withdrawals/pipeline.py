@@ -47,7 +47,7 @@ from custody.withdrawals.models import Withdrawal, WithdrawalAttempt
 from custody.withdrawals.nonces import assign_nonce, release_nonce
 from custody.withdrawals.service import record_step
 from custody.withdrawals.states import transition
-from jobs.mail import product_email
+from notifications.emails import product_email
 from jobs.registry import broker_of, enqueue
 
 log = logging.getLogger(__name__)

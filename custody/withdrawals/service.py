@@ -2,7 +2,7 @@
 
 A request is refused with nothing held unless every check passes, in this order: the chain and
 asset, the address (EIP-55), the amount (the asset's decimals), the sanctions list, a withdrawal
-freeze, the KYC level's 24-hour limit (``compliance.limits``), the Travel Rule data, the caller's
+freeze, the KYC level's 24-hour limit (``compliance.kyc.limits``), the Travel Rule data, the caller's
 step-up MFA code, and finally the balance — the hold of ``amount + fee`` is the last thing written.
 An MFA refusal is committed (it records the failed code), which is why nothing is written before it.
 
@@ -22,7 +22,8 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, notifications
+from core import audit
+from notifications import service as notifications
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.pagination import decode_cursor, encode_cursor
 from core.sanctions import SanctionsList
@@ -34,8 +35,8 @@ from custody.hd import checksum_address
 from custody.withdrawals import metrics
 from custody.withdrawals.models import Withdrawal, WithdrawalApproval, WithdrawalAttempt
 from custody.withdrawals.states import FINAL, transition
-from compliance import limits as kyc_limits  # KYC withdrawal limits (issue 9)
-from compliance import screening
+from compliance.kyc import limits as kyc_limits  # KYC withdrawal limits (issue 9)
+from compliance.screening import service as screening
 from compliance.travel_rule import withdrawals as travel_rules
 
 ZERO_ADDRESS = "0x" + "0" * 40

@@ -24,7 +24,7 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.auth.models import User
+from identity.models import User
 from core.audit import AuditEvent
 from core.db import create_engine, session_factory, unit_of_work
 from core.settings import ChainSettings

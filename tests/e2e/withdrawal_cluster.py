@@ -233,7 +233,7 @@ def build_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, An
         "VIRTUOZ_WITHDRAWAL_FOUR_EYES_THRESHOLDS": json.dumps({"ETH": "50", "USDC": "100000"}),
         "VIRTUOZ_WITHDRAWAL_FEES": json.dumps({"ETH": "0.001", "USDC": "1"}),
         "VIRTUOZ_SIGNER_LIMITS": json.dumps(SIGNER_LIMITS),
-        "VIRTUOZ_KYC_WITHDRAWAL_LIMITS": "{}",  # the customers here are unverified (compliance.limits)
+        "VIRTUOZ_KYC_WITHDRAWAL_LIMITS": "{}",  # the customers here are unverified (compliance.kyc.limits)
     }
     cluster = Cluster(data_dir, database_url, redis.url(), anvil, usdc, artifact["abi"], hot_wallet,
                       f"http://127.0.0.1:{api_port}", env, vasps)

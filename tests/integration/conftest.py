@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import update
 
 from api.app import create_app
-from api.auth.models import User
+from identity.models import User
 from api.registry import Routes
 from core.db import create_engine, session_factory, unit_of_work
 from core.settings import Settings

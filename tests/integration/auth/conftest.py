@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 
 from api import control
-from api.auth import service
+from identity import service
 from core import audit
 from core.db import create_engine, session_factory, unit_of_work
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from api.auth import service
+from identity import service
 from core.db import create_engine, session_factory, unit_of_work
 from core.migrate import upgrade_async
 from tests.integration.auth.conftest import (

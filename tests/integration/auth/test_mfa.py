@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from api.auth import service
+from identity import service
 from api.keys import REDIS, SETTINGS
 from core.db import create_engine, session_factory, unit_of_work
 from core.errors import TooManyRequests

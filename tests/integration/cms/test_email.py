@@ -11,8 +11,8 @@ import uuid
 import pytest
 from aiosmtpd.controller import Controller
 
-from api.cms.actors import send_email
-from api.cms.email import send_product_email
+from notifications.actors import send_email
+from content.email import send_product_email
 from core.db import create_engine, session_factory, unit_of_work
 from devnet.processes import ManagedProcess, free_port, port_open
 from devnet.smtp import MaildirHandler

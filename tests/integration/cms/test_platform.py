@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from api import control
-from api.cms.states import ACTIONS, STATES, TRANSITIONS
+from content.states import ACTIONS, STATES, TRANSITIONS
 from core.signing import generate_keypair, sign_payload
 from tests.integration.cms.conftest import API, missing_tables, poll
 

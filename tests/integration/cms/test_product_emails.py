@@ -13,14 +13,14 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from redis.asyncio import Redis
 
-from api.cms.product_emails import BUILDERS
-from api.cms.seed import SEEDS, seed_content
+from notifications.product_emails import BUILDERS
+from content.seed import SEEDS, seed_content
 from core.db import create_engine, session_factory, unit_of_work
 from core.settings import ChainSettings
 from custody.withdrawals import pipeline
 from custody.withdrawals.models import Withdrawal, WithdrawalAttempt
 from jobs.broker import close_broker, create_broker, queue_depths
-from jobs.mail import PRODUCT_EMAIL_JOB, PRODUCT_EMAIL_QUEUE, TEMPLATES, product_email
+from notifications.emails import PRODUCT_EMAIL_JOB, PRODUCT_EMAIL_QUEUE, TEMPLATES, product_email
 from jobs.registry import JobError, bind_broker, registered_jobs
 from tests.integration.cms.conftest import (
     API,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.cms.seed import SEEDS, seed_content
+from content.seed import SEEDS, seed_content
 from core.db import create_engine, session_factory, unit_of_work
 from tests.integration.cms.conftest import API, fetch_all
 

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from api.cms.states import STATES, TRANSITIONS
+from content.states import STATES, TRANSITIONS
 from tests.integration.cms.conftest import API, audit_types, fetch_all, unique_slug
 
 ALLOWED = {(state, to) for (state, _), to in TRANSITIONS.items()}

@@ -7,10 +7,10 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from compliance import screening
+from compliance.screening import service as screening
 from core import audit
 from core.db import unit_of_work
-from core.notifications import Notification
+from notifications.service import Notification
 
 
 def application(**changes) -> dict:

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from compliance.models import KycDocument
+from compliance.kyc.models import KycDocument
 from core import audit
 from core.settings import Settings
 from core.storage import shard_path

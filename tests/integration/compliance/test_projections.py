@@ -6,7 +6,8 @@ import uuid
 from datetime import date
 from functools import reduce
 
-from compliance import kyc, review
+from compliance.kyc import service as kyc
+from compliance.review import service as review
 from compliance.projections import (
     reduce_kyc_case,
     reduce_transaction_review,

@@ -13,7 +13,7 @@ import pytest
 from eth_account import Account
 from sqlalchemy import select
 
-from compliance.reconcile import AGGREGATE
+from compliance.review.reconcile import AGGREGATE
 from core import audit
 from core.db import unit_of_work
 from core.settings import ChainSettings, Settings
@@ -221,6 +221,6 @@ async def test_only_compliance_and_admin_reconcile(client, login_as, role) -> No
 
 
 def test_native_log_index_is_the_deposits_own() -> None:
-    from compliance import reconcile as module
+    from compliance.review import reconcile as module
 
     assert module.NATIVE_LOG_INDEX == NATIVE_LOG_INDEX

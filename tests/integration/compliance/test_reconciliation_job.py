@@ -20,8 +20,8 @@ from eth_account import Account
 from sqlalchemy import func, select
 
 from compliance.actors import reconcile_balances
-from compliance.models import ComplianceReport
-from compliance.reports import previous_interval
+from compliance.reporting.models import ComplianceReport
+from compliance.reporting.service import previous_interval
 from core.db import unit_of_work
 from core.settings import ChainSettings, Settings
 from custody.addresses.models import DepositAddress

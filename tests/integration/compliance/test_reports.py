@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from compliance import review
-from compliance.models import ComplianceReport
+from compliance.review import service as review
+from compliance.reporting.models import ComplianceReport
 from core import audit
 from core.db import unit_of_work
 from custody.ledger import service as ledger

@@ -6,8 +6,8 @@ import uuid
 
 from sqlalchemy import select
 
-from compliance import review, rules
-from compliance.models import TransactionReview
+from compliance.review import service as review, rules
+from compliance.review.models import TransactionReview
 from core.db import unit_of_work
 from core.time import utcnow
 from custody.ledger import service as ledger
@@ -89,7 +89,7 @@ async def test_a_deposit_from_a_sanctioned_address_is_flagged_and_freezes_withdr
 
     from sqlalchemy import text
 
-    from compliance import screening
+    from compliance.screening import service as screening
     from custody.freezes import withdrawals_frozen
 
     start, name = utcnow(), f"test-{uuid.uuid4().hex[:20]}"  # sequential tests: nothing else posts

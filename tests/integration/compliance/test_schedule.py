@@ -13,7 +13,7 @@ import redis.asyncio
 from sqlalchemy import select
 
 from compliance.actors import schedule_reports
-from compliance.models import ComplianceReport
+from compliance.reporting.models import ComplianceReport
 from jobs.broker import queue_depths
 from jobs.scheduler import SCHEDULE, build_scheduler
 from tests.integration.compliance.conftest import drain
@@ -72,7 +72,7 @@ async def test_a_period_already_scheduled_is_not_queued_again(broker, factory, s
 
 
 async def test_concurrent_scheduling_of_one_period_queues_it_once(factory, settings, broker) -> None:
-    from compliance import reports as service
+    from compliance.reporting import service
     from core.db import unit_of_work
     from jobs.registry import bind_broker
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from compliance import screening
+from compliance.screening import service as screening
 from compliance.cli import run_load_sanctions
 from core.audit import AuditEvent
 from core.db import unit_of_work

@@ -20,7 +20,7 @@ from compliance.travel_rule import service as travel_rule
 from core import audit
 from core.db import unit_of_work
 from core.errors import InvalidState
-from core.notifications import Notification
+from notifications.service import Notification
 from core.settings import ChainSettings, Settings
 from jobs.broker import queue_depths
 from jobs.context import using_settings

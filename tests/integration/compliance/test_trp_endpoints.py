@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import insert, select
 
-from compliance import screening
+from compliance.screening import service as screening
 from compliance.travel_rule import service, trp
 from compliance.travel_rule.models import TravelRuleTransfer
 from compliance.travel_rule.server import create_trp_app

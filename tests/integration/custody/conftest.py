@@ -16,7 +16,7 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.auth.models import User
+from identity.models import User
 from core.db import create_engine, session_factory, unit_of_work
 from core.settings import ChainSettings, Settings
 from custody.addresses.models import DepositAddress

@@ -15,7 +15,7 @@ from api.app import route_tables
 from api.platform.routes import crypto
 from core.audit import AuditEvent
 from core.db import unit_of_work
-from custody.actors import refill
+from custody.addresses.actors import refill
 from custody.addresses import service
 from custody.addresses.service import AddressPoolEmpty
 from custody.hd import deposit_address

@@ -11,7 +11,7 @@ import redis.asyncio
 from bip_utils import Bip32Secp256k1, Bip39SeedGenerator, EthAddr
 
 from core.db import unit_of_work
-from custody.actors import refill, refill_all
+from custody.addresses.actors import refill, refill_all
 from custody.addresses.pool import XpubMismatch, refill_pool
 from custody.hd import XpubError, deposit_address
 from jobs.broker import queue_depths

@@ -22,9 +22,9 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.auth.models import User
+from identity.models import User
 from core.db import create_engine, session_factory, unit_of_work
-from core.notifications import bind_publisher
+from notifications.service import bind_publisher
 from core.settings import ChainSettings
 from custody import ledger
 from custody.addresses.pool import refill_pool

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from core.audit import AuditEvent, as_dict, events_of, verify_chain
 from core.db import unit_of_work
-from core.notifications import Notification
+from notifications.service import Notification
 from custody import freezes, ledger
 from custody.deposits import crediting
 from custody.deposits.actors import credit_deposit

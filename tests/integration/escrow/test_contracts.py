@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from api.escrow.states import ACTIONS, STATES, TRANSITIONS
+from custody.escrow.states import ACTIONS, STATES, TRANSITIONS
 from tests.integration.escrow.conftest import fresh_email
 
 pytestmark = pytest.mark.usefixtures("ledger_is_consistent")

@@ -19,7 +19,7 @@ from api.app import route_tables
 from api.helpdesk.routes import helpdesk, helpdesk_platform
 from core import audit
 from core.db import create_engine, session_factory
-from core.notifications import Notification
+from notifications.service import Notification
 from core.settings import Settings
 from jobs.broker import close_broker, create_broker
 from jobs.registry import bind_broker

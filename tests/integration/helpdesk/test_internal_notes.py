@@ -9,7 +9,7 @@ import uuid
 
 from sqlalchemy import select
 
-from core.notifications import Notification
+from notifications.service import Notification
 from tests.integration.helpdesk.conftest import TICKETS, error_of, notifications_of, open_ticket, ticket_events
 
 API = "/api/v1"

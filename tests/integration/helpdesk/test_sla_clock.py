@@ -11,8 +11,8 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import select
 
-from api.helpdesk import actors, service, sla
-from api.helpdesk.models import Ticket, TicketSlaPause
+from support import actors, service, sla
+from support.models import Ticket, TicketSlaPause
 from core.db import unit_of_work
 from core.time import rfc3339, utcnow
 from jobs.broker import close_broker, create_broker

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from api.helpdesk import sla
+from support import sla
 from core.time import rfc3339
 from tests.integration.helpdesk.conftest import TICKETS, error_of, notifications_of, open_ticket, ticket_events
 

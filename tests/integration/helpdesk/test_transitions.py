@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from api.helpdesk.projection import reduce_ticket, stored_ticket
+from support.projection import reduce_ticket, stored_ticket
 from tests.integration.helpdesk.conftest import TICKETS, error_of, notifications_of, open_ticket, ticket_events
 
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.auth.models import User
+from identity.models import User
 from core.db import create_engine, session_factory, unit_of_work
 from custody import ledger
 

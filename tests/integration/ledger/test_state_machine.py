@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.auth.models import User
+from identity.models import User
 from core.db import create_engine, session_factory, unit_of_work
 from core.errors import InsufficientFunds
 from core.migrate import upgrade

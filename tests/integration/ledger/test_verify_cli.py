@@ -12,7 +12,7 @@ import uuid
 
 from sqlalchemy import text
 
-from api.auth.models import User
+from identity.models import User
 from core.db import create_engine, session_factory, unit_of_work
 from core.migrate import upgrade
 from custody import ledger

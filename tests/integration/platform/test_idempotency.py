@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from api.access import AUTHENTICATED
-from api.auth.principal import current
+from api.principal import current
 from api.middleware import db_session
 from api.registry import Routes
 from core import audit

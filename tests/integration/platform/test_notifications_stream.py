@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from api.keys import STREAMS
 from core.db import create_engine, session_factory, unit_of_work
-from core.notifications import bind_publisher, notify
+from notifications.service import bind_publisher, notify
 
 
 async def produce(database_url: str, redis_url: str, user_id, *types: str) -> None:

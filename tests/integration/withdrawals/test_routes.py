@@ -9,7 +9,7 @@ import pyotp
 import pytest
 from sqlalchemy import text
 
-from compliance import screening
+from compliance.screening import service as screening
 from custody import freezes
 from core.db import unit_of_work
 from tests.integration.withdrawals.conftest import (

@@ -8,9 +8,9 @@ from importlib import resources
 
 import pytest
 
-from api.i18n import catalog
-from api.i18n.catalog import Catalog, MessageNotFound, MissingParameter, merge, resolve
-from api.i18n.locales import fallback_chain, from_accept_language, normalize
+from content.i18n import catalog
+from content.i18n.catalog import Catalog, MessageNotFound, MissingParameter, merge, resolve
+from core.locales import fallback_chain, from_accept_language, normalize
 from core.errors import InvalidInput
 
 NOTIFICATION_TYPES = (
@@ -65,7 +65,7 @@ def test_bundles_have_the_same_keys_and_fields_in_every_locale():
         return {name for form in forms for _, name, _, _ in string.Formatter().parse(form) if name}
 
     raw = {entry.name: json.loads(entry.read_text("utf-8"))
-           for entry in resources.files("api.i18n.bundles").iterdir() if entry.name.endswith(".json")}
+           for entry in resources.files("content.i18n.bundles").iterdir() if entry.name.endswith(".json")}
     english = raw.pop("en.json")
     for name, bundle in raw.items():
         assert set(bundle) == set(english), name

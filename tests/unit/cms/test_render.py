@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from api.cms.render import markdown_to_html, render_blocks, sanitize
+from content.render import markdown_to_html, render_blocks, sanitize
 
 ATTACKS = [
     "<script>alert(1)</script>",

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.cms import states
-from api.cms.states import ACTIONS, STATES, TRANSITIONS, IllegalMove
+from content import states
+from content.states import ACTIONS, STATES, TRANSITIONS, IllegalMove
 
 EXPECTED = {
     ("draft", "in_review"),

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from api.cms.templating import (
+from content.templating import (
     MissingVariable,
     RenderLimit,
     TemplateError,

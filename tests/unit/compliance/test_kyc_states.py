@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from compliance.kyc_states import ACTIONS, DECISIONS, STATES, TRANSITIONS, transition
+from compliance.kyc.states import ACTIONS, DECISIONS, STATES, TRANSITIONS, transition
 from core.errors import InvalidState
 
 EXPECTED = {

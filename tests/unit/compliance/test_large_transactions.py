@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from compliance.prices import Conversion, major
-from compliance.reports import Movement, select_large
+from compliance.reporting.service import Movement, select_large
 
 START = datetime(2001, 3, 1, tzinfo=UTC)
 
@@ -56,7 +56,7 @@ def test_csv_cells_that_look_like_formulas_are_quoted_numbers_are_not() -> None:
     import csv
     import io
 
-    from compliance.reports import _csv
+    from compliance.reporting.service import _csv
 
     content = _csv([{"a": '=HYPERLINK("x")', "b": "-12.50", "c": "@SUM(A1)", "d": "plain"}], ["a", "b", "c", "d"])
     assert list(csv.reader(io.StringIO(content.decode())))[1] == ["'=HYPERLINK(\"x\")", "-12.50", "'@SUM(A1)", "plain"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from compliance.screening import (
+from compliance.screening.service import (
     SanctionsFileError,
     name_key,
     normalize_address,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.helpdesk.sla import PRIORITIES, Policy, SlaDue, calendar_of, due_times, packaged_policy
+from support.sla import PRIORITIES, Policy, SlaDue, calendar_of, due_times, packaged_policy
 
 # 2026-03-02 is a Monday.
 MON, TUE, WED, FRI, SAT, SUN = 2, 3, 4, 6, 7, 8

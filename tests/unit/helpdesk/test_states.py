@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from api.helpdesk.states import (
+from support.states import (
     ACTIONS,
     CLOCK_RUNS_IN,
     STAFF_MOVES,
