@@ -1,8 +1,7 @@
-"""Run-time control shared by every API process over Redis.
+"""Run-time control shared by every API process over Redis: the listening half.
 
-One pub/sub channel carries control messages: drop the RBAC cache, swap the readiness policy,
-swap the locale bundles. The current policy and bundles are also stored under keys, so a process
-that starts later (or missed a message while Redis was away) loads the same state.
+Each API process follows the control channel (``core.control``, where services send) and applies
+what it carries: drop the RBAC cache, swap the readiness policy, swap the locale bundles.
 """
 
 from __future__ import annotations
@@ -20,13 +19,11 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from api.keys import IDENTITY_CACHE, LIVE, REDIS, SETTINGS
+from core.control import CHANNEL, I18N_KEY, READINESS_KEY
 from core.settings import ReadinessPolicy
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "virtuoz:control"
-READINESS_KEY = "virtuoz:control:readiness-policy"
-I18N_KEY = "virtuoz:control:i18n-bundles"
 RECONNECT_SECONDS = 1.0
 STOP_SECONDS = 5.0
 
@@ -37,24 +34,6 @@ class LiveConfig:
 
     readiness_policy: ReadinessPolicy
     locale_bundles: dict[str, dict[str, str]] = field(default_factory=dict)
-
-
-async def publish(redis: Redis, kind: str, **fields: Any) -> None:
-    await redis.publish(CHANNEL, json.dumps({"kind": kind, **fields}))
-
-
-async def invalidate_rbac(redis: Redis, user_id: uuid.UUID | None = None) -> None:
-    await publish(redis, "rbac", user_id=str(user_id) if user_id else None)
-
-
-async def store_readiness_policy(redis: Redis, policy: ReadinessPolicy) -> None:
-    await redis.set(READINESS_KEY, policy.model_dump_json())
-    await publish(redis, "readiness_policy")
-
-
-async def store_locale_bundles(redis: Redis, bundles: dict[str, dict[str, str]]) -> None:
-    await redis.set(I18N_KEY, json.dumps(bundles))
-    await publish(redis, "i18n")
 
 
 async def _load_stored(app: web.Application) -> None:

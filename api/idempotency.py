@@ -18,38 +18,20 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from aiohttp import web
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, UniqueConstraint, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, IdMixin
 from core.errors import AppError, Conflict, InvalidInput
+from core.idempotency import MAX_KEY_LENGTH, IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 RETENTION = timedelta(hours=24)
 # A claim older than this with no response is a crashed request: a retry may take it over.
 IN_FLIGHT_LEASE = timedelta(seconds=60)
-MAX_KEY_LENGTH = 255
-
-
-class IdempotencyRecord(IdMixin, Base):
-    __tablename__ = "idempotency_records"
-    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_records_user_key"),)
-
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
-    key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH))
-    fingerprint: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(20))  # in_flight | completed
-    response_status: Mapped[int | None] = mapped_column(Integer)
-    response_content_type: Mapped[str | None] = mapped_column(String(100))
-    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    lease_until: Mapped[datetime]
-    expires_at: Mapped[datetime]
 
 
 class IdempotencyKeyReused(InvalidInput):

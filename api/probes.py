@@ -7,12 +7,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
+from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.ops.schemas import ChainStatus, DependencyCheck, ReadinessOut, StatusOut
 from core.heartbeats import stale_services
 from core.settings import ReadinessPolicy, Settings
 from core.time import rfc3339, utcnow
@@ -21,6 +22,38 @@ from custody.deposits import queries as deposit_queries
 from custody.deposits.queries import ScannerPosition
 from jobs.broker import queue_depths
 from jobs.registry import QUEUES
+
+
+class DependencyCheck(BaseModel):
+    name: str = Field(examples=["database", "redis", "chain:ethereum", "worker:custody"])
+    ok: bool
+    latency_ms: int
+    detail: str | None = None
+
+
+class ReadinessOut(BaseModel):
+    status: Literal["ready", "not_ready"]
+    failing: list[str]
+    checks: list[DependencyCheck]
+
+
+class ChainStatus(BaseModel):
+    name: str
+    chain_id: int
+    height: int | None = Field(description="The node's latest block; null when the RPC does not answer.")
+    scanner_height: int | None = Field(description="The last block the scanner processed; null until it runs.")
+    lag: int | None = Field(description="height - scanner_height.")
+
+
+class StatusOut(BaseModel):
+    service: Literal["virtuoz"] = "virtuoz"
+    version: str
+    environment: str
+    time: str
+    uptime_seconds: int
+    chains: list[ChainStatus]
+    queues: dict[str, int | None] = Field(description="Messages waiting per Dramatiq queue; null when Redis is down.")
+
 
 VERSION = "0.1.0"
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import control
+from core import control
 from api.http import validation_details
 from core import audit
 from core.db import after_commit

@@ -1,44 +1,18 @@
-"""Audit export and projection replay: rebuild an aggregate from its events, compare to the row."""
+"""Audit export and projection replay: rebuild an aggregate from its events, compare to the row.
+
+Which aggregates can be replayed is whatever the domains registered with
+``core.audit.register_projection``; this module keeps no list of its own.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.projection import reduce_user, stored_user
-from support.projection import reduce_ticket, stored_ticket
-from compliance.projections import (
-    reduce_kyc_case,
-    reduce_transaction_review,
-    reduce_travel_rule,
-    stored_kyc_case,
-    stored_transaction_review,
-    stored_travel_rule,
-)
 from core import audit
 from core.errors import InvalidInput, NotFound
-
-Reducer = Callable[[dict[str, Any] | None, dict[str, Any]], dict[str, Any] | None]
-Loader = Callable[[AsyncSession, str], Awaitable[dict[str, Any] | None]]
-
-
-@dataclass(frozen=True)
-class Projection:
-    reduce: Reducer
-    load: Loader
-
-
-# One entry per aggregate with a current-state table; later domains add theirs here.
-PROJECTIONS: dict[str, Projection] = {
-    "user": Projection(reduce_user, stored_user),
-    "ticket": Projection(reduce_ticket, stored_ticket),
-    "kyc_case": Projection(reduce_kyc_case, stored_kyc_case),
-    "transaction_review": Projection(reduce_transaction_review, stored_transaction_review),
-    "travel_rule": Projection(reduce_travel_rule, stored_travel_rule),
-}
 
 
 @dataclass(frozen=True)
@@ -57,10 +31,10 @@ async def export(session: AsyncSession, aggregate_type: str, aggregate_id: str) 
 
 
 async def replay(session: AsyncSession, aggregate_type: str, aggregate_id: str) -> Replay:
-    projection = PROJECTIONS.get(aggregate_type)
+    projection = audit.projection(aggregate_type)
     if projection is None:
         raise InvalidInput("No projection is defined for this aggregate type.", code="unknown_aggregate_type",
-                           details={"known": sorted(PROJECTIONS)})
+                           details={"known": audit.projected_types()})
     events = await export(session, aggregate_type, aggregate_id)
     state: dict[str, Any] | None = None
     for event in events:

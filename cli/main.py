@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cli import registry
 from cli.audit import add_commands as add_audit_commands
 from compliance.cli import add_commands as add_compliance_commands
 from compliance.travel_rule.cli import add_commands as add_trp_commands
@@ -86,6 +87,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    registry.load()
     try:
         settings = load_settings()
     except SettingsError as error:

@@ -2,13 +2,13 @@
 
 A delivery is rendered when it is queued and stored whole (subject, HTML, text), so what goes
 out is what was rendered from the version in force at that moment, however the template changes
-later. The ``cms.send_email`` job (actors.py, delivery.py) hands it to SMTP after the commit.
+later. The ``notifications.send_email`` job (``notifications.delivery``) hands it to SMTP after the commit.
 Admins see every delivery, its state and last error at ``GET /admin/cms/email/deliveries``.
 
 Template variables: whatever the caller passes. Product emails (``send_product_email``) also get
 ``display_name`` and ``email`` of the recipient unless the caller gives its own. Domains ask for a
-product email with ``notifications.emails.product_email``; the ``cms.product_email`` job calls
-``send_product_email`` (product_emails.py).
+product email with ``notifications.emails.product_email``; the ``notifications.product_email`` job
+calls ``send_product_email`` (``notifications.product_emails``).
 """
 
 from __future__ import annotations
@@ -22,17 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.models import User
 from content import service
-from notifications.actors import send_email
 from content.models import CmsDocument, CmsVersion, EmailDelivery
 from content.templating import RenderedEmail, render_email
 from core.locales import fallback_chain
 from core import audit
 from core.errors import InvalidInput, NotFound
 from core.pagination import keyset_before, next_page
+import jobs
 
 log = logging.getLogger(__name__)
 
 AGGREGATE = "email_delivery"
+SEND_EMAIL = jobs.name("notifications.send_email")
 
 
 async def _template(session: AsyncSession, slug: str, locale: str | None, version: int | None, *,
@@ -119,7 +120,7 @@ async def _queue(session: AsyncSession, document: CmsDocument, row: CmsVersion,
         "template": document.slug, "version": row.version, "locale": document.locale, "purpose": purpose,
         "recipient": recipient,
     }, actor=actor)
-    send_email.send_after_commit(session, str(delivery.id))
+    jobs.send_after_commit(session, SEND_EMAIL, str(delivery.id))
     return delivery
 
 

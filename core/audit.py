@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -172,3 +174,37 @@ _INSERT_FIRST = text(
     " x.hash FROM unnest(CAST(:ids AS varchar[]), CAST(:types AS varchar[]), CAST(:documents AS text[]),"
     " CAST(:hashes AS varchar[])) AS x(aggregate_id, type, document, hash)"
 )
+
+
+# --- projections: each domain registers how to rebuild its aggregate from these events ----------
+
+State = dict[str, Any]
+Reducer = Callable[[State | None, dict[str, Any]], State | None]
+Loader = Callable[[AsyncSession, str], Awaitable[State | None]]
+
+
+@dataclass(frozen=True)
+class Projection:
+    """How an aggregate's current-state row folds out of its events (``reduce``) and how the row
+    stored today reads (``load``), in the same shape, so a replay can name any drift."""
+
+    reduce: Reducer
+    load: Loader
+
+
+_projections: dict[str, Projection] = {}
+
+
+def register_projection(aggregate_type: str, reduce: Reducer, load: Loader) -> None:
+    """Called by the domain that owns ``aggregate_type``, next to its fold (``<domain>/projection.py``)."""
+    if aggregate_type in _projections:
+        raise ValueError(f"aggregate type {aggregate_type!r} has a projection already")
+    _projections[aggregate_type] = Projection(reduce, load)
+
+
+def projection(aggregate_type: str) -> Projection | None:
+    return _projections.get(aggregate_type)
+
+
+def projected_types() -> list[str]:
+    return sorted(_projections)

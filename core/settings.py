@@ -248,7 +248,7 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-    # Retries of one delivery (Dramatiq retries of `cms.send_email`): exponential from the backoff,
+    # Retries of one delivery (Dramatiq retries of `notifications.send_email`): exponential from the backoff,
     # capped at an hour; after the last one the delivery is recorded `failed`.
     smtp_max_retries: int = Field(default=8, ge=0, le=20)
     smtp_retry_backoff_ms: int = Field(default=15_000, ge=1)

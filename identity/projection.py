@@ -1,4 +1,4 @@
-"""The user aggregate as a pure fold over its audit events (used by the admin replay)."""
+"""The user aggregate as a pure fold over its audit events (registered for the admin replay)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import audit
 from identity.models import User
 
 State = dict[str, Any]
@@ -37,3 +38,5 @@ async def stored_user(session: AsyncSession, aggregate_id: str) -> State | None:
     if user is None:
         return None
     return {"email": user.email, "roles": sorted(user.roles), "status": user.status, "mfa_enabled": user.mfa_enabled}
+
+audit.register_projection("user", reduce_user, stored_user)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity import mfa, passwords, throttle
 from identity.models import ROLES, AuthSession, RecoveryCode, RefreshToken, User
 from identity.tokens import issue_access_token, new_refresh_token
-from api.control import invalidate_rbac
+from core.control import invalidate_rbac
 from core.locales import normalize as normalize_locale
 from core import audit
 from core.db import after_commit

@@ -29,7 +29,16 @@ from dramatiq.middleware import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.db import create_engine, session_factory, unit_of_work
-from jobs.registry import DEFAULT_MAX_RETRIES, JobArg, JobError, JobSpec, bind_broker, enqueue, registered_jobs
+from jobs.registry import (
+    DEFAULT_MAX_RETRIES,
+    JobArg,
+    JobError,
+    JobSpec,
+    bind_broker,
+    enqueue,
+    registered_jobs,
+    unanswered,
+)
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -91,8 +100,13 @@ def create_broker(
 ) -> RedisBroker:
     """A Redis broker with every registered job declared as an actor.
 
-    Processes that only send (api, scheduler) omit ``database_url``; workers pass it.
+    Processes that only send (api, scheduler) omit ``database_url``; workers pass it. A job name
+    that some module sends but no actor answers is refused here, at start, not at 3 a.m.
     """
+    missing = unanswered()
+    if missing:
+        raise JobError("jobs sent but never answered (load their actors in cli.registry): "
+                       + ", ".join(f"{job_name} (sent by {sender})" for job_name, sender in sorted(missing.items())))
     client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
     database = JobDatabase(database_url, database_pool_size)
     broker = RedisBroker(
@@ -110,7 +124,8 @@ def create_broker(
         ],
     )
     for spec in registered_jobs():
-        _declare_actor(broker, spec, database)
+        if spec.fn is not None:
+            _declare_actor(broker, spec, database)
     return broker
 
 

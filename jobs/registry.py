@@ -5,16 +5,23 @@ a default one on localhost:6379). Our ``@job`` only records a ``JobSpec``: impor
 ``actors.py`` reads no settings and opens no connection. ``jobs.broker.create_broker`` declares
 every registered spec as a real actor on the broker the process built.
 
-This module is also the sending half: ``JobSpec.message`` builds a message and
-``JobSpec.send_after_commit`` enqueues it only once the caller's transaction has committed.
+This module is also the sending half. A job is sent **by name**, so a sender never imports the
+module that consumes its message and no import cycle can form through a queue::
+
+    SIGN_WITHDRAWAL = jobs.name("custody.sign_withdrawal")  # declared at import
+    ...
+    jobs.send_after_commit(session, SIGN_WITHDRAWAL, str(withdrawal.id))
+
+Which modules declare actors is the process wiring's business (``cli.registry``); building the
+broker fails on any declared name that no actor answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import re
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,13 +43,6 @@ WORKERS: dict[str, list[str]] = {
     "allocator": ["allocator"],
 }
 
-# Modules whose import registers jobs; `create_broker` imports them so every process declares
-# the same actors. Later issues append their domain's actors module ("custody.addresses.actors", ...).
-JOB_MODULES = ("jobs.heartbeat", "custody.addresses.actors", "support.actors", "notifications.actors",
-               "custody.withdrawals.actors",  # withdrawals (issue 8)
-               "custody.deposits.actors",  # deposits (issue 7)
-               "compliance.actors")  # compliance (issue 9)
-
 # Retries use Dramatiq's exponential backoff from 15 s: the 10th retry waits about 4 hours, so a
 # job keeps trying through a long outage of a chain node or SMTP relay, then dead-letters.
 DEFAULT_MAX_RETRIES = 10
@@ -57,6 +57,7 @@ JobArg = str | int | bool | None
 JobFn = Callable[..., Awaitable[None]]
 
 _registry: dict[str, JobSpec] = {}
+_declared: dict[str, str] = {}  # job name -> the module that sends it
 
 
 class JobError(RuntimeError):
@@ -69,7 +70,7 @@ class JobSpec:
 
     name: str
     queue: str
-    fn: JobFn
+    fn: JobFn | None  # None: an actor of another process (the signer), sent to but never run here
     max_retries: int = DEFAULT_MAX_RETRIES
     time_limit_ms: int = DEFAULT_TIME_LIMIT_MS
     # Messages older than this are acknowledged without running (not dead-lettered): for
@@ -84,11 +85,6 @@ class JobSpec:
                     f"job {self.name}: argument {arg!r} is a {type(arg).__name__}; send ids as str (str(uuid))"
                 )
         return dramatiq.Message(queue_name=self.queue, actor_name=self.name, args=args, kwargs={}, options={})
-
-    def send_after_commit(self, session: AsyncSession, *args: JobArg) -> None:
-        """Enqueue this job once ``session``'s transaction commits; never if it rolls back."""
-        message = self.message(*args)  # invalid arguments fail now, inside the transaction
-        after_commit(session, enqueue, broker_of(session), message)
 
 
 def job(
@@ -117,11 +113,47 @@ def job(
     return register
 
 
+def external(job_name: str, *, queue: str) -> str:
+    """Declare a job that another process answers (the isolated signer, which imports core only):
+    it can be sent by name like any other, and no process here declares an actor for it."""
+    if job_name not in _registry:
+        _registry[job_name] = JobSpec(job_name, queue, None)
+    return name(job_name)
+
+
 def registered_jobs() -> list[JobSpec]:
-    """Every job declared so far, after importing the modules in ``JOB_MODULES``."""
-    for module in JOB_MODULES:
-        importlib.import_module(module)
+    """Every job whose actor module has been imported (``cli.registry.load`` imports them all)."""
     return list(_registry.values())
+
+
+def name(job_name: str) -> str:
+    """Declare, at import, a job this module sends: ``SEND = jobs.name("domain.verb")``.
+
+    The declaration is what lets the broker (and a test) prove every sent name has an actor,
+    before the first message is lost in production.
+    """
+    if not JOB_NAME.fullmatch(job_name):
+        raise JobError(f"job name {job_name!r} is not 'domain.verb' (lower case, dot-separated)")
+    _declared.setdefault(job_name, sys._getframe(1).f_globals.get("__name__", "?"))
+    return job_name
+
+
+def unanswered() -> dict[str, str]:
+    """Declared job names with no registered actor, each with the module that sends it."""
+    return {job_name: sender for job_name, sender in _declared.items() if job_name not in _registry}
+
+
+def message(job_name: str, *args: JobArg) -> dramatiq.Message[None]:
+    spec = _registry.get(job_name)
+    if spec is None:
+        raise JobError(f"no actor answers job {job_name!r}: is its actors module in cli.registry?")
+    return spec.message(*args)
+
+
+def send_after_commit(session: AsyncSession, job_name: str, *args: JobArg) -> None:
+    """Enqueue the job ``job_name`` once ``session``'s transaction commits; never if it rolls back."""
+    built = message(job_name, *args)  # an unknown job or invalid arguments fail now, inside the transaction
+    after_commit(session, enqueue, broker_of(session), built)
 
 
 def bind_broker(factory: async_sessionmaker[AsyncSession], broker: dramatiq.Broker) -> None:

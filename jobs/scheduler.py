@@ -61,7 +61,7 @@ SCHEDULE: list[ScheduleEntry] = [
     ScheduleEntry("deposit-address-pools", enqueue_pool_refills, every_minute, run_at_start=True),
     # Helpdesk (issue 10): the actor is named, not imported (jobs never imports the HTTP layer).
     ScheduleEntry("helpdesk-sla-breaches",
-                  lambda broker: broker.enqueue(broker.get_actor("helpdesk.mark_breaches").message()),
+                  lambda broker: broker.enqueue(broker.get_actor("support.mark_breaches").message()),
                   lambda settings: IntervalTrigger(seconds=settings.helpdesk_breach_check_seconds)),
     # Withdrawals (issue 8): receipts, confirmations, fee bumps and resends of lost messages.
     ScheduleEntry("withdrawal-tracking",

@@ -1,5 +1,5 @@
-"""CMS jobs, on the notifications worker: ``cms.send_email`` sends one queued delivery;
-``cms.product_email`` renders and queues a product email (``notifications.emails``)."""
+"""Email jobs of the notifications worker: ``notifications.send_email`` sends one queued delivery;
+``notifications.product_email`` renders and queues a product email (``notifications.emails``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifications import delivery
 from jobs.context import current_settings
-from notifications.emails import PRODUCT_EMAIL_JOB, PRODUCT_EMAIL_QUEUE
+from content.email import SEND_EMAIL
+from notifications.emails import PRODUCT_EMAIL
+from notifications.product_emails import queue_product_email
 from jobs.registry import job
 
 # The retry count that matters is VIRTUOZ_SMTP_MAX_RETRIES (≤ 20), read when the job runs; this
@@ -20,7 +22,7 @@ DRAMATIQ_RETRY_CEILING = 21
 SMTP_TIME_LIMIT_MS = 180_000  # above the largest SMTP timeout (120 s) plus the render-free send
 
 
-@job("cms.send_email", queue="notifications", max_retries=DRAMATIQ_RETRY_CEILING, time_limit_ms=SMTP_TIME_LIMIT_MS)
+@job(SEND_EMAIL, queue="notifications", max_retries=DRAMATIQ_RETRY_CEILING, time_limit_ms=SMTP_TIME_LIMIT_MS)
 async def send_email(session: AsyncSession, delivery_id: str) -> None:
     """Hand delivery ``delivery_id`` to SMTP; on a temporary failure, record it and retry later."""
     message = CurrentMessage.get_current_message()
@@ -35,12 +37,10 @@ async def send_email(session: AsyncSession, delivery_id: str) -> None:
                              delay=attempt.retry_in_ms)
 
 
-@job(PRODUCT_EMAIL_JOB, queue=PRODUCT_EMAIL_QUEUE)
+@job(PRODUCT_EMAIL, queue="notifications")
 async def product_email(session: AsyncSession, delivery_id: str, user_id: str, template: str, ref: str | None) -> None:
     """Render the product email ``template`` about ``ref`` for ``user_id`` and queue its delivery
     (``notifications.emails.product_email`` sends this after the business change commits)."""
-    # Imported here: product_emails imports email.py, which imports this module.
-    from notifications.product_emails import queue_product_email
 
     await queue_product_email(session, uuid.UUID(delivery_id), uuid.UUID(user_id), template,
                               None if ref is None else uuid.UUID(ref))

@@ -1,4 +1,4 @@
-"""Delivering one queued email: the body of the ``cms.send_email`` job.
+"""Delivering one queued email: the body of the ``notifications.send_email`` job.
 
 A failed attempt is recorded on the row (``attempts``, ``last_error``) and retried with
 exponential backoff from ``smtp_retry_backoff_ms``; after ``smtp_max_retries`` retries, or at once

@@ -1,8 +1,4 @@
-"""The ticket aggregate as a pure fold over its audit events, for the admin replay.
-
-Register it in ``api.replay.PROJECTIONS`` as
-``"ticket": Projection(reduce_ticket, stored_ticket)``.
-"""
+"""The ticket aggregate as a pure fold over its audit events, registered for the admin replay."""
 
 from __future__ import annotations
 
@@ -11,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import audit
 from support.models import Ticket
 from core.time import rfc3339
 
@@ -59,3 +56,5 @@ async def stored_ticket(session: AsyncSession, aggregate_id: str) -> State | Non
         "first_response_breached_at": _time(ticket.first_response_breached_at),
         "resolution_breached_at": _time(ticket.resolution_breached_at),
     }
+
+audit.register_projection("ticket", reduce_ticket, stored_ticket)

@@ -12,10 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from cli import registry
 from core.migrate import upgrade
 from core.settings import Settings
 from devnet.processes import free_port
 from devnet.servers import EmbeddedPostgres, EmbeddedRedis
+
+# The process wiring every real process does at start: actors, models and plug-ins of every domain.
+registry.load()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

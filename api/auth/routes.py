@@ -29,7 +29,7 @@ from api.auth.schemas import (
     TokensOut,
     UserOut,
 )
-from api.control import invalidate_rbac
+from core.control import invalidate_rbac
 from api.http import json_response, path_uuid
 from api.keys import REDIS, SETTINGS
 from api.middleware import db_session

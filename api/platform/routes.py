@@ -8,7 +8,6 @@ from aiohttp import web
 
 from api.access import AUTHENTICATED, roles, roles_or_service_signature
 from api.principal import Principal, current
-from identity.service import require_step_up
 from api.http import json_response, path_uuid
 from api.keys import CHAINS, REDIS, SETTINGS
 from api.middleware import db_session
@@ -91,8 +90,7 @@ async def request_withdrawal(request: web.Request, body: WithdrawalRequestIn) ->
         session, settings, sanctions_list(settings.sanctions_list_file), _withdrawal_actor(principal),
         chain=body.chain, asset=body.asset, to_address=body.to_address, amount=body.amount,
         travel_rule=body.travel_rule.model_dump(exclude_none=True) if body.travel_rule else None,
-        step_up=lambda: require_step_up(session, settings, request.config_dict[REDIS], principal.user_id,
-                                        body.totp_code))
+        redis=request.config_dict[REDIS], totp_code=body.totp_code)
     return WithdrawalOut.of(view)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import column, func, select, table
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance.kyc.models import KycCase
@@ -25,13 +25,10 @@ from core.db import advisory_lock
 from core.errors import Forbidden
 from core.time import utcnow
 from custody.ledger import CurrencyInfo
+from custody.withdrawals.models import Withdrawal
 
 WINDOW = timedelta(hours=24)
 NOTHING_MOVED = ("failed", "rolled_back")
-
-# The custody domain's table, read through a bare reference (its model is its own to change).
-_withdrawals = table("withdrawals", column("user_id"), column("asset"), column("amount"), column("state"),
-                     column("created_at"))
 
 
 class KycLimitExceeded(Forbidden):
@@ -51,9 +48,9 @@ def limit_table(limits: dict[int, dict[str, str]], level: int) -> dict[str, str]
 
 async def used(session: AsyncSession, user_id: uuid.UUID, asset: str, now: datetime) -> int:
     """Minor units of ``asset`` the customer requested in the 24 hours before ``now``, still moving or moved."""
-    total = await session.scalar(select(func.coalesce(func.sum(_withdrawals.c.amount), 0)).where(
-        _withdrawals.c.user_id == user_id, _withdrawals.c.asset == asset,
-        _withdrawals.c.created_at > now - WINDOW, _withdrawals.c.state.not_in(NOTHING_MOVED)))
+    total = await session.scalar(select(func.coalesce(func.sum(Withdrawal.amount), 0)).where(
+        Withdrawal.user_id == user_id, Withdrawal.asset == asset,
+        Withdrawal.created_at > now - WINDOW, Withdrawal.state.not_in(NOTHING_MOVED)))
     return int(total)
 
 

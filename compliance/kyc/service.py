@@ -1,8 +1,8 @@
 """KYC cases: the user submits, a compliance officer decides; every step is an audit event.
 
 The case is the projection; its events (aggregate ``kyc_case``, id = the user's id) are the
-record a regulator sees. ``users.kyc_status`` mirrors the case state for ``GET /me`` and is
-written through a bare table reference: compliance never imports the HTTP layer's models.
+record a regulator sees. ``users.kyc_status`` mirrors the case state for ``GET /me``; it is
+written here through identity's ``User`` model (a layer below).
 The name is screened against the sanctions list on each submission; a hit is kept on the case
 for the officer (it never decides by itself).
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import column, select, table, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance.kyc import documents as kyc_documents
@@ -26,11 +26,10 @@ from core import audit
 from core.errors import Forbidden, InvalidInput, NotFound
 from notifications.service import notify
 from core.time import utcnow
+from identity.models import User
 
 AGGREGATE = "kyc_case"
 MAX_LEVEL = 3
-
-_users = table("users", column("id"), column("kyc_status"))
 
 
 @dataclass(frozen=True)
@@ -51,14 +50,14 @@ class QueueItem:
 
 
 async def _status(session: AsyncSession, user_id: uuid.UUID) -> str:
-    status = await session.scalar(select(_users.c.kyc_status).where(_users.c.id == user_id).with_for_update())
+    status = await session.scalar(select(User.kyc_status).where(User.id == user_id).with_for_update())
     if status is None:
         raise NotFound("No such user.", code="user_not_found")
     return status
 
 
 async def _set_status(session: AsyncSession, user_id: uuid.UUID, status: str) -> None:
-    await session.execute(update(_users).where(_users.c.id == user_id).values(kyc_status=status))
+    await session.execute(update(User).where(User.id == user_id).values(kyc_status=status))
 
 
 async def submit(session: AsyncSession, user_id: uuid.UUID, submission: Submission,

@@ -16,15 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import column, select, table
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.settings import ChainSettings
+from custody.addresses.models import DepositAddress
 from custody.chains import ChainUnavailable, chain_for
 from custody.hd import XpubError, hot_wallet_address, load_xpubs
-
-# The custody domain's table, read through a bare reference (its model is its own to change).
-_deposit_addresses = table("deposit_addresses", column("chain"), column("address"), column("user_id"))
 
 
 class ChainsUnavailable(RuntimeError):
@@ -60,9 +58,9 @@ async def holdings(session: AsyncSession, chains: Sequence[ChainSettings], xpub_
                    moment: datetime) -> list[Holding]:
     found: list[Holding] = []
     for chain in chains:
-        addresses = list(await session.scalars(select(_deposit_addresses.c.address).where(
-            _deposit_addresses.c.chain == chain.name, _deposit_addresses.c.user_id.is_not(None))
-            .order_by(_deposit_addresses.c.address)))
+        addresses = list(await session.scalars(select(DepositAddress.address).where(
+            DepositAddress.chain == chain.name, DepositAddress.user_id.is_not(None))
+            .order_by(DepositAddress.address)))
         hot = _hot_wallet(xpub_file, chain.name)
         note = "" if hot is not None else f"no hot wallet: the xpub file has no xpub for {chain.name}"
         assets = {chain.native: None, **{symbol: contract for symbol, contract in chain.tokens.items()}}

@@ -47,6 +47,7 @@ from compliance import jurisdictions as jurisdiction_data
 from compliance.reporting import onchain
 from compliance import prices
 from compliance.jurisdictions import REPORT_TYPES, Jurisdiction
+from compliance.movements import MOVEMENTS, Movement, movements_between
 from compliance.reporting.models import ComplianceReport
 from compliance.kyc.models import KycCase
 from compliance.review.models import TransactionReview
@@ -58,12 +59,11 @@ from core.pagination import keyset_before, next_page
 from core.settings import ChainSettings
 from core.time import rfc3339, utcnow
 from custody.ledger.models import Currency, LedgerAccount, LedgerPosting, LedgerTransfer
+import jobs
 
 AGGREGATE = "compliance_report"
+GENERATE_REPORT = jobs.name("compliance.generate_report")
 STATES = ("queued", "running", "ready", "failed")
-# Ledger transfer type → the movement a regulator reads. Holds and voids move no money between
-# parties; a deposit reversal undoes a deposit that then never counts as received.
-MOVEMENTS = {"deposit": "deposit", "withdrawal_post": "withdrawal", "escrow_release": "escrow"}
 TRAVEL_RULE_MOVEMENTS = ("deposit", "withdrawal_post")
 
 Row = dict[str, Any]
@@ -98,8 +98,6 @@ async def request(session: AsyncSession, jurisdiction: str, type: str, period_st
 
     With ``unique_key`` (scheduled runs) a period is queued once: ``None`` when it already was.
     """
-    from compliance.actors import generate_report  # the job module imports this one
-
     _check_request(jurisdiction, type, period_start, period_end, jurisdictions_file)
     report_id = uuid.uuid4()
     inserted = await session.scalar(
@@ -114,7 +112,7 @@ async def request(session: AsyncSession, jurisdiction: str, type: str, period_st
     await audit.append(session, AGGREGATE, report_id, "report.queued", {
         "jurisdiction": jurisdiction, "type": type, "period_start": rfc3339(period_start),
         "period_end": rfc3339(period_end), "unique_key": unique_key}, actor=requested_by)
-    generate_report.send_after_commit(session, str(report_id))
+    jobs.send_after_commit(session, GENERATE_REPORT, str(report_id))
     return report
 
 
@@ -226,49 +224,6 @@ def _json(header: dict[str, Any], rows: list[Row]) -> bytes:
 
 
 # --- the data sets ------------------------------------------------------------------------------
-
-@dataclass
-class Movement:
-    transfer_id: uuid.UUID
-    reference: str
-    ledger_type: str
-    tx_hash: str | None
-    created_at: datetime
-    user_id: uuid.UUID
-    currency: str
-    amount: Decimal  # major units, positive
-    direction: str  # in | out
-    conversion: prices.Conversion | None = None
-    amount_text: str = ""  # as the API writes it (fiat with its decimals, crypto without trailing zeros)
-
-
-async def movements_between(session: AsyncSession, types: tuple[str, ...], start: datetime, end: datetime,
-                     quote: str) -> list[Movement]:
-    """Per transfer, the net of each customer's postings per currency, converted into ``quote``."""
-    net = func.sum(LedgerPosting.amount)
-    result = await session.execute(
-        select(LedgerTransfer.id, LedgerTransfer.reference, LedgerTransfer.type, LedgerTransfer.tx_hash,
-               LedgerTransfer.created_at, LedgerAccount.user_id, LedgerPosting.currency, Currency.decimals,
-               Currency.kind, net.label("net"))
-        .join(LedgerPosting, LedgerPosting.transfer_id == LedgerTransfer.id)
-        .join(LedgerAccount, LedgerAccount.id == LedgerPosting.account_id)
-        .join(Currency, Currency.code == LedgerPosting.currency)
-        .where(LedgerTransfer.type.in_(types), LedgerTransfer.created_at >= start, LedgerTransfer.created_at < end,
-               LedgerAccount.owner_type == "user")
-        .group_by(LedgerTransfer.id, LedgerAccount.user_id, LedgerPosting.currency, Currency.decimals, Currency.kind)
-        .having(net != 0)
-        .order_by(LedgerTransfer.created_at, LedgerTransfer.id, LedgerAccount.user_id))
-    movements = []
-    for row in result:
-        minor = abs(int(row.net))
-        amount = prices.major(minor, row.decimals)
-        movement = Movement(row.id, row.reference, row.type, row.tx_hash, row.created_at, row.user_id, row.currency,
-                            amount, "in" if row.net > 0 else "out",
-                            amount_text=format_amount(minor, row.decimals, fixed=row.kind == "fiat"))
-        movement.conversion = await prices.convert(session, amount, row.currency, quote, row.created_at)
-        movements.append(movement)
-    return movements
-
 
 def _movement_row(movement: Movement, reason: str, window_total: Decimal | None = None) -> Row:
     conversion = movement.conversion

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import column, select, table
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance.review.service import AGGREGATE
@@ -37,15 +37,9 @@ from core.errors import AppError, Conflict, NotFound
 from core.settings import ChainSettings
 from custody import ledger
 from custody.chains import BlockNotFound, Chain, TransactionTransfers
+from custody.deposits.models import Deposit
 from custody.ledger.models import LedgerAccount, LedgerPosting, LedgerTransfer
-
-# The custody domains' tables, read through bare references (their models are theirs to change).
-_deposits = table("deposits", column("id"), column("chain"), column("tx_hash"), column("log_index"),
-                  column("block_number"), column("block_hash"), column("to_address"), column("asset"),
-                  column("amount"), column("state"), column("required_confirmations"))
-_withdrawals = table("withdrawals", column("id"), column("chain"), column("asset"), column("to_address"),
-                     column("amount"), column("state"), column("hot_wallet"), column("tx_hash"),
-                     column("block_number"), column("gas_cost"), column("failure_reason"))
+from custody.withdrawals.models import Withdrawal
 
 NATIVE_LOG_INDEX = -1
 
@@ -163,8 +157,10 @@ def _compare_asset(result: Reconciliation, configured: ChainSettings, asset: str
 
 async def _deposit(session: AsyncSession, transfer: LedgerTransfer, chains: Mapping[str, Chain],
                    chain_settings: Sequence[ChainSettings]) -> Reconciliation:
-    deposit = (await session.execute(select(_deposits).where(
-        _deposits.c.id == uuid.UUID(transfer.reference_id)))).first()
+    deposit = (await session.execute(select(
+        Deposit.id, Deposit.chain, Deposit.tx_hash, Deposit.log_index, Deposit.block_number, Deposit.block_hash,
+        Deposit.to_address, Deposit.asset, Deposit.amount, Deposit.state, Deposit.required_confirmations,
+    ).where(Deposit.id == uuid.UUID(transfer.reference_id)))).first()
     if deposit is None:
         raise NoOnchainCounterpart(details={"type": transfer.type, "reference_kind": "deposit"})
     chain, configured = _adapter(chains, chain_settings, deposit.chain)
@@ -211,8 +207,11 @@ async def _deposit(session: AsyncSession, transfer: LedgerTransfer, chains: Mapp
 
 async def _withdrawal(session: AsyncSession, transfer: LedgerTransfer, chains: Mapping[str, Chain],
                       chain_settings: Sequence[ChainSettings]) -> Reconciliation:
-    withdrawal = (await session.execute(select(_withdrawals).where(
-        _withdrawals.c.id == uuid.UUID(transfer.reference_id)))).first()
+    withdrawal = (await session.execute(select(
+        Withdrawal.id, Withdrawal.chain, Withdrawal.asset, Withdrawal.to_address, Withdrawal.amount, Withdrawal.state,
+        Withdrawal.hot_wallet, Withdrawal.tx_hash, Withdrawal.block_number, Withdrawal.gas_cost,
+        Withdrawal.failure_reason,
+    ).where(Withdrawal.id == uuid.UUID(transfer.reference_id)))).first()
     if withdrawal is None:
         raise NoOnchainCounterpart(details={"type": transfer.type, "reference_kind": "withdrawal"})
     if withdrawal.tx_hash is None:

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import String, cast, column, select, table, tuple_
+from sqlalchemy import String, cast, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,20 +36,18 @@ from compliance import jurisdictions as jurisdiction_data
 from compliance.review import service as review
 from compliance.screening import service as screening
 from compliance.review.models import RuleCursor, TransactionReview
-from compliance.reporting.service import MOVEMENTS, Movement, movements_between
+from compliance.movements import MOVEMENTS, Movement, movements_between
+from compliance.travel_rule.models import TravelRuleTransfer
 from custody import freezes
+from custody.deposits.models import Deposit
 from custody.ledger.models import LedgerTransfer
+from custody.withdrawals.models import Withdrawal
 
 SWEEP = "transaction_rules"
 STRUCTURING_COUNT = 3
 STRUCTURING_FLOOR = Decimal("0.9")
 WINDOW = timedelta(hours=24)
 BATCH = 500
-
-# The custody domains' tables, read through bare references (their models are theirs to change).
-_deposits = table("deposits", column("id"), column("user_id"), column("from_address"))
-_withdrawals = table("withdrawals", column("id"), column("user_id"), column("to_address"))
-_travel_rule = table("travel_rule_transfers", column("direction"), column("state"), column("tx_hash"))
 
 
 @dataclass(frozen=True)
@@ -132,9 +130,9 @@ async def _missing_travel_rule(session: AsyncSession, movements: list[Movement],
     large = [movement for movement in movements if movement.ledger_type == "deposit" and movement.conversion is not None
              and movement.conversion.value >= threshold]
     hashes = [movement.tx_hash for movement in large if movement.tx_hash]
-    covered = set((await session.scalars(select(_travel_rule.c.tx_hash).where(
-        _travel_rule.c.direction == "inbound", _travel_rule.c.state == "accepted",
-        _travel_rule.c.tx_hash.in_(hashes))))) if hashes else set()
+    covered = set((await session.scalars(select(TravelRuleTransfer.tx_hash).where(
+        TravelRuleTransfer.direction == "inbound", TravelRuleTransfer.state == "accepted",
+        TravelRuleTransfer.tx_hash.in_(hashes))))) if hashes else set()
     return [Finding(movement.transfer_id, "travel_rule_missing",
                     f"rule travel_rule_missing: deposit of {movement.amount_text} {movement.currency} ="
                     f" {movement.conversion.value} {currency} >= {threshold} {currency} without originator data")
@@ -144,13 +142,13 @@ async def _missing_travel_rule(session: AsyncSession, movements: list[Movement],
 async def _sanctioned_counterparties(session: AsyncSession, transfer_ids: list[uuid.UUID]) -> dict[uuid.UUID, Finding]:
     """Deposits from, and withdrawals to, a listed address; each such customer is frozen."""
     counterparties = (await session.execute(
-        select(LedgerTransfer.id, _deposits.c.user_id, _deposits.c.from_address)
-        .join(_deposits, cast(_deposits.c.id, String) == LedgerTransfer.reference_id)
+        select(LedgerTransfer.id, Deposit.user_id, Deposit.from_address)
+        .join(Deposit, cast(Deposit.id, String) == LedgerTransfer.reference_id)
         .where(LedgerTransfer.id.in_(transfer_ids), LedgerTransfer.reference_kind == "deposit",
-               _deposits.c.from_address.is_not(None))
+               Deposit.from_address.is_not(None))
         .union_all(
-            select(LedgerTransfer.id, _withdrawals.c.user_id, _withdrawals.c.to_address)
-            .join(_withdrawals, cast(_withdrawals.c.id, String) == LedgerTransfer.reference_id)
+            select(LedgerTransfer.id, Withdrawal.user_id, Withdrawal.to_address)
+            .join(Withdrawal, cast(Withdrawal.id, String) == LedgerTransfer.reference_id)
             .where(LedgerTransfer.id.in_(transfer_ids), LedgerTransfer.reference_kind == "withdrawal")))).all()
     findings = {}
     for transfer_id, user_id, address in counterparties:

@@ -3,9 +3,9 @@
 Every movement of money is a ledger transfer, so the ledger is the one list: deposits credited,
 withdrawals held and settled, escrow funding and releases, sandbox credits. A transfer names
 its business object (``reference_kind``/``reference_id``); for deposits and withdrawals the
-object's own state is shown beside it (read through bare table references: compliance does not
-import the custody domains' models). A flag opens a review, a resolution (``cleared`` or
-``reported``) closes it once; both are audit events of the aggregate ``transaction_review``.
+object's own state is shown beside it (read from custody's ``Deposit`` and ``Withdrawal`` models,
+a layer below). A flag opens a review, a resolution (``cleared`` or ``reported``) closes it once;
+both are audit events of the aggregate ``transaction_review``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import String, cast, column, func, select, table
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance.review.models import TransactionReview
@@ -23,13 +23,12 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.money import format_amount, parse_amount
 from core.pagination import keyset_before, next_page
 from core.time import utcnow
+from custody.deposits.models import Deposit
 from custody.ledger.models import Currency, LedgerAccount, LedgerPosting, LedgerTransfer
+from custody.withdrawals.models import Withdrawal
 
 AGGREGATE = "transaction_review"
 RESOLUTIONS = ("cleared", "reported")
-
-_deposits = table("deposits", column("id"), column("state"))
-_withdrawals = table("withdrawals", column("id"), column("state"))
 
 
 class AlreadyResolved(Conflict):
@@ -88,12 +87,12 @@ class Filters:
 
 
 def _object_state() -> object:
-    deposit = select(_deposits.c.state).where(
+    deposit = select(Deposit.state).where(
         LedgerTransfer.reference_kind == "deposit",
-        cast(_deposits.c.id, String) == LedgerTransfer.reference_id).scalar_subquery()
-    withdrawal = select(_withdrawals.c.state).where(
+        cast(Deposit.id, String) == LedgerTransfer.reference_id).scalar_subquery()
+    withdrawal = select(Withdrawal.state).where(
         LedgerTransfer.reference_kind == "withdrawal",
-        cast(_withdrawals.c.id, String) == LedgerTransfer.reference_id).scalar_subquery()
+        cast(Withdrawal.id, String) == LedgerTransfer.reference_id).scalar_subquery()
     return func.coalesce(deposit, withdrawal)
 
 

@@ -36,8 +36,10 @@ from core.time import rfc3339, utcnow
 from custody import ledger
 from custody.deposits.models import Deposit
 from custody.withdrawals.models import Withdrawal
+import jobs
 
 AGGREGATE = "travel_rule"
+SEND_TRAVEL_RULE = jobs.name("compliance.send_travel_rule")
 DEFAULT_EXPIRY_HOURS = 72.0
 # May upsert any transfer (the contract); everyone else only for their own withdrawal.
 STAFF_ROLES = frozenset({"compliance", "operator"})
@@ -399,9 +401,7 @@ async def request_send(session: AsyncSession, transfer: TravelRuleTransfer, *, a
         await session.flush()
         await audit.append(session, AGGREGATE, transfer.id, "travel_rule.send_requested",
                            {"travel_address": transfer.travel_address}, actor=actor)
-    from compliance.actors import send_travel_rule  # the actors module imports this one
-
-    send_travel_rule.send_after_commit(session, str(transfer.id))
+    jobs.send_after_commit(session, SEND_TRAVEL_RULE, str(transfer.id))
 
 
 # --- transitions, facts, inbound --------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import column, select, table
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance.kyc.models import KycCase
@@ -19,8 +19,7 @@ from compliance.travel_rule import service, trp
 from core.errors import InvalidInput
 from core.settings import Settings
 from custody.withdrawals.models import Withdrawal
-
-_users = table("users", column("id"), column("display_name"))
+from identity.models import User
 
 
 def check_request(travel_rule: dict[str, Any]) -> None:
@@ -43,7 +42,7 @@ async def _originator(session: AsyncSession, user_id: uuid.UUID) -> dict[str, An
             "customer_identification": str(user_id),
         }
     else:
-        display_name = await session.scalar(select(_users.c.display_name).where(_users.c.id == user_id))
+        display_name = await session.scalar(select(User.display_name).where(User.id == user_id))
         person = {"name": {"name_identifiers": [{"primary_identifier": display_name or str(user_id),
                                                  "name_identifier_type": "LEGL"}]},
                   "customer_identification": str(user_id)}

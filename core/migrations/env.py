@@ -1,26 +1,16 @@
 """Alembic's environment: runs migrations over asyncpg.
 
-This file is Alembic's script, not a module of `core`: it loads every domain's models by name
-(MODEL_MODULES) so that `alembic revision --autogenerate` sees all tables.
+This file is Alembic's script, not a module of `core`. The tables it compares against
+(`alembic revision --autogenerate`) are those of the models imported before it runs:
+`virtuoz migrate` loads every domain's through `cli.registry` first.
 """
 
 import asyncio
-import importlib
 
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.db import Base, async_url
-
-MODEL_MODULES = ["core.heartbeats", "core.audit", "notifications.service", "identity.models", "api.idempotency",
-                 "support.models", "content.models", "custody.escrow.models",
-                 "custody.ledger.models", "custody.addresses.models", "custody.deposits.models",
-                 "custody.withdrawals.models", "custody.freezes",  # withdrawals (issue 8)
-                 "compliance.models",  # compliance (issue 9)
-                 "compliance.travel_rule.models"]  # Travel Rule transfers (issue 9)
-
-for module in MODEL_MODULES:
-    importlib.import_module(module)
 
 target_metadata = Base.metadata
 

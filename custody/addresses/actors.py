@@ -1,4 +1,4 @@
-"""Custody jobs. The allocator's: keep every chain's deposit address pool above its low-water mark.
+"""The allocator's jobs: keep every chain's deposit address pool above its low-water mark.
 
 The allocator reads the account xpubs from ``settings.xpub_file`` and nothing else: it never
 opens the signer's keystore and cannot derive a private key.
@@ -11,8 +11,10 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from custody.addresses.pool import refill_pool
+from custody.addresses.service import REFILL
 from custody.hd import XpubError, load_xpubs
 from jobs.context import current_settings
+import jobs
 from jobs.registry import job
 
 log = logging.getLogger(__name__)
@@ -23,7 +25,7 @@ REFILL_MAX_RETRIES = 2
 REFILL_EXPIRES_AFTER_MS = 5 * 60_000
 
 
-@job("allocator.refill", queue="allocator", max_retries=REFILL_MAX_RETRIES, expires_after_ms=REFILL_EXPIRES_AFTER_MS)
+@job(REFILL, queue="allocator", max_retries=REFILL_MAX_RETRIES, expires_after_ms=REFILL_EXPIRES_AFTER_MS)
 async def refill(session: AsyncSession, chain: str) -> None:
     """Top up ``chain``'s pool of unassigned deposit addresses."""
     settings = current_settings()
@@ -48,4 +50,4 @@ async def refill_all(session: AsyncSession) -> None:
     broken xpub does not stop the others' refills.
     """
     for chain in current_settings().chains:
-        refill.send_after_commit(session, chain.name)
+        jobs.send_after_commit(session, REFILL, chain.name)

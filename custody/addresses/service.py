@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import column, select, table
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -18,18 +18,16 @@ from core.db import advisory_lock
 from core.errors import InvalidInput, NotFound, ServiceUnavailable
 from core.settings import ChainSettings
 from core.time import utcnow
-from custody.addresses import actors
 from custody.addresses.models import DepositAddress
 from custody.addresses.pool import refill_pool
+from identity.models import User
+import jobs
 
 __all__ = ["AddressPoolEmpty", "Allocation", "allocate", "chain_assets", "refill_pool"]
 
 # How long a client should wait after an empty pool: one refill by a running allocator.
 POOL_RETRY_AFTER_SECONDS = 5
-
-# The identity domain owns `users`; custody only needs to know a user exists (no model import
-# across domains, which the import contracts forbid for api.*).
-_users = table("users", column("id"))
+REFILL = jobs.name("allocator.refill")
 
 
 class AddressPoolEmpty(ServiceUnavailable):
@@ -76,7 +74,7 @@ async def allocate(
     ``AddressPoolEmpty`` (503, Retry-After; a refill is requested).
     """
     chain_settings, symbol = _resolve(chains, chain, asset)
-    if await session.scalar(select(_users.c.id).where(_users.c.id == user_id)) is None:
+    if await session.scalar(select(User.id).where(User.id == user_id)) is None:
         raise NotFound("No such user.", code="user_not_found")
 
     # Serialize allocations of one (user, chain): the second waits, then finds the first's row
@@ -97,7 +95,7 @@ async def allocate(
         .limit(1)
         .with_for_update(skip_locked=True)
     )
-    actors.refill.send_after_commit(session, chain_settings.name)
+    jobs.send_after_commit(session, REFILL, chain_settings.name)
     if free is None:
         raise AddressPoolEmpty(details={"chain": chain_settings.name},
                                headers={"Retry-After": str(POOL_RETRY_AFTER_SECONDS)})

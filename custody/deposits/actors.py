@@ -7,16 +7,17 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from custody.deposits import crediting
+from custody.deposits.tracking import CREDIT_DEPOSIT, REVERSE_DEPOSIT
 from jobs.registry import job
 
 
-@job("custody.credit_deposit", queue="custody")
+@job(CREDIT_DEPOSIT, queue="custody")
 async def credit_deposit(session: AsyncSession, deposit_id: str) -> None:
     """Credit a confirmed deposit (the scanner or the ingest route sends this once it is confirmed)."""
     await crediting.credit(session, uuid.UUID(deposit_id))
 
 
-@job("custody.reverse_deposit", queue="custody")
+@job(REVERSE_DEPOSIT, queue="custody")
 async def reverse_deposit(session: AsyncSession, deposit_id: str) -> None:
     """Reverse the credit of a deposit whose block was reorged away."""
     await crediting.reverse(session, uuid.UUID(deposit_id))

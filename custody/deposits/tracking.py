@@ -27,12 +27,15 @@ from notifications.service import notify_many
 from core.time import utcnow
 from custody import ledger
 from custody.addresses.models import DepositAddress
-from custody.deposits import actors
 from custody.deposits.models import CONFIRMING, CREDITED, REORGED, SEEN, Deposit
 from custody.deposits.states import LIVE, WAITING, transition
-from jobs.registry import JobSpec, broker_of
+import jobs
+from jobs.registry import broker_of
 
 log = logging.getLogger(__name__)
+
+CREDIT_DEPOSIT = jobs.name("custody.credit_deposit")
+REVERSE_DEPOSIT = jobs.name("custody.reverse_deposit")
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ async def record(session: AsyncSession, observed: Sequence[Observed], announceme
                 due.append(deposit.id)
     if changed:
         await session.flush()
-    send_after_commit(session, actors.credit_deposit, due)
+    send_after_commit(session, CREDIT_DEPOSIT, due)
 
     outcomes = {item.deposit_id: item.outcome for item in results}
     units = await ledger.currencies(session, {seen.asset for seen in unique})
@@ -246,14 +249,14 @@ async def confirm(session: AsyncSession, chain: str, height: int) -> int:
     # The "confirm" action of states.py (seen → confirming), in SQL for every waiting deposit at once;
     # ``credit_requested_at = now()`` (the transaction's time) is what this very statement set.
     due = [row.id for row in await session.execute(_CONFIRM, {"chain": chain, "height": height}) if row.due]
-    send_after_commit(session, actors.credit_deposit, due)
+    send_after_commit(session, CREDIT_DEPOSIT, due)
     return len(due)
 
 
 async def request_credits(session: AsyncSession, deposit_ids: Sequence[uuid.UUID]) -> None:
     if deposit_ids:
         await session.execute(_REQUEST_CREDITS, {"ids": list(deposit_ids)})
-        send_after_commit(session, actors.credit_deposit, deposit_ids)
+        send_after_commit(session, CREDIT_DEPOSIT, deposit_ids)
 
 
 async def orphan_above(session: AsyncSession, chain: str, above: int, through: int,
@@ -305,7 +308,7 @@ async def _orphan(session: AsyncSession, deposits: list[Deposit], announcements:
         view = _deposit_view(deposit, units[deposit.asset])
         announcements.events.append((deposit.id, "deposit.reorged", {**view, "was": previous[deposit.id]}))
         announcements.notices.append((deposit.user_id, "deposit.reorged", view))
-    send_after_commit(session, actors.reverse_deposit,
+    send_after_commit(session, REVERSE_DEPOSIT,
                       [deposit.id for deposit in deposits if deposit.credit_transfer_id is not None])
 
 
@@ -324,8 +327,8 @@ async def resend_stale_requests(session: AsyncSession, chain: str, older_than: t
                               Deposit.credit_transfer_id.is_not(None), Deposit.reversal_requested_at < cutoff)
         .values(reversal_requested_at=utcnow()).returning(Deposit.id),
         execution_options={"synchronize_session": False}))
-    send_after_commit(session, actors.credit_deposit, credits)
-    send_after_commit(session, actors.reverse_deposit, reversals)
+    send_after_commit(session, CREDIT_DEPOSIT, credits)
+    send_after_commit(session, REVERSE_DEPOSIT, reversals)
     return len(credits) + len(reversals)
 
 
@@ -333,7 +336,7 @@ async def resend_stale_requests(session: AsyncSession, chain: str, older_than: t
 _sending: set[asyncio.Future[None]] = set()
 
 
-def send_after_commit(session: AsyncSession, spec: JobSpec, deposit_ids: Sequence[uuid.UUID]) -> None:
+def send_after_commit(session: AsyncSession, job_name: str, deposit_ids: Sequence[uuid.UUID]) -> None:
     """One message per deposit, sent once the transaction commits.
 
     A catch-up confirms hundreds at once: they go in one trip to a worker thread (RedisBroker
@@ -342,7 +345,7 @@ def send_after_commit(session: AsyncSession, spec: JobSpec, deposit_ids: Sequenc
     """
     if not deposit_ids:
         return
-    messages = [spec.message(str(deposit_id)) for deposit_id in deposit_ids]
+    messages = [jobs.message(job_name, str(deposit_id)) for deposit_id in deposit_ids]
     broker = broker_of(session)
 
     def send_all() -> None:

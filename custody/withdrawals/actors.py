@@ -21,14 +21,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.sign_requests import REFUSED_ACTOR, SIGNED_ACTOR
 from custody.withdrawals import pipeline
+from custody.withdrawals.pipeline import BROADCAST_WITHDRAWAL
+from custody.withdrawals.service import SIGN_WITHDRAWAL
 from jobs.context import current_settings
+import jobs
 from jobs.registry import job
 
 # Tracking runs every few seconds: a message older than this has been superseded by newer ones.
 TRACK_EXPIRES_AFTER_MS = 30_000
+TRACK_WITHDRAWAL = jobs.name("custody.track_withdrawal")
 
 
-@job("custody.sign_withdrawal", queue="custody")
+@job(SIGN_WITHDRAWAL, queue="custody")
 async def sign_withdrawal(session: AsyncSession, withdrawal_id: str) -> None:
     """approved → signing: nonce, transaction, authorization; the sign request leaves after commit."""
     await pipeline.request_signature(session, current_settings(), withdrawal_id)
@@ -46,12 +50,12 @@ async def withdrawal_refused(session: AsyncSession, withdrawal_id: str, request_
     await pipeline.on_refused(session, current_settings(), withdrawal_id, request_digest, reason, message)
 
 
-@job("custody.broadcast_withdrawal", queue="custody")
+@job(BROADCAST_WITHDRAWAL, queue="custody")
 async def broadcast_withdrawal(session: AsyncSession, withdrawal_id: str) -> None:
     await pipeline.broadcast(session, current_settings(), withdrawal_id)
 
 
-@job("custody.track_withdrawal", queue="custody", max_retries=0, expires_after_ms=TRACK_EXPIRES_AFTER_MS)
+@job(TRACK_WITHDRAWAL, queue="custody", max_retries=0, expires_after_ms=TRACK_EXPIRES_AFTER_MS)
 async def track_withdrawal(session: AsyncSession, withdrawal_id: str) -> None:
     await pipeline.track(session, current_settings(), withdrawal_id)
 
@@ -60,4 +64,4 @@ async def track_withdrawal(session: AsyncSession, withdrawal_id: str) -> None:
 async def track_withdrawals(session: AsyncSession) -> None:
     """One ``custody.track_withdrawal`` per withdrawal in flight (the scheduler's entry point)."""
     for withdrawal_id in await pipeline.active_withdrawals(session):
-        track_withdrawal.send_after_commit(session, withdrawal_id)
+        jobs.send_after_commit(session, TRACK_WITHDRAWAL, withdrawal_id)

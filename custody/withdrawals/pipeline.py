@@ -27,7 +27,6 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-import dramatiq
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,12 +44,15 @@ from custody.withdrawals import metrics
 from custody.withdrawals.authorization import authorize, request_key
 from custody.withdrawals.models import Withdrawal, WithdrawalAttempt
 from custody.withdrawals.nonces import assign_nonce, release_nonce
-from custody.withdrawals.service import record_step
+from custody.withdrawals.service import SIGN_WITHDRAWAL, record_step
 from custody.withdrawals.states import transition
 from notifications.emails import product_email
-from jobs.registry import broker_of, enqueue
+import jobs
 
 log = logging.getLogger(__name__)
+
+SIGN = jobs.external(SIGN_ACTOR, queue=SIGNER_QUEUE)  # the isolated signer answers it
+BROADCAST_WITHDRAWAL = jobs.name("custody.broadcast_withdrawal")
 
 CHAIN_WITHDRAWALS, NETWORK_FEES = "chain_withdrawals", "network_fees"
 MAX_ATTEMPTS = 6  # the first transaction and five fee bumps; then operators look at it
@@ -98,10 +100,7 @@ async def _attempts(session: AsyncSession, withdrawal: Withdrawal) -> list[Withd
 
 
 def _send_sign_request(session: AsyncSession, attempt: WithdrawalAttempt) -> None:
-    message = dramatiq.Message(queue_name=SIGNER_QUEUE, actor_name=SIGN_ACTOR,
-                               args=(str(attempt.withdrawal_id), attempt.unsigned_tx, attempt.authorization),
-                               kwargs={}, options={})
-    after_commit(session, enqueue, broker_of(session), message)
+    jobs.send_after_commit(session, SIGN, str(attempt.withdrawal_id), attempt.unsigned_tx, attempt.authorization)
 
 
 async def _new_attempt(session: AsyncSession, settings: Settings, withdrawal: Withdrawal, number: int,
@@ -119,9 +118,7 @@ async def _new_attempt(session: AsyncSession, settings: Settings, withdrawal: Wi
 
 
 def _followup(session: AsyncSession, job_name: str, withdrawal: Withdrawal) -> None:
-    from custody.withdrawals import actors  # noqa: PLC0415 - the jobs of this domain import this module
-
-    getattr(actors, job_name).send_after_commit(session, str(withdrawal.id))
+    jobs.send_after_commit(session, job_name, str(withdrawal.id))
 
 
 # --- approved → signing -------------------------------------------------------------------------
@@ -185,7 +182,7 @@ async def on_signed(session: AsyncSession, settings: Settings, withdrawal_id: st
         await record_step(session, withdrawal, await ledger.currency(session, withdrawal.asset), "withdrawal.signed",
                       "signer", {"tx_hash": attempt.tx_hash, "nonce": withdrawal.nonce})
     if withdrawal.state in ("signed", "broadcast"):
-        _followup(session, "broadcast_withdrawal", withdrawal)
+        _followup(session, BROADCAST_WITHDRAWAL, withdrawal)
     elif withdrawal.state != "signing":
         log.warning("withdrawal %s is %s: its signed transaction is kept, never broadcast", withdrawal.id,
                     withdrawal.state)
@@ -273,14 +270,14 @@ async def track(session: AsyncSession, settings: Settings, withdrawal_id: str) -
         return
     stale = utcnow() - timedelta(seconds=settings.withdrawal_resend_seconds)
     if withdrawal.state == "approved" and withdrawal.updated_at < stale:
-        _followup(session, "sign_withdrawal", withdrawal)
+        _followup(session, SIGN_WITHDRAWAL, withdrawal)
     elif withdrawal.state == "signing":
         if withdrawal.failure_reason is None and (withdrawal.sign_requested_at or stale) <= stale:
             attempts = await _attempts(session, withdrawal)
             _send_sign_request(session, attempts[-1])
             withdrawal.sign_requested_at = utcnow()
     elif withdrawal.state == "signed":
-        _followup(session, "broadcast_withdrawal", withdrawal)
+        _followup(session, BROADCAST_WITHDRAWAL, withdrawal)
     elif withdrawal.state == "broadcast":
         chain_settings = _chain_settings(settings, withdrawal.chain)
         async with chain_for(chain_settings) as chain:
@@ -316,7 +313,7 @@ async def _follow(session: AsyncSession, settings: Settings, chain_settings: Cha
         return
     if latest.broadcast_at is None:
         if latest.refusal is None:
-            _followup(session, "broadcast_withdrawal", withdrawal)
+            _followup(session, BROADCAST_WITHDRAWAL, withdrawal)
         return
     if head - (latest.broadcast_block or head) < settings.withdrawal_stuck_blocks:
         return

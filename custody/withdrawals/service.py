@@ -14,15 +14,18 @@ and authorize the transaction. The worker side is ``custody.withdrawals.pipeline
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, tuple_
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import jobs
 from core import audit
+from identity.service import require_step_up
 from notifications import service as notifications
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.pagination import decode_cursor, encode_cursor
@@ -33,13 +36,13 @@ from custody import ledger
 from custody.freezes import freeze, withdrawals_frozen
 from custody.hd import checksum_address
 from custody.withdrawals import metrics
+from custody.withdrawals.policy import checks
 from custody.withdrawals.models import Withdrawal, WithdrawalApproval, WithdrawalAttempt
 from custody.withdrawals.states import FINAL, transition
-from compliance.kyc import limits as kyc_limits  # KYC withdrawal limits (issue 9)
-from compliance.screening import service as screening
-from compliance.travel_rule import withdrawals as travel_rules
 
 ZERO_ADDRESS = "0x" + "0" * 40
+SIGN_WITHDRAWAL = jobs.name("custody.sign_withdrawal")
+CONFIRM_TRAVEL_RULE = jobs.name("compliance.confirm_travel_rule")  # the compliance worker answers
 MAX_PAGE = 100
 
 
@@ -139,18 +142,18 @@ async def record_step(session: AsyncSession, withdrawal: Withdrawal, unit: ledge
 
 async def request(session: AsyncSession, settings: Settings, sanctions: SanctionsList, actor: Actor, *, chain: str,
                   asset: str, to_address: str, amount: str, travel_rule: dict[str, Any] | None,
-                  step_up: Callable[[], Awaitable[None]]) -> WithdrawalView:
+                  redis: Redis, totp_code: str | None) -> WithdrawalView:
     chain_settings, symbol = _resolve(settings.chains, chain, asset)
     destination = _address(to_address)
     unit = await ledger.currency(session, symbol)
     minor = unit.parse(amount)
     fee = unit.parse(settings.withdrawal_fees.get(symbol, "0"), allow_zero=True)
     # The configured list file and the lists loaded into compliance screening (OFAC SDN…).
-    hit = await screening.screen_address(session, destination)
+    hit = await checks().screen_destination(session, destination)
     if destination in sanctions or hit is not None:
         await audit.append(session, "user", actor.user_id, "withdrawal.sanctions_hit",
                            {"chain": chain_settings.name, "asset": symbol, "to_address": destination,
-                            "amount": unit.format(minor), "screening": hit.as_dict() if hit else None},
+                            "amount": unit.format(minor), "screening": hit},
                            actor=actor.user_id)
         metrics.count("sanctions_hit", chain_settings.name, symbol)
         # The attempt itself is a red flag: the customer's withdrawals stay frozen until an officer lifts it.
@@ -159,7 +162,7 @@ async def request(session: AsyncSession, settings: Settings, sanctions: Sanction
         raise SanctionedAddress(details={"to_address": destination})
     if await withdrawals_frozen(session, actor.user_id):
         raise WithdrawalsFrozen()
-    await kyc_limits.check_withdrawal(session, settings.kyc_withdrawal_limits, actor.user_id, unit, minor)  # issue 9
+    await checks().check_limit(session, settings, actor.user_id, unit, minor)
     travel_threshold = _threshold(unit, settings.withdrawal_travel_rule_thresholds)
     # FATF R.16: the threshold is inclusive ("USD/EUR 1 000 or more").
     above_threshold = travel_threshold is not None and minor >= travel_threshold
@@ -168,8 +171,8 @@ async def request(session: AsyncSession, settings: Settings, sanctions: Sanction
     # With the beneficiary VASP's Travel Address, that VASP must accept the transfer over TRP first.
     counterparty = travel_rule.get("travel_address") if above_threshold and travel_rule else None
     if counterparty:
-        travel_rules.check_request(travel_rule)
-    await step_up()
+        checks().check_travel_rule(travel_rule)
+    await require_step_up(session, settings, redis, actor.user_id, totp_code)
 
     withdrawal_id = uuid.uuid4()
     hold = await ledger.hold(session, f"withdrawal:{withdrawal_id}", actor.user_id, symbol, minor + fee,
@@ -187,7 +190,7 @@ async def request(session: AsyncSession, settings: Settings, sanctions: Sanction
     if counterparty:
         withdrawal.state = transition(withdrawal.state, "await_travel_rule")
         await session.flush()
-        transfer_id = await travel_rules.open_for_withdrawal(session, settings, withdrawal, travel_rule, actor.user_id)
+        transfer_id = await checks().open_travel_rule(session, settings, withdrawal, travel_rule, actor.user_id)
         await record_step(session, withdrawal, unit, "withdrawal.awaiting_travel_rule", actor.user_id,
                           {"travel_rule_transfer_id": str(transfer_id)})
     return WithdrawalView(withdrawal, unit, 0)
@@ -198,9 +201,7 @@ def tell_travel_rule_counterparty(session: AsyncSession, withdrawal: Withdrawal)
     VASP, if it accepted the transfer, gets the txid or ``canceled`` (a compliance job, after commit).
     ``record_step`` calls it on every final step, whichever path got there."""
     if withdrawal.travel_rule and withdrawal.travel_rule.get("travel_address"):
-        from compliance.actors import confirm_travel_rule  # the compliance worker's job
-
-        confirm_travel_rule.send_after_commit(session, str(withdrawal.id))
+        jobs.send_after_commit(session, CONFIRM_TRAVEL_RULE, str(withdrawal.id))
 
 
 async def travel_rule_decided(session: AsyncSession, withdrawal_id: uuid.UUID, *, accepted: bool,
@@ -302,9 +303,7 @@ async def approve(session: AsyncSession, actor: Actor, withdrawal_id: uuid.UUID)
     await record_step(session, withdrawal, unit, "withdrawal.approved" if complete else "withdrawal.approval_added",
                   actor.user_id, {"approvals": approvals, "approvals_required": withdrawal.approvals_required})
     if complete:
-        from custody.withdrawals.actors import sign_withdrawal  # the jobs of this domain (no import cycle)
-
-        sign_withdrawal.send_after_commit(session, str(withdrawal.id))
+        jobs.send_after_commit(session, SIGN_WITHDRAWAL, str(withdrawal.id))
     return WithdrawalView(withdrawal, unit, approvals)
 
 

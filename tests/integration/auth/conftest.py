@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from api import control
+from core import control
 from identity import service
 from core import audit
 from core.db import create_engine, session_factory, unit_of_work

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from api import control
+from core import control
 from content.states import ACTIONS, STATES, TRANSITIONS
 from core.signing import generate_keypair, sign_payload
 from tests.integration.cms.conftest import API, missing_tables, poll

@@ -8,12 +8,8 @@ from functools import reduce
 
 from compliance.kyc import service as kyc
 from compliance.review import service as review
-from compliance.projections import (
-    reduce_kyc_case,
-    reduce_transaction_review,
-    stored_kyc_case,
-    stored_transaction_review,
-)
+from compliance.kyc.projection import reduce_kyc_case, stored_kyc_case
+from compliance.review.projection import reduce_transaction_review, stored_transaction_review
 from core import audit
 from core.db import unit_of_work
 from custody.ledger import service as ledger
@@ -60,7 +56,7 @@ async def test_transaction_review_folds_to_its_row(client, login_as, factory) ->
 
 
 async def test_travel_rule_transfer_folds_to_its_row(client, login_as, factory) -> None:
-    from compliance.projections import reduce_travel_rule, stored_travel_rule
+    from compliance.travel_rule.projection import reduce_travel_rule, stored_travel_rule
     from compliance.travel_rule import service as travel_rule
 
     officer = (await login_as(client, "compliance")).user_id

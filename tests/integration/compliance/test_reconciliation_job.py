@@ -19,7 +19,7 @@ import redis.asyncio
 from eth_account import Account
 from sqlalchemy import func, select
 
-from compliance.actors import reconcile_balances
+from compliance.reporting.actors import reconcile_balances
 from compliance.reporting.models import ComplianceReport
 from compliance.reporting.service import previous_interval
 from core.db import unit_of_work

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import redis.asyncio
 from sqlalchemy import select
 
-from compliance.actors import schedule_reports
+from compliance.reporting.actors import schedule_reports
 from compliance.reporting.models import ComplianceReport
 from jobs.broker import queue_depths
 from jobs.scheduler import SCHEDULE, build_scheduler

@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio
 from sqlalchemy import select
 
-from compliance.actors import expire_travel_rule
+from compliance.travel_rule.actors import expire_travel_rule
 from compliance.travel_rule import ivms101
 from compliance.travel_rule import service as travel_rule
 from core import audit

@@ -212,7 +212,7 @@ def broker(redis_url: str, database_url: str) -> Iterator[RedisBroker]:
 
 
 def test_the_breach_check_is_a_notifications_job_on_the_schedule(broker, settings) -> None:
-    [spec] = [spec for spec in registered_jobs() if spec.name == "helpdesk.mark_breaches"]
+    [spec] = [spec for spec in registered_jobs() if spec.name == "support.mark_breaches"]
     assert spec.queue == "notifications"
     scheduled = build_scheduler(settings.model_copy(update={"helpdesk_breach_check_seconds": 30.0}), broker) \
         .get_job("helpdesk-sla-breaches")

@@ -18,10 +18,12 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import jobs
 from core.db import create_engine, session_factory, unit_of_work
 from core.heartbeats import ServiceHeartbeat, record_heartbeat, stale_services
 from jobs.broker import close_broker, create_broker, dead_letter_counts, queue_depths
 from jobs.heartbeat import HEARTBEATS, WORKERS, enqueue_heartbeats
+from jobs import registry
 from jobs.registry import JobError, bind_broker, job
 from jobs.scheduler import build_scheduler
 from jobs.worker import start_worker
@@ -44,7 +46,7 @@ async def record_beat_then_fail(session: AsyncSession, service: str) -> None:
 @job("test.record_beat_and_forward", queue="reports", max_retries=0)
 async def record_beat_and_forward(session: AsyncSession, service: str) -> None:
     await record_heartbeat(session, service)
-    record_beat.send_after_commit(session, f"{service}-forwarded")
+    jobs.send_after_commit(session, "test.record_beat", f"{service}-forwarded")
 
 
 @job("test.record_beat_slowly", queue="reports", max_retries=0, time_limit_ms=300)
@@ -116,7 +118,7 @@ async def beat_of(factory: async_sessionmaker[AsyncSession], service: str) -> Se
 
 async def test_job_sent_after_commit_runs_on_a_worker(broker, factory, service) -> None:
     async with unit_of_work(factory) as session:
-        record_beat.send_after_commit(session, service)
+        jobs.send_after_commit(session, "test.record_beat", service)
 
     async with running_worker(broker, {"reports"}):
         await join(broker, "reports")
@@ -129,7 +131,7 @@ async def test_rolled_back_transaction_enqueues_nothing(broker, factory, redis_c
     with pytest.raises(Abort):
         async with unit_of_work(factory) as session:
             await record_heartbeat(session, service)
-            record_beat.send_after_commit(session, f"{service}-from-job")
+            jobs.send_after_commit(session, "test.record_beat", f"{service}-from-job")
             raise Abort
 
     assert await queue_depths(redis_client, ["reports"], namespace=namespace) == {"reports": 0}
@@ -250,6 +252,25 @@ async def test_sending_from_a_session_without_a_broker_is_refused(database_url: 
     try:
         with pytest.raises(JobError, match="bind_broker"):
             async with unit_of_work(session_factory(engine)) as session:
-                record_beat.send_after_commit(session, "never-sent")
+                jobs.send_after_commit(session, "test.record_beat", "never-sent")
     finally:
         await engine.dispose()
+
+
+def test_every_job_name_a_module_sends_has_an_actor() -> None:
+    # The senders declare the names they use at import; the process wiring loaded every actor.
+    assert registry.unanswered() == {}
+
+
+def test_a_broker_refuses_a_sent_name_that_no_actor_answers(redis_url: str) -> None:
+    jobs.name("test.nobody_answers")
+    try:
+        with pytest.raises(JobError, match=r"test\.nobody_answers \(sent by tests\."):
+            create_broker(redis_url, namespace=f"test-{uuid.uuid4().hex}")
+    finally:
+        registry._declared.pop("test.nobody_answers")
+
+
+def test_sending_a_name_without_an_actor_fails_inside_the_transaction() -> None:
+    with pytest.raises(JobError, match="no actor answers"):
+        jobs.message("test.nobody_at_all", "x")

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from compliance.prices import Conversion, major
-from compliance.reporting.service import Movement, select_large
+from compliance.movements import Movement
+from compliance.reporting.service import select_large
 
 START = datetime(2001, 3, 1, tzinfo=UTC)
 
