@@ -13,17 +13,20 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from api import docs
-from api.admin import events as admin_events
+from api.addresses import routes as address_routes
 from api.admin import routes as admin_routes
+from api.audit import routes as audit_routes
 from api.auth import routes as auth_routes
 from api.principal import IdentityCache
 from api.cms import routes as cms_routes
 from api.compliance import routes as compliance_routes
+from api.deposits import routes as deposit_routes
 from api.escrow import routes as escrow_routes
 from api.helpdesk import routes as helpdesk_routes
 from api.i18n import routes as i18n_routes
-from api.platform import routes as platform_routes
+from api.storage import routes as storage_routes
 from api.wallet import routes as wallet_routes
+from api.withdrawals import routes as withdrawal_routes
 from api.notifications import routes as notification_routes
 from api.stream import close_streams
 from api.control import control_context
@@ -63,10 +66,11 @@ def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
     """(root tables, /api/v1 tables): the one list every domain's routes are added to."""
     root = [ops.root] + ([docs.docs] if settings.docs_enabled else [])
     v1 = [
-        ops.v1, auth_routes.auth, auth_routes.profile, admin_routes.admin_users, admin_events.admin_events,
-        notification_routes.notifications, escrow_routes.escrow, escrow_routes.escrow_admin,
-        escrow_routes.storage_tools, platform_routes.crypto, wallet_routes.wallet, helpdesk_routes.helpdesk,
-        helpdesk_routes.helpdesk_platform, cms_routes.cms_public, cms_routes.cms_admin, cms_routes.email_templates,
+        ops.v1, auth_routes.auth, auth_routes.profile, admin_routes.admin_users, audit_routes.audit_events,
+        notification_routes.notifications, escrow_routes.escrow, escrow_routes.escrow_admin, storage_routes.storage,
+        address_routes.addresses, withdrawal_routes.withdrawals, deposit_routes.scanner_ingest, wallet_routes.wallet,
+        deposit_routes.deposits, helpdesk_routes.helpdesk, helpdesk_routes.helpdesk_platform, cms_routes.cms_public,
+        cms_routes.cms_admin, cms_routes.email_templates,
         i18n_routes.platform_content, compliance_routes.kyc_routes, compliance_routes.compliance_routes,
         compliance_routes.admin_compliance_routes, compliance_routes.transaction_review_routes,
     ]

@@ -7,6 +7,7 @@ The README documents each field. No other module reads ``os.environ`` for config
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Literal
 from functools import cached_property
@@ -16,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.errors import InvalidInput
 from core.signing import load_public_key
 
 # The default secret is public (it is in this file): production refuses it.
@@ -44,6 +46,30 @@ class ChainSettings(BaseModel):
     # Scanner (issue 7): the first block a scanner with no cursor yet reads (its very first run
     # only); unset: the node's head minus `scanner_start_margin`.
     start_height: int | None = Field(default=None, ge=0)
+
+    @property
+    def assets(self) -> list[str]:
+        return [self.native, *self.tokens]
+
+    def asset(self, symbol: str) -> str:
+        """The asset's symbol as configured (matched case-insensitively); 422 ``asset_not_on_chain``."""
+        found = next((known for known in self.assets if known.upper() == symbol.upper()), None)
+        if found is None:
+            raise InvalidInput(f"{symbol!r} is not an asset on {self.name}.", code="asset_not_on_chain",
+                               details={"chain": self.name, "asset": symbol, "assets": self.assets})
+        return found
+
+
+class UnknownChain(InvalidInput):
+    code, message = "unknown_chain", "This chain is not configured."
+
+
+def chain_named(chains: Sequence[ChainSettings], name: str) -> ChainSettings:
+    """The configured chain ``name``; else 422 ``unknown_chain`` naming the configured ones."""
+    for chain in chains:
+        if chain.name == name:
+            return chain
+    raise UnknownChain(f"Unknown chain {name!r}.", details={"chain": name, "chains": [chain.name for chain in chains]})
 
 
 class WithdrawalLimit(BaseModel):
@@ -318,6 +344,10 @@ class Settings(BaseSettings):
         if self.travel_rule_pki_dir is None:
             self.travel_rule_pki_dir = self.data_dir / "trp-pki"
         return self
+
+    def chain(self, name: str) -> ChainSettings:
+        """The configured chain ``name``; else 422 ``unknown_chain``."""
+        return chain_named(self.chains, name)
 
     def vasp(self, name: str | None = None) -> VaspIdentity:
         """A configured Travel Rule identity; by default the one outbound transfers come from."""

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from core.db import create_engine, session_factory
 from core.logging import configure_logging
 from notifications.service import bind_publisher
-from core.settings import ChainSettings, Settings
+from core.settings import ChainSettings, Settings, UnknownChain
 from custody.chains import chain_for
 from custody.deposits import tracking
 from jobs.broker import close_broker, create_broker
@@ -53,8 +53,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 def run_scanner(settings: Settings, chain: str, *, metrics_port: int | None = None) -> int:
     """Follow ``chain`` until SIGTERM/SIGINT (exit 0); 2 when the chain or its node is misconfigured."""
     settings.check()
-    configured = next((item for item in settings.chains if item.name == chain), None)
-    if configured is None:
+    try:
+        configured = settings.chain(chain)
+    except UnknownChain:
         known = ", ".join(item.name for item in settings.chains) or "none"
         print(f"virtuoz scanner: unknown chain {chain!r} (configured: {known})", file=sys.stderr)
         return 2

@@ -1,2 +1,2 @@
 """Content: legal documents, help articles, email templates and landing pages on one versioned
-workflow engine; email delivery; see README.md beside this file."""
+workflow engine; email delivery; see content/README.md."""

@@ -1,4 +1,4 @@
-"""Escrow contracts, disputes and evidence; admin oversight; the storage path preview."""
+"""Escrow contracts, disputes and evidence; admin oversight."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ from api.escrow.schemas import (
     HistoryOut,
     RejectIn,
     ResolveIn,
-    ShardPathIn,
-    ShardPathOut,
 )
 from api.http import multipart_file, path_uuid, stored_file
 from api.keys import FILE_STORE, SETTINGS
@@ -29,11 +27,10 @@ from api.middleware import db_session
 from api.registry import Routes
 from api.schemas import Empty
 from custody.escrow.models import EvidenceFile
-from core.storage import IncomingFile, shard_path
+from core.storage import IncomingFile
 
 escrow = Routes(tag="escrow")
 escrow_admin = Routes(tag="admin")
-storage_tools = Routes(tag="platform")
 
 ESCROW = {200: EscrowOut}
 
@@ -173,14 +170,5 @@ async def admin_contracts(request: web.Request, query: AdminEscrowQuery) -> Escr
     return EscrowListOut(items=[EscrowOut.of(view) for view in page.items], next_cursor=page.next_cursor)
 
 
-@storage_tools.post("/platform/storage/shard-path", access=roles("operator", "admin"), body=ShardPathIn,
-                    responses={200: ShardPathOut})
-async def storage_shard_path(request: web.Request, body: ShardPathIn) -> ShardPathOut:
-    """Where the file store keeps a key: the same function the evidence store uses."""
-    return ShardPathOut(key=body.key, path=shard_path(body.key))
-
-
 def _description(fields: dict[str, str]) -> str | None:
     return (fields.get("description") or "").strip()[:1000] or None
-
-

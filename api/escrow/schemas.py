@@ -133,12 +133,3 @@ class EvidenceOut(BaseModel):
 
 class EvidenceListOut(BaseModel):
     items: list[EvidenceOut]
-
-
-class ShardPathIn(BaseModel):
-    key: str = Field(min_length=1, max_length=200)
-
-
-class ShardPathOut(BaseModel):
-    key: str
-    path: str

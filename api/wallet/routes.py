@@ -14,12 +14,8 @@ from api.wallet.schemas import (
     ActivityQuery,
     BalanceOut,
     BalancesOut,
-    DepositOut,
-    DepositsOut,
-    DepositsQuery,
 )
 from custody import ledger
-from custody.deposits import queries as deposits
 
 wallet = Routes(tag="wallet")
 
@@ -38,10 +34,3 @@ async def activity(request: web.Request, query: ActivityQuery) -> ActivityOut:
                                  limit=query.limit, cursor=query.cursor)
     return ActivityOut(items=[ActivityItemOut.of(item) for item in page.items], next_cursor=page.next_cursor)
 
-
-@wallet.get("/wallet/deposits", access=AUTHENTICATED, query=DepositsQuery, responses={200: DepositsOut})
-async def list_deposits(request: web.Request, query: DepositsQuery) -> DepositsOut:
-    """The caller's deposits with their state and confirmations, newest first (`limit` 1–100, opaque `cursor`)."""
-    page = await deposits.deposits_of(db_session(request), current(request).user_id, limit=query.limit,
-                                      cursor=query.cursor)
-    return DepositsOut(items=[DepositOut.of(item) for item in page.items], next_cursor=page.next_cursor)

@@ -6,7 +6,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from custody.deposits.queries import DepositItem
 from custody.ledger import ActivityItem, Balance
 
 DECIMAL = "A decimal string in major units (fiat with its decimals, crypto without trailing zeros)."
@@ -60,44 +59,4 @@ class ActivityItemOut(BaseModel):
 
 class ActivityOut(BaseModel):
     items: list[ActivityItemOut]
-    next_cursor: str | None
-
-
-# --- deposits (issue 7) ---------------------------------------------------------------------------
-
-class DepositsQuery(BaseModel):
-    limit: int = Field(default=50, ge=1, le=100)
-    cursor: str | None = Field(default=None, max_length=500, description="`next_cursor` of the previous page.")
-
-
-class DepositOut(BaseModel):
-    id: uuid.UUID
-    chain: str = Field(examples=["ethereum"])
-    asset: str = Field(examples=["USDC"])
-    amount: str = Field(description=DECIMAL, examples=["125.5"])
-    tx_hash: str
-    log_index: int = Field(description="The token Transfer log's index in its block; -1 for the native coin.")
-    block_number: int
-    block_hash: str
-    to_address: str = Field(description="The deposit address (EIP-55).")
-    state: Literal["seen", "confirming", "credited", "reorged"] = Field(
-        description="seen → confirming → credited; reorged when its block left the chain (a credit is reversed).")
-    confirmations: int = Field(description="Blocks on top of the deposit's, its own included.")
-    required_confirmations: int = Field(description="Credited once confirmations reach this.")
-    created_at: datetime = Field(description="When the deposit was first seen.")
-    credited_at: datetime | None
-    reorged_at: datetime | None
-
-    @classmethod
-    def of(cls, item: DepositItem) -> DepositOut:
-        row = item.deposit
-        return cls(id=row.id, chain=row.chain, asset=row.asset, amount=item.currency.format(row.amount),
-                   tx_hash=row.tx_hash, log_index=row.log_index, block_number=row.block_number,
-                   block_hash=row.block_hash, to_address=row.to_address, state=row.state,  # type: ignore[arg-type]
-                   confirmations=item.confirmations, required_confirmations=row.required_confirmations,
-                   created_at=row.created_at, credited_at=row.credited_at, reorged_at=row.reorged_at)
-
-
-class DepositsOut(BaseModel):
-    items: list[DepositOut]
     next_cursor: str | None

@@ -54,7 +54,6 @@ from compliance.review.models import TransactionReview
 from core import audit
 from core.db import on_rollback
 from core.errors import AppError, InvalidInput, NotFound
-from core.money import format_amount
 from core.pagination import keyset_before, next_page
 from core.settings import ChainSettings
 from core.time import rfc3339, utcnow

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from compliance.review.service import AGGREGATE
 from core import audit
 from core.errors import AppError, Conflict, NotFound
-from core.settings import ChainSettings
+from core.settings import ChainSettings, UnknownChain, chain_named
 from custody import ledger
 from custody.chains import BlockNotFound, Chain, TransactionTransfers
 from custody.deposits.models import Deposit
@@ -117,7 +117,10 @@ async def reconcile(session: AsyncSession, transfer_id: uuid.UUID, chains: Mappi
 def _adapter(chains: Mapping[str, Chain], chain_settings: Sequence[ChainSettings], name: str
              ) -> tuple[Chain, ChainSettings]:
     adapter = chains.get(name)
-    configured = next((item for item in chain_settings if item.name == name), None)
+    try:
+        configured = chain_named(chain_settings, name)
+    except UnknownChain:
+        configured = None
     if adapter is None or configured is None:
         raise ChainNotConfigured(details={"chain": name})
     return adapter, configured

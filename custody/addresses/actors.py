@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from custody.addresses.pool import refill_pool
 from custody.addresses.service import REFILL
+from core.settings import UnknownChain
 from custody.hd import XpubError, load_xpubs
 from jobs.context import current_settings
 import jobs
@@ -29,8 +30,9 @@ REFILL_EXPIRES_AFTER_MS = 5 * 60_000
 async def refill(session: AsyncSession, chain: str) -> None:
     """Top up ``chain``'s pool of unassigned deposit addresses."""
     settings = current_settings()
-    configured = next((item for item in settings.chains if item.name == chain), None)
-    if configured is None:
+    try:
+        configured = settings.chain(chain)
+    except UnknownChain:
         log.warning("allocator.refill: chain %r is not configured; nothing to do", chain, extra={"chain": chain})
         return
     xpubs = load_xpubs(settings.xpub_file)  # type: ignore[arg-type]  # filled in by Settings

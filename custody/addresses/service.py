@@ -15,15 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.db import advisory_lock
-from core.errors import InvalidInput, NotFound, ServiceUnavailable
-from core.settings import ChainSettings
+from core.errors import NotFound, ServiceUnavailable
+from core.settings import ChainSettings, chain_named
 from core.time import utcnow
 from custody.addresses.models import DepositAddress
 from custody.addresses.pool import refill_pool
 from identity.models import User
 import jobs
 
-__all__ = ["AddressPoolEmpty", "Allocation", "allocate", "chain_assets", "refill_pool"]
+__all__ = ["AddressPoolEmpty", "Allocation", "allocate", "refill_pool"]
 
 # How long a client should wait after an empty pool: one refill by a running allocator.
 POOL_RETRY_AFTER_SECONDS = 5
@@ -43,22 +43,6 @@ class Allocation:
     newly_assigned: bool
 
 
-def chain_assets(chain: ChainSettings) -> list[str]:
-    return [chain.native, *chain.tokens]
-
-
-def _resolve(chains: Sequence[ChainSettings], chain_name: str, asset: str) -> tuple[ChainSettings, str]:
-    chain = next((item for item in chains if item.name == chain_name), None)
-    if chain is None:
-        raise InvalidInput(f"Unknown chain {chain_name!r}.", code="unknown_chain",
-                           details={"chain": chain_name, "chains": [item.name for item in chains]})
-    symbol = next((known for known in chain_assets(chain) if known.upper() == asset.upper()), None)
-    if symbol is None:
-        raise InvalidInput(f"{asset!r} is not an asset on {chain_name}.", code="asset_not_on_chain",
-                           details={"chain": chain_name, "asset": asset, "assets": chain_assets(chain)})
-    return chain, symbol
-
-
 async def allocate(
     session: AsyncSession,
     user_id: uuid.UUID,
@@ -73,7 +57,8 @@ async def allocate(
     Raises ``InvalidInput`` (unknown_chain, asset_not_on_chain), ``NotFound`` (user_not_found) and
     ``AddressPoolEmpty`` (503, Retry-After; a refill is requested).
     """
-    chain_settings, symbol = _resolve(chains, chain, asset)
+    chain_settings = chain_named(chains, chain)
+    symbol = chain_settings.asset(asset)
     if await session.scalar(select(User.id).where(User.id == user_id)) is None:
         raise NotFound("No such user.", code="user_not_found")
 

@@ -18,9 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.errors import InvalidInput
-from core.settings import ChainSettings
+from core.settings import ChainSettings, chain_named
 from custody import ledger
-from custody.addresses.service import chain_assets
 from custody.chains import Chain, TransactionTransfers
 from custody.chains.evm_batch import checksum
 from custody.deposits.models import CONFIRMING, NATIVE_LOG_INDEX, SEEN, Deposit, deposit_key
@@ -99,13 +98,8 @@ async def ingest(session: AsyncSession, event: ChainEvent, *, chains: Sequence[C
     Raises ``InvalidInput`` for what cannot be an event of ours (unknown chain or asset, a bad
     amount) and ``EventMismatch`` (422, audited) for what the chain does not show.
     """
-    settings = next((chain for chain in chains if chain.name == event.chain), None)
-    if settings is None or event.chain not in adapters:
-        raise InvalidInput(f"Unknown chain {event.chain!r}.", code="unknown_chain", details={"chain": event.chain})
-    asset = next((known for known in chain_assets(settings) if known.upper() == event.asset.upper()), None)
-    if asset is None:
-        raise InvalidInput(f"{event.asset!r} is not an asset on {event.chain}.", code="asset_not_on_chain",
-                           details={"chain": event.chain, "assets": chain_assets(settings)})
+    settings = chain_named([chain for chain in chains if chain.name in adapters], event.chain)
+    asset = settings.asset(event.asset)
     # The forms the chain adapter and the database use: lowercase hashes, EIP-55 addresses.
     event = replace(event, tx_hash=event.tx_hash.lower(), block_hash=event.block_hash.lower(),
                     to_address=checksum(event.to_address), asset=asset)

@@ -31,8 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.db import after_commit
-from core.settings import ChainSettings, Settings
+from core.settings import ChainSettings, Settings, UnknownChain
 from core.sign_requests import SIGN_ACTOR, SIGNER_QUEUE, UnsignedTx, request_digest
 from core.time import utcnow
 from custody import ledger
@@ -66,10 +65,10 @@ ALERT_REFUSALS = frozenset({"withdrawal_signed_elsewhere", "replacement_not_allo
 # --- helpers ------------------------------------------------------------------------------------
 
 def _chain_settings(settings: Settings, name: str) -> ChainSettings:
-    found = next((chain for chain in settings.chains if chain.name == name), None)
-    if found is None:
-        raise RuntimeError(f"withdrawal on chain {name!r}, which this worker's settings do not configure")
-    return found
+    try:
+        return settings.chain(name)
+    except UnknownChain:
+        raise RuntimeError(f"withdrawal on chain {name!r}, which this worker's settings do not configure") from None
 
 
 @lru_cache(maxsize=64)

@@ -14,7 +14,6 @@ and authorize the transaction. The worker side is ``custody.withdrawals.pipeline
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,7 +29,7 @@ from notifications import service as notifications
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.pagination import decode_cursor, encode_cursor
 from core.sanctions import SanctionsList
-from core.settings import ChainSettings, Settings
+from core.settings import Settings
 from core.time import utcnow
 from custody import ledger
 from custody.freezes import freeze, withdrawals_frozen
@@ -96,19 +95,6 @@ class SigningInProgress(Conflict):
 
 # --- rules from settings ------------------------------------------------------------------------
 
-def _resolve(chains: Sequence[ChainSettings], chain_name: str, asset: str) -> tuple[ChainSettings, str]:
-    chain = next((item for item in chains if item.name == chain_name), None)
-    if chain is None:
-        raise InvalidInput(f"Unknown chain {chain_name!r}.", code="unknown_chain",
-                           details={"chain": chain_name, "chains": [item.name for item in chains]})
-    assets = [chain.native, *chain.tokens]
-    symbol = next((known for known in assets if known.upper() == asset.upper()), None)
-    if symbol is None:
-        raise InvalidInput(f"{asset!r} is not an asset on {chain_name}.", code="asset_not_on_chain",
-                           details={"chain": chain_name, "asset": asset, "assets": assets})
-    return chain, symbol
-
-
 def _threshold(unit: ledger.CurrencyInfo, table: dict[str, str]) -> int | None:
     configured = table.get(unit.code)
     return None if configured is None else unit.parse(configured, allow_zero=True)
@@ -143,7 +129,8 @@ async def record_step(session: AsyncSession, withdrawal: Withdrawal, unit: ledge
 async def request(session: AsyncSession, settings: Settings, sanctions: SanctionsList, actor: Actor, *, chain: str,
                   asset: str, to_address: str, amount: str, travel_rule: dict[str, Any] | None,
                   redis: Redis, totp_code: str | None) -> WithdrawalView:
-    chain_settings, symbol = _resolve(settings.chains, chain, asset)
+    chain_settings = settings.chain(chain)
+    symbol = chain_settings.asset(asset)
     destination = _address(to_address)
     unit = await ledger.currency(session, symbol)
     minor = unit.parse(amount)

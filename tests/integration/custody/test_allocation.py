@@ -12,7 +12,7 @@ import redis.asyncio
 from sqlalchemy import func, select
 
 from api.app import route_tables
-from api.platform.routes import crypto
+from api.addresses.routes import addresses
 from core.audit import AuditEvent
 from core.db import unit_of_work
 from custody.addresses.actors import refill
@@ -48,7 +48,7 @@ async def queued_refills(client: redis.asyncio.Redis) -> list[tuple]:
 @pytest.fixture
 async def api(make_client, custody_settings):
     _, v1 = route_tables(custody_settings)
-    extra = [] if any(table is crypto for table in v1) else [crypto]  # until api/app.py mounts it
+    extra = [] if any(table is addresses for table in v1) else [addresses]  # until api/app.py mounts it
     return await make_client(custody_settings, extra_routes=extra)
 
 

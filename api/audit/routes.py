@@ -3,54 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
 
 from api.access import roles
 from api import replay as events_service
+from api.audit.schemas import DriftOut, EventsOut, ReplayOut
 from api.http import json_response
 from api.middleware import db_session
 from api.registry import Routes
 
-admin_events = Routes(tag="admin")
+audit_events = Routes(tag="admin")
 
 NDJSON = "application/x-ndjson"
 
 
-class EventOut(BaseModel):
-    aggregate_type: str
-    aggregate_id: str
-    seq: int
-    type: str
-    data: dict[str, Any]
-    actor: str | None
-    occurred_at: str
-    prev_hash: str
-    hash: str
-
-
-class EventsOut(BaseModel):
-    items: list[EventOut]
-
-
-class DriftOut(BaseModel):
-    field: str
-    stored: Any
-    replayed: Any
-
-
-class ReplayOut(BaseModel):
-    aggregate_type: str
-    aggregate_id: str
-    events: int
-    chain_valid: bool
-    chain_problems: list[str]
-    drift: list[DriftOut]
-
-
-@admin_events.get("/admin/events/export/{aggregate_type}/{aggregate_id}", access=roles("admin", "compliance"),
+@audit_events.get("/admin/events/export/{aggregate_type}/{aggregate_id}", access=roles("admin", "compliance"),
                   responses={200: EventsOut})
 async def export_events(request: web.Request) -> web.Response:
     """The aggregate's events in seq order with their hashes (JSON, or NDJSON with `Accept: application/x-ndjson`)."""
@@ -62,7 +30,7 @@ async def export_events(request: web.Request) -> web.Response:
     return json_response({"items": events})
 
 
-@admin_events.post("/admin/events/replay/{aggregate_type}/{aggregate_id}", access=roles("admin"),
+@audit_events.post("/admin/events/replay/{aggregate_type}/{aggregate_id}", access=roles("admin"),
                    responses={200: ReplayOut})
 async def replay_events(request: web.Request) -> ReplayOut:
     """Rebuild the aggregate from its events and report drift from the stored row, and the chain's validity."""

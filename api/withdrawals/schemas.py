@@ -1,36 +1,16 @@
+"""Request and response models of the withdrawal routes (issue 8)."""
+
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.money import AmountText
-from custody.deposits.ingest import ChainEvent
 from custody.withdrawals.service import WithdrawalView
 from custody.withdrawals.states import STATES as WITHDRAWAL_STATES
-
-
-class AllocateAddressIn(BaseModel):
-    chain: str = Field(min_length=1, max_length=40, examples=["ethereum"])
-    asset: str = Field(min_length=1, max_length=20, examples=["USDC"],
-                       description="The chain's native coin or one of its tokens; every asset of a chain "
-                                   "shares the user's one address there.")
-    user_id: uuid.UUID | None = Field(default=None, description="Whose address (operator/admin only); "
-                                                                "default: the caller.")
-
-
-class DepositAddressOut(BaseModel):
-    address: str = Field(description="EIP-55 checksummed.", examples=["0x9858EfFD232B4033E47d90003D41EC34EcaEda94"])
-    chain: str
-    asset: str
-    derivation_index: int = Field(description="m/44'/60'/{account}'/0/{derivation_index} of the chain's account.")
-    created_at: datetime = Field(description="When this address was assigned to the user.")
-
-
-# --- withdrawals (issue 8) ----------------------------------------------------------------------
 
 WithdrawalState = Literal["requested", "awaiting_travel_rule", "pending_approval", "approved", "signing", "signed",
                           "broadcast", "confirmed", "failed", "rolled_back"]
@@ -108,29 +88,3 @@ class WithdrawalOut(BaseModel):
 class WithdrawalListOut(BaseModel):
     items: list[WithdrawalOut]
     next_cursor: str | None
-
-
-# --- deposits (issue 7) ---------------------------------------------------------------------------
-
-HASH_PATTERN = r"^0x[0-9a-fA-F]{64}$"
-
-
-class ScannerEventIn(BaseModel):
-    """A transfer to a deposit address, as an external watcher saw it; verified against the chain."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    chain: str = Field(min_length=1, max_length=40, examples=["ethereum"])
-    tx_hash: str = Field(pattern=HASH_PATTERN)
-    log_index: int = Field(ge=-1, le=2**31 - 1,
-                           description="The token Transfer log's index in its block; -1 for the native coin.")
-    block_number: int = Field(ge=0, le=2**63 - 1)
-    block_hash: str = Field(pattern=HASH_PATTERN)
-    to_address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$", examples=["0x9858EfFD232B4033E47d90003D41EC34EcaEda94"])
-    asset: str = Field(min_length=1, max_length=20, examples=["USDC"])
-    amount: AmountText
-
-    def event(self) -> ChainEvent:
-        return ChainEvent(chain=self.chain, tx_hash=self.tx_hash, log_index=self.log_index,
-                          block_number=self.block_number, block_hash=self.block_hash, to_address=self.to_address,
-                          asset=self.asset, amount=self.amount)

@@ -1,0 +1,1 @@
+"""Deposit addresses (`/platform/crypto/address/...`): one per user and chain, from the HD pool."""

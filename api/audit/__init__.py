@@ -1,0 +1,1 @@
+"""The audit event store for the back office (`/admin/events/...`): export and projection replay."""

@@ -1,1 +1,0 @@
-"""Platform routes (`/platform/...`): crypto custody operations for integrators and staff."""

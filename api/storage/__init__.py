@@ -1,0 +1,1 @@
+"""File store tools (`/platform/storage/...`) for operators."""

@@ -1,0 +1,1 @@
+"""Withdrawals (`/platform/crypto/withdrawals/...`): request, list, read, approve and roll back."""

@@ -1,0 +1,89 @@
+"""Withdrawal routes (issue 8): request, list, read, approve (sign) and roll back."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from api.access import AUTHENTICATED, roles
+from api.principal import Principal, current
+from api.http import path_uuid
+from api.keys import REDIS, SETTINGS
+from api.middleware import db_session
+from api.registry import Routes
+from api.schemas import Empty
+from api.withdrawals.schemas import WithdrawalListOut, WithdrawalListQuery, WithdrawalOut, WithdrawalRequestIn
+from core.sanctions import sanctions_list
+from custody.withdrawals import service
+
+withdrawals = Routes(tag="custody")
+
+APPROVERS = ("operator", "admin")
+
+
+def _actor(principal: Principal) -> service.Actor:
+    return service.Actor(principal.user_id, is_staff=principal.is_staff, may_approve=principal.has_any(*APPROVERS))
+
+
+def _withdrawal_id(request: web.Request) -> uuid.UUID:
+    return path_uuid(request, "withdrawal_id", "withdrawal_not_found")
+
+
+@withdrawals.post("/platform/crypto/withdrawals/request", access=AUTHENTICATED, body=WithdrawalRequestIn,
+                  responses={201: WithdrawalOut}, idempotent=True)
+async def request_withdrawal(request: web.Request, body: WithdrawalRequestIn) -> WithdrawalOut:
+    """Request a withdrawal: `amount + fee` is held until it is confirmed on chain (or voided).
+
+    Refusals hold nothing: invalid_address, invalid_amount, asset_not_on_chain (422), sanctioned_address
+    (403, and it freezes the account's withdrawals), withdrawals_frozen (403), kyc_limit_exceeded (403),
+    travel_rule_required / travel_address_invalid (422), mfa_required / invalid_mfa_code (401),
+    too_many_attempts (429), insufficient_funds (422). With a `travel_rule.travel_address` at or above the
+    Travel Rule threshold the withdrawal starts in `awaiting_travel_rule` until the beneficiary's VASP
+    accepts it over TRP.
+    """
+    settings, session, principal = request.config_dict[SETTINGS], db_session(request), current(request)
+    view = await service.request(
+        session, settings, sanctions_list(settings.sanctions_list_file), _actor(principal),
+        chain=body.chain, asset=body.asset, to_address=body.to_address, amount=body.amount,
+        travel_rule=body.travel_rule.model_dump(exclude_none=True) if body.travel_rule else None,
+        redis=request.config_dict[REDIS], totp_code=body.totp_code)
+    return WithdrawalOut.of(view)
+
+
+@withdrawals.get("/platform/crypto/withdrawals", access=AUTHENTICATED, query=WithdrawalListQuery,
+                 responses={200: WithdrawalListOut})
+async def list_withdrawals(request: web.Request, query: WithdrawalListQuery) -> WithdrawalListOut:
+    """The caller's withdrawals, newest first (staff: everyone's, or one user's with `user_id`)."""
+    page = await service.search(db_session(request), _actor(current(request)), user_id=query.user_id,
+                                state=query.state, limit=query.limit, cursor=query.cursor)
+    return WithdrawalListOut(items=[WithdrawalOut.of(view) for view in page.items], next_cursor=page.next_cursor)
+
+
+@withdrawals.get("/platform/crypto/withdrawals/{withdrawal_id}", access=AUTHENTICATED,
+                 responses={200: WithdrawalOut})
+async def get_withdrawal(request: web.Request) -> WithdrawalOut:
+    """One withdrawal (its owner and staff): state, transaction hash, confirmations, fee."""
+    view = await service.get(db_session(request), _actor(current(request)), _withdrawal_id(request))
+    return WithdrawalOut.of(view)
+
+
+@withdrawals.post("/platform/crypto/withdrawals/{withdrawal_id}/sign", access=roles(*APPROVERS), body=Empty,
+                  responses={200: WithdrawalOut}, idempotent=True)
+async def sign_withdrawal(request: web.Request, body: Empty) -> WithdrawalOut:
+    """Approve the withdrawal and start signing (never one's own; above the four-eyes threshold, two operators).
+
+    The first of two approvals answers `pending_approval`; the last answers `approved`, and the
+    custody worker then asks the isolated signer for the transaction.
+    """
+    view = await service.approve(db_session(request), _actor(current(request)), _withdrawal_id(request))
+    return WithdrawalOut.of(view)
+
+
+@withdrawals.post("/platform/crypto/withdrawals/{withdrawal_id}/rollback", access=AUTHENTICATED, body=Empty,
+                  responses={200: WithdrawalOut}, idempotent=True)
+async def rollback_withdrawal(request: web.Request, body: Empty) -> WithdrawalOut:
+    """Roll the withdrawal back and release its hold: operators and admins until it is being signed, its
+    owner until it is approved. After broadcast: 409 already_broadcast."""
+    view = await service.rollback(db_session(request), _actor(current(request)), _withdrawal_id(request))
+    return WithdrawalOut.of(view)
