@@ -36,7 +36,7 @@ SIGNED = Access(public=True, note="Ed25519-signed operator payload")
 def roles_or_service_signature(*names: str) -> Access:
     """Staff with one of ``names``, or a service that signs the raw body instead of logging in.
 
-    Deposits (issue 7): external chain watchers have no user. Public to the router, like
+    Deposits: external chain watchers have no user. Public to the router, like
     ``SIGNED``: the handler calls ``api.signatures.caller`` before anything else, which
     checks the ``X-Signature: sha256=<hex>`` HMAC of the body when it is sent, the roles otherwise.
     """

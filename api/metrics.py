@@ -41,7 +41,7 @@ class HttpMetrics:
             registry=self.registry,
         )
 
-        # Deposits (issue 7): what each chain's scanner last wrote into its cursor.
+        # Deposits: what each chain's scanner last wrote into its cursor.
         self.scanner_height = Gauge("virtuoz_scanner_height", "The last block the chain's scanner processed.",
                                     ["chain"], registry=self.registry)
         self.scanner_lag = Gauge("virtuoz_scanner_lag_blocks", "Blocks between the node's head and the scanner, "

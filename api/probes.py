@@ -114,7 +114,7 @@ async def check_readiness(deps: Dependencies, policy: ReadinessPolicy) -> Readin
 
 
 async def scanner_positions(deps: Dependencies, timeout: float) -> dict[str, ScannerPosition]:
-    """Each chain's scanner cursor (issue 7); empty when the database does not answer in time."""
+    """Each chain's scanner cursor; empty when the database does not answer in time."""
     async def read() -> dict[str, ScannerPosition]:
         async with deps.sessions() as session:
             return await deposit_queries.scanner_positions(session)

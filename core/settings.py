@@ -40,10 +40,10 @@ class ChainSettings(BaseModel):
     native: str
     confirmations: int = Field(default=3, ge=1)
     tokens: dict[str, str] = Field(default_factory=dict)
-    # Custody (issue 7): the BIP44 account of this chain's keys, m/44'/60'/{account}'. Give each
+    # Custody: the BIP44 account of this chain's keys, m/44'/60'/{account}'. Give each
     # chain its own account, so an address on one chain is never a deposit address on another.
     account: int = Field(default=0, ge=0, lt=2**31)
-    # Scanner (issue 7): the first block a scanner with no cursor yet reads (its very first run
+    # Scanner: the first block a scanner with no cursor yet reads (its very first run
     # only); unset: the node's head minus `scanner_start_margin`.
     start_height: int | None = Field(default=None, ge=0)
 
@@ -73,7 +73,7 @@ def chain_named(chains: Sequence[ChainSettings], name: str) -> ChainSettings:
 
 
 class WithdrawalLimit(BaseModel):
-    """The signer's own limits for one asset (issue 8), in major units of that asset."""
+    """The signer's own limits for one asset, in major units of that asset."""
 
     decimals: int = Field(ge=0, le=36)  # the signer has no database: it is told the asset's decimals
     single: str  # the most one transaction may move
@@ -101,7 +101,7 @@ def _default_signer_limits() -> dict[str, WithdrawalLimit]:
 
 
 class VaspIdentity(BaseModel):
-    """A VASP this deployment answers for over the Travel Rule Protocol (issue 9)."""
+    """A VASP this deployment answers for over the Travel Rule Protocol."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")  # in URLs and certificate file names
     legal_name: str = Field(min_length=1, max_length=200)
@@ -167,7 +167,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     cookie_secure: bool | None = None  # None: Secure everywhere but devnet and test
 
-    # Identity (issue 4). Access JWTs are short-lived; refresh tokens are opaque and rotated.
+    # Identity. Access JWTs are short-lived; refresh tokens are opaque and rotated.
     jwt_algorithm: Literal["HS256", "EdDSA"] = "HS256"
     jwt_private_key: SecretStr | None = None  # PEM, EdDSA only
     jwt_public_key: str | None = None  # PEM, EdDSA only
@@ -180,7 +180,7 @@ class Settings(BaseSettings):
     mfa_issuer: str = "VirtuOZ"
     operator_public_keys: dict[str, str] = Field(default_factory=dict)
 
-    # Money (issues 5 and 6).
+    # Money.
     sandbox_credit: str | None = None  # e.g. "USD:10000.00": every new user gets it (devnet, test)
     escrow_fee_bps: int = Field(default=0, ge=0, le=10_000)  # platform fee on release, basis points
     evidence_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
@@ -199,7 +199,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    # Custody (issue 7). The signer's keystore holds the encrypted seed and is read by the signer
+    # Custody. The signer's keystore holds the encrypted seed and is read by the signer
     # only; the xpub file is public and is all the allocator ever reads. Unset paths default to
     # <data_dir>/signer and <data_dir>/xpubs.json (filled in when the settings are built).
     signer_keystore_dir: Path | None = None
@@ -209,7 +209,7 @@ class Settings(BaseSettings):
     address_pool_batch: int = Field(default=50, ge=1, le=10_000)
 
 
-    # Withdrawals (issue 8). Amounts are per asset, decimal strings in major units.
+    # Withdrawals. Amounts are per asset, decimal strings in major units.
     # A flat fee per asset, taken on confirmation into the `fees` system account (the hot wallet
     # pays the network's gas); an asset not listed has no fee.
     withdrawal_fees: dict[str, str] = Field(default_factory=lambda: {"ETH": "0.0005", "POL": "0.05", "USDC": "1"})
@@ -244,7 +244,7 @@ class Settings(BaseSettings):
     withdrawal_resend_seconds: float = Field(default=15.0, gt=0)
     withdrawal_track_seconds: float = Field(default=2.0, gt=0)  # how often the scheduler asks for tracking
 
-    # Scanner (issue 7): `virtuoz scanner --chain NAME`, one process per chain (README, "Deposits").
+    # Scanner: `virtuoz scanner --chain NAME`, one process per chain (README, "Deposits").
     scanner_poll_seconds: float = Field(default=0.5, gt=0, le=60)  # an idle scanner asks for a new head this often
     scanner_batch_blocks: int = Field(default=50, ge=1, le=1000)  # blocks per batched JSON-RPC request
     scanner_concurrency: int = Field(default=4, ge=1, le=32)  # batched requests in flight while catching up
@@ -261,10 +261,10 @@ class Settings(BaseSettings):
     # confirmed deposit waits at most this long for the custody worker to pick up its credit.
     worker_poll_ms: int = Field(default=200, ge=10, le=10_000)
 
-    # Helpdesk (issue 10): how often the scheduler asks for the SLA breach check.
+    # Helpdesk: how often the scheduler asks for the SLA breach check.
     helpdesk_breach_check_seconds: float = Field(default=60.0, gt=0)
 
-    # Content (issue 10): CMS caching and outgoing email. The devnet points SMTP at its own
+    # Content: CMS caching and outgoing email. The devnet points SMTP at its own
     # aiosmtpd server (devnet_smtp_port), which keeps every message as a .eml under data_dir/mail.
     cms_cache_max_age_seconds: int = Field(default=60, ge=0, le=86_400)
     smtp_host: str = "127.0.0.1"
@@ -280,7 +280,7 @@ class Settings(BaseSettings):
     smtp_retry_backoff_ms: int = Field(default=15_000, ge=1)
     devnet_smtp_port: int = Field(default=8025, ge=1, le=65535)
 
-    # Compliance (issue 9). Jurisdictions are data: unset, the packaged compliance/jurisdictions.json.
+    # Compliance. Jurisdictions are data: unset, the packaged compliance/jurisdictions.json.
     compliance_jurisdictions_file: Path | None = None
     # The scheduler's reports (daily large_transactions, monthly others) run for each of these codes.
     compliance_report_jurisdictions: list[str] = Field(default_factory=lambda: ["US", "EU", "CA"])
@@ -307,7 +307,7 @@ class Settings(BaseSettings):
     reconciliation_interval_hours: int = Field(default=6, ge=1, le=24)
     reconciliation_jurisdiction: str = "FATF"
 
-    # Travel Rule (issue 9). `virtuoz trp` serves each identity on its own mTLS port; outbound
+    # Travel Rule. `virtuoz trp` serves each identity on its own mTLS port; outbound
     # transfers come from `travel_rule_identity`. Certificates: <pki dir>/{ca,<name>}.pem and
     # <name>.key (the devnet generates its own CA and certificates at first start).
     travel_rule_identities: list[VaspIdentity] = Field(default_factory=_default_vasps)
@@ -326,12 +326,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _custody_paths_default_to_data_dir(self) -> Settings:
-        # Custody (issue 7)
+        # Custody
         if self.signer_keystore_dir is None:
             self.signer_keystore_dir = self.data_dir / "signer"
         if self.xpub_file is None:
             self.xpub_file = self.data_dir / "xpubs.json"
-        # Withdrawals (issue 8)
+        # Withdrawals
         if self.custody_request_key_file is None:
             self.custody_request_key_file = self.data_dir / "custody-request-key.pem"
         if self.signer_request_public_key_file is None:
@@ -340,7 +340,7 @@ class Settings(BaseSettings):
             self.signer_sanctions_list_file = self.sanctions_list_file
         if self.signer_journal_file is None:
             self.signer_journal_file = self.signer_keystore_dir / "journal.sqlite3"
-        # Travel Rule (issue 9)
+        # Travel Rule
         if self.travel_rule_pki_dir is None:
             self.travel_rule_pki_dir = self.data_dir / "trp-pki"
         return self
@@ -379,7 +379,7 @@ class Settings(BaseSettings):
     @field_validator("ingest_hmac_secret")
     @classmethod
     def _ingest_secret_is_long(cls, value: SecretStr | None) -> SecretStr | None:
-        # Scanner (issue 7): whoever holds it can have events verified and credited.
+        # Scanner: whoever holds it can have events verified and credited.
         if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
             raise ValueError(f"the ingest HMAC secret must be at least {MIN_SECRET_LENGTH} characters")
         return value

@@ -85,7 +85,7 @@ def _account_key(xpub: str) -> Bip32Base:
     return key
 
 
-# Withdrawals (issue 8): the hot wallet, m/44'/60'/{account}'/1/0, is a public child of the
+# Withdrawals: the hot wallet, m/44'/60'/{account}'/1/0, is a public child of the
 # account xpub too, so the custody worker knows its address without any private key.
 HOT_WALLET_CHAIN, HOT_WALLET_INDEX = 1, 0
 

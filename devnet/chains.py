@@ -191,7 +191,7 @@ def fund_wallet(rpc_url: str, address: str, artifact: dict[str, Any], usdc: str,
                 usdc_minor: int) -> None:
     """Top ``address`` up from the faucet to ``native_wei`` of the native coin and ``usdc_minor`` USDC.
 
-    Withdrawals (issue 8): the hot wallet pays withdrawals and their gas. Idempotent: a restart
+    Withdrawals: the hot wallet pays withdrawals and their gas. Idempotent: a restart
     finds the wallet funded and sends nothing; a wallet that spent some is topped up again.
     """
     w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))

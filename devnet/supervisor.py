@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 DATABASE = "virtuoz"
 DEVNET_SANDBOX_CREDIT = "USD:10000.00"
 READY_TIMEOUT = 90.0
-# Withdrawals (issue 8): what the faucet keeps in each chain's hot wallet, and the sanctions list.
+# Withdrawals: what the faucet keeps in each chain's hot wallet, and the sanctions list.
 HOT_WALLET_NATIVE_WEI = 1_000 * 10**18
 HOT_WALLET_USDC_MINOR = 1_000_000 * 10**6
 DEVNET_SANCTIONS_LIST = Path(__file__).resolve().parent.parent / "deploy" / "devnet" / "sanctions.txt"
@@ -65,9 +65,9 @@ SERVICES = (
     ("worker-notifications", ["worker", "notifications"]),
     ("worker-allocator", ["worker", "allocator"]),
     ("scheduler", ["scheduler"]),
-    # Travel Rule (issue 9): the TRP endpoints of both devnet VASP identities, over mTLS.
+    # Travel Rule: the TRP endpoints of both devnet VASP identities, over mTLS.
     ("trp", ["trp", "serve"]),
-    # Deposits (issue 7): one scanner per chain.
+    # Deposits: one scanner per chain.
     *((f"scanner-{chain.name}", ["scanner", "--chain", chain.name]) for chain in DEVNET_CHAINS),
     ("api", ["api"]),
 )
@@ -148,7 +148,7 @@ def run_devnet(settings: Settings) -> int:
             database_url = postgres.url(DATABASE)
             upgrade(database_url)
             users = ensure_demo_users(database_url, data_dir, settings.sandbox_credit or DEVNET_SANDBOX_CREDIT)
-            ensure_demo_content(database_url)  # CMS starter content (issue 10), never overwritten
+            ensure_demo_content(database_url)  # CMS starter content, never overwritten
 
             redis = EmbeddedRedis(data_dir / "redis", settings.devnet_redis_port, log_dir=logs).start()
             stack.callback(redis.stop)
@@ -170,14 +170,14 @@ def run_devnet(settings: Settings) -> int:
                                             native=spec.native, confirmations=spec.confirmations,
                                             tokens={"USDC": usdc}, account=account))
             keystore_dir, xpub_file = _ensure_devnet_keystore(settings, data_dir, chains)
-            # Withdrawals (issue 8): the custody request key pair, and hot wallets the faucet keeps funded.
+            # Withdrawals: the custody request key pair, and hot wallets the faucet keeps funded.
             ensure_request_key_pair(data_dir / "custody-request-key.pem", data_dir / "custody-request-key.pub")
             xpubs = load_xpubs(xpub_file)
             for chain in chains:
                 fund_wallet(chain.rpc_url, hot_wallet_address(xpubs[chain.name].xpub), artifact, chain.tokens["USDC"],
                             native_wei=HOT_WALLET_NATIVE_WEI, usdc_minor=HOT_WALLET_USDC_MINOR)
 
-            # Outgoing email lands here as .eml files (issue 10); started before the workers that send it.
+            # Outgoing email lands here as .eml files; started before the workers that send it.
             smtp_host, mail_dir = "127.0.0.1", data_dir / "mail"
             smtp = ManagedProcess("smtp", [sys.executable, "-m", "devnet.smtp", "--host", smtp_host, "--port",
                                            str(settings.devnet_smtp_port), "--maildir", str(mail_dir)],
@@ -185,7 +185,7 @@ def run_devnet(settings: Settings) -> int:
             stack.callback(smtp.stop)
             smtp.wait_until(lambda: port_open(settings.devnet_smtp_port, smtp_host))
 
-            # Travel Rule (issue 9): the devnet's own CA and a certificate per VASP identity, made once.
+            # Travel Rule: the devnet's own CA and a certificate per VASP identity, made once.
             vasps = devnet_vasps(settings)
             pki_dir = settings.travel_rule_pki_dir.resolve() if settings.travel_rule_pki_dir else data_dir / "trp-pki"
             ensure_devnet_pki(pki_dir, [vasp.name for vasp in vasps], ["127.0.0.1", "localhost"])

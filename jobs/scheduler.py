@@ -59,15 +59,15 @@ def enqueue_pool_refills(broker: dramatiq.Broker) -> None:
 SCHEDULE: list[ScheduleEntry] = [
     ScheduleEntry("heartbeats", enqueue_heartbeats, every_heartbeat_interval, run_at_start=True),
     ScheduleEntry("deposit-address-pools", enqueue_pool_refills, every_minute, run_at_start=True),
-    # Helpdesk (issue 10): the actor is named, not imported (jobs never imports the HTTP layer).
+    # Helpdesk: the actor is named, not imported (jobs never imports the HTTP layer).
     ScheduleEntry("helpdesk-sla-breaches",
                   lambda broker: broker.enqueue(broker.get_actor("support.mark_breaches").message()),
                   lambda settings: IntervalTrigger(seconds=settings.helpdesk_breach_check_seconds)),
-    # Withdrawals (issue 8): receipts, confirmations, fee bumps and resends of lost messages.
+    # Withdrawals: receipts, confirmations, fee bumps and resends of lost messages.
     ScheduleEntry("withdrawal-tracking",
                   lambda broker: broker.enqueue(broker.get_actor("custody.track_withdrawals").message()),
                   lambda settings: IntervalTrigger(seconds=settings.withdrawal_track_seconds)),
-    # Compliance (issue 9): yesterday's large_transactions and last month's monthly reports per
+    # Compliance: yesterday's large_transactions and last month's monthly reports per
     # configured jurisdiction, at 00:15 UTC; a unique key per period makes repeated or catch-up runs
     # queue nothing. Then the automatic transaction rules (compliance.review.rules), every interval.
     ScheduleEntry("compliance-daily-reports",

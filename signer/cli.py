@@ -34,7 +34,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def run_daemon(settings: Settings, args: argparse.Namespace | None = None) -> int:
-    """Unlock the keystore with VIRTUOZ_SIGNER_PASSPHRASE and sign until SIGTERM (issue 8)."""
+    """Unlock the keystore with VIRTUOZ_SIGNER_PASSPHRASE and sign until SIGTERM."""
     from signer.daemon import run_signer  # the daemon's imports (Dramatiq, Redis) stay out of `signer init`
 
     try:

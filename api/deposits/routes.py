@@ -1,4 +1,4 @@
-"""Deposit routes (issue 7): a watcher's deposit event, verified against the chain; the caller's deposits."""
+"""Deposit routes: a watcher's deposit event, verified against the chain; the caller's deposits."""
 
 from __future__ import annotations
 

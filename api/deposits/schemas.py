@@ -1,4 +1,4 @@
-"""Request and response models of the deposit routes (issue 7)."""
+"""Request and response models of the deposit routes."""
 
 from __future__ import annotations
 

@@ -1,2 +1,2 @@
-"""The helpdesk (issue 10): tickets, public messages, staff-only internal notes and context links,
+"""The helpdesk: tickets, public messages, staff-only internal notes and context links,
 an explicit state machine and a business-time SLA clock. See ``sla.py`` for the policy."""

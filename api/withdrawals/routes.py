@@ -1,4 +1,4 @@
-"""Withdrawal routes (issue 8): request, list, read, approve (sign) and roll back."""
+"""Withdrawal routes: request, list, read, approve (sign) and roll back."""
 
 from __future__ import annotations
 

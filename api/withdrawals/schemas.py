@@ -1,4 +1,4 @@
-"""Request and response models of the withdrawal routes (issue 8)."""
+"""Request and response models of the withdrawal routes."""
 
 from __future__ import annotations
 

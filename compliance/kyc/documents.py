@@ -1,4 +1,4 @@
-"""KYC documents: files sent with a KYC submission, kept like dispute evidence (issue 5).
+"""KYC documents: files sent with a KYC submission, kept like dispute evidence.
 
 Each file is sniffed from its bytes (``core.sniff``: the same accepted types and the same
 ``unsupported_media_type`` refusal as evidence), streamed into the file store under its own id

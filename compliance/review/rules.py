@@ -1,4 +1,4 @@
-"""Automatic rules that flag transactions for review (issue 9, "Screening and review").
+"""Automatic rules that flag transactions for review ("Screening and review").
 
 - ``large_transaction``: a customer movement worth at least the rules jurisdiction's
   large_transactions threshold.

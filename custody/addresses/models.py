@@ -25,7 +25,7 @@ class DepositAddress(IdMixin, Base):
               postgresql_where=text("user_id IS NOT NULL")),
         # The pool: what allocation takes from (lowest index first) and what the refill counts.
         Index("ix_deposit_addresses_pool", "chain", "derivation_index", postgresql_where=text("user_id IS NULL")),
-        # Deposits (issue 7, migration 0009): the scanner reads what was assigned since its last look.
+        # Deposits (migration 0009): the scanner reads what was assigned since its last look.
         Index("ix_deposit_addresses_assigned", "chain", "assigned_at", postgresql_where=text("user_id IS NOT NULL")),
         CheckConstraint("derivation_index BETWEEN 0 AND 2147483647", name="index_not_hardened"),
         CheckConstraint("(user_id IS NULL) = (assigned_at IS NULL)", name="assigned_consistent"),

@@ -13,7 +13,7 @@ from custody.chains.base import (
     ChainUnavailable,
     Receipt,
 )
-from custody.chains.base import BlockTransfers, TokenTransfer, TransactionTransfers, ValueTransfer  # deposits (issue 7)
+from custody.chains.base import BlockTransfers, TokenTransfer, TransactionTransfers, ValueTransfer
 from custody.chains.evm import EvmChain
 
 
@@ -43,7 +43,6 @@ __all__ = [
     "EvmChain",
     "Receipt",
     "chain_for",
-    # deposits (issue 7)
     "BlockTransfers",
     "TokenTransfer",
     "TransactionTransfers",

@@ -34,7 +34,7 @@ class Receipt:
     status: int  # 1 success, 0 reverted (the fee is spent either way)
     block_number: int
     block_hash: str  # a receipt from a block later reorged away is only as good as that hash
-    # Withdrawals (issue 8): what the sender paid the network, mined or reverted alike.
+    # Withdrawals: what the sender paid the network, mined or reverted alike.
     gas_used: int = 0
     effective_gas_price: int = 0  # wei per gas
 
@@ -51,7 +51,7 @@ class FeeQuote:
         return 2 * self.base_fee + max(self.priority_fee, min_priority_fee)
 
 
-# --- deposits (issue 7): what the scanner and the ingest route read ------------------------------
+# --- deposits: what the scanner and the ingest route read ------------------------------
 
 @dataclass(frozen=True, slots=True)
 class ValueTransfer:
@@ -146,7 +146,7 @@ class Chain(ABC):
     async def receipt(self, tx_hash: str) -> Receipt | None:
         """The receipt of a mined transaction, or ``None`` while it is pending or unknown."""
 
-    # --- deposits (issue 7) ---------------------------------------------------------------------
+    # --- deposits ---------------------------------------------------------------------
 
     @abstractmethod
     async def chain_id(self) -> int:

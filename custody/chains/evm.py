@@ -14,14 +14,14 @@ from web3.exceptions import BlockNotFound as Web3BlockNotFound
 from web3.exceptions import TransactionNotFound, Web3Exception, Web3RPCError
 
 from custody.chains.base import Block, BlockNotFound, Chain, ChainRejected, ChainUnavailable, Receipt
-from custody.chains import evm_batch  # deposits (issue 7)
-from custody.chains.base import BlockTransfers, TokenTransfer, TransactionTransfers  # deposits (issue 7)
-from custody.chains.base import FeeQuote  # withdrawals (issue 8)
+from custody.chains import evm_batch
+from custody.chains.base import BlockTransfers, TokenTransfer, TransactionTransfers
+from custody.chains.base import FeeQuote
 
 T = TypeVar("T")
 
-FEE_HISTORY_BLOCKS = 5  # withdrawals (issue 8): blocks of fee history a fee quote looks at
-BALANCE_OF_SELECTOR = "0x70a08231"  # reconciliation (issue 9): ERC-20 balanceOf(address)
+FEE_HISTORY_BLOCKS = 5  # withdrawals: blocks of fee history a fee quote looks at
+BALANCE_OF_SELECTOR = "0x70a08231"  # reconciliation: ERC-20 balanceOf(address)
 
 # What nodes (geth, reth, anvil, erigon) answer when they already hold the transaction.
 _ALREADY_KNOWN = ("already known", "already imported", "known transaction", "alreadyknown")
@@ -94,7 +94,7 @@ class EvmChain(Chain):
             effective_gas_price=int(data.get("effectiveGasPrice", 0)),
         )
 
-    # --- withdrawals (issue 8): fees, the mined nonce, transaction building helpers ------------
+    # --- withdrawals: fees, the mined nonce, transaction building helpers ------------
 
     async def fees(self) -> FeeQuote:
         # The last base fee eth_feeHistory returns is the *next* block's; the tip is the median
@@ -109,7 +109,7 @@ class EvmChain(Chain):
         checksum = AsyncWeb3.to_checksum_address(address)
         return await self._call(self._web3.eth.get_transaction_count(checksum, "latest"))
 
-    # --- deposits (issue 7): batched reads for the scanner, event checks for the ingest route ----
+    # --- deposits: batched reads for the scanner, event checks for the ingest route ----
     # One JSON-RPC batch per call: custody/chains/evm_batch.py says why not web3's batch API.
 
     @property
@@ -181,7 +181,7 @@ class EvmChain(Chain):
                                 details={"chain": self.name, "token": token})
         return int(answer, 16)
 
-    # --- reconciliation (issue 9): what addresses hold, at a block ---------------------------------
+    # --- reconciliation: what addresses hold, at a block ---------------------------------
 
     async def balances(self, addresses: Sequence[str], tokens: Sequence[str], block: int,
                        chunk: int = 500) -> dict[tuple[str, str | None], int]:
@@ -235,7 +235,7 @@ class EvmChain(Chain):
 
     async def close(self) -> None:
         await self._web3.provider.disconnect()
-        if (reads := getattr(self, "_batch_reads", None)) is not None:  # deposits (issue 7)
+        if (reads := getattr(self, "_batch_reads", None)) is not None:
             await reads.close()
 
     async def _call(self, request: Awaitable[T]) -> T:

@@ -1,1 +1,1 @@
-"""Withdrawals (issue 8): the service the API calls, the pipeline the custody worker drives, their jobs."""
+"""Withdrawals: the service the API calls, the pipeline the custody worker drives, their jobs."""
