@@ -17,19 +17,13 @@ from api.addresses import routes as address_routes
 from api.admin import routes as admin_routes
 from api.audit import routes as audit_routes
 from api.auth import routes as auth_routes
-from api.principal import IdentityCache
 from api.cms import routes as cms_routes
 from api.compliance import routes as compliance_routes
+from api.control import control_context
 from api.deposits import routes as deposit_routes
 from api.escrow import routes as escrow_routes
 from api.helpdesk import routes as helpdesk_routes
 from api.i18n import routes as i18n_routes
-from api.storage import routes as storage_routes
-from api.wallet import routes as wallet_routes
-from api.withdrawals import routes as withdrawal_routes
-from api.notifications import routes as notification_routes
-from api.stream import close_streams
-from api.control import control_context
 from api.keys import (
     BROKER,
     CHAINS,
@@ -47,17 +41,23 @@ from api.keys import (
 )
 from api.metrics import HttpMetrics
 from api.middleware import MIDDLEWARES
+from api.notifications import routes as notification_routes
 from api.openapi import build_openapi
 from api.ops import routes as ops
+from api.principal import IdentityCache
 from api.probes import VERSION
 from api.registry import Routes
+from api.storage import routes as storage_routes
+from api.stream import close_streams
+from api.wallet import routes as wallet_routes
+from api.withdrawals import routes as withdrawal_routes
 from core.db import create_engine, session_factory
-from notifications.service import bind_publisher
 from core.settings import Settings
 from core.storage import LocalFileStore
 from custody.chains import chain_for
 from jobs.broker import close_broker, create_broker
 from jobs.registry import bind_broker
+from notifications.service import bind_publisher
 
 API_PREFIX = "/api/v1"
 

@@ -14,12 +14,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from api.access import Access
+from api.keys import IDENTITY_CACHE, PRINCIPAL, SESSIONS, SETTINGS
+from core.errors import Forbidden, Unauthorized
 from identity import service
 from identity.models import STAFF_ROLES
 from identity.tokens import decode_access_token
-from api.keys import IDENTITY_CACHE, PRINCIPAL, SESSIONS, SETTINGS
-from api.access import Access
-from core.errors import Forbidden, Unauthorized
 
 ACCESS_COOKIE = "access_token"
 REFRESH_COOKIE = "refresh_token"

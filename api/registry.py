@@ -24,12 +24,12 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from api.access import Access
-from api.principal import authorize
 from api.http import json_response, read_body, read_query
 from api.idempotency import read_key as read_idempotency_key
 from api.idempotency import run_idempotently
 from api.keys import ROUTE_SPEC, SESSIONS
 from api.middleware import db_session, error_response
+from api.principal import authorize
 
 Handler = Callable[..., Awaitable[Any]]
 ResponseSpec = type[BaseModel] | str | None  # a model (JSON), a media type, or no body

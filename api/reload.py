@@ -13,9 +13,8 @@ from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import control
 from api.http import validation_details
-from core import audit
+from core import audit, control
 from core.db import after_commit
 from core.errors import AppError, InvalidInput
 from core.settings import ReadinessPolicy, Settings

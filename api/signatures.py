@@ -14,8 +14,8 @@ import logging
 from aiohttp import web
 
 from api.access import Access
-from api.principal import authorize
 from api.keys import SETTINGS
+from api.principal import authorize
 from core.errors import Unauthorized
 
 log = logging.getLogger(__name__)

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import asyncpg
 
-from identity.models import User
 from core import audit
 from core.db import create_engine, session_factory, unit_of_work
 from core.migrate import upgrade
 from custody import ledger
 from devnet.processes import free_port
 from devnet.servers import EmbeddedPostgres
+from identity.models import User
 
 USERS = 200
 AMOUNT = 1_000  # 10.00 USD per pair

@@ -46,7 +46,6 @@ from eth_account import Account
 from sqlalchemy import select
 from web3 import HTTPProvider, Web3
 
-from identity.models import User
 from core.db import create_engine, session_factory, unit_of_work
 from core.migrate import upgrade
 from core.settings import ChainSettings, Settings
@@ -59,6 +58,7 @@ from custody.deposits.models import CREDITED, Deposit
 from devnet.chains import ANVIL_DEV_KEYS, FAUCET_KEY, AnvilChain, compile_usdc, deploy_usdc
 from devnet.processes import free_port
 from devnet.servers import EmbeddedPostgres, EmbeddedRedis
+from identity.models import User
 from jobs.broker import close_broker, create_broker
 from jobs.registry import bind_broker
 from jobs.worker import start_worker

@@ -7,14 +7,14 @@ import sys
 
 from cli import registry
 from cli.audit import add_commands as add_audit_commands
+from cli.operator import add_commands as add_operator_commands
 from compliance.cli import add_commands as add_compliance_commands
 from compliance.travel_rule.cli import add_commands as add_trp_commands
-from cli.operator import add_commands as add_operator_commands
 from core.logging import configure_logging
-from scanner.cli import add_commands as add_scanner_commands
-from custody.ledger.cli import add_commands as add_ledger_commands
-from signer.cli import add_commands as add_signer_commands
 from core.settings import Settings, SettingsError, load_settings
+from custody.ledger.cli import add_commands as add_ledger_commands
+from scanner.cli import add_commands as add_scanner_commands
+from signer.cli import add_commands as add_signer_commands
 
 
 def _api(settings: Settings, args: argparse.Namespace) -> int:

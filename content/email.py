@@ -20,15 +20,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.models import User
+import jobs
 from content import service
 from content.models import CmsDocument, CmsVersion, EmailDelivery
 from content.templating import RenderedEmail, render_email
-from core.locales import fallback_chain
 from core import audit
 from core.errors import InvalidInput, NotFound
+from core.locales import fallback_chain
 from core.pagination import keyset_before, next_page
-import jobs
+from identity.models import User
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity import service
-from identity.models import User
-from custody.escrow.service import link_seller
 from core.settings import Settings
 from custody import ledger
+from custody.escrow.service import link_seller
+from identity import service
+from identity.models import User
 from notifications.emails import product_email
 
 

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.migrate import upgrade
 from compliance.travel_rule.tls import ensure_devnet_pki
+from core.migrate import upgrade
 from core.settings import ChainSettings, Environment, Settings, VaspIdentity
 from custody.hd import hot_wallet_address, load_xpubs
 from custody.withdrawals.authorization import ensure_request_key_pair
 from devnet.chains import ANVIL_DEV_KEYS, AnvilChain, compile_usdc, deploy_usdc, fund_wallet
-from devnet.processes import ManagedProcess, stop_all, port_open
-from devnet.servers import EmbeddedPostgres, EmbeddedRedis
 from devnet.content import ensure_demo_content
+from devnet.processes import ManagedProcess, port_open, stop_all
+from devnet.servers import EmbeddedPostgres, EmbeddedRedis
 from devnet.users import ensure_demo_users
 from signer.keystore import DEVNET_PASSPHRASE, MIN_SCRYPT_N, init_keystore, keystore_path
 

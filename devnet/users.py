@@ -8,10 +8,10 @@ import os
 import secrets
 from pathlib import Path
 
-from identity.models import ROLES
-from identity.service import ensure_user
 from core.db import create_engine, session_factory, unit_of_work
 from custody import ledger
+from identity.models import ROLES
+from identity.service import ensure_user
 
 DOMAIN = "devnet.virtuoz.dev"
 

@@ -15,18 +15,18 @@ from sqlalchemy import any_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity import mfa, passwords, throttle
-from identity.models import ROLES, AuthSession, RecoveryCode, RefreshToken, User
-from identity.tokens import issue_access_token, new_refresh_token
-from core.control import invalidate_rbac
-from core.locales import normalize as normalize_locale
 from core import audit
-from core.db import after_commit
+from core.control import invalidate_rbac
 from core.crypto import token_digest
+from core.db import after_commit
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from core.locales import normalize as normalize_locale
 from core.pagination import keyset_before, next_page
 from core.settings import Settings
 from core.time import utcnow
+from identity import mfa, passwords, throttle
+from identity.models import ROLES, AuthSession, RecoveryCode, RefreshToken, User
+from identity.tokens import issue_access_token, new_refresh_token
 
 
 class InvalidCredentials(Unauthorized):

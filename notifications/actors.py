@@ -9,12 +9,12 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifications import delivery
-from jobs.context import current_settings
 from content.email import SEND_EMAIL
+from jobs.context import current_settings
+from jobs.registry import job
+from notifications import delivery
 from notifications.emails import PRODUCT_EMAIL
 from notifications.product_emails import queue_product_email
-from jobs.registry import job
 
 # The retry count that matters is VIRTUOZ_SMTP_MAX_RETRIES (≤ 20), read when the job runs; this
 # is only Dramatiq's ceiling above it, so Dramatiq never dead-letters a delivery we still retry.

@@ -13,11 +13,11 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifications import mailer
 from content.models import EmailDelivery
 from core import audit
 from core.settings import Settings
 from core.time import utcnow
+from notifications import mailer
 
 AGGREGATE = "email_delivery"
 MAX_BACKOFF_MS = 3_600_000

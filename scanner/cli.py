@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.db import create_engine, session_factory
 from core.logging import configure_logging
-from notifications.service import bind_publisher
 from core.settings import ChainSettings, Settings, UnknownChain
 from custody.chains import chain_for
 from custody.deposits import tracking
 from jobs.broker import close_broker, create_broker
 from jobs.registry import bind_broker
+from notifications.service import bind_publisher
 from scanner.follower import ScanConfig, Scanner, ScannerMisconfigured
 from scanner.metrics import ScannerMetrics
 

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from support.models import Ticket
 from core.time import rfc3339
+from support.models import Ticket
 
 State = dict[str, Any]
 

@@ -20,12 +20,12 @@ from pydantic import AnyHttpUrl, TypeAdapter, ValidationError
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.models import User
-from custody.escrow.service import exists as escrow_exists
 from core.errors import InvalidInput
 from custody.deposits.models import Deposit
+from custody.escrow.service import exists as escrow_exists
 from custody.ledger.models import LedgerTransfer
 from custody.withdrawals.models import Withdrawal
+from identity.models import User
 
 LinkKind = Literal["escrow", "withdrawal", "deposit", "transaction", "user", "url"]
 KINDS: tuple[LinkKind, ...] = ("escrow", "withdrawal", "deposit", "transaction", "user", "url")

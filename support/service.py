@@ -22,14 +22,14 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from support import references, sla, states
-from support.models import Ticket, TicketContextLink, TicketInternalNote, TicketMessage, TicketSlaPause
 from core import audit
 from core.errors import Conflict, Forbidden, NotFound
-from notifications.service import notify
 from core.pagination import keyset_before, next_page
 from core.time import rfc3339, utcnow
 from notifications.emails import product_email
+from notifications.service import notify
+from support import references, sla, states
+from support.models import Ticket, TicketContextLink, TicketInternalNote, TicketMessage, TicketSlaPause
 
 log = logging.getLogger(__name__)
 

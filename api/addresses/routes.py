@@ -8,10 +8,10 @@ from aiohttp import web
 
 from api.access import roles
 from api.addresses.schemas import AllocateAddressIn, DepositAddressOut
-from api.principal import Principal, current
 from api.http import json_response
 from api.keys import SETTINGS
 from api.middleware import db_session
+from api.principal import Principal, current
 from api.registry import Routes
 from core.errors import Forbidden
 from custody.addresses import service

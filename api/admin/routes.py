@@ -5,13 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.access import roles
-from identity import service
-from api.principal import current
 from api.auth.schemas import AdminUserOut, RolesIn, StatusIn, UserListOut, UserListQuery
 from api.http import path_uuid
 from api.keys import REDIS
 from api.middleware import db_session
+from api.principal import current
 from api.registry import Routes
+from identity import service
 
 admin_users = Routes(tag="admin")
 ADMIN = roles("admin")

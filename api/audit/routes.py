@@ -6,8 +6,8 @@ import json
 
 from aiohttp import web
 
-from api.access import roles
 from api import replay as events_service
+from api.access import roles
 from api.audit.schemas import DriftOut, EventsOut, ReplayOut
 from api.http import json_response
 from api.middleware import db_session

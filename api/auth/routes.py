@@ -5,11 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.access import AUTHENTICATED, PUBLIC, SIGNED, roles
-from custody import onboarding
-from identity import service
-from api.principal import ACCESS_COOKIE, REFRESH_COOKIE, check_origin, current
-from api.reload import apply_signed_reload
-from core.locales import from_accept_language
 from api.auth.schemas import (
     LoginIn,
     LogoutAllOut,
@@ -29,12 +24,17 @@ from api.auth.schemas import (
     TokensOut,
     UserOut,
 )
-from core.control import invalidate_rbac
 from api.http import json_response, path_uuid
 from api.keys import REDIS, SETTINGS
 from api.middleware import db_session
+from api.principal import ACCESS_COOKIE, REFRESH_COOKIE, check_origin, current
 from api.registry import Routes
+from api.reload import apply_signed_reload
+from core.control import invalidate_rbac
 from core.errors import Unauthorized
+from core.locales import from_accept_language
+from custody import onboarding
+from identity import service
 
 auth = Routes(tag="auth")
 profile = Routes(tag="profile")

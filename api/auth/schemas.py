@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from identity.models import ROLES
 from core.locales import LOCALE_PATTERN, MAX_LOCALE_LENGTH
+from identity.models import ROLES
 
 Role = Literal["customer", "support", "operator", "compliance", "admin"]
 assert set(Role.__args__) == set(ROLES)  # type: ignore[attr-defined]

@@ -11,11 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from api.access import PUBLIC, roles
-from api.principal import current
-from content import email, service, states
 from api.caching import cached_json
-from content.models import CmsDocument, CmsVersion, EmailDelivery, Kind
-from content.render import render_blocks, version_html
 from api.cms.schemas import (
     AdminListQuery,
     DeliveryListOut,
@@ -43,10 +39,14 @@ from api.cms.schemas import (
     TransitionIn,
     VersionOut,
 )
-from core.locales import fallback_chain, from_accept_language, normalize
 from api.keys import SETTINGS
 from api.middleware import db_session
+from api.principal import current
 from api.registry import Routes
+from content import email, service, states
+from content.models import CmsDocument, CmsVersion, EmailDelivery, Kind
+from content.render import render_blocks, version_html
+from core.locales import fallback_chain, from_accept_language, normalize
 
 cms_public = Routes(tag="cms")
 cms_admin = Routes(tag="cms-admin")

@@ -3,11 +3,9 @@ and the staff review of transactions."""
 
 from __future__ import annotations
 
-
 from aiohttp import web
 
 from api.access import AUTHENTICATED, roles
-from api.principal import current
 from api.compliance.schemas import (
     AdminReportListQuery,
     DownloadQuery,
@@ -37,11 +35,14 @@ from api.compliance.schemas import (
 from api.http import json_response, multipart_files, path_uuid, stored_file
 from api.keys import CHAINS, FILE_STORE, SETTINGS
 from api.middleware import db_session
+from api.principal import current
 from api.registry import Routes
 from compliance import jurisdictions as jurisdiction_data
-from compliance.kyc import service as kyc, documents as kyc_documents
-from compliance.review import reconcile, service as review
+from compliance.kyc import documents as kyc_documents
+from compliance.kyc import service as kyc
 from compliance.reporting import service as reports
+from compliance.review import reconcile
+from compliance.review import service as review
 from compliance.travel_rule import service as travel_rule
 from core.storage import IncomingFile
 

@@ -11,10 +11,10 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from api.http import validate
-from compliance.review import reconcile
+from compliance.kyc.models import KycCase, KycDocument
 from compliance.kyc.service import QueueItem
 from compliance.reporting.models import ComplianceReport
-from compliance.kyc.models import KycCase, KycDocument
+from compliance.review import reconcile
 from compliance.review.service import TransactionView
 from compliance.travel_rule import ivms101
 from compliance.travel_rule import service as travel_rule

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api import signatures
 from api.access import AUTHENTICATED, roles_or_service_signature
 from api.addresses.routes import ACTS_FOR_OTHERS
-from api.principal import current
+from api.deposits.schemas import DepositOut, DepositsOut, DepositsQuery, ScannerEventIn
 from api.http import json_response
 from api.keys import CHAINS, SETTINGS
 from api.middleware import db_session
-from api import signatures
-from api.deposits.schemas import DepositOut, DepositsOut, DepositsQuery, ScannerEventIn
+from api.principal import current
 from api.registry import Routes
 from custody.deposits import ingest, queries
 

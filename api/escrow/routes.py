@@ -5,8 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.access import AUTHENTICATED, roles
-from api.principal import current
-from custody.escrow import evidence, service
 from api.escrow.schemas import (
     AdminEscrowQuery,
     CreateEscrowIn,
@@ -24,10 +22,12 @@ from api.escrow.schemas import (
 from api.http import multipart_file, path_uuid, stored_file
 from api.keys import FILE_STORE, SETTINGS
 from api.middleware import db_session
+from api.principal import current
 from api.registry import Routes
 from api.schemas import Empty
-from custody.escrow.models import EvidenceFile
 from core.storage import IncomingFile
+from custody.escrow import evidence, service
+from custody.escrow.models import EvidenceFile
 
 escrow = Routes(tag="escrow")
 escrow_admin = Routes(tag="admin")

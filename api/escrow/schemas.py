@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints
 
+from core.time import rfc3339
 from custody.escrow.service import EscrowView
 from custody.escrow.states import STATES
-from core.time import rfc3339
 
 State = Literal["created", "funded", "released", "disputed", "resolved", "cancelled"]
 assert set(State.__args__) == set(STATES)  # type: ignore[attr-defined]

@@ -7,9 +7,6 @@ import uuid
 from aiohttp import web
 
 from api.access import AUTHENTICATED, roles
-from identity.models import STAFF_ROLES
-from api.principal import current
-from support import service, sla
 from api.helpdesk.schemas import (
     ContextLinkIn,
     ContextLinkOut,
@@ -28,7 +25,10 @@ from api.helpdesk.schemas import (
 )
 from api.http import path_uuid
 from api.middleware import db_session
+from api.principal import current
 from api.registry import Routes
+from identity.models import STAFF_ROLES
+from support import service, sla
 
 helpdesk = Routes(tag="helpdesk")
 helpdesk_platform = Routes(tag="platform")

@@ -9,13 +9,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.access import roles
-from content import states
 from api.cms.schemas import MoveOut, NextStatusIn, NextStatusOut
-from content.i18n.catalog import catalog, resolve
-from core.locales import normalize
 from api.i18n.schemas import MessageIn, MessageOut
 from api.keys import LIVE
 from api.registry import Routes
+from content import states
+from content.i18n.catalog import catalog, resolve
+from core.locales import normalize
 
 platform_content = Routes(tag="platform")
 

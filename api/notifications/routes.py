@@ -6,10 +6,10 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from api.access import AUTHENTICATED
-from api.principal import current
 from api.http import validate
-from api.stream import serve
+from api.principal import current
 from api.registry import Routes
+from api.stream import serve
 
 notifications = Routes(tag="notifications")
 

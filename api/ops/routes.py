@@ -6,11 +6,11 @@ from ipaddress import ip_address
 
 from aiohttp import web
 
+from api import probes as service
+from api.access import PUBLIC, Access
 from api.http import json_response
 from api.keys import CHAINS, ENGINE, LIVE, METRICS, OPENAPI, REDIS, SESSIONS, SETTINGS, STARTED_AT
-from api import probes as service
 from api.ops.schemas import HealthOut, ReadinessOut, StatusOut
-from api.access import PUBLIC, Access
 from api.registry import Routes
 from core.errors import Forbidden
 from jobs.broker import queue_depths

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.access import AUTHENTICATED
-from api.principal import current
 from api.middleware import db_session
+from api.principal import current
 from api.registry import Routes
 from api.wallet.schemas import (
     ActivityItemOut,

@@ -7,10 +7,10 @@ import uuid
 from aiohttp import web
 
 from api.access import AUTHENTICATED, roles
-from api.principal import Principal, current
 from api.http import path_uuid
 from api.keys import REDIS, SETTINGS
 from api.middleware import db_session
+from api.principal import Principal, current
 from api.registry import Routes
 from api.schemas import Empty
 from api.withdrawals.schemas import WithdrawalListOut, WithdrawalListQuery, WithdrawalOut, WithdrawalRequestIn

@@ -19,14 +19,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance.kyc import documents as kyc_documents
-from compliance.screening import service as screening
-from compliance.kyc.states import DECISIONS, transition
 from compliance.kyc.models import KycCase, KycDocument
+from compliance.kyc.states import DECISIONS, transition
+from compliance.screening import service as screening
 from core import audit
 from core.errors import Forbidden, InvalidInput, NotFound
-from notifications.service import notify
 from core.time import utcnow
 from identity.models import User
+from notifications.service import notify
 
 AGGREGATE = "kyc_case"
 MAX_LEVEL = 3

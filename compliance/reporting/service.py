@@ -43,13 +43,14 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import jobs
 from compliance import jurisdictions as jurisdiction_data
-from compliance.reporting import onchain
 from compliance import prices
 from compliance.jurisdictions import REPORT_TYPES, Jurisdiction
-from compliance.movements import MOVEMENTS, Movement, movements_between
-from compliance.reporting.models import ComplianceReport
 from compliance.kyc.models import KycCase
+from compliance.movements import MOVEMENTS, Movement, movements_between
+from compliance.reporting import onchain
+from compliance.reporting.models import ComplianceReport
 from compliance.review.models import TransactionReview
 from core import audit
 from core.db import on_rollback
@@ -58,7 +59,6 @@ from core.pagination import keyset_before, next_page
 from core.settings import ChainSettings
 from core.time import rfc3339, utcnow
 from custody.ledger.models import Currency, LedgerAccount, LedgerPosting, LedgerTransfer
-import jobs
 
 AGGREGATE = "compliance_report"
 GENERATE_REPORT = jobs.name("compliance.generate_report")

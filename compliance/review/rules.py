@@ -33,10 +33,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance import jurisdictions as jurisdiction_data
-from compliance.review import service as review
-from compliance.screening import service as screening
-from compliance.review.models import RuleCursor, TransactionReview
 from compliance.movements import MOVEMENTS, Movement, movements_between
+from compliance.review import service as review
+from compliance.review.models import RuleCursor, TransactionReview
+from compliance.screening import service as screening
 from compliance.travel_rule.models import TravelRuleTransfer
 from custody import freezes
 from custody.deposits.models import Deposit

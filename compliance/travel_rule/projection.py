@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance.travel_rule.models import TravelRuleTransfer
-from custody import ledger
 from core import audit
+from custody import ledger
 
 State = dict[str, Any]
 

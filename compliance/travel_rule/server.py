@@ -32,10 +32,10 @@ from compliance.travel_rule import inbound, trp
 from compliance.travel_rule.tls import identity_files, peer_name, server_context
 from core.db import create_engine, session_factory, unit_of_work
 from core.errors import AppError
-from notifications.service import bind_publisher
 from core.settings import Settings, VaspIdentity
 from jobs.broker import close_broker, create_broker
 from jobs.registry import bind_broker
+from notifications.service import bind_publisher
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import jobs
 from compliance.travel_rule import ivms101
 from compliance.travel_rule.models import TravelRuleTransfer
 from compliance.travel_rule.states import DRAFT, INITIAL, LIVE, OPEN, SENT
@@ -31,12 +32,11 @@ from core import audit
 from core.db import advisory_lock
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.money import AmountText
-from notifications.service import notify
 from core.time import rfc3339, utcnow
 from custody import ledger
 from custody.deposits.models import Deposit
 from custody.withdrawals.models import Withdrawal
-import jobs
+from notifications.service import notify
 
 AGGREGATE = "travel_rule"
 SEND_TRAVEL_RULE = jobs.name("compliance.send_travel_rule")

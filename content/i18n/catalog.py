@@ -26,8 +26,8 @@ from typing import Any
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_decimal
 
-from core.locales import DEFAULT_LOCALE, fallback_chain, normalize
 from core.errors import InvalidInput, NotFound
+from core.locales import DEFAULT_LOCALE, fallback_chain, normalize
 
 PLURAL_PARAM = "count"
 PLURAL_CATEGORIES = ("zero", "one", "two", "few", "many", "other")

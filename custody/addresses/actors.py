@@ -10,12 +10,12 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import jobs
+from core.settings import UnknownChain
 from custody.addresses.pool import refill_pool
 from custody.addresses.service import REFILL
-from core.settings import UnknownChain
 from custody.hd import XpubError, load_xpubs
 from jobs.context import current_settings
-import jobs
 from jobs.registry import job
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import jobs
 from core import audit
 from core.db import advisory_lock
 from core.errors import NotFound, ServiceUnavailable
@@ -21,7 +22,6 @@ from core.time import utcnow
 from custody.addresses.models import DepositAddress
 from custody.addresses.pool import refill_pool
 from identity.models import User
-import jobs
 
 __all__ = ["AddressPoolEmpty", "Allocation", "allocate", "refill_pool"]
 

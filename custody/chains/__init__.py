@@ -7,13 +7,16 @@ from typing import Protocol
 from custody.chains.base import (
     Block,
     BlockNotFound,
+    BlockTransfers,
     Chain,
     ChainError,
     ChainRejected,
     ChainUnavailable,
     Receipt,
+    TokenTransfer,
+    TransactionTransfers,
+    ValueTransfer,
 )
-from custody.chains.base import BlockTransfers, TokenTransfer, TransactionTransfers, ValueTransfer
 from custody.chains.evm import EvmChain
 
 

@@ -13,10 +13,19 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import BlockNotFound as Web3BlockNotFound
 from web3.exceptions import TransactionNotFound, Web3Exception, Web3RPCError
 
-from custody.chains.base import Block, BlockNotFound, Chain, ChainRejected, ChainUnavailable, Receipt
 from custody.chains import evm_batch
-from custody.chains.base import BlockTransfers, TokenTransfer, TransactionTransfers
-from custody.chains.base import FeeQuote
+from custody.chains.base import (
+    Block,
+    BlockNotFound,
+    BlockTransfers,
+    Chain,
+    ChainRejected,
+    ChainUnavailable,
+    FeeQuote,
+    Receipt,
+    TokenTransfer,
+    TransactionTransfers,
+)
 
 T = TypeVar("T")
 

@@ -20,11 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from notifications.service import notify
 from core.time import utcnow
 from custody import freezes, ledger
 from custody.deposits.models import REORGED, Deposit
 from custody.deposits.states import WAITING, transition
+from notifications.service import notify
 
 log = logging.getLogger(__name__)
 

@@ -21,16 +21,16 @@ from datetime import timedelta
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import jobs
 from core import audit
 from core.db import after_commit
-from notifications.service import notify_many
 from core.time import utcnow
 from custody import ledger
 from custody.addresses.models import DepositAddress
 from custody.deposits.models import CONFIRMING, CREDITED, REORGED, SEEN, Deposit
 from custody.deposits.states import LIVE, WAITING, transition
-import jobs
 from jobs.registry import broker_of
+from notifications.service import notify_many
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from custody.escrow.models import EscrowContract, EvidenceFile
-from custody.escrow.service import Actor, load
 from core import audit
 from core.db import on_rollback
 from core.errors import Conflict, Forbidden, InvalidState, NotFound
 from core.sniff import check_upload, safe_filename, split_head, utf8_guard
 from core.storage import FileStore, IncomingFile
 from core.time import utcnow
+from custody.escrow.models import EscrowContract, EvidenceFile
+from custody.escrow.service import Actor, load
 
 
 class TooManyFiles(Conflict):

@@ -16,15 +16,15 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.models import STAFF_ROLES, User
-from custody.escrow.models import EscrowContract
-from custody.escrow.states import transition
 from core import audit
-from notifications import service as notifications
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.pagination import keyset_before, next_page
 from custody import ledger
+from custody.escrow.models import EscrowContract
+from custody.escrow.states import transition
 from custody.ledger import AccountRef
+from identity.models import STAFF_ROLES, User
+from notifications import service as notifications
 from notifications.emails import product_email
 
 # Support reads contracts to help; only compliance and admin decide disputes.

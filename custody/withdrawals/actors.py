@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import jobs
 from core.sign_requests import REFUSED_ACTOR, SIGNED_ACTOR
 from custody.withdrawals import pipeline
 from custody.withdrawals.pipeline import BROADCAST_WITHDRAWAL
 from custody.withdrawals.service import SIGN_WITHDRAWAL
 from jobs.context import current_settings
-import jobs
 from jobs.registry import job
 
 # Tracking runs every few seconds: a message older than this has been superseded by newer ones.

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import jobs
 from core import audit
 from core.settings import ChainSettings, Settings, UnknownChain
 from core.sign_requests import SIGN_ACTOR, SIGNER_QUEUE, UnsignedTx, request_digest
@@ -46,7 +47,6 @@ from custody.withdrawals.nonces import assign_nonce, release_nonce
 from custody.withdrawals.service import SIGN_WITHDRAWAL, record_step
 from custody.withdrawals.states import transition
 from notifications.emails import product_email
-import jobs
 
 log = logging.getLogger(__name__)
 

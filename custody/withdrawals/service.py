@@ -18,14 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
 from redis.asyncio import Redis
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import jobs
 from core import audit
-from identity.service import require_step_up
-from notifications import service as notifications
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.pagination import decode_cursor, encode_cursor
 from core.sanctions import SanctionsList
@@ -35,9 +33,11 @@ from custody import ledger
 from custody.freezes import freeze, withdrawals_frozen
 from custody.hd import checksum_address
 from custody.withdrawals import metrics
-from custody.withdrawals.policy import checks
 from custody.withdrawals.models import Withdrawal, WithdrawalApproval, WithdrawalAttempt
+from custody.withdrawals.policy import checks
 from custody.withdrawals.states import FINAL, transition
+from identity.service import require_step_up
+from notifications import service as notifications
 
 ZERO_ADDRESS = "0x" + "0" * 40
 SIGN_WITHDRAWAL = jobs.name("custody.sign_withdrawal")
