@@ -22,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from core.logging import configure_logging
 from core.settings import Settings
+from jobs import registry
 from jobs.broker import close_broker, create_broker
 from jobs.heartbeat import enqueue_heartbeats
 from jobs.worker import stop_on_signals
@@ -49,43 +50,44 @@ def every_minute(settings: Settings) -> BaseTrigger:
     return IntervalTrigger(minutes=1)
 
 
-def enqueue_pool_refills(broker: dramatiq.Broker) -> None:
-    """One ``allocator.refill_all``: the allocator fans it out to a refill per configured chain
-    (its own settings name the chains; custody.addresses.actors declares the job)."""
-    broker.enqueue(broker.get_actor("allocator.refill_all").message())
+def send(job_name: str) -> Callable[[dramatiq.Broker], None]:
+    """Enqueue the job ``job_name`` (no arguments) by name: the scheduler imports no domain, and
+    building its broker proves each name has an actor."""
+    declared = registry.name(job_name)
+    return lambda broker: broker.enqueue(registry.message(declared))
 
 
-# Later issues add compliance reports, reconciliation, SLA checks and cleanup here, as data.
 SCHEDULE: list[ScheduleEntry] = [
     ScheduleEntry("heartbeats", enqueue_heartbeats, every_heartbeat_interval, run_at_start=True),
-    ScheduleEntry("deposit-address-pools", enqueue_pool_refills, every_minute, run_at_start=True),
-    # Helpdesk: the actor is named, not imported (jobs never imports the HTTP layer).
+    # One ``allocator.refill_all``: the allocator fans it out to a refill per configured chain (its
+    # own settings name the chains).
+    ScheduleEntry("deposit-address-pools", send("allocator.refill_all"), every_minute, run_at_start=True),
     ScheduleEntry("helpdesk-sla-breaches",
-                  lambda broker: broker.enqueue(broker.get_actor("support.mark_breaches").message()),
+                  send("support.mark_breaches"),
                   lambda settings: IntervalTrigger(seconds=settings.helpdesk_breach_check_seconds)),
     # Withdrawals: receipts, confirmations, fee bumps and resends of lost messages.
     ScheduleEntry("withdrawal-tracking",
-                  lambda broker: broker.enqueue(broker.get_actor("custody.track_withdrawals").message()),
+                  send("custody.track_withdrawals"),
                   lambda settings: IntervalTrigger(seconds=settings.withdrawal_track_seconds)),
     # Compliance: yesterday's large_transactions and last month's monthly reports per
     # configured jurisdiction, at 00:15 UTC; a unique key per period makes repeated or catch-up runs
     # queue nothing. Then the automatic transaction rules (compliance.review.rules), every interval.
     ScheduleEntry("compliance-daily-reports",
-                  lambda broker: broker.enqueue(broker.get_actor("compliance.schedule_reports").message()),
+                  send("compliance.schedule_reports"),
                   lambda settings: CronTrigger(hour=0, minute=15, timezone=UTC), run_at_start=True),
     # The reconciliation report of each interval just ended (VIRTUOZ_RECONCILIATION_INTERVAL_HOURS,
     # aligned on midnight UTC), a few minutes after it ends; one per interval (unique key).
     ScheduleEntry("compliance-reconciliation",
-                  lambda broker: broker.enqueue(broker.get_actor("compliance.reconcile_balances").message()),
+                  send("compliance.reconcile_balances"),
                   lambda settings: CronTrigger(hour=f"*/{settings.reconciliation_interval_hours}", minute=5,
                                                timezone=UTC), run_at_start=True),
     ScheduleEntry("compliance-transaction-rules",
-                  lambda broker: broker.enqueue(broker.get_actor("compliance.apply_rules").message()),
+                  send("compliance.apply_rules"),
                   lambda settings: IntervalTrigger(seconds=settings.compliance_rules_interval_seconds)),
     # Travel Rule transfers past their deadline (VIRTUOZ_TRAVEL_RULE_EXPIRY_HOURS after creation or
     # sending) expire, hourly.
     ScheduleEntry("travel-rule-expiry",
-                  lambda broker: broker.enqueue(broker.get_actor("compliance.expire_travel_rule").message()),
+                  send("compliance.expire_travel_rule"),
                   lambda settings: IntervalTrigger(hours=1)),
 ]
 
