@@ -1,4 +1,5 @@
-"""Compliance tests: the real app with the compliance route tables, a session factory, a worker."""
+"""Compliance tests: the real app with the compliance route tables, a session factory, a worker, and
+the check every projection must pass (its fold of the audit events equals its row)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from functools import reduce
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -19,6 +21,7 @@ from api.compliance.routes import (
     kyc_routes,
     transaction_review_routes,
 )
+from core import audit
 from core.db import create_engine, session_factory
 from core.settings import Settings
 from jobs.broker import DEFAULT_NAMESPACE, close_broker, create_broker
@@ -90,3 +93,10 @@ async def drain(broker: RedisBroker, settings: Settings) -> None:
 def bound(factory: async_sessionmaker[AsyncSession], broker: RedisBroker) -> async_sessionmaker[AsyncSession]:
     bind_broker(factory, broker)
     return factory
+
+
+async def rebuilt(factory, aggregate_type, aggregate_id, reducer, loader):
+    """(the fold of the aggregate's audit events, its stored row as the projection loads it)."""
+    async with factory() as session:
+        events = [audit.as_dict(event) for event in await audit.events_of(session, aggregate_type, aggregate_id)]
+        return reduce(reducer, events, None), await loader(session, str(aggregate_id))

@@ -1,4 +1,4 @@
-"""The packaged jurisdictions file: the figures of the issue, each with its source."""
+"""The packaged jurisdictions file: the thresholds it states, each with its source."""
 
 from __future__ import annotations
 

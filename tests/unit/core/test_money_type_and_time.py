@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -31,7 +32,18 @@ def test_rfc3339_is_utc_with_z():
         rfc3339(datetime(2026, 11, 26))
 
 
-def test_json_logs_carry_the_request_id(capsys):
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """configure_logging puts one handler on the root logger, writing to this test's captured stderr:
+    the old handlers go back after, or every later log line of this pytest worker hits a closed file."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_json_logs_carry_the_request_id(capsys, root_logging):
     configure_logging("INFO", json=True, process="api")
     token = request_id_var.set("req-42")
     try:

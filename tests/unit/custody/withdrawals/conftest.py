@@ -42,16 +42,15 @@ from custody.chains.transactions import tx_hash
 from custody.ledger.models import LedgerAccount, LedgerPosting, LedgerTransfer
 from custody.withdrawals import pipeline
 from custody.withdrawals.models import ReleasedNonce, Withdrawal, WithdrawalAttempt
-from identity.models import User
 from jobs.broker import close_broker, create_broker
 from jobs.registry import bind_broker
+from tests.factories import DESTINATION, make_approved_withdrawal
 from tests.integration.custody.conftest import MNEMONIC, account_xpub
 from tests.unit.custody.withdrawals.stub_chain import StubChain
 
 ETH = 10**18
 FEE = 5 * 10**14  # the platform's flat fee held with the amount: 0.0005 ETH
 CHAIN_ID = 31337
-DESTINATION = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # Anvil's dev account 1, valid EIP-55
 CONFIRMATIONS = 2
 STUCK_BLOCKS = 3
 QUEUES = ("custody", "signer", "notifications", "compliance")
@@ -85,21 +84,10 @@ class CustodyWorker:
     # --- rows ----------------------------------------------------------------------------------
 
     async def approved_withdrawal(self, amount: int = ETH, fee: int = FEE, credit: str = "ETH:10") -> uuid.UUID:
-        """A customer with play money and an approved ETH withdrawal holding ``amount + fee``, as the
-        service leaves it after the last approval (compliance checks are the service's tests)."""
-        withdrawal_id = uuid.uuid4()
-        async with unit_of_work(self.factory) as session:
-            user = User(email=f"wd-{uuid.uuid4().hex[:12]}@example.com", display_name="Withdrawer", password_hash="-")
-            session.add(user)
-            await session.flush()
-            await ledger.sandbox_credit(session, user.id, credit)
-            hold = await ledger.hold(session, f"withdrawal:{withdrawal_id}", user.id, "ETH", amount + fee,
-                                     type="withdrawal_hold", reference_kind="withdrawal",
-                                     reference_id=str(withdrawal_id))
-            session.add(Withdrawal(id=withdrawal_id, user_id=user.id, chain=self.chain.name, asset="ETH",
-                                   to_address=DESTINATION, amount=amount, fee=fee, state="approved",
-                                   hold_id=hold.id, approvals_required=1))
-        return withdrawal_id
+        """A customer with play money and an approved ETH withdrawal on the test's chain holding
+        ``amount + fee``, as the service leaves it after the last approval."""
+        return await make_approved_withdrawal(self.factory, self.chain.name, amount=amount, fee=fee, credit=credit,
+                                              to_address=DESTINATION)
 
     # --- the custody worker's steps, one unit of work each -------------------------------------
 

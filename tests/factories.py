@@ -1,0 +1,161 @@
+"""Factories: the users, money, withdrawals and escrows a test needs, made in one place.
+
+Plain async functions taking what they need (a session factory, a test client), never fixtures:
+the fixtures stay in the conftest.py files. The database is shared by every test of a pytest
+worker and never cleaned, so every factory makes fresh rows (fresh ids, unique emails) and a test
+asserts only about its own.
+
+Two kinds: rows put straight in the tables (fast, no password hashing, no audit event: what
+foreign keys and races need), and users registered and logged in through the real routes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp.test_utils import TestClient
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.db import create_engine, session_factory, unit_of_work
+from custody import ledger
+from custody.withdrawals.models import Withdrawal
+from identity.models import User
+
+Sessions = async_sessionmaker[AsyncSession]
+
+API = "/api/v1"
+PASSWORD = "Correct-Horse-Battery-9"
+DESTINATION = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # Anvil's dev account 1, valid EIP-55
+ETH = 10**18
+
+
+def unique_email(tag: str = "u") -> str:
+    return f"{tag}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+# --- rows straight in the tables ------------------------------------------------------------------
+
+async def make_users(sessions: Sessions, count: int, *, tag: str = "user",
+                     display_name: str = "Test user") -> list[uuid.UUID]:
+    """Bare users rows (no password policy, no audit event), in one unit of work: races need many, quickly."""
+    users = [User(id=uuid.uuid4(), email=unique_email(tag), display_name=display_name, password_hash="-")
+             for _ in range(count)]
+    async with unit_of_work(sessions) as session:
+        session.add_all(users)
+    return [user.id for user in users]
+
+
+async def make_user(sessions: Sessions, *, tag: str = "user", display_name: str = "Test user") -> uuid.UUID:
+    """A bare users row: what the ledger's, a deposit's or a withdrawal's foreign keys need."""
+    [user_id] = await make_users(sessions, 1, tag=tag, display_name=display_name)
+    return user_id
+
+
+async def credit_user(sessions: Sessions, user_id: uuid.UUID, currency: str, amount: int, *,
+                      source: str = "chain_deposits", type: str = "deposit", **options: Any) -> ledger.Transfer:
+    """Credit ``amount`` minor units to the user from the system account ``source`` (an on-chain deposit
+    by default), in a committed unit of work; ``options`` go to ``ledger.move`` (tx_hash, reference_kind…)."""
+    async with unit_of_work(sessions) as session:
+        return await ledger.move(session, reference=f"test:{uuid.uuid4()}", type=type,
+                                 source=ledger.AccountRef.system(source), destination=ledger.AccountRef.user(user_id),
+                                 currency=currency, amount=amount, **options)
+
+
+async def make_funded_user(sessions: Sessions, credit: str = "ETH:10", *, tag: str = "funded",
+                           display_name: str = "Test user") -> uuid.UUID:
+    """A bare user with play money: the sandbox credit sign-up gives on the devnet (``"USD:100.00,ETH:1.5"``)."""
+    user_id = await make_user(sessions, tag=tag, display_name=display_name)
+    async with unit_of_work(sessions) as session:
+        await ledger.sandbox_credit(session, user_id, credit)
+    return user_id
+
+
+async def make_withdrawal(sessions: Sessions, user_id: uuid.UUID, chain: str, *, amount: int, fee: int = 0,
+                          asset: str = "ETH", to_address: str = DESTINATION, state: str = "requested",
+                          **columns: Any) -> Withdrawal:
+    """A withdrawal row in ``state`` holding ``amount + fee`` of the user's money, as the service leaves it
+    (its compliance checks are the service's tests); ``columns`` set the rest (tx_hash, nonce…)."""
+    withdrawal_id = uuid.uuid4()
+    async with unit_of_work(sessions) as session:
+        hold = await ledger.hold(session, f"withdrawal:{withdrawal_id}", user_id, asset, amount + fee,
+                                 type="withdrawal_hold", reference_kind="withdrawal", reference_id=str(withdrawal_id))
+        withdrawal = Withdrawal(id=withdrawal_id, user_id=user_id, chain=chain, asset=asset, to_address=to_address,
+                                amount=amount, fee=fee, state=state, hold_id=hold.id, approvals_required=1, **columns)
+        session.add(withdrawal)
+    return withdrawal
+
+
+async def make_approved_withdrawal(sessions: Sessions, chain: str, *, amount: int = ETH, fee: int = 0,
+                                   asset: str = "ETH", credit: str = "ETH:10",
+                                   to_address: str = DESTINATION) -> uuid.UUID:
+    """A customer with play money (``credit``) and an approved withdrawal, as the service leaves it after the
+    last approval: what the custody worker's pipeline starts from."""
+    user_id = await make_funded_user(sessions, credit, tag="wd", display_name="Withdrawer")
+    withdrawal = await make_withdrawal(sessions, user_id, chain, amount=amount, fee=fee, asset=asset,
+                                       to_address=to_address, state="approved")
+    return withdrawal.id
+
+
+# --- through the routes ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LoggedIn:
+    user_id: uuid.UUID
+    email: str
+    password: str
+    headers: dict[str, str]
+
+
+class HasEmail(Protocol):
+    email: str
+
+
+async def register(client: TestClient, *, email: str | None = None, password: str = PASSWORD,
+                   display_name: str = "Test User", locale: str | None = None,
+                   accept_language: str | None = None) -> dict[str, Any]:
+    """POST /auth/register (a fresh email unless given); the created user's body."""
+    body: dict[str, Any] = {"email": email or unique_email(), "password": password, "display_name": display_name}
+    if locale is not None:
+        body["locale"] = locale
+    headers = {"Accept-Language": accept_language} if accept_language else {}
+    response = await client.post(f"{API}/auth/register", json=body, headers=headers)
+    created = await response.json()
+    assert response.status == 201, created
+    return created
+
+
+async def bearer(client: TestClient, email: str, password: str = PASSWORD) -> dict[str, str]:
+    """POST /auth/login; the Bearer headers of the new session."""
+    response = await client.post(f"{API}/auth/login", json={"email": email, "password": password})
+    assert response.status == 200, await response.text()
+    return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
+
+
+async def login_as(client: TestClient, database_url: str, *roles: str) -> LoggedIn:
+    """A fresh user registered through the real routes (with ``roles``, if any, instead of customer), logged in."""
+    email = unique_email()
+    user_id = uuid.UUID((await register(client, email=email))["id"])
+    if roles:
+        engine = create_engine(database_url)
+        try:
+            async with unit_of_work(session_factory(engine)) as session:
+                await session.execute(update(User).where(User.id == user_id).values(roles=list(roles)))
+        finally:
+            await engine.dispose()
+    return LoggedIn(user_id, email, PASSWORD, await bearer(client, email))
+
+
+async def make_escrow(client: TestClient, buyer: LoggedIn, *, amount: str = "8000.00", currency: str = "USD",
+                      seller: HasEmail | None = None, seller_email: str | None = None,
+                      title: str = "Equipment delivery",
+                      description: str = "Servers per specification") -> dict[str, Any]:
+    """POST /escrow as ``buyer`` (with a seller, registered or only an email, if given); the contract's body."""
+    body: dict[str, Any] = {"title": title, "description": description, "amount": amount, "currency": currency}
+    if seller is not None or seller_email is not None:
+        body["seller_email"] = seller_email or seller.email
+    response = await client.post(f"{API}/escrow", json=body, headers=buyer.headers)
+    assert response.status == 201, await response.text()
+    return await response.json()
