@@ -12,6 +12,8 @@ class Access:
     public: bool = False
     roles: frozenset[str] = frozenset()
     note: str = ""
+    # A service may sign the raw body instead of logging in: checked before the body is parsed.
+    service_signature: bool = False
 
     def describe(self) -> str:
         if self.public:
@@ -41,5 +43,5 @@ def roles_or_service_signature(*names: str) -> Access:
     checks the ``X-Signature: sha256=<hex>`` HMAC of the body when it is sent, the roles otherwise.
     """
     listed = ", ".join(sorted(names))
-    return Access(public=True, roles=frozenset(names),
+    return Access(public=True, roles=frozenset(names), service_signature=True,
                   note=f"roles: {listed}; or a service's HMAC-SHA256 body signature (X-Signature: sha256=<hex>)")

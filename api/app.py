@@ -22,6 +22,7 @@ from api.compliance import routes as compliance_routes
 from api.control import control_context
 from api.deposits import routes as deposit_routes
 from api.escrow import routes as escrow_routes
+from api.freezes import routes as freeze_routes
 from api.helpdesk import routes as helpdesk_routes
 from api.i18n import routes as i18n_routes
 from api.keys import (
@@ -32,6 +33,7 @@ from api.keys import (
     IDENTITY_CACHE,
     METRICS,
     OPENAPI,
+    PROBE_CACHE,
     REDIS,
     ROUTE_TABLES,
     SESSIONS,
@@ -45,8 +47,9 @@ from api.notifications import routes as notification_routes
 from api.openapi import build_openapi
 from api.ops import routes as ops
 from api.principal import IdentityCache
-from api.probes import VERSION
+from api.probes import VERSION, ProbeCache
 from api.registry import Routes
+from api.security_headers import add_security_headers
 from api.storage import routes as storage_routes
 from api.stream import close_streams
 from api.wallet import routes as wallet_routes
@@ -73,6 +76,7 @@ def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
         cms_routes.cms_admin, cms_routes.email_templates,
         i18n_routes.platform_content, compliance_routes.kyc_routes, compliance_routes.compliance_routes,
         compliance_routes.admin_compliance_routes, compliance_routes.transaction_review_routes,
+        freeze_routes.freezes,
     ]
     return root, v1
 
@@ -117,8 +121,10 @@ def create_app(settings: Settings, *, extra_routes: Sequence[Routes] = ()) -> we
     app[STARTED_AT] = time.monotonic()
     app[IDENTITY_CACHE] = IdentityCache(session_ttl=settings.session_cache_seconds)
     app[STREAMS] = set()
+    app[PROBE_CACHE] = ProbeCache(settings.probe_cache_seconds)
     app[FILE_STORE] = LocalFileStore(settings.data_dir / "evidence")
     app.on_shutdown.append(close_streams)
+    app.on_response_prepare.append(add_security_headers)
     app.cleanup_ctx.extend([_database, _redis, control_context, _chains])
 
     root_tables, v1_tables = route_tables(settings)

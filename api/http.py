@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import json
 import uuid
-from urllib.parse import quote
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from itertools import islice
 from typing import Any, TypeVar
+from urllib.parse import quote
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ValidationError
 
-from api.keys import FILE_STORE
-from core.errors import InvalidInput, MalformedJSON, NotFound, PayloadTooLarge, UnsupportedMediaType
+from api.keys import FILE_STORE, SETTINGS
+from core.errors import (
+    InvalidInput,
+    MalformedJSON,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from core.json_input import MAX_DEPTH as MAX_JSON_DEPTH
+from core.json_input import TooDeep
+from core.json_input import loads as loads_json
 from core.storage import IncomingFile
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 JSON_TYPES = ("application/json",)
-
-
-def _reject_constant(name: str) -> Any:
-    # json.loads accepts NaN and Infinity by default; they are not JSON and never money.
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def validation_details(error: ValidationError) -> dict[str, Any]:
@@ -35,7 +40,45 @@ def validation_details(error: ValidationError) -> dict[str, Any]:
     }
 
 
+MAX_TEXT_PROBLEMS = 20  # a body full of NULs gets a bounded answer
+
+
+def _label(text: str) -> str:
+    return text.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _unstorable(value: Any, path: str) -> Iterator[dict[str, str]]:
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield {"field": path or "body", "message": "NUL characters (\\u0000) are not allowed in text.",
+                   "type": "string_nul"}
+        elif not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                yield {"field": path or "body", "message": "The text is not valid Unicode (a lone surrogate).",
+                       "type": "string_unicode"}
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{_label(str(key))}" if path else _label(str(key))
+            yield from _unstorable(key, child)  # keys are stored too (jsonb)
+            yield from _unstorable(item, child)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _unstorable(item, f"{path}.{index}" if path else str(index))
+
+
+def check_text(data: Any) -> None:
+    """Refuse (422 naming each field) strings PostgreSQL cannot store: a NUL, which ``text`` and
+    ``jsonb`` refuse, or a lone surrogate, which has no UTF-8 form. Every input a route reads passes
+    here (path, query, body, form fields), so no route can let one reach a query and fail with a 500."""
+    problems = list(islice(_unstorable(data, ""), MAX_TEXT_PROBLEMS))
+    if problems:
+        raise InvalidInput(details={"fields": problems})
+
+
 def validate(model: type[M], data: Any) -> M:
+    check_text(data)
     try:
         return model.model_validate(data)
     except ValidationError as error:
@@ -51,15 +94,27 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         raise UnsupportedMediaType(
             "Send the body as application/json.", details={"content_type": request.content_type}
         )
+    return validate(model, parse_json(raw))
+
+
+def parse_json(raw: str | bytes) -> Any:
+    """Untrusted JSON (a body, a form field holding JSON), nested at most ``MAX_JSON_DEPTH`` deep."""
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as error:
+        return loads_json(raw, max_depth=MAX_JSON_DEPTH)
+    except TooDeep as error:
+        raise MalformedJSON(f"The JSON is nested deeper than {error.max_depth} levels.",
+                            details={"reason": str(error), "max_depth": error.max_depth}) from None
+    except ValueError as error:  # UnicodeDecodeError included
         raise MalformedJSON(details={"reason": str(error)}) from None
-    return validate(model, data)
 
 
 def read_query(request: web.Request, model: type[M]) -> M:
     return validate(model, dict(request.query))
+
+
+def read_path(request: web.Request) -> None:
+    """The path parameters are text a handler may look up too (slugs, kinds, ids)."""
+    check_text(dict(request.match_info))
 
 
 def json_response(payload: BaseModel | dict[str, Any] | None, *, status: int = 200,
@@ -85,18 +140,49 @@ FORM_OVERHEAD = 64 * 1024  # boundaries, headers and small fields around the fil
 FORM_FIELD_LIMIT = 4096
 
 
-async def _part_chunks(part: Any) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(64 * 1024):
-        yield chunk
+class _Form:
+    """A multipart form read part by part, within ``form_max_fields`` parts and ``max_bytes`` in all.
 
+    The Content-Length, when there is one, is checked before reading; a chunked body has none, so
+    the parts are counted and their bytes added up as they stream in.
+    """
 
-async def _small_field(part: Any) -> str:
-    data = b""
-    while chunk := await part.read_chunk(1024):
-        data += chunk
-        if len(data) > FORM_FIELD_LIMIT:
-            raise InvalidInput(f"The form field {part.name!r} is too long.", code="form_field_too_long")
-    return data.decode("utf-8", errors="replace")
+    def __init__(self, request: web.Request, max_bytes: int) -> None:
+        if request.content_length is not None and request.content_length > max_bytes:
+            raise PayloadTooLarge(details={"max_form_bytes": max_bytes})
+        self.request, self.max_bytes, self.received = request, max_bytes, 0
+        self.max_parts = request.config_dict[SETTINGS].form_max_fields
+
+    async def parts(self) -> AsyncIterator[BodyPartReader]:
+        count = 0
+        async for part in await self.request.multipart():
+            count += 1
+            if count > self.max_parts:
+                raise InvalidInput(f"A form has at most {self.max_parts} parts.", code="too_many_fields",
+                                   details={"max_fields": self.max_parts})
+            if not isinstance(part, BodyPartReader):
+                raise InvalidInput("Nested multipart forms are not accepted.", code="nested_form")
+            yield part
+
+    def _count(self, chunk: bytes) -> bytes:
+        self.received += len(chunk)
+        if self.received > self.max_bytes:
+            raise PayloadTooLarge(details={"max_form_bytes": self.max_bytes})
+        return chunk
+
+    async def chunks(self, part: BodyPartReader) -> AsyncIterator[bytes]:
+        while chunk := await part.read_chunk(64 * 1024):
+            yield self._count(chunk)
+
+    async def small_field(self, part: BodyPartReader) -> str:
+        data = b""
+        while chunk := await part.read_chunk(1024):
+            data += self._count(chunk)
+            if len(data) > FORM_FIELD_LIMIT:
+                raise InvalidInput(f"The form field {part.name!r} is too long.", code="form_field_too_long")
+        text = data.decode("utf-8", errors="replace")
+        check_text({part.name: text})
+        return text
 
 
 async def multipart_file(request: web.Request, store: Callable[[IncomingFile, dict[str, str]], Awaitable[T]], *,
@@ -108,18 +194,17 @@ async def multipart_file(request: web.Request, store: Callable[[IncomingFile, di
     """
     if request.content_type != "multipart/form-data":
         raise UnsupportedMediaType("Send the file as multipart/form-data.", details={"content_type": request.content_type})
-    if request.content_length is not None and request.content_length > max_bytes + FORM_OVERHEAD:
-        raise PayloadTooLarge(details={"max_bytes": max_bytes})
+    form = _Form(request, max_bytes + FORM_OVERHEAD)
     fields: dict[str, str] = {}
     stored: list[T] = []
-    async for part in await request.multipart():
+    async for part in form.parts():
         if part.name == "file" and part.filename is not None:
             if stored:
                 raise InvalidInput("Send one file per request.", code="one_file_only")
-            upload = IncomingFile(part.filename, part.headers.get("Content-Type"), _part_chunks(part))
+            upload = IncomingFile(part.filename, part.headers.get("Content-Type"), form.chunks(part))
             stored.append(await store(upload, dict(fields)))
         elif part.name:
-            fields[part.name] = await _small_field(part)
+            fields[part.name] = await form.small_field(part)
     if not stored:
         raise InvalidInput("The form has no `file` part.", code="file_required")
     return stored[0], fields
@@ -135,11 +220,10 @@ async def multipart_files(request: web.Request, store: Callable[[IncomingFile], 
     """
     if request.content_type != "multipart/form-data":
         raise UnsupportedMediaType("Send the form as multipart/form-data.", details={"content_type": request.content_type})
-    if request.content_length is not None and request.content_length > max_files * max_bytes + FORM_OVERHEAD:
-        raise PayloadTooLarge(details={"max_bytes": max_bytes, "max_files": max_files})
+    form = _Form(request, max_files * max_bytes + FORM_OVERHEAD)
     fields: dict[str, str] = {}
     stored: list[T] = []
-    async for part in await request.multipart():
+    async for part in form.parts():
         if part.filename is not None:
             if part.name != field:
                 raise InvalidInput(f"Files go in the form field {field!r}.", code="unexpected_file",
@@ -147,9 +231,9 @@ async def multipart_files(request: web.Request, store: Callable[[IncomingFile], 
             if len(stored) >= max_files:
                 raise InvalidInput(f"At most {max_files} files per request.", code="too_many_files",
                                    details={"max_files": max_files})
-            stored.append(await store(IncomingFile(part.filename, part.headers.get("Content-Type"), _part_chunks(part))))
+            stored.append(await store(IncomingFile(part.filename, part.headers.get("Content-Type"), form.chunks(part))))
         elif part.name:
-            fields[part.name] = await _small_field(part)
+            fields[part.name] = await form.small_field(part)
     return stored, fields
 
 

@@ -11,14 +11,31 @@ stored for 24 h:
 A success is stored in the request's own transaction, so the effect and its stored response
 commit together. A refusal (4xx) is stored in a transaction of its own, since the request's is
 rolled back. An unexpected failure (5xx) releases the key: retrying it is what the client should do.
+
+A claim has a lease (``IN_FLIGHT_LEASE``): a process that crashed mid-request leaves a claim no
+response will ever complete, and a retry after the lease takes it over. A request that is merely
+slow may still be running then, so every claim carries a version, bumped by each take-over, and
+every write of a completion (success, refusal, release) is fenced by it: ``UPDATE … WHERE
+claim_version = <ours>``. A request that lost its claim finds another version, writes nothing,
+and — a success — raises 409 ``idempotency_in_flight`` inside its own transaction, which then
+rolls its effect back. The success's fence runs in the same transaction as the effect and locks
+the record until commit, so of two runs at most one commits, however long either takes.
+
+Why a fence rather than extending the lease while the request runs: a lease kept alive by a
+heartbeat only guesses that the first request is still able to commit; an event loop stalled
+longer than the lease, or a heartbeat write that fails while the request's own transaction still
+commits, lets both run. The fence makes the commit itself conditional, whatever the timing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import delete, func, select, update
@@ -27,6 +44,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import AppError, Conflict, InvalidInput
 from core.idempotency import MAX_KEY_LENGTH, IdempotencyRecord
+
+log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 RETENTION = timedelta(hours=24)
@@ -56,9 +75,20 @@ def read_key(request: web.Request) -> str | None:
     return key
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A record this request holds, at the version it claimed it with."""
+
+    record_id: uuid.UUID
+    version: int
+
+    def fence(self) -> Any:
+        return (IdempotencyRecord.id == self.record_id) & (IdempotencyRecord.claim_version == self.version)
+
+
 async def _claim(factory: async_sessionmaker[AsyncSession], user_id: uuid.UUID, key: str,
-                 print_: str) -> uuid.UUID | web.Response:
-    """The claimed record's id, or the stored response to replay; raises on a clash."""
+                 print_: str) -> Claim | web.Response:
+    """The claim, or the stored response to replay; raises on a clash."""
     async with factory() as session, session.begin():
         now = await session.scalar(select(func.now()))
         record_id = uuid.uuid4()
@@ -70,7 +100,7 @@ async def _claim(factory: async_sessionmaker[AsyncSession], user_id: uuid.UUID, 
             .returning(IdempotencyRecord.id)
         )
         if claimed is not None:
-            return claimed
+            return Claim(claimed, 1)
         record = await session.scalar(
             select(IdempotencyRecord)
             .where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
@@ -83,7 +113,8 @@ async def _claim(factory: async_sessionmaker[AsyncSession], user_id: uuid.UUID, 
             record.fingerprint, record.state = print_, "in_flight"
             record.lease_until, record.expires_at = now + IN_FLIGHT_LEASE, now + RETENTION
             record.response_status = record.response_body = record.response_content_type = None
-            return record.id
+            record.claim_version += 1  # whoever held it before can no longer complete it
+            return Claim(record.id, record.claim_version)
         if record.fingerprint != print_:
             raise IdempotencyKeyReused()
         if record.state == "in_flight":
@@ -95,7 +126,7 @@ async def _claim(factory: async_sessionmaker[AsyncSession], user_id: uuid.UUID, 
         return response
 
 
-def _completion(record_id: uuid.UUID, response: web.Response) -> dict[str, object]:
+def _completion(response: web.Response) -> dict[str, object]:
     return {
         "state": "completed",
         "response_status": response.status,
@@ -122,15 +153,23 @@ async def run_idempotently(
     except AppError as error:
         stored = render_error(error)
         async with factory() as session, session.begin():
-            await session.execute(
-                update(IdempotencyRecord).where(IdempotencyRecord.id == claim).values(**_completion(claim, stored))
-            )
+            # Fenced: a retry that took the claim over owns the record now.
+            stored_it = await session.execute(
+                update(IdempotencyRecord).where(claim.fence()).values(**_completion(stored)))
+        if stored_it.rowcount != 1 and error.keep_changes:  # type: ignore[attr-defined]
+            # A refusal that commits what it wrote (an audit record) would commit it beside the retry's.
+            raise IdempotencyInFlight(details={"reason": "claim_taken_over"}) from error
         raise
     except BaseException:
         async with factory() as session, session.begin():
-            await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == claim))
+            await session.execute(delete(IdempotencyRecord).where(claim.fence()))
         raise
-    await request_session().execute(
-        update(IdempotencyRecord).where(IdempotencyRecord.id == claim).values(**_completion(claim, response))
-    )
+    completed = await request_session().execute(
+        update(IdempotencyRecord).where(claim.fence()).values(**_completion(response)))
+    if completed.rowcount != 1:  # type: ignore[attr-defined]
+        # A retry took the stale claim over and runs (or ran) the request itself: this run's effect
+        # must not commit beside it. Raised inside the request's transaction, which rolls it back.
+        log.warning("idempotent %s %s outlived its claim (key taken over by a retry): rolled back",
+                    request.method, request.path)
+        raise IdempotencyInFlight(details={"reason": "claim_taken_over"})
     return response

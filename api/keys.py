@@ -28,9 +28,11 @@ IDENTITY_CACHE = web.AppKey("identity_cache", "IdentityCache")
 LIVE = web.AppKey("live", "LiveConfig")
 FILE_STORE = web.AppKey("file_store", "FileStore")
 STREAMS = web.AppKey("streams", "set[asyncio.Task[object]]")
+PROBE_CACHE = web.AppKey("probe_cache", "ProbeCache")
 
 # Per-request storage.
 REQUEST_ID = web.RequestKey("request_id", str)
 ROUTE_SPEC = web.RequestKey("route_spec", "RouteSpec")
 SESSION = web.RequestKey("session", AsyncSession)
 PRINCIPAL = web.RequestKey("principal", "Principal")
+CALLER = web.RequestKey("caller", str)  # who signed or logged in, on routes open to service signatures

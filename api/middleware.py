@@ -1,11 +1,12 @@
-"""Request id, CORS, metrics, the error renderer and the transaction boundary.
+"""Request id, CORS, metrics, the error renderer, body timeouts and the transaction boundary.
 
-Order (outermost first): request id → CORS → metrics → errors → transaction. Every error,
-aiohttp's own 404/405/413 included, leaves as the JSON body of DESIGN.md.
+Order (outermost first): request id → CORS → metrics → errors → body timeouts → transaction.
+Every error, aiohttp's own 404/405/413 included, leaves as the JSON body of DESIGN.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -120,6 +121,46 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
+class RequestTimeout(AppError):
+    status, code, message = 408, "request_timeout", "The request body did not arrive in time."
+
+
+@web.middleware
+async def body_timeout_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Stop reading a body that stops arriving (idle) or takes too long in all (read timeout).
+
+    aiohttp waits for a body as long as the client keeps the connection open, and whatever the
+    handler holds meanwhile stays held. The handler runs as a task watched here; once the client
+    has sent everything, the handler goes on at its own pace. Progress is the bytes received, so a
+    handler that stops reading for longer than the idle timeout, leaving the client blocked on a
+    full buffer, is cut off too (a handler reads its body before slow work, never after).
+    """
+    body = request.content
+    if not request.body_exists or body.is_eof():
+        return await handler(request)
+    settings = request.config_dict[SETTINGS]
+    loop = asyncio.get_running_loop()
+    idle, deadline = settings.body_idle_timeout_seconds, loop.time() + settings.body_read_timeout_seconds
+    work = asyncio.ensure_future(handler(request))
+    received, progressed = body.total_bytes, loop.time()
+    try:
+        while True:
+            now = loop.time()
+            await asyncio.wait({work}, timeout=max(0.0, min(progressed + idle, deadline) - now))
+            if work.done() or body.is_eof():
+                return await work  # everything arrived: the handler's own pace from here on
+            now = loop.time()
+            if body.total_bytes != received:
+                received, progressed = body.total_bytes, now
+            if now >= deadline or now - progressed >= idle:
+                raise RequestTimeout(details={"received_bytes": body.total_bytes, "idle_timeout_seconds": idle,
+                                              "read_timeout_seconds": settings.body_read_timeout_seconds})
+    finally:
+        if not work.done():
+            work.cancel()  # its transaction rolls back and what it staged is discarded
+            await asyncio.gather(work, return_exceptions=True)
+
+
 def db_session(request: web.Request) -> AsyncSession:
     """The request's session, opened on first use; the transaction middleware commits it once."""
     session = request.get(SESSION)
@@ -150,4 +191,5 @@ async def transaction_middleware(request: web.Request, handler: Handler) -> web.
     return response
 
 
-MIDDLEWARES = [request_id_middleware, cors_middleware, metrics_middleware, error_middleware, transaction_middleware]
+MIDDLEWARES = [request_id_middleware, cors_middleware, metrics_middleware, error_middleware, body_timeout_middleware,
+               transaction_middleware]

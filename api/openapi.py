@@ -6,12 +6,14 @@ models check the assembled document (LIBRARIES.md: the aiohttp plugins only emit
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 from openapi_pydantic.v3.v3_1 import OpenAPI
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
+from api.access import SIGNED
 from api.registry import ResponseSpec, Routes, RouteSpec
 from api.schemas import ErrorResponse
 
@@ -19,9 +21,76 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 STATUS_TEXT = {
     200: "OK", 201: "Created", 202: "Accepted", 204: "No content", 304: "Not modified", 400: "Malformed request",
     401: "Authentication required", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-    409: "Conflict", 413: "Payload too large", 415: "Unsupported media type", 422: "Invalid input",
-    429: "Too many requests", 503: "Unavailable",
+    408: "Request body too slow", 409: "Conflict", 413: "Payload too large", 415: "Unsupported media type",
+    422: "Invalid input", 429: "Too many requests", 503: "Unavailable",
 }
+# Swagger UI shows the tags in this order: the way a newcomer meets the platform.
+TAGS = [
+    ("auth", "Register, log in, tokens and sessions, MFA; signed operator reloads."),
+    ("me", "The caller: profile, KYC submission, notifications."),
+    ("wallet", "Balances and the movements of available money."),
+    ("deposits", "Deposit addresses, the caller's deposits, and deposit events from external watchers."),
+    ("withdrawals", "Request, approve, roll back and follow withdrawals."),
+    ("escrow", "Escrow contracts, disputes and evidence."),
+    ("helpdesk", "Support tickets, replies, internal notes and context links."),
+    ("cms", "Published content, and the CMS workflow and email templates for editors."),
+    ("compliance", "KYC review, Travel Rule transfers, reports."),
+    ("admin", "Users, audit events, escrow oversight, transaction review, freezes."),
+    ("platform", "Previews of platform functions (storage paths, SLA clocks) and content tooling."),
+    ("operations", "Health, readiness, status, metrics and this documentation."),
+]
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def error_codes(spec: RouteSpec) -> dict[int, list[str]]:
+    """Every error code the route may answer, by status: what its access, path, query, body and
+    form imply (the registry and middleware answer those the same way on every route), and what
+    the route declares of its own."""
+    found: dict[int, set[str]] = defaultdict(set)
+    access = spec.access
+    if access == SIGNED:
+        found[401] |= {"invalid_signature", "unknown_operator_key", "signed_payload_expired",
+                       "signed_payload_not_yet_valid"}
+        found[403].add("signed_payload_replayed")
+        found[422] |= {"invalid_signed_payload", "signed_payload_lifetime_too_long"}
+    elif access.service_signature:
+        found[401] |= {"unauthorized", "invalid_token", "session_revoked", "invalid_signature",
+                       "signature_not_accepted"}
+        found[403] |= {"forbidden", "account_suspended"}
+    elif not access.public:
+        found[401] |= {"unauthorized", "invalid_token", "session_revoked"}
+        found[403].add("account_suspended")
+        if access.roles:
+            found[403].add("forbidden")
+        if spec.method not in SAFE_METHODS:
+            found[403].add("csrf_origin_refused")
+    if spec.path_params:
+        found[404].add("not_found")
+        found[422].add("validation_error")  # e.g. text PostgreSQL cannot store
+    if spec.query is not None:
+        found[422].add("validation_error")
+    if spec.body is not None:
+        found[400].add("malformed_json")
+        found[408].add("request_timeout")
+        found[413].add("payload_too_large")
+        found[415].add("unsupported_media_type")
+        found[422].add("validation_error")
+    if spec.form is not None:
+        found[408].add("request_timeout")
+        found[413].add("payload_too_large")
+        found[415].add("unsupported_media_type")
+        found[422] |= {"validation_error", "too_many_fields", "form_field_too_long", "nested_form"}
+    if spec.idempotent:
+        found[409].add("idempotency_in_flight")
+        found[422].add("idempotency_key_reused")
+    for status, names in spec.errors.items():
+        found[status] |= set(names)
+    return {status: sorted(names) for status, names in sorted(found.items())}
+
+
+def _body_required(model: type[BaseModel]) -> bool:
+    """An absent body counts as ``{}``: it is required when ``{}`` is not a valid one."""
+    return bool(model.model_json_schema().get("required"))
 
 
 class _ComponentNames(GenerateJsonSchema):
@@ -92,6 +161,14 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any], definitions: dict[str, Any
         if (content := _content(response, refs)) is not None:
             entry["content"] = content
         responses[str(status)] = entry
+    error = {"application/json": {"schema": refs[(ErrorResponse, "serialization")]}}
+    for status, names in error_codes(spec).items():
+        if str(status) in responses:  # a route documenting its own body for this status (readiness's 503)
+            continue
+        responses[str(status)] = {
+            "description": f"{STATUS_TEXT.get(status, 'Error')}: " + ", ".join(f"`{name}`" for name in names),
+            "content": error, "x-error-codes": names,
+        }
     responses["default"] = {
         "description": "Error (every error has this body, with a stable code)",
         "content": {"application/json": {"schema": refs[(ErrorResponse, "serialization")]}},
@@ -109,13 +186,13 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any], definitions: dict[str, Any
         operation["parameters"] = parameters
     if spec.body is not None:
         operation["requestBody"] = {
-            "required": False,
+            "required": _body_required(spec.body),
             "content": {"application/json": {"schema": refs[(spec.body, "validation")]}},
         }
     if spec.form is not None:
         json_body = operation.get("requestBody", {}).get("content", {})  # a route may take either
         operation["requestBody"] = {
-            "required": not json_body,
+            "required": spec.body is None or _body_required(spec.body),
             "content": {**json_body, "multipart/form-data": {"schema": refs[(spec.form, "validation")]}},
         }
     return operation
@@ -149,6 +226,7 @@ def build_openapi(tables: list[tuple[str, Routes]], *, version: str, server_url:
             "errors are `{\"error\": {\"code\", \"message\", \"details\", \"request_id\"}}`.",
         },
         "servers": [{"url": server_url or "/"}],
+        "tags": [{"name": name, "description": description} for name, description in TAGS],
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": definitions,

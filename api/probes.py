@@ -1,13 +1,19 @@
-"""Readiness and status: what each dependency says right now, each check bounded in time."""
+"""Readiness and status: what each dependency says right now, each check bounded in time.
+
+In public, a dependency is a name and a state; why it fails goes to the log with URLs redacted
+(an RPC provider's URL carries its API key). Answers are cached for a short period with one probe
+in flight, so hammering /readiness or /status never hammers PostgreSQL or the RPC provider.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
@@ -15,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.heartbeats import stale_services
+from core.logging import redact_urls
 from core.settings import ReadinessPolicy, Settings
 from core.time import rfc3339, utcnow
 from custody.chains import EvmChain
@@ -23,12 +30,13 @@ from custody.deposits.queries import ScannerPosition
 from jobs.broker import queue_depths
 from jobs.registry import QUEUES
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 
 class DependencyCheck(BaseModel):
-    name: str = Field(examples=["database", "redis", "chain:ethereum", "worker:custody"])
+    name: str = Field(examples=["database", "redis", "chain:ethereum", "workers"])
     ok: bool
-    latency_ms: int
-    detail: str | None = None
 
 
 class ReadinessOut(BaseModel):
@@ -66,16 +74,44 @@ class Dependencies:
     chains: list[EvmChain]
 
 
-async def _check(name: str, probe: Callable[[], Awaitable[str | None]], timeout: float) -> DependencyCheck:
+@dataclass
+class ProbeCache:
+    """One answer per key for ``ttl`` seconds, and one probe in flight however many ask at once."""
+
+    ttl: float
+    answers: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    running: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+
+    async def get(self, key: str, probe: Callable[[], Awaitable[T]]) -> T:
+        cached = self.answers.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]  # type: ignore[no-any-return]
+        running = self.running.get(key)
+        if running is None:
+            running = self.running[key] = asyncio.ensure_future(probe())
+            running.add_done_callback(lambda done: self._settle(key, done))
+        # shield: a client that hangs up must not cancel the probe the others are waiting for
+        return await asyncio.shield(running)  # type: ignore[no-any-return]
+
+    def _settle(self, key: str, done: asyncio.Future[Any]) -> None:
+        self.running.pop(key, None)
+        if not done.cancelled() and done.exception() is None:
+            self.answers = {k: v for k, v in self.answers.items() if v[0] > time.monotonic()}  # bounded
+            self.answers[key] = (time.monotonic() + self.ttl, done.result())
+
+
+async def _check(name: str, probe: Callable[[], Awaitable[None]], timeout: float) -> DependencyCheck:
     started = time.perf_counter()
     try:
-        detail = await asyncio.wait_for(probe(), timeout)
-        ok = True
+        await asyncio.wait_for(probe(), timeout)
+        return DependencyCheck(name=name, ok=True)
     except TimeoutError:
-        ok, detail = False, f"no answer within {timeout:g}s"
+        detail = f"no answer within {timeout:g}s"
     except Exception as error:  # any failure of a dependency is "not ready", named, never a 500
-        ok, detail = False, f"{type(error).__name__}: {error}"[:300]
-    return DependencyCheck(name=name, ok=ok, latency_ms=round((time.perf_counter() - started) * 1000), detail=detail)
+        detail = f"{type(error).__name__}: {error}"
+    log.warning("readiness: %s is failing after %d ms: %s", name, round((time.perf_counter() - started) * 1000),
+                redact_urls(detail)[:500])
+    return DependencyCheck(name=name, ok=False)
 
 
 async def check_readiness(deps: Dependencies, policy: ReadinessPolicy) -> ReadinessOut:
@@ -86,20 +122,19 @@ async def check_readiness(deps: Dependencies, policy: ReadinessPolicy) -> Readin
     async def redis() -> None:
         await deps.redis.ping()
 
-    def chain_probe(chain: EvmChain) -> Callable[[], Awaitable[str]]:
-        async def probe() -> str:
-            return f"height {await chain.head()}"
+    def chain_probe(chain: EvmChain) -> Callable[[], Awaitable[None]]:
+        async def probe() -> None:
+            await chain.head()
 
         return probe
 
-    async def workers() -> str | None:
+    async def workers() -> None:
         async with deps.sessions() as session:
             stale = await stale_services(session, policy.workers, timedelta(seconds=policy.heartbeat_max_age_seconds))
         if stale:
             raise RuntimeError("no recent heartbeat from " + ", ".join(stale))
-        return None
 
-    probes: list[tuple[str, Callable[[], Awaitable[str | None]]]] = []
+    probes: list[tuple[str, Callable[[], Awaitable[None]]]] = []
     if policy.database:
         probes.append(("database", database))
     if policy.redis:
@@ -133,7 +168,8 @@ async def current_status(deps: Dependencies, settings: Settings, started_at: flo
     async def chain_status(chain: EvmChain, chain_id: int) -> ChainStatus:
         try:
             height: int | None = await asyncio.wait_for(chain.head(), timeout)
-        except Exception:  # status reports what it can; readiness is where failures are named
+        except Exception as error:  # status reports what it can; readiness is where failures are named
+            log.info("status: no height from %s: %s", chain.name, redact_urls(f"{type(error).__name__}: {error}")[:500])
             height = None
         position = positions.get(chain.name)
         scanned = None if position is None else position.height

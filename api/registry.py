@@ -23,8 +23,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from api import signatures
 from api.access import Access
-from api.http import json_response, read_body, read_query
+from api.http import json_response, read_body, read_path, read_query
 from api.idempotency import read_key as read_idempotency_key
 from api.idempotency import run_idempotently
 from api.keys import ROUTE_SPEC, SESSIONS
@@ -52,6 +53,9 @@ class RouteSpec:
     responses: dict[int, ResponseSpec]
     idempotent: bool = False
     form: type[BaseModel] | None = None  # documented as multipart/form-data; the handler streams it
+    # The route's own refusals by status (``{409: ("invalid_state",)}``); what follows from its
+    # access, path, query, body and form is added by the OpenAPI builder (api/openapi.py).
+    errors: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def path_params(self) -> list[str]:
@@ -82,6 +86,7 @@ class Routes:
         name: str | None = None,
         idempotent: bool = False,
         form: type[BaseModel] | None = None,
+        errors: dict[int, tuple[str, ...]] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             doc = (handler.__doc__ or "").strip()
@@ -99,6 +104,7 @@ class Routes:
                 responses=responses,
                 idempotent=idempotent,
                 form=form,
+                errors=errors or {},
             )
             self.specs.append(spec)
             return handler
@@ -122,6 +128,7 @@ class Routes:
 def _endpoint(spec: RouteSpec) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         inputs: dict[str, Any] = {}
+        read_path(request)
         if spec.query is not None:
             inputs["query"] = read_query(request, spec.query)
         if spec.body is not None:
@@ -137,6 +144,8 @@ def _endpoint(spec: RouteSpec) -> Handler:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         request[ROUTE_SPEC] = spec
         principal = await authorize(request, spec.access)
+        if spec.access.service_signature:
+            await signatures.caller(request, spec.access)
         key = read_idempotency_key(request) if spec.idempotent else None
         if key is None or principal is None:
             return await handle(request)

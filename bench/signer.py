@@ -35,7 +35,8 @@ from core.signing import generate_keypair, load_public_key
 from custody.withdrawals.authorization import _parse, authorize
 from signer.journal import Journal
 from signer.policy import Policy
-from signer.service import Signed, Signer, hot_wallet_path
+from signer.derivation import hot_wallet_path
+from signer.service import Signed, Signer
 
 SEED = Bip39SeedGenerator("test test test test test test test test test test test junk").Generate("")
 USDC = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -79,7 +80,7 @@ def main() -> int:
         signer = Signer(SEED, [CHAIN], policy, journal, load_public_key(public))
         sender = signer.hot_wallet(31337)
         raw_account = Account.from_key(
-            Bip32Secp256k1.FromSeed(SEED).DerivePath(hot_wallet_path(0)).PrivateKey().Raw().ToBytes())
+            Bip32Secp256k1.FromSeed(SEED).DerivePath(hot_wallet_path(CHAIN.hot_account)).PrivateKey().Raw().ToBytes())
         assert raw_account.address == sender
         print(f"signer bench: {args.requests} requests x {args.rounds} rounds (journal on {root}, fsync per commit)")
 

@@ -13,6 +13,7 @@ from compliance.travel_rule.cli import add_commands as add_trp_commands
 from core.logging import configure_logging
 from core.settings import Settings, SettingsError, load_settings
 from custody.ledger.cli import add_commands as add_ledger_commands
+from custody.withdrawals.cli import add_commands as add_hot_wallet_commands
 from scanner.cli import add_commands as add_scanner_commands
 from signer.cli import add_commands as add_signer_commands
 
@@ -76,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
     add_audit_commands(commands)
     add_signer_commands(commands)
     add_ledger_commands(commands)
+    add_hot_wallet_commands(commands)
     add_compliance_commands(commands)
     add_scanner_commands(commands)
     add_trp_commands(commands)

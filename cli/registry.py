@@ -24,6 +24,7 @@ import compliance.travel_rule.actors  # noqa: F401
 import compliance.travel_rule.models  # noqa: F401
 import compliance.travel_rule.projection  # noqa: F401
 import content.models  # noqa: F401
+import content.projection  # noqa: F401
 import core.audit  # noqa: F401
 import core.heartbeats  # noqa: F401
 import core.idempotency  # noqa: F401
@@ -31,13 +32,16 @@ import custody.addresses.actors  # noqa: F401
 import custody.addresses.models  # noqa: F401
 import custody.deposits.actors  # noqa: F401
 import custody.deposits.models  # noqa: F401
+import custody.deposits.projection  # noqa: F401
 import custody.escrow.emails  # noqa: F401
 import custody.escrow.models  # noqa: F401
+import custody.escrow.projection  # noqa: F401
 import custody.freezes  # noqa: F401
 import custody.ledger.models  # noqa: F401
 import custody.withdrawals.actors  # noqa: F401
 import custody.withdrawals.emails  # noqa: F401
 import custody.withdrawals.models  # noqa: F401
+import custody.withdrawals.projection  # noqa: F401
 import identity.models  # noqa: F401
 import identity.projection  # noqa: F401
 import jobs.heartbeat  # noqa: F401

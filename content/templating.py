@@ -10,14 +10,18 @@ LIBRARIES.md: ``SandboxedEnvironment`` stops attribute escapes, not CPU or memor
 - ``StrictUndefined``: a variable the caller did not give is a 422 naming it, not an empty string.
 - limits: the template source is at most ``MAX_TEMPLATE_CHARS``; ``*``, ``**`` and ``%`` are
   intercepted and refused when they would build something huge; padding methods and filters are
-  bounded or refused; a trace on the template's own frames stops a render that runs longer than
-  ``RENDER_SECONDS`` or holds a value over ``MAX_VALUE_CHARS``; the output stops at
-  ``MAX_OUTPUT_CHARS``. ``render_email`` runs in a worker thread, never on the event loop.
+  bounded or refused; ``batch`` and ``slice`` make at most ``MAX_BATCH`` groups (with a filler they
+  build every group in library code, beyond the reach of the trace); ``lipsum`` is not offered (it
+  writes any number of paragraphs in one call); a trace on the template's own frames stops a render
+  that runs longer than ``RENDER_SECONDS`` (the time budget) or holds a value over
+  ``MAX_VALUE_CHARS``, and the output stops at ``MAX_OUTPUT_CHARS`` (the memory budget).
+  ``render_email`` runs in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import re
 import sys
@@ -29,7 +33,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.filters import do_center, do_indent, do_join, do_replace
+from jinja2.filters import do_batch, do_center, do_indent, do_join, do_replace, do_slice
 from jinja2.runtime import Namespace
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
@@ -43,6 +47,7 @@ MAX_OUTPUT_CHARS = 256_000
 MAX_VALUE_CHARS = 256_000
 MAX_PAD_WIDTH = 200
 MAX_POWER_BITS = 4_096
+MAX_BATCH = 1_000  # groups made by batch() or slice()
 RENDER_SECONDS = 2.0
 
 TEMPLATE_FILENAME = "<template>"  # what Jinja names the code of templates built from strings
@@ -127,6 +132,20 @@ def _bounded_width(filter_: Callable[..., Any], position: int, default: int) -> 
     return bounded
 
 
+def _bounded_groups(filter_: Callable[..., Any], name: str) -> Callable[..., Any]:
+    # Jinja passes the environment first to filters marked so (slice is): the count follows the value.
+    position = 2 if getattr(filter_, "jinja_pass_arg", None) else 1
+
+    @functools.wraps(filter_)  # keeps the pass-arg mark
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        count = args[position] if len(args) > position else kwargs.get(name)
+        if isinstance(count, int) and count > MAX_BATCH:
+            raise RenderLimit(details={"limit": "batch", "max": MAX_BATCH})
+        return filter_(*args, **kwargs)
+
+    return bounded
+
+
 def _bounded_join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> str:
     items = list(value)
     _refuse_if_huge(sum(_size(item) or len(str(item)) for item in items) + len(str(d)) * len(items))
@@ -156,6 +175,9 @@ def _environment(*, for_html: bool) -> BoundedSandbox:
     options: dict[str, Any] = {"autoescape": True, "finalize": _markdown_literal} if for_html else {"autoescape": False}
     environment = BoundedSandbox(undefined=StrictUndefined, keep_trailing_newline=True, **options)
     environment.globals["namespace"] = BoundedNamespace
+    del environment.globals["lipsum"]
+    environment.filters["batch"] = _bounded_groups(do_batch, "linecount")
+    environment.filters["slice"] = _bounded_groups(do_slice, "slices")
     environment.filters["center"] = _bounded_width(do_center, 1, 80)
     environment.filters["indent"] = _bounded_width(do_indent, 1, 4)
     environment.filters["join"] = _bounded_join

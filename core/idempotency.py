@@ -26,4 +26,7 @@ class IdempotencyRecord(IdMixin, Base):
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     lease_until: Mapped[datetime]
+    # Bumped by every take-over of a stale claim: the completion of a request that lost its claim finds
+    # another version and writes nothing (api.idempotency).
+    claim_version: Mapped[int] = mapped_column(Integer, server_default="1")
     expires_at: Mapped[datetime]

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+# scheme://[user[:password]@]host[:port][/path?query#fragment]
+_URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^\s/@'\"<>]*@)?([^\s/'\"<>?#]*)([^\s'\"<>]*)")
+
+
+def redact_urls(text: str) -> str:
+    """Every URL cut down to its scheme, host and port: RPC providers put their API key in the path
+    or the query, database URLs carry a password."""
+    return _URL.sub(lambda url: url[1] + url[2] + ("/…" if url[3] else ""), text)
 
 
 class _RequestIdFilter(logging.Filter):

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import literal, tuple_
 
+from core import json_input
 from core.errors import InvalidInput
 
 T = TypeVar("T")
@@ -23,7 +24,7 @@ def encode_cursor(*values: Any) -> str:
 
 def decode_cursor(cursor: str, parts: int) -> list[str]:
     try:
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        values = json_input.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not (isinstance(values, list) and len(values) == parts and all(isinstance(v, str) for v in values)):
             raise ValueError
         return values

@@ -14,7 +14,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import InvalidInput
@@ -23,6 +23,12 @@ from core.signing import load_public_key
 # The default secret is public (it is in this file): production refuses it.
 DEFAULT_SECRET_KEY = "virtuoz-devnet-insecure-secret-key-change-me"
 MIN_SECRET_LENGTH = 32
+MAX_ACCOUNT = 2**31 - 1  # BIP44 accounts are hardened indexes: 0 … 2**31 - 1
+
+
+def default_hot_account(account: int) -> int:
+    """The hot wallet's account of a chain whose deposit account is ``account``: mirrored from the top."""
+    return MAX_ACCOUNT - account
 
 
 class Environment(StrEnum):
@@ -40,12 +46,35 @@ class ChainSettings(BaseModel):
     native: str
     confirmations: int = Field(default=3, ge=1)
     tokens: dict[str, str] = Field(default_factory=dict)
-    # Custody: the BIP44 account of this chain's keys, m/44'/60'/{account}'. Give each
+    # Custody: the BIP44 account of this chain's deposit addresses, m/44'/60'/{account}'. Give each
     # chain its own account, so an address on one chain is never a deposit address on another.
     account: int = Field(default=0, ge=0, lt=2**31)
+    # The hot wallet, m/44'/60'/{hot_account}'/0/0: a hardened account of its own, never a child of an
+    # exported xpub (an xpub and any non-hardened child's key give the parent's private key). Unset:
+    # counted down from the top of the range, far from the deposit accounts that count up from 0.
+    hot_account: int = Field(default=0, ge=0, lt=2**31)
     # Scanner: the first block a scanner with no cursor yet reads (its very first run
     # only); unset: the node's head minus `scanner_start_margin`.
     start_height: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hot_account_defaults_from_account(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("hot_account") is None:
+            try:
+                account = int(data.get("account", 0))
+            except (TypeError, ValueError):
+                return data  # the account's own validation says what is wrong
+            if 0 <= account <= MAX_ACCOUNT:
+                data = {**data, "hot_account": default_hot_account(account)}
+        return data
+
+    @model_validator(mode="after")
+    def _hot_account_is_not_a_deposit_account(self) -> ChainSettings:
+        if self.hot_account == self.account:
+            raise ValueError(f"chain {self.name}: hot_account must differ from account ({self.account}); the hot "
+                             "wallet must not be derivable from the exported deposit xpub")
+        return self
 
     @property
     def assets(self) -> list[str]:
@@ -97,6 +126,53 @@ def _default_signer_limits() -> dict[str, WithdrawalLimit]:
         "ETH": WithdrawalLimit(decimals=18, single="50", daily="500"),
         "POL": WithdrawalLimit(decimals=18, single="100000", daily="1000000"),
         "USDC": WithdrawalLimit(decimals=6, single="250000", daily="2500000"),
+    }
+
+
+GWEI = 10**9
+
+
+class FeeCaps(BaseModel):
+    """What one chain's withdrawals may spend on gas, in minor units of its native coin (wei).
+
+    A payment's value limits say nothing about its fees: a 1-wei payment with a huge tip would
+    empty the hot wallet inside every value limit. The signer refuses anything above these caps and
+    the custody worker never asks for it (it waits and alerts instead); both read this one rule.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)  # strict: wei are integers, never floats
+
+    max_gas: int = Field(gt=0)  # the gas limit of one transaction
+    max_fee_per_gas: int = Field(gt=0)
+    max_priority_fee_per_gas: int = Field(ge=0)
+    max_fee_per_tx: int = Field(gt=0)  # gas limit × max fee per gas: the most one transaction can cost
+    # The worst-case fee of every transaction signed in a rolling 24 h, fee bumps and cancels included.
+    daily_fee_budget: int = Field(gt=0)
+    # Transactions after the first at one nonce (fee bumps, a filler or a cancel).
+    max_replacements: int = Field(default=6, ge=1, le=50)
+
+    def breach(self, gas: int, max_fee_per_gas: int, max_priority_fee_per_gas: int) -> tuple[str, str] | None:
+        """``(reason, message)`` of the first cap the fees pass (reasons from ``core.sign_requests``), or None."""
+        if gas > self.max_gas:
+            return "gas_limit_above_cap", f"gas limit {gas} is above the cap {self.max_gas}"
+        if max_fee_per_gas > self.max_fee_per_gas:
+            return "max_fee_above_cap", f"max fee {max_fee_per_gas} wei/gas is above the cap {self.max_fee_per_gas}"
+        if max_priority_fee_per_gas > self.max_priority_fee_per_gas:
+            return "priority_fee_above_cap", (f"priority fee {max_priority_fee_per_gas} wei/gas is above the cap "
+                                              f"{self.max_priority_fee_per_gas}")
+        if gas * max_fee_per_gas > self.max_fee_per_tx:
+            return "total_fee_above_cap", (f"gas limit × max fee = {gas * max_fee_per_gas} wei is above the cap "
+                                           f"{self.max_fee_per_tx}")
+        return None
+
+
+def default_signer_fee_caps() -> dict[str, FeeCaps]:
+    """The devnet chains; on mainnets these would be tight but not absurd for a busy day."""
+    return {
+        "ethereum": FeeCaps(max_gas=200_000, max_fee_per_gas=500 * GWEI, max_priority_fee_per_gas=50 * GWEI,
+                            max_fee_per_tx=2 * 10**16, daily_fee_budget=2 * 10**18),
+        "polygon": FeeCaps(max_gas=200_000, max_fee_per_gas=3_000 * GWEI, max_priority_fee_per_gas=500 * GWEI,
+                           max_fee_per_tx=5 * 10**17, daily_fee_budget=50 * 10**18),
     }
 
 
@@ -187,6 +263,13 @@ class Settings(BaseSettings):
     evidence_max_files: int = Field(default=20, ge=1)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # A client trickling its body holds a connection (and whatever the handler holds): reading a
+    # body stops after this long in total, or this long without a byte.
+    body_read_timeout_seconds: float = Field(default=120.0, gt=0)
+    body_idle_timeout_seconds: float = Field(default=15.0, gt=0)
+    form_max_fields: int = Field(default=50, ge=2, le=1000)  # parts of one multipart form, files included
+    # /readiness and /status answer from one probe per period, however often they are asked.
+    probe_cache_seconds: float = Field(default=2.0, ge=0, le=60)
     cors_origins: list[str] = Field(default_factory=list)
     metrics_allowlist: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     docs_enabled: bool = True
@@ -204,7 +287,13 @@ class Settings(BaseSettings):
     # <data_dir>/signer and <data_dir>/xpubs.json (filled in when the settings are built).
     signer_keystore_dir: Path | None = None
     xpub_file: Path | None = None
-    signer_passphrase: SecretStr | None = None  # unset: `virtuoz signer init` prompts for it
+    # The signer key's public half (`virtuoz signer init` writes it, base64url): every process that
+    # believes the signer (its replies, the xpub file) reads it from here. Default <data_dir>/signer-key.pub.
+    signer_public_key_file: Path | None = None
+    # Devnet and test only (the signer refuses it elsewhere): in production the passphrase is read
+    # from a file, e.g. a tmpfs secret or a descriptor (/dev/fd/N).
+    signer_passphrase: SecretStr | None = None
+    signer_passphrase_file: Path | None = None
     address_pool_low_water: int = Field(default=20, ge=0)
     address_pool_batch: int = Field(default=50, ge=1, le=10_000)
 
@@ -216,7 +305,8 @@ class Settings(BaseSettings):
     # FATF R.16: from this amount a withdrawal must carry beneficiary data (Travel Rule).
     withdrawal_travel_rule_thresholds: dict[str, str] = Field(
         default_factory=lambda: {"ETH": "0.5", "POL": "1000", "USDC": "1000"})
-    # From this amount two different operators must approve (four eyes).
+    # Two different operators must approve (four eyes) once a customer's withdrawals of the asset
+    # requested over a rolling 24 hours, the new one included, reach this amount.
     withdrawal_four_eyes_thresholds: dict[str, str] = Field(
         default_factory=lambda: {"ETH": "10", "POL": "20000", "USDC": "10000"})
     # One address per line, '#' comments. The API refuses destinations on it; the signer reads its
@@ -231,7 +321,12 @@ class Settings(BaseSettings):
     signer_request_public_key: str | None = None
     signer_request_public_key_file: Path | None = None
     signer_sanctions_list_file: Path | None = None
+    # The signer's own per-asset limits; the API reads them too, to refuse at request what the signer
+    # would refuse after approval (custody.withdrawals.limits).
     signer_limits: dict[str, WithdrawalLimit] = Field(default_factory=_default_signer_limits)
+    # Per chain name: the signer's fee caps, which the custody worker applies to its quotes and bumps
+    # too. A chain without caps is one the signer signs nothing on.
+    signer_fee_caps: dict[str, FeeCaps] = Field(default_factory=default_signer_fee_caps)
     signer_journal_file: Path | None = None  # SQLite; default <signer_keystore_dir>/journal.sqlite3
     withdrawal_gas_limit_native: int = Field(default=21_000, ge=21_000)
     withdrawal_gas_limit_token: int = Field(default=100_000, ge=21_000)
@@ -240,6 +335,9 @@ class Settings(BaseSettings):
     # fees raised by at least withdrawal_fee_bump_percent (nodes demand 10 %).
     withdrawal_stuck_blocks: int = Field(default=12, ge=1)
     withdrawal_fee_bump_percent: int = Field(default=25, ge=10, le=1000)
+    # A nonce not mined has its highest-fee transaction sent again every this many blocks (a node may
+    # have dropped it); a fee bump the node rejected is tried again after as many.
+    withdrawal_rebroadcast_blocks: int = Field(default=4, ge=1)
     # A sign request not answered after this long is sent again (the signer answers repeats alike).
     withdrawal_resend_seconds: float = Field(default=15.0, gt=0)
     withdrawal_track_seconds: float = Field(default=2.0, gt=0)  # how often the scheduler asks for tracking
@@ -331,6 +429,8 @@ class Settings(BaseSettings):
             self.signer_keystore_dir = self.data_dir / "signer"
         if self.xpub_file is None:
             self.xpub_file = self.data_dir / "xpubs.json"
+        if self.signer_public_key_file is None:
+            self.signer_public_key_file = self.data_dir / "signer-key.pub"
         # Withdrawals
         if self.custody_request_key_file is None:
             self.custody_request_key_file = self.data_dir / "custody-request-key.pem"
@@ -382,6 +482,22 @@ class Settings(BaseSettings):
         # Scanner: whoever holds it can have events verified and credited.
         if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
             raise ValueError(f"the ingest HMAC secret must be at least {MIN_SECRET_LENGTH} characters")
+        return value
+
+    @field_validator("chains")
+    @classmethod
+    def _hot_accounts_are_their_own(cls, value: list[ChainSettings]) -> list[ChainSettings]:
+        # One chain's hot account as another's deposit account would put that hot wallet under an
+        # exported xpub after all; two chains on one hot account would share a key for no reason.
+        deposit = {chain.account: chain.name for chain in value}
+        hot: dict[int, str] = {}
+        for chain in value:
+            if chain.hot_account in deposit:
+                raise ValueError(f"the hot_account of {chain.name} ({chain.hot_account}) is the deposit account of "
+                                 f"{deposit[chain.hot_account]}")
+            if chain.hot_account in hot:
+                raise ValueError(f"{hot[chain.hot_account]} and {chain.name} share hot_account {chain.hot_account}")
+            hot[chain.hot_account] = chain.name
         return value
 
     @field_validator("metrics_allowlist")

@@ -2,7 +2,8 @@
 
 Start order: PostgreSQL (+ migrations) → Redis → Anvil chains (+ USDC) → workers, scheduler, API.
 ``devnet.json`` is written only once `/readiness` answers 200, and removed on the way out; a
-SIGINT or SIGTERM stops every child in reverse order. The data directory keeps the database,
+SIGINT or SIGTERM stops every child in reverse order. A child that exits during start-up stops the
+devnet; one that crashes later is restarted with backoff (``devnet.supervision``). The data directory keeps the database,
 Redis's append-only file and each chain's state, so the next start resumes where this one stopped.
 """
 
@@ -24,14 +25,17 @@ from typing import Any
 from compliance.travel_rule.tls import ensure_devnet_pki
 from core.migrate import upgrade
 from core.settings import ChainSettings, Environment, Settings, VaspIdentity
-from custody.hd import hot_wallet_address, load_xpubs
+from core.sign_requests import load_signer_public_key
+from custody.hd import load_xpubs
 from custody.withdrawals.authorization import ensure_request_key_pair
 from devnet.chains import ANVIL_DEV_KEYS, AnvilChain, compile_usdc, deploy_usdc, fund_wallet
 from devnet.content import ensure_demo_content
 from devnet.processes import ManagedProcess, port_open, stop_all
 from devnet.servers import EmbeddedPostgres, EmbeddedRedis
+from devnet.supervision import Supervisor
 from devnet.users import ensure_demo_users
-from signer.keystore import DEVNET_PASSPHRASE, MIN_SCRYPT_N, init_keystore, keystore_path
+from signer.derivation import ChainKeys
+from signer.keystore import DEVNET_PASSPHRASE, MIN_SCRYPT_N, init_keystore, keystore_path, reexport
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +173,12 @@ def run_devnet(settings: Settings) -> int:
                 chains.append(ChainSettings(name=spec.name, chain_id=spec.chain_id, rpc_url=anvil.rpc_url,
                                             native=spec.native, confirmations=spec.confirmations,
                                             tokens={"USDC": usdc}, account=account))
-            keystore_dir, xpub_file = _ensure_devnet_keystore(settings, data_dir, chains)
+            keystore_dir, xpub_file, public_key_file = _ensure_devnet_keystore(settings, data_dir, chains)
             # Withdrawals: the custody request key pair, and hot wallets the faucet keeps funded.
             ensure_request_key_pair(data_dir / "custody-request-key.pem", data_dir / "custody-request-key.pub")
-            xpubs = load_xpubs(xpub_file)
+            xpubs = load_xpubs(xpub_file, load_signer_public_key(public_key_file))
             for chain in chains:
-                fund_wallet(chain.rpc_url, hot_wallet_address(xpubs[chain.name].xpub), artifact, chain.tokens["USDC"],
+                fund_wallet(chain.rpc_url, xpubs[chain.name].hot_wallet, artifact, chain.tokens["USDC"],
                             native_wei=HOT_WALLET_NATIVE_WEI, usdc_minor=HOT_WALLET_USDC_MINOR)
 
             # Outgoing email lands here as .eml files; started before the workers that send it.
@@ -203,6 +207,7 @@ def run_devnet(settings: Settings) -> int:
                 "VIRTUOZ_SMTP_PORT": str(settings.devnet_smtp_port),
                 "VIRTUOZ_SIGNER_KEYSTORE_DIR": str(keystore_dir),
                 "VIRTUOZ_XPUB_FILE": str(xpub_file),
+                "VIRTUOZ_SIGNER_PUBLIC_KEY_FILE": str(public_key_file),
                 "VIRTUOZ_SANCTIONS_LIST_FILE": str(settings.sanctions_list_file or DEVNET_SANCTIONS_LIST),
                 # Play money so the seed's examples (fund an 8000.00 USD escrow) work on a fresh devnet.
                 "VIRTUOZ_SANDBOX_CREDIT": settings.sandbox_credit or DEVNET_SANDBOX_CREDIT,
@@ -228,7 +233,7 @@ def run_devnet(settings: Settings) -> int:
                 "smtp": {"host": smtp_host, "port": settings.devnet_smtp_port, "maildir": str(mail_dir)},
                 "chains": [
                     {**chain.model_dump(), "faucet_private_key": ANVIL_DEV_KEYS[0],
-                     "hot_wallet": hot_wallet_address(xpubs[chain.name].xpub)} for chain in chains
+                     "hot_wallet": xpubs[chain.name].hot_wallet} for chain in chains
                 ],
                 "users": users,
                 "travel_rule": {"pki_dir": str(pki_dir), "identities": [
@@ -237,8 +242,8 @@ def run_devnet(settings: Settings) -> int:
             }
             _write_atomically(manifest, document)
             _announce(document, time.monotonic() - started)
-            _supervise(children)
-            return 1  # _supervise only returns when a child died on its own
+            Supervisor(children).run()  # restarts what crashes; returns only on a signal
+            return 0
     except DevnetStopped as stop:
         log.info("devnet stopped by %s", stop)
         return 0
@@ -247,29 +252,28 @@ def run_devnet(settings: Settings) -> int:
             signal.signal(sig, handler)
 
 
-def _ensure_devnet_keystore(settings: Settings, data_dir: Path, chains: list[ChainSettings]) -> tuple[Path, Path]:
-    """`virtuoz signer init` with the public devnet passphrase, once per data directory.
+def _ensure_devnet_keystore(settings: Settings, data_dir: Path, chains: list[ChainSettings]
+                            ) -> tuple[Path, Path, Path]:
+    """`virtuoz signer init` with the public devnet passphrase, once per data directory; later starts
+    `virtuoz signer export` (a data dir from before signed exports gets them, deposit xpubs unchanged).
 
     Only on devnet: anywhere else the keystore is made by an operator with a passphrase of their own.
     """
     keystore_dir = (settings.signer_keystore_dir or data_dir / "signer").resolve()
     xpub_file = (settings.xpub_file or data_dir / "xpubs.json").resolve()
-    if settings.env is Environment.DEVNET and not keystore_path(keystore_dir).exists():
+    public_key_file = (settings.signer_public_key_file or data_dir / "signer-key.pub").resolve()
+    if settings.env is not Environment.DEVNET:
+        return keystore_dir, xpub_file, public_key_file
+    keys = [ChainKeys.of(chain) for chain in chains]
+    if not keystore_path(keystore_dir).exists():
         # The minimum scrypt cost: the passphrase is public, a slower start protects nothing.
-        init_keystore(keystore_dir, xpub_file, DEVNET_PASSPHRASE, [(chain.name, chain.account) for chain in chains],
+        init_keystore(keystore_dir, xpub_file, DEVNET_PASSPHRASE, keys, public_key_file=public_key_file,
                       scrypt_n=MIN_SCRYPT_N)
         log.info("devnet signer keystore created in %s; xpubs in %s", keystore_dir, xpub_file)
-    return keystore_dir, xpub_file
-
-
-def _supervise(children: list[ManagedProcess]) -> None:
-    while True:
-        for child in children:
-            if not child.alive():
-                log.error("%s exited; stopping the devnet. Last lines of %s:\n%s", child.name, child.log_path,
-                          child.tail())
-                return
-        time.sleep(0.5)
+    else:
+        passphrase = settings.signer_passphrase.get_secret_value() if settings.signer_passphrase else DEVNET_PASSPHRASE
+        reexport(keystore_dir, xpub_file, public_key_file, passphrase, keys)
+    return keystore_dir, xpub_file, public_key_file
 
 
 def _announce(document: dict[str, Any], seconds: float) -> None:

@@ -7,8 +7,9 @@ The signer may import only ``core`` (import-linter), so it cannot declare its ac
 Message contract (``core.sign_requests``, documented there and in ``custody.withdrawals.actors``):
 
 - consumes ``signer.sign_withdrawal(withdrawal_id, unsigned_tx, authorization)`` on queue ``signer``;
-- answers ``custody.withdrawal_signed(withdrawal_id, request_digest, raw_tx, tx_hash)`` or
-  ``custody.withdrawal_refused(withdrawal_id, request_digest, reason, message)`` on queue ``custody``.
+- answers ``custody.withdrawal_signed(withdrawal_id, request_digest, raw_tx, tx_hash, signature)`` or
+  ``custody.withdrawal_refused(withdrawal_id, request_digest, reason, message, signature)`` on queue
+  ``custody``, ``signature`` by the signer key over the reply (``core.sign_requests.sign_reply``).
 
 The reply is sent only after the journal has committed (fsync). A crash (even SIGKILL) between
 the two leaves the request unacknowledged: it is delivered again, or the custody worker asks
@@ -26,16 +27,27 @@ from typing import Any
 
 import dramatiq
 import redis
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AgeLimit, Retries, ShutdownNotifications
 
 from core.sanctions import SanctionsList
 from core.settings import Settings, SettingsError
-from core.sign_requests import CUSTODY_QUEUE, REFUSED_ACTOR, SIGN_ACTOR, SIGNED_ACTOR, SIGNER_QUEUE
+from core.sign_requests import (
+    CUSTODY_QUEUE,
+    REFUSED_ACTOR,
+    REFUSED_REPLY,
+    SIGN_ACTOR,
+    SIGNED_ACTOR,
+    SIGNED_REPLY,
+    SIGNER_QUEUE,
+    sign_reply,
+)
 from core.signing import load_public_key
+from signer.derivation import signer_key
 from signer.journal import Journal
 from signer.keystore import unlock_keystore
+from signer.passphrase import read_passphrase
 from signer.policy import Policy
 from signer.service import Refused, Signed, Signer
 
@@ -66,14 +78,15 @@ def request_public_key(settings: Settings) -> Ed25519PublicKey:
         raise SettingsError("the custody request public key is not base64url of 32 Ed25519 bytes") from None
 
 
-def build_signer(settings: Settings, passphrase: str) -> Signer:
-    """Unlock the keystore and assemble the signer; every configuration problem fails here, at start."""
+def build_signer(settings: Settings, passphrase: str) -> tuple[Signer, Ed25519PrivateKey]:
+    """Unlock the keystore and assemble the signer and its reply key; every configuration problem
+    fails here, at start."""
     seed = unlock_keystore(settings.signer_keystore_dir, passphrase)  # type: ignore[arg-type]
     sanctions = SanctionsList(settings.signer_sanctions_list_file)
     sanctions.addresses()  # a missing or malformed list refuses to start, not to sign
-    policy = Policy(settings.chains, settings.signer_limits, sanctions)
+    policy = Policy(settings.chains, settings.signer_limits, sanctions, fee_caps=settings.signer_fee_caps)
     journal = Journal(settings.signer_journal_file)  # type: ignore[arg-type]
-    return Signer(seed, settings.chains, policy, journal, request_public_key(settings))
+    return Signer(seed, settings.chains, policy, journal, request_public_key(settings)), signer_key(seed)
 
 
 def create_signer_broker(redis_url: str, *, namespace: str = DEFAULT_NAMESPACE) -> RedisBroker:
@@ -84,17 +97,19 @@ def create_signer_broker(redis_url: str, *, namespace: str = DEFAULT_NAMESPACE) 
                                    Retries(max_retries=20, min_backoff=1_000, max_backoff=30_000)])
 
 
-def reply_for(outcome: Signed | Refused) -> dramatiq.Message[Any]:
+def reply_for(outcome: Signed | Refused, key: Ed25519PrivateKey) -> dramatiq.Message[Any]:
+    """The reply to the custody worker, signed by the signer key (it believes nothing else)."""
     if isinstance(outcome, Signed):
-        args: tuple[str, ...] = (outcome.withdrawal_id, outcome.request_digest, outcome.raw_tx, outcome.tx_hash)
-        actor = SIGNED_ACTOR
+        kind, actor, fields = SIGNED_REPLY, SIGNED_ACTOR, (outcome.raw_tx, outcome.tx_hash)
     else:
-        args = (outcome.withdrawal_id, outcome.request_digest, outcome.reason, outcome.message)
-        actor = REFUSED_ACTOR
-    return dramatiq.Message(queue_name=CUSTODY_QUEUE, actor_name=actor, args=args, kwargs={}, options={})
+        kind, actor, fields = REFUSED_REPLY, REFUSED_ACTOR, (outcome.reason, outcome.message)
+    signature = sign_reply(key, kind, outcome.withdrawal_id, outcome.request_digest, fields)
+    return dramatiq.Message(queue_name=CUSTODY_QUEUE, actor_name=actor,
+                            args=(outcome.withdrawal_id, outcome.request_digest, *fields, signature), kwargs={},
+                            options={})
 
 
-def declare_actor(broker: RedisBroker, signer: Signer) -> None:
+def declare_actor(broker: RedisBroker, signer: Signer, key: Ed25519PrivateKey) -> None:
     def sign_withdrawal(*args: Any, **kwargs: Any) -> None:
         # Any other shape is refused as malformed (never retried: it would be refused again).
         shaped = len(args) == 3 and not kwargs
@@ -106,19 +121,17 @@ def declare_actor(broker: RedisBroker, signer: Signer) -> None:
         else:
             log.warning("refused withdrawal %s: %s (%s)", outcome.withdrawal_id, outcome.reason, outcome.message)
         # Raises if Redis is down: the request is retried, and the journal answers it identically.
-        broker.enqueue(reply_for(outcome))
+        broker.enqueue(reply_for(outcome, key))
 
     dramatiq.actor(sign_withdrawal, broker=broker, actor_name=SIGN_ACTOR, queue_name=SIGNER_QUEUE)
 
 
 def run_signer(settings: Settings, *, namespace: str = DEFAULT_NAMESPACE) -> int:
-    """Run until SIGTERM/SIGINT. The passphrase is VIRTUOZ_SIGNER_PASSPHRASE (settings.signer_passphrase)."""
+    """Run until SIGTERM/SIGINT; the passphrase from its file (devnet and test: the variable)."""
     settings.check()
-    if settings.signer_passphrase is None:
-        raise SettingsError("VIRTUOZ_SIGNER_PASSPHRASE is unset: the signer cannot unlock its keystore")
-    signer = build_signer(settings, settings.signer_passphrase.get_secret_value())
+    signer, key = build_signer(settings, read_passphrase(settings))
     broker = create_signer_broker(settings.require_redis_url(), namespace=namespace)
-    declare_actor(broker, signer)
+    declare_actor(broker, signer, key)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -4,7 +4,8 @@ It is the signer's memory of its promises, never the platform database (DESIGN.m
 
 - a withdrawal is signed at one ``(chain, from, nonce)`` only;
 - a ``(chain, from, nonce)`` belongs to one withdrawal only;
-- a second transaction at that nonce is a fee bump of the same payment, with higher fees;
+- a second transaction at that nonce is a fee bump of the same payment, with higher fees, or the
+  nonce's one self-transfer (a filler or a cancel, ``core.sign_requests``);
 - a repeated request (same withdrawal, same transaction) gets the stored raw transaction back.
 
 Each signature is committed with ``synchronous=FULL`` (the WAL is fsynced) *before* the reply
@@ -13,14 +14,20 @@ request is answered again, identically. Refusals are journaled too, for the reco
 nothing, but a refusal of an authorized request is *sticky*: the same request is refused again
 with the same reason, even once a limit would allow it. The custody worker voids the hold when
 it hears a refusal; a redelivered copy of the request must not be signed after that.
+
+It also keeps, per chain, the worst-case fee (gas limit × max fee per gas) of every transaction
+signed in the last 24 hours — fee bumps, fillers and cancels included, since which of a nonce's
+transactions is mined is not known when signing — for the rolling fee budget.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +69,7 @@ CREATE INDEX IF NOT EXISTS ix_refusals_request ON refusals (request_digest, with
 
 
 class _Window:
-    """The first signatures of the last 24 hours of one asset, oldest first, and their sum."""
+    """Amounts signed in the last 24 hours (of one asset, or fees of one chain), oldest first, and their sum."""
 
     def __init__(self) -> None:
         self.entries: deque[tuple[float, int]] = deque()
@@ -71,6 +78,17 @@ class _Window:
     def add(self, signed_at: float, amount: int) -> None:
         self.entries.append((signed_at, amount))
         self.total += amount
+
+    def total_after(self, horizon: float) -> int:
+        while self.entries and self.entries[0][0] <= horizon:
+            self.total -= self.entries.popleft()[1]
+        return self.total
+
+
+def worst_case_fee(unsigned_tx: str) -> int:
+    """What a signed transaction may cost its sender at most: gas limit × max fee per gas."""
+    fields = json.loads(unsigned_tx)
+    return int(fields["gas"]) * int(fields["max_fee_per_gas"])
 
 
 @dataclass(frozen=True)
@@ -103,9 +121,10 @@ def _signature(row: tuple) -> Signature:
 class Journal:
     """One SQLite file; one writer at a time (``lock``), held by the signer across check-and-record."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.clock = clock  # seconds since the epoch; tests move it to roll the 24 h windows
         # isolation_level=None: explicit BEGIN IMMEDIATE … COMMIT, nothing implicit.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -118,11 +137,14 @@ class Journal:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT {default}")
         self.lock = threading.RLock()
         self._windows: dict[str, _Window] = {}
-        since = time.time() - DAY_SECONDS
-        for asset, amount, signed_at in self._db.execute(
-                "SELECT asset, amount, signed_at FROM signatures WHERE first = 1 AND signed_at > ? ORDER BY signed_at",
-                (since,)):
-            self._windows.setdefault(asset, _Window()).add(signed_at, int(amount))
+        self._fee_windows: dict[int, _Window] = {}
+        since = self.clock() - DAY_SECONDS
+        for chain_id, asset, amount, first, unsigned_tx, signed_at in self._db.execute(
+                "SELECT chain_id, asset, amount, first, unsigned_tx, signed_at FROM signatures WHERE signed_at > ?"
+                " ORDER BY signed_at", (since,)):
+            if first:
+                self._windows.setdefault(asset, _Window()).add(signed_at, int(amount))
+            self._fee_windows.setdefault(int(chain_id), _Window()).add(signed_at, worst_case_fee(unsigned_tx))
 
     def close(self) -> None:
         with self.lock:
@@ -137,10 +159,11 @@ class Journal:
                                 (withdrawal_id,)).fetchall()
         return [_signature(row) for row in rows]
 
-    def nonce_holder(self, chain_id: int, sender: str, nonce: int) -> str | None:
-        row = self._db.execute("SELECT withdrawal_id FROM signatures WHERE chain_id = ? AND sender = ? AND nonce = ?"
-                               " LIMIT 1", (str(chain_id), sender, str(nonce))).fetchone()
-        return None if row is None else row[0]
+    def at_nonce(self, chain_id: int, sender: str, nonce: int) -> list[Signature]:
+        """Every transaction signed at ``(chain, sender, nonce)``, oldest first."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM signatures WHERE chain_id = ? AND sender = ? AND nonce = ?"
+                                " ORDER BY id", (str(chain_id), sender, str(nonce))).fetchall()
+        return [_signature(row) for row in rows]
 
     def signed_since(self, asset: str, seconds: float = DAY_SECONDS, *, now: float | None = None) -> int:
         """What distinct withdrawals of ``asset`` signed in the last ``seconds`` move (fee bumps count once).
@@ -149,22 +172,22 @@ class Journal:
         limit check costs the same on the millionth request as on the first.
         """
         if seconds != DAY_SECONDS:
-            since = (now or time.time()) - seconds
+            since = (now or self.clock()) - seconds
             rows = self._db.execute("SELECT amount FROM signatures WHERE asset = ? AND signed_at > ? AND first = 1",
                                     (asset, since)).fetchall()
             return sum(int(amount) for (amount,) in rows)
         window = self._windows.get(asset)
-        if window is None:
-            return 0
-        horizon = (now or time.time()) - DAY_SECONDS
-        while window.entries and window.entries[0][0] <= horizon:
-            window.total -= window.entries.popleft()[1]
-        return window.total
+        return 0 if window is None else window.total_after((now or self.clock()) - DAY_SECONDS)
+
+    def fees_since(self, chain_id: int, *, now: float | None = None) -> int:
+        """The worst-case fees of every transaction signed on ``chain_id`` in the last 24 hours (wei)."""
+        window = self._fee_windows.get(chain_id)
+        return 0 if window is None else window.total_after((now or self.clock()) - DAY_SECONDS)
 
     def record(self, signature: Signature, destination: str, *, first: bool) -> None:
         """Commit (and fsync) the signature before anyone hears of it. ``first``: the withdrawal's
         first signature (it counts toward the daily limit; a fee bump does not count again)."""
-        signed_at = time.time()
+        signed_at = self.clock()
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.execute(
@@ -181,12 +204,14 @@ class Journal:
             raise
         if first:
             self._windows.setdefault(signature.asset, _Window()).add(signed_at, signature.amount)
+        self._fee_windows.setdefault(signature.chain_id, _Window()).add(signed_at,
+                                                                        worst_case_fee(signature.unsigned_tx))
 
     def record_refusal(self, withdrawal_id: str, digest: str, reason: str, message: str, *, sticky: bool) -> None:
         """Autocommit, so fsynced (synchronous=FULL) before the refusal is sent."""
         self._db.execute("INSERT INTO refusals (withdrawal_id, request_digest, reason, message, sticky, refused_at)"
                          " VALUES (?, ?, ?, ?, ?, ?)",
-                         (withdrawal_id[:80], digest, reason, message[:500], int(sticky), time.time()))
+                         (withdrawal_id[:80], digest, reason, message[:500], int(sticky), self.clock()))
 
     def sticky_refusal(self, withdrawal_id: str, digest: str) -> tuple[str, str] | None:
         row = self._db.execute("SELECT reason, message FROM refusals WHERE request_digest = ? AND withdrawal_id = ?"

@@ -5,9 +5,11 @@ seed, sealed with AES-256-GCM under a key stretched from the passphrase by scryp
 its format version and KDF parameters in the clear, bound to the ciphertext as associated data,
 so a reader knows how to open it and an edited header fails like a wrong passphrase.
 
-The mnemonic and the seed are never logged, printed or written in plaintext. The backup is the
-keystore file plus its passphrase. The account xpubs go to a separate public file: the only key
-material that leaves the signer (the allocator reads it, never this keystore).
+The seed is never logged, printed or written in plaintext; the mnemonic is shown once, at init, to
+an operator who asks for it (``show_mnemonic``) for an offline backup, and never kept. The other
+backup is the keystore file plus its passphrase. What leaves the signer goes to separate public
+files (``signer.exports``): the xpub file (deposit xpubs and hot wallet addresses, signed by the
+signer key) and the signer key's public half.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import secrets
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from core.time import rfc3339, utcnow
-from signer.derivation import account_path, account_xpub
+from signer.derivation import ChainKeys, account_path, signer_key
+from signer.exports import dump, public_key_text, write_exports, xpub_document
 
 KEYSTORE_FILE = "keystore.json"
 KIND = "virtuoz-signer-seed"
@@ -78,44 +82,78 @@ def keystore_path(keystore_dir: Path) -> Path:
     return keystore_dir / KEYSTORE_FILE
 
 
+def default_public_key_file(xpub_file: Path) -> Path:
+    return xpub_file.with_name("signer-key.pub")
+
+
 def init_keystore(
     keystore_dir: Path,
     xpub_file: Path,
     passphrase: str,
-    chains: list[tuple[str, int]],
+    chains: Sequence[ChainKeys],
     *,
+    public_key_file: Path | None = None,
     scrypt_n: int = DEFAULT_SCRYPT_N,
-) -> None:
-    """Create the seed, seal it in ``keystore_dir``, export one account xpub per ``(chain, account)``.
+    show_mnemonic: bool = False,
+) -> str | None:
+    """Create the seed, seal it in ``keystore_dir``, export the xpub file (signed) and the signer key's
+    public half (``public_key_file``, default beside the xpub file). Returns the 24-word mnemonic when
+    ``show_mnemonic`` (for the operator's offline backup, shown once), else None.
 
-    Refuses to overwrite an existing keystore or xpub file: a new seed would orphan every address
+    Refuses to overwrite an existing keystore or export: a new seed would orphan every address
     handed out from the old one.
     """
     _check_request(passphrase, chains, scrypt_n)
+    public_key_file = public_key_file or default_public_key_file(xpub_file)
     sealed = keystore_path(keystore_dir)
-    for existing in (sealed, xpub_file):
+    for existing in (sealed, xpub_file, public_key_file):
         if existing.exists():
-            raise KeystoreExists(f"{existing} already exists; refusing to overwrite it (it belongs to an existing seed)")
+            raise KeystoreExists(f"{existing} already exists; refusing to overwrite it (it belongs to an existing "
+                                 "seed)")
 
-    seed = Bip39SeedGenerator(Bip39MnemonicGenerator().FromWordsNumber(Bip39WordsNum.WORDS_NUM_24)).Generate()
+    mnemonic = Bip39MnemonicGenerator().FromWordsNumber(Bip39WordsNum.WORDS_NUM_24)
+    seed = Bip39SeedGenerator(mnemonic).Generate()
     fingerprint = Bip32Secp256k1.FromSeed(seed).FingerPrint().ToBytes().hex()
     keystore_document = _seal(seed, passphrase, scrypt_n, fingerprint)
-    xpub_document = {
-        "master_fingerprint": fingerprint,
-        "chains": {name: {"account": account, "path": account_path(account), "xpub": account_xpub(seed, account)}
-                   for name, account in chains},
-    }
 
     keystore_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(keystore_dir, 0o700)
     _write_new(sealed, _dump(keystore_document), 0o600)
     try:
-        xpub_file.parent.mkdir(parents=True, exist_ok=True)
-        _write_new(xpub_file, _dump(xpub_document), 0o644)
+        for path, content in ((public_key_file, (public_key_text(signer_key(seed)) + "\n").encode()),
+                              (xpub_file, dump(xpub_document(seed, chains)))):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_new(path, content, 0o644)
     except BaseException:
-        # No xpub was published, so no address can hold funds under this seed yet: undo.
-        sealed.unlink(missing_ok=True)
+        # Nothing (or not all) was published, so no address can hold funds under this seed yet: undo.
+        for path in (sealed, public_key_file):
+            path.unlink(missing_ok=True)
         raise
+    return mnemonic.ToStr() if show_mnemonic else None
+
+
+def reexport(keystore_dir: Path, xpub_file: Path, public_key_file: Path, passphrase: str,
+             chains: Sequence[ChainKeys]) -> None:
+    """Write the public files again from an existing keystore: after an upgrade of their format (the
+    xpub file of a keystore made before the hot wallet moved), or for a chain added to the settings.
+
+    The deposit xpub of a chain already in the xpub file must come out the same: a changed account
+    would hand customers addresses of another account, and orphan those already handed out.
+    """
+    _check_request(passphrase, chains, MIN_SCRYPT_N)
+    seed = unlock_keystore(keystore_dir, passphrase)
+    new = xpub_document(seed, chains)
+    try:
+        old = json.loads(xpub_file.read_text(encoding="utf-8")).get("chains", {})
+    except FileNotFoundError:
+        old = {}
+    except (ValueError, AttributeError):
+        raise KeystoreCorrupt(f"{xpub_file} is not an xpub file; move it away to export anew") from None
+    for name, entry in old.items():
+        if name in new["chains"] and isinstance(entry, dict) and entry.get("xpub") != new["chains"][name]["xpub"]:
+            raise InvalidKeystoreRequest(f"chain {name!r}: the settings' account gives another xpub than {xpub_file} "
+                                         "holds; refusing to change where its deposits go")
+    write_exports(xpub_file, public_key_file, seed, chains)
 
 
 def unlock_keystore(keystore_dir: Path, passphrase: str) -> bytes:
@@ -135,26 +173,28 @@ def unlock_keystore(keystore_dir: Path, passphrase: str) -> bytes:
         raise WrongPassphrase("the passphrase does not open this keystore (or the file was altered)") from None
 
 
-def _check_request(passphrase: str, chains: list[tuple[str, int]], scrypt_n: int) -> None:
+def _check_request(passphrase: str, chains: Sequence[ChainKeys], scrypt_n: int) -> None:
     if not passphrase:
         raise InvalidKeystoreRequest("an empty passphrase would leave the seed unprotected")
     if not MIN_SCRYPT_N <= scrypt_n <= MAX_SCRYPT_N or scrypt_n & (scrypt_n - 1):
         raise InvalidKeystoreRequest(f"scrypt n must be a power of two from {MIN_SCRYPT_N} to {MAX_SCRYPT_N}")
     if not chains:
         raise InvalidKeystoreRequest("no chains configured: there is no account to export an xpub for")
-    names = [name for name, _ in chains]
+    names = [chain.name for chain in chains]
     if len(set(names)) != len(names):
         raise InvalidKeystoreRequest(f"a chain is listed twice: {', '.join(names)}")
     by_account: dict[int, str] = {}
-    for name, account in chains:
-        account_path(account)  # raises on an account out of range
-        if account in by_account:
-            # The same account on two chains gives the same addresses on both: a coin sent on the
-            # wrong chain would land on another customer's deposit address.
-            raise InvalidKeystoreRequest(
-                f"chains {by_account[account]!r} and {name!r} share BIP44 account {account}; give each chain its own"
-            )
-        by_account[account] = name
+    for chain in chains:
+        for account, role in ((chain.account, "deposit"), (chain.hot_account, "hot wallet")):
+            account_path(account)  # raises on an account out of range
+            if account in by_account:
+                # The same account on two chains gives the same addresses on both (a coin sent on the
+                # wrong chain would land on another customer's deposit address); a hot account that is
+                # a deposit account is a hot wallet under an exported xpub.
+                raise InvalidKeystoreRequest(
+                    f"{by_account[account]} and {chain.name!r} ({role}) share BIP44 account {account}; give each "
+                    "its own")
+            by_account[account] = f"{chain.name!r} ({role})"
 
 
 def _seal(seed: bytes, passphrase: str, scrypt_n: int, fingerprint: str) -> dict[str, Any]:

@@ -3,18 +3,20 @@
 The signer trusts nothing the platform says about a payment: it reads the asset, the real
 destination and the amount from the transaction itself (a native transfer's ``to`` and
 ``value``; an ERC-20 ``transfer(to, amount)`` call to a token contract it knows), then applies
-its own sanctions list and its own per-asset limits. Only ``core`` is imported (import-linter).
+its own sanctions list and its own per-asset limits — and, whatever the payment, its chain's fee
+caps (``core.settings.FeeCaps``): a value limit says nothing about what the gas may cost. Only
+``core`` is imported (import-linter).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from eth_utils import to_checksum_address
 
 from core.sanctions import SanctionsList
-from core.settings import ChainSettings, WithdrawalLimit
+from core.settings import ChainSettings, FeeCaps, WithdrawalLimit, default_signer_fee_caps
 from core.sign_requests import UnsignedTx, decode_erc20_transfer
 
 
@@ -48,7 +50,8 @@ class ChainPolicy:
 
 class Policy:
     def __init__(self, chains: Sequence[ChainSettings], limits: dict[str, WithdrawalLimit],
-                 sanctions: SanctionsList) -> None:
+                 sanctions: SanctionsList, *, fee_caps: Mapping[str, FeeCaps] | None = None) -> None:
+        """``fee_caps`` by chain name; None: the settings' defaults (the devnet chains)."""
         self.chains = {
             chain.chain_id: ChainPolicy(chain.name, chain.chain_id, chain.account, chain.native,
                                         {address.lower(): symbol for symbol, address in chain.tokens.items()})
@@ -56,6 +59,7 @@ class Policy:
         }
         self.limits = {asset: (limit.minor(limit.single), limit.minor(limit.daily)) for asset, limit in limits.items()}
         self.sanctions = sanctions
+        self.fee_caps = dict(default_signer_fee_caps() if fee_caps is None else fee_caps)
 
     def chain(self, unsigned: UnsignedTx) -> ChainPolicy:
         chain = self.chains.get(unsigned.chain_id)
@@ -93,3 +97,25 @@ class Policy:
             raise Refusal("daily_limit_exceeded", f"{signed_last_24h} already signed in 24 h; another "
                                                   f"{payment.amount} would pass the daily limit {daily} "
                                                   f"({payment.asset}, minor units)")
+
+    def check_fees(self, unsigned: UnsignedTx, signed_at_nonce: int, fees_last_24h: int) -> None:
+        """The chain's fee caps, then its replacements per nonce, then its rolling 24 h fee budget.
+
+        ``signed_at_nonce``: transactions the journal already signed at this nonce; ``fees_last_24h``:
+        the worst-case fees (gas limit × max fee per gas) of everything signed on the chain in 24 h.
+        """
+        chain = self.chain(unsigned)
+        caps = self.fee_caps.get(chain.name)
+        if caps is None:
+            # Fail closed, as for an asset without limits.
+            raise Refusal("no_fee_caps", f"no fee caps are configured for {chain.name}")
+        breach = caps.breach(unsigned.gas, unsigned.max_fee_per_gas, unsigned.max_priority_fee_per_gas)
+        if breach is not None:
+            raise Refusal(*breach)
+        if signed_at_nonce > caps.max_replacements:
+            raise Refusal("too_many_replacements", f"nonce {unsigned.nonce} already has its first transaction and "
+                                                   f"{caps.max_replacements} replacements")
+        worst_case = unsigned.gas * unsigned.max_fee_per_gas
+        if fees_last_24h + worst_case > caps.daily_fee_budget:
+            raise Refusal("fee_budget_exceeded", f"{fees_last_24h} wei of fees signed on {chain.name} in 24 h; another "
+                                                 f"{worst_case} would pass the budget {caps.daily_fee_budget}")

@@ -4,10 +4,15 @@ Order of checks (cheapest refusals first, the key last): the request's shape; th
 authorization by the custody request key (only its public half is here); the journal for a
 repeat (answered with the same raw transaction); the sender is this signer's hot wallet on that
 chain; what the transaction really pays (``policy``); the journal's one-withdrawal-one-nonce
-rules; sanctions and limits; then the signature, journaled (fsync) before it is returned.
+rules (and its one self-transfer per nonce: a filler or a cancel, ``core.sign_requests``); sanctions
+and limits; the chain's fee caps, replacements per nonce and 24 h fee budget; then the signature,
+journaled (fsync) before it is returned.
 
-Keys: the hot wallet of each chain is ``m/44'/60'/{account}'/1/0`` of the keystore's seed,
-derived in memory at start; no key ever leaves this object.
+Keys (``signer.derivation``): the hot wallet of each chain is ``m/44'/60'/{hot_account}'/0/0`` of
+the keystore's seed, derived in memory at start; no key ever leaves this object. The hot wallet of
+before the move, ``m/44'/60'/{account}'/1/0``, signs only what cannot hurt: the fee bumps (and the
+cancel) of a payment it signed back then, fillers, and transfers to the new hot wallet, which move
+money inside custody and so count against no limit.
 """
 
 from __future__ import annotations
@@ -35,17 +40,14 @@ from core.sign_requests import (
     request_digest,
 )
 from core.signing import b64url_decode
-from signer.derivation import account_path
+from signer.derivation import hot_wallet_path, retired_hot_wallet_path
 from signer.journal import Journal, Signature
 from signer.policy import Payment, Policy, Refusal
 
-HOT_WALLET_CHANGE, HOT_WALLET_INDEX = 1, 0
 # Refusals that already say "this withdrawal has a signature": never rewritten as a replacement refusal.
-UNSAFE_REFUSALS = frozenset({"withdrawal_signed_elsewhere", "replacement_not_allowed"})
-
-
-def hot_wallet_path(account: int) -> str:
-    return f"{account_path(account)}/{HOT_WALLET_CHANGE}/{HOT_WALLET_INDEX}"
+UNSAFE_REFUSALS = frozenset({"withdrawal_signed_elsewhere", "replacement_not_allowed", "too_many_replacements"})
+# A self-transfer replaces what is signed at its nonce only paying this much more per gas (11/10).
+SELF_TRANSFER_RAISE = (11, 10)
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,15 @@ class Signer:
     def __init__(self, seed: bytes, chains: Sequence[ChainSettings], policy: Policy, journal: Journal,
                  request_public_key: Ed25519PublicKey) -> None:
         root = Bip32Secp256k1.FromSeed(seed)
-        self._wallets: dict[int, keys.PrivateKey] = {}
         self._addresses: dict[int, str] = {}
+        self._retired: dict[int, str] = {}  # chain id → the hot wallet of before the move
+        self._keys: dict[str, keys.PrivateKey] = {}  # sender address → its key (coincurve backend)
         for chain in chains:
-            private = root.DerivePath(hot_wallet_path(chain.account)).PrivateKey().Raw().ToBytes()
-            self._wallets[chain.chain_id] = keys.PrivateKey(private)  # coincurve backend
-            self._addresses[chain.chain_id] = Account.from_key(private).address
+            for path, addresses in ((hot_wallet_path(chain.hot_account), self._addresses),
+                                    (retired_hot_wallet_path(chain.account), self._retired)):
+                private = root.DerivePath(path).PrivateKey().Raw().ToBytes()
+                addresses[chain.chain_id] = Account.from_key(private).address
+                self._keys[addresses[chain.chain_id]] = keys.PrivateKey(private)
         self.policy = policy
         self.journal = journal
         self._request_key = request_public_key
@@ -121,16 +126,22 @@ class Signer:
             raise _Repeated(*sticky)
         earlier = journal.for_withdrawal(withdrawal_id)
         try:
-            payment = self._payment(unsigned)
-            if earlier:
-                self._check_replacement(withdrawal_id, unsigned, payment, earlier)
+            payment = self._payment(unsigned, earlier)
+            moving_out = self._moves_out_of_retired(unsigned, payment)
+            at_nonce = journal.at_nonce(unsigned.chain_id, unsigned.sender, unsigned.nonce)
+            if unsigned.is_self_transfer():
+                self._check_self_transfer(withdrawal_id, unsigned, earlier, at_nonce)
+            elif earlier:
+                self._check_replacement(withdrawal_id, unsigned, payment, earlier, at_nonce)
             else:
-                holder = known.withdrawal_id if known is not None else journal.nonce_holder(
-                    unsigned.chain_id, unsigned.sender, unsigned.nonce)
+                holder = known.withdrawal_id if known is not None else (
+                    at_nonce[0].withdrawal_id if at_nonce else None)
                 if holder is not None:
                     raise Refusal("nonce_taken", f"nonce {unsigned.nonce} of {unsigned.sender} is signed for "
                                                  f"withdrawal {holder}")
-                self.policy.check(payment, journal.signed_since(payment.asset))
+                if not moving_out:
+                    self.policy.check(payment, journal.signed_since(payment.asset))
+            self.policy.check_fees(unsigned, len(at_nonce), journal.fees_since(unsigned.chain_id))
         except Refusal as refusal:
             if earlier and refusal.reason not in UNSAFE_REFUSALS:
                 # This withdrawal has a signed transaction already: say so, so that the custody
@@ -138,27 +149,37 @@ class Signer:
                 raise Refusal("replacement_not_allowed", f"{refusal.reason}: {refusal.message}") from None
             raise
 
-        raw = sign_transaction_dict(self._wallets[unsigned.chain_id], unsigned.for_signing())[3]
+        raw = sign_transaction_dict(self._keys[unsigned.sender], unsigned.for_signing())[3]
         raw_tx, tx_hash = "0x" + bytes(raw).hex(), "0x" + keccak(raw).hex()
         journal.record(Signature(withdrawal_id, digest, unsigned.chain_id, unsigned.sender, unsigned.nonce,
                                  payment.asset, payment.amount, unsigned.max_fee_per_gas,
                                  unsigned.max_priority_fee_per_gas, unsigned_text, raw_tx, tx_hash),
-                       payment.destination, first=not earlier)
+                       payment.destination, first=not earlier and not moving_out)
         return Signed(withdrawal_id, digest, raw_tx, tx_hash, repeated=False)
 
-    def _payment(self, unsigned: UnsignedTx) -> Payment:
+    def _payment(self, unsigned: UnsignedTx, earlier: list[Signature]) -> Payment:
         chain = self.policy.chain(unsigned)
-        if self._addresses.get(unsigned.chain_id) != unsigned.sender:
+        if self._addresses.get(unsigned.chain_id) == unsigned.sender:
+            return self.policy.payment(unsigned)
+        if self._retired.get(unsigned.chain_id) != unsigned.sender:
             raise Refusal("wrong_sender", f"{unsigned.sender} is not this signer's hot wallet on {chain.name}")
-        return self.policy.payment(unsigned)
+        payment = self.policy.payment(unsigned)
+        if not (earlier or unsigned.is_self_transfer() or self._moves_out_of_retired(unsigned, payment)):
+            raise Refusal("wrong_sender", f"{unsigned.sender} is the retired hot wallet of {chain.name}: it pays only "
+                                          f"the new one, {self._addresses[unsigned.chain_id]}")
+        return payment
+
+    def _moves_out_of_retired(self, unsigned: UnsignedTx, payment: Payment) -> bool:
+        """The retired hot wallet paying the new one: money that stays in custody."""
+        return (self._retired.get(unsigned.chain_id) == unsigned.sender
+                and payment.destination == self._addresses.get(unsigned.chain_id))
 
     def _check_replacement(self, withdrawal_id: str, unsigned: UnsignedTx, payment: Payment,
-                           earlier: list[Signature]) -> None:
-        first = UnsignedTx.parse(earlier[0].unsigned_tx)
-        if (first.chain_id, first.sender, first.nonce) != (unsigned.chain_id, unsigned.sender, unsigned.nonce):
-            raise Refusal("withdrawal_signed_elsewhere",
-                          f"withdrawal {withdrawal_id} is already signed at nonce {first.nonce} on chain "
-                          f"{first.chain_id}")
+                           earlier: list[Signature], at_nonce: list[Signature]) -> None:
+        first = _same_nonce(withdrawal_id, unsigned, earlier)
+        if any(UnsignedTx.parse(item.unsigned_tx).is_self_transfer() for item in at_nonce):
+            raise Refusal("replacement_not_allowed",
+                          f"nonce {unsigned.nonce} has a filler or a cancel: nothing else is signed at it")
         highest_fee = max(item.max_fee_per_gas for item in earlier)
         highest_tip = max(item.max_priority_fee_per_gas for item in earlier)
         if not first.same_payment(unsigned) or unsigned.max_fee_per_gas <= highest_fee \
@@ -170,11 +191,39 @@ class Signer:
         if payment.destination in self.policy.sanctions:
             raise Refusal("sanctioned_address", f"{payment.destination} is on the signer's sanctions list")
 
+    def _check_self_transfer(self, withdrawal_id: str, unsigned: UnsignedTx, earlier: list[Signature],
+                             at_nonce: list[Signature]) -> None:
+        """A filler (a fresh id at a nonce nothing was signed at) or the cancel of the withdrawal signed at
+        this nonce (its id), once per nonce, paying 10 % more per gas than everything signed there."""
+        if earlier:
+            _same_nonce(withdrawal_id, unsigned, earlier)
+        holders = {item.withdrawal_id for item in at_nonce} - {withdrawal_id}
+        if holders:
+            raise Refusal("nonce_taken", f"nonce {unsigned.nonce} of {unsigned.sender} is signed for withdrawal "
+                                         f"{min(holders)}: only its own cancel may replace it")
+        if any(UnsignedTx.parse(item.unsigned_tx).is_self_transfer() for item in at_nonce):
+            raise Refusal("replacement_not_allowed", f"nonce {unsigned.nonce} has its one self-transfer already")
+        more, than = SELF_TRANSFER_RAISE
+        if any(unsigned.max_fee_per_gas * than < item.max_fee_per_gas * more
+               or unsigned.max_priority_fee_per_gas * than < item.max_priority_fee_per_gas * more
+               for item in at_nonce):
+            raise Refusal("replacement_not_allowed", "a cancel pays at least 10 % more per gas (max fee and tip) "
+                                                     f"than every transaction signed at nonce {unsigned.nonce}")
+
     def _refuse(self, withdrawal_id: str, digest: str, refusal: Refusal, *, sticky: bool = False) -> Refused:
         if not isinstance(refusal, _Repeated):
             with self.journal.lock:
                 self.journal.record_refusal(withdrawal_id, digest, refusal.reason, refusal.message, sticky=sticky)
         return Refused(withdrawal_id, digest, refusal.reason, refusal.message)
+
+
+def _same_nonce(withdrawal_id: str, unsigned: UnsignedTx, earlier: list[Signature]) -> UnsignedTx:
+    """The withdrawal's first transaction, which must be at the requested ``(chain, from, nonce)``."""
+    first = UnsignedTx.parse(earlier[0].unsigned_tx)
+    if (first.chain_id, first.sender, first.nonce) != (unsigned.chain_id, unsigned.sender, unsigned.nonce):
+        raise Refusal("withdrawal_signed_elsewhere",
+                      f"withdrawal {withdrawal_id} is already signed at nonce {first.nonce} on chain {first.chain_id}")
+    return first
 
 
 class _Repeated(Refusal):

@@ -12,9 +12,12 @@ foreign keys and races need), and users registered and logged in through the rea
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+import asyncio
+import time
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import pyotp
 from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -38,19 +41,22 @@ def unique_email(tag: str = "u") -> str:
 
 # --- rows straight in the tables ------------------------------------------------------------------
 
-async def make_users(sessions: Sessions, count: int, *, tag: str = "user",
-                     display_name: str = "Test user") -> list[uuid.UUID]:
-    """Bare users rows (no password policy, no audit event), in one unit of work: races need many, quickly."""
-    users = [User(id=uuid.uuid4(), email=unique_email(tag), display_name=display_name, password_hash="-")
+async def make_users(sessions: Sessions, count: int, *, tag: str = "user", display_name: str = "Test user",
+                     email: str | None = None) -> list[uuid.UUID]:
+    """Bare users rows (no password policy, no audit event, no welcome email), in one unit of work: races
+    need many, quickly. ``email`` names the one user of a count of 1."""
+    assert email is None or count == 1, "one email, one user"
+    users = [User(id=uuid.uuid4(), email=email or unique_email(tag), display_name=display_name, password_hash="-")
              for _ in range(count)]
     async with unit_of_work(sessions) as session:
         session.add_all(users)
     return [user.id for user in users]
 
 
-async def make_user(sessions: Sessions, *, tag: str = "user", display_name: str = "Test user") -> uuid.UUID:
+async def make_user(sessions: Sessions, *, tag: str = "user", display_name: str = "Test user",
+                    email: str | None = None) -> uuid.UUID:
     """A bare users row: what the ledger's, a deposit's or a withdrawal's foreign keys need."""
-    [user_id] = await make_users(sessions, 1, tag=tag, display_name=display_name)
+    [user_id] = await make_users(sessions, 1, tag=tag, display_name=display_name, email=email)
     return user_id
 
 
@@ -159,3 +165,103 @@ async def make_escrow(client: TestClient, buyer: LoggedIn, *, amount: str = "800
     response = await client.post(f"{API}/escrow", json=body, headers=buyer.headers)
     assert response.status == 201, await response.text()
     return await response.json()
+
+
+# --- MFA and approvals ----------------------------------------------------------------------------
+
+TOTP_STEP = 30  # seconds, as identity.mfa counts them
+# The server accepts the previous, current and next step (±1 for clock drift), each once. Near the end
+# of a step the previous one may expire before the request lands: it is not offered then.
+PREVIOUS_STEP_MARGIN = 5
+
+
+@dataclass
+class Totp:
+    """An authenticator app that never offers a code of a step it has used (the server takes each once)."""
+
+    secret: str
+    last_step: int = -1
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def code(self) -> str:
+        """The code of the oldest step still accepted and not used yet; waits for the next step if none is."""
+        while True:
+            now = time.time()
+            current = int(now // TOTP_STEP)
+            steps = ([current - 1] if now % TOTP_STEP < TOTP_STEP - PREVIOUS_STEP_MARGIN else []) + [current, current + 1]
+            for step in steps:
+                if step > self.last_step:
+                    self.last_step = step
+                    return pyotp.TOTP(self.secret).at(step * TOTP_STEP)
+            await asyncio.sleep((current + 1) * TOTP_STEP - now + 0.05)
+
+
+@dataclass(frozen=True)
+class Approver:
+    """An operator (or admin) with MFA on, as approving a withdrawal requires."""
+
+    user: LoggedIn
+    totp: Totp
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        return self.user.user_id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.user.headers
+
+
+async def enable_mfa(client: TestClient, user: LoggedIn) -> Totp:
+    """POST /auth/mfa/enroll and /auth/mfa/verify as ``user``: MFA on; the authenticator that goes with it."""
+    enrolled = await client.post(f"{API}/auth/mfa/enroll", headers=user.headers)
+    assert enrolled.status in (200, 201), await enrolled.text()
+    totp = Totp((await enrolled.json())["secret"])
+    verified = await client.post(f"{API}/auth/mfa/verify", json={"code": await totp.code()}, headers=user.headers)
+    assert verified.status == 200, await verified.text()
+    return totp
+
+
+async def login_approver(client: TestClient, database_url: str, role: str = "operator") -> Approver:
+    """A fresh operator (or admin) with MFA on, logged in."""
+    user = await login_as(client, database_url, role)
+    return Approver(user, await enable_mfa(client, user))
+
+
+async def approve(client: TestClient, approver: Approver, withdrawal_id: str | uuid.UUID) -> Any:
+    """POST …/withdrawals/{id}/sign with a fresh TOTP code of the approver; the response (not checked).
+    One approver's approvals go one at a time: a code of an older step sent after a newer one is refused."""
+    async with approver.totp.lock:
+        return await client.post(f"{API}/platform/crypto/withdrawals/{withdrawal_id}/sign",
+                                 json={"totp_code": await approver.totp.code()}, headers=approver.headers)
+
+
+# --- waiting for what another task or process does --------------------------------------------------
+
+async def wait_until(condition: Any, *, timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
+    """Call ``condition`` (a plain or an async function) until it returns something truthy; that value.
+
+    How a test waits for a message consumed, a row written or a stream subscribed: a fixed sleep is
+    too short on a loaded machine and too long everywhere else. ``timeout`` bounds a hung test, it
+    is not a performance limit; running out of it fails naming ``what`` never happened.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout}s: {what or condition!r} (last answer: {result!r})")
+        await asyncio.sleep(interval)
+
+
+def consumed(broker: Any, queue: str, message_ids: Any = None) -> bool:
+    """Whether a Dramatiq RedisBroker's workers are done with ``message_ids`` (every message of ``queue``
+    when None): a message stays in the ``<namespace>:<queue>.msgs`` hash (or ``.DQ.msgs`` while a
+    retry waits) from its enqueue until a worker acknowledges it after running it (dispatch.lua)."""
+    hashes = [f"{broker.namespace}:{queue}.msgs", f"{broker.namespace}:{queue}.DQ.msgs"]
+    if message_ids is None:
+        return all(broker.client.hlen(name) == 0 for name in hashes)
+    return not any(broker.client.hexists(name, message_id) for name in hashes for message_id in message_ids)

@@ -37,7 +37,7 @@ from custody import onboarding
 from identity import service
 
 auth = Routes(tag="auth")
-profile = Routes(tag="profile")
+profile = Routes(tag="me")
 
 ACCESS_COOKIE_PATH = "/api/v1"
 REFRESH_COOKIE_PATH = "/api/v1/auth"  # the refresh token is sent to the auth routes only
@@ -66,7 +66,8 @@ def _clear_cookies(response: web.Response) -> web.Response:
     return response
 
 
-@auth.post("/auth/register", access=PUBLIC, body=RegisterIn, responses={201: UserOut})
+@auth.post("/auth/register", access=PUBLIC, body=RegisterIn, responses={201: UserOut},
+           errors={409: ("email_taken",), 422: ("weak_password",)})
 async def register(request: web.Request, body: RegisterIn) -> UserOut:
     """Create an account (role customer)."""
     user = await onboarding.sign_up(db_session(request), request.config_dict[SETTINGS], email=body.email,
@@ -75,7 +76,9 @@ async def register(request: web.Request, body: RegisterIn) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@auth.post("/auth/login", access=PUBLIC, body=LoginIn, responses={200: TokensOut})
+@auth.post("/auth/login", access=PUBLIC, body=LoginIn, responses={200: TokensOut},
+           errors={401: ("invalid_credentials", "mfa_required", "invalid_mfa_code"), 403: ("account_suspended",),
+                   429: ("too_many_attempts",)})
 async def login(request: web.Request, body: LoginIn) -> web.Response:
     """Log in: tokens in the body and as HttpOnly cookies. With MFA on, send `totp_code`."""
     app = request.config_dict
@@ -85,7 +88,8 @@ async def login(request: web.Request, body: LoginIn) -> web.Response:
     return _tokens_response(request, issued)
 
 
-@auth.post("/auth/refresh", access=PUBLIC, body=RefreshIn, responses={200: TokensOut})
+@auth.post("/auth/refresh", access=PUBLIC, body=RefreshIn, responses={200: TokensOut},
+           errors={401: ("invalid_refresh_token", "refresh_token_reused"), 403: ("account_suspended",)})
 async def refresh(request: web.Request, body: RefreshIn) -> web.Response:
     """Rotate the refresh token (body or cookie) for a new pair; a reused token revokes the session."""
     token = body.refresh_token
@@ -134,7 +138,8 @@ async def revoke_session(request: web.Request) -> OkOut:
     return OkOut()
 
 
-@auth.post("/auth/mfa/enroll", access=AUTHENTICATED, responses={200: MfaEnrollOut})
+@auth.post("/auth/mfa/enroll", access=AUTHENTICATED, responses={200: MfaEnrollOut},
+           errors={409: ("mfa_already_enabled",)})
 async def mfa_enroll(request: web.Request) -> MfaEnrollOut:
     """Start TOTP enrollment: a secret, its otpauth URI and ten recovery codes (pending until verified)."""
     session = db_session(request)
@@ -144,7 +149,8 @@ async def mfa_enroll(request: web.Request) -> MfaEnrollOut:
                         recovery_codes=enrollment.recovery_codes)
 
 
-@auth.post("/auth/mfa/verify", access=AUTHENTICATED, body=MfaCodeIn, responses={200: MfaStateOut})
+@auth.post("/auth/mfa/verify", access=AUTHENTICATED, body=MfaCodeIn, responses={200: MfaStateOut},
+           errors={401: ("invalid_mfa_code",), 409: ("mfa_not_enrolling",), 429: ("too_many_attempts",)})
 async def mfa_verify(request: web.Request, body: MfaCodeIn) -> MfaStateOut:
     """Confirm enrollment with a first code: MFA is on from now."""
     session = db_session(request)
@@ -153,7 +159,8 @@ async def mfa_verify(request: web.Request, body: MfaCodeIn) -> MfaStateOut:
     return MfaStateOut(mfa_enabled=True)
 
 
-@auth.post("/auth/mfa/disable", access=AUTHENTICATED, body=MfaCodeIn, responses={200: MfaStateOut})
+@auth.post("/auth/mfa/disable", access=AUTHENTICATED, body=MfaCodeIn, responses={200: MfaStateOut},
+           errors={401: ("invalid_mfa_code",), 409: ("mfa_not_enabled",), 429: ("too_many_attempts",)})
 async def mfa_disable(request: web.Request, body: MfaCodeIn) -> MfaStateOut:
     """Turn MFA off with a current code or a recovery code."""
     session = db_session(request)

@@ -49,7 +49,7 @@ from content.render import render_blocks, version_html
 from core.locales import fallback_chain, from_accept_language, normalize
 
 cms_public = Routes(tag="cms")
-cms_admin = Routes(tag="cms-admin")
+cms_admin = Routes(tag="cms")
 email_templates = Routes(tag="cms")
 
 ADMIN = roles("admin")

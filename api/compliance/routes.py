@@ -46,7 +46,7 @@ from compliance.review import service as review
 from compliance.travel_rule import service as travel_rule
 from core.storage import IncomingFile
 
-kyc_routes = Routes(tag="kyc")
+kyc_routes = Routes(tag="compliance")
 compliance_routes = Routes(tag="compliance")
 admin_compliance_routes = Routes(tag="admin")
 transaction_review_routes = Routes(tag="admin")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import re
 import uuid
 from collections.abc import Sequence
-from datetime import date, datetime
-from typing import Any, Literal
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from api.http import validate
 from compliance.kyc.models import KycCase, KycDocument
@@ -18,6 +18,7 @@ from compliance.review import reconcile
 from compliance.review.service import TransactionView
 from compliance.travel_rule import ivms101
 from compliance.travel_rule import service as travel_rule
+from core import json_input
 from core.errors import InvalidInput
 
 KycState = Literal["unverified", "pending", "approved", "rejected", "needs_info"]
@@ -48,7 +49,7 @@ class KycSubmitIn(BaseModel):
         data: dict[str, Any] = dict(fields)
         if "address" in data:
             try:
-                data["address"] = json.loads(data["address"])
+                data["address"] = json_input.loads(data["address"])
             except ValueError:
                 raise InvalidInput(details={"fields": [{"field": "address", "message": "not a JSON object",
                                                         "type": "json_invalid"}]}) from None
@@ -146,12 +147,38 @@ class KycQueueQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=500)
 
 
+_PLAIN_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _utc_day(days_after: int) -> BeforeValidator:
+    """A plain date is a UTC day: a period starts at its midnight and ends after it (the next midnight)."""
+    def parse(value: Any) -> Any:
+        if isinstance(value, str) and _PLAIN_DATE.fullmatch(value):
+            day = date.fromisoformat(value)  # ValueError (a 422) for 2026-13-01
+            return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=days_after)
+        return value
+
+    return BeforeValidator(parse)
+
+
+def _period_bound(description: str) -> WithJsonSchema:
+    return WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}],
+                           "description": description})
+
+
+PeriodStart = Annotated[AwareDatetime, _utc_day(0), _period_bound(
+    "An RFC 3339 time with its zone, or a plain date (`2026-11-01`): the start of that UTC day.")]
+PeriodEnd = Annotated[AwareDatetime, _utc_day(1), _period_bound(
+    "Exclusive: the period is [period_start, period_end). An RFC 3339 time with its zone, or a plain date "
+    "(`2026-11-30`): the period includes that whole UTC day.")]
+
+
 class ReportIn(BaseModel):
     jurisdiction: str = Field(min_length=1, max_length=10, examples=["CA"])
     type: str = Field(min_length=1, max_length=40, examples=["large_transactions"],
                       description="large_transactions, travel_rule, suspicious_activity or reconciliation")
-    period_start: AwareDatetime
-    period_end: AwareDatetime = Field(description="Exclusive: the period is [period_start, period_end).")
+    period_start: PeriodStart
+    period_end: PeriodEnd
 
 
 class ReportQueuedOut(BaseModel):

@@ -15,8 +15,8 @@ from api.principal import current
 from api.registry import Routes
 from custody.deposits import ingest, queries
 
-scanner_ingest = Routes(tag="custody")
-deposits = Routes(tag="wallet")
+scanner_ingest = Routes(tag="deposits")
+deposits = Routes(tag="deposits")
 
 INGEST_ACCESS = roles_or_service_signature(*ACTS_FOR_OTHERS)
 

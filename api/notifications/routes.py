@@ -11,7 +11,7 @@ from api.principal import current
 from api.registry import Routes
 from api.stream import serve
 
-notifications = Routes(tag="notifications")
+notifications = Routes(tag="me")
 
 
 class StreamQuery(BaseModel):

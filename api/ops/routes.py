@@ -9,7 +9,18 @@ from aiohttp import web
 from api import probes as service
 from api.access import PUBLIC, Access
 from api.http import json_response
-from api.keys import CHAINS, ENGINE, LIVE, METRICS, OPENAPI, REDIS, SESSIONS, SETTINGS, STARTED_AT
+from api.keys import (
+    CHAINS,
+    ENGINE,
+    LIVE,
+    METRICS,
+    OPENAPI,
+    PROBE_CACHE,
+    REDIS,
+    SESSIONS,
+    SETTINGS,
+    STARTED_AT,
+)
 from api.ops.schemas import HealthOut, ReadinessOut, StatusOut
 from api.registry import Routes
 from core.errors import Forbidden
@@ -36,7 +47,9 @@ async def health(request: web.Request) -> HealthOut:
 @root.get("/readiness", access=PUBLIC, responses={200: ReadinessOut, 503: ReadinessOut})
 async def readiness(request: web.Request) -> web.Response:
     """Dependency readiness: 200 when every dependency of the readiness policy answers, else 503 naming them."""
-    report = await service.check_readiness(_dependencies(request), request.config_dict[LIVE].readiness_policy)
+    policy, deps = request.config_dict[LIVE].readiness_policy, _dependencies(request)
+    report = await request.config_dict[PROBE_CACHE].get(f"readiness:{policy.model_dump_json()}",
+                                                        lambda: service.check_readiness(deps, policy))
     metrics = request.config_dict[METRICS]
     for check in report.checks:
         metrics.dependency_up.labels(check.name).set(1 if check.ok else 0)
@@ -64,8 +77,8 @@ async def metrics(request: web.Request) -> web.Response:
 @v1.get("/status", access=PUBLIC, responses={200: StatusOut})
 async def status(request: web.Request) -> StatusOut:
     """API status: version, environment, uptime, chain heights and queue depths."""
-    app = request.config_dict
-    return await service.current_status(_dependencies(request), app[SETTINGS], app[STARTED_AT])
+    app, deps = request.config_dict, _dependencies(request)
+    return await app[PROBE_CACHE].get("status", lambda: service.current_status(deps, app[SETTINGS], app[STARTED_AT]))
 
 
 @v1.get("/openapi.json", access=PUBLIC, responses={200: "application/json"})

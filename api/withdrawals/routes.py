@@ -8,16 +8,23 @@ from aiohttp import web
 
 from api.access import AUTHENTICATED, roles
 from api.http import path_uuid
-from api.keys import REDIS, SETTINGS
+from api.keys import CHAINS, REDIS, SETTINGS
 from api.middleware import db_session
 from api.principal import Principal, current
 from api.registry import Routes
 from api.schemas import Empty
-from api.withdrawals.schemas import WithdrawalListOut, WithdrawalListQuery, WithdrawalOut, WithdrawalRequestIn
+from api.withdrawals.schemas import (
+    ApprovalIn,
+    CancelIn,
+    WithdrawalListOut,
+    WithdrawalListQuery,
+    WithdrawalOut,
+    WithdrawalRequestIn,
+)
 from core.sanctions import sanctions_list
-from custody.withdrawals import service
+from custody.withdrawals import cancels, service
 
-withdrawals = Routes(tag="custody")
+withdrawals = Routes(tag="withdrawals")
 
 APPROVERS = ("operator", "admin")
 
@@ -37,7 +44,9 @@ async def request_withdrawal(request: web.Request, body: WithdrawalRequestIn) ->
 
     Refusals hold nothing: invalid_address, invalid_amount, asset_not_on_chain (422), sanctioned_address
     (403, and it freezes the account's withdrawals), withdrawals_frozen (403), kyc_limit_exceeded (403),
-    travel_rule_required / travel_address_invalid (422), mfa_required / invalid_mfa_code (401),
+    travel_rule_required / travel_address_invalid (422), would_revert (422: the node, running the payment
+    from the hot wallet now, says it would revert), signer_limit_exceeded (403: above the signer's
+    per-withdrawal or rolling 24-hour limit of the asset), mfa_required / invalid_mfa_code (401),
     too_many_attempts (429), insufficient_funds (422). With a `travel_rule.travel_address` at or above the
     Travel Rule threshold the withdrawal starts in `awaiting_travel_rule` until the beneficiary's VASP
     accepts it over TRP.
@@ -47,7 +56,8 @@ async def request_withdrawal(request: web.Request, body: WithdrawalRequestIn) ->
         session, settings, sanctions_list(settings.sanctions_list_file), _actor(principal),
         chain=body.chain, asset=body.asset, to_address=body.to_address, amount=body.amount,
         travel_rule=body.travel_rule.model_dump(exclude_none=True) if body.travel_rule else None,
-        redis=request.config_dict[REDIS], totp_code=body.totp_code)
+        redis=request.config_dict[REDIS], totp_code=body.totp_code,
+        chains={chain.name: chain for chain in request.config_dict[CHAINS]})
     return WithdrawalOut.of(view)
 
 
@@ -68,15 +78,21 @@ async def get_withdrawal(request: web.Request) -> WithdrawalOut:
     return WithdrawalOut.of(view)
 
 
-@withdrawals.post("/platform/crypto/withdrawals/{withdrawal_id}/sign", access=roles(*APPROVERS), body=Empty,
+@withdrawals.post("/platform/crypto/withdrawals/{withdrawal_id}/sign", access=roles(*APPROVERS), body=ApprovalIn,
                   responses={200: WithdrawalOut}, idempotent=True)
-async def sign_withdrawal(request: web.Request, body: Empty) -> WithdrawalOut:
-    """Approve the withdrawal and start signing (never one's own; above the four-eyes threshold, two operators).
+async def sign_withdrawal(request: web.Request, body: ApprovalIn) -> WithdrawalOut:
+    """Approve the withdrawal and start signing (never one's own; two different operators once the customer's
+    withdrawals of the asset over 24 hours reach the four-eyes threshold).
 
-    The first of two approvals answers `pending_approval`; the last answers `approved`, and the
-    custody worker then asks the isolated signer for the transaction.
+    Every approval needs a fresh TOTP code of the approver (`totp_code`). The first of two approvals
+    answers `pending_approval`; the last answers `approved`, and the custody worker then asks the
+    isolated signer for the transaction. Refusals: own_withdrawal (403), invalid_state / already_approved
+    (409), withdrawals_frozen (403), mfa_required_for_approval (403: the approver has no MFA),
+    mfa_required / invalid_mfa_code (401), too_many_attempts (429), withdrawal_not_found (404).
     """
-    view = await service.approve(db_session(request), _actor(current(request)), _withdrawal_id(request))
+    settings, session = request.config_dict[SETTINGS], db_session(request)
+    view = await service.approve(session, settings, request.config_dict[REDIS], _actor(current(request)),
+                                 _withdrawal_id(request), body.totp_code)
     return WithdrawalOut.of(view)
 
 
@@ -86,4 +102,22 @@ async def rollback_withdrawal(request: web.Request, body: Empty) -> WithdrawalOu
     """Roll the withdrawal back and release its hold: operators and admins until it is being signed, its
     owner until it is approved. After broadcast: 409 already_broadcast."""
     view = await service.rollback(db_session(request), _actor(current(request)), _withdrawal_id(request))
+    return WithdrawalOut.of(view)
+
+
+@withdrawals.post("/platform/crypto/withdrawals/{withdrawal_id}/cancel", access=roles(*APPROVERS), body=CancelIn,
+                  responses={202: WithdrawalOut}, idempotent=True)
+async def cancel_withdrawal(request: web.Request, body: CancelIn) -> WithdrawalOut:
+    """Cancel a broadcast withdrawal stuck at its nonce (operators and admins, a fresh TOTP code).
+
+    The custody worker asks the signer for a 0-value transfer of the hot wallet to itself at the same
+    nonce, paying more than every transaction there. The withdrawal stays `broadcast` until one of them
+    is mined: the cancel (`failed`, reason `cancelled`, the hold voided) or the payment (`confirmed`).
+    Refusals: invalid_state (409: not broadcast), cancel_requested (409: already asked),
+    mfa_required_for_approval (403), mfa_required / invalid_mfa_code (401), too_many_attempts (429),
+    withdrawal_not_found (404).
+    """
+    settings, session = request.config_dict[SETTINGS], db_session(request)
+    view = await cancels.request_cancel(session, settings, request.config_dict[REDIS], _actor(current(request)),
+                                        _withdrawal_id(request), body.totp_code)
     return WithdrawalOut.of(view)

@@ -46,6 +46,22 @@ class WithdrawalRequestIn(BaseModel):
     travel_rule: TravelRuleIn | None = None
 
 
+class ApprovalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    totp_code: str | None = Field(default=None, max_length=20, examples=["123456"],
+                                  description="A current TOTP code of the approving operator, each code once: every "
+                                              "approval needs one (approvers must have MFA on).")
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    totp_code: str | None = Field(default=None, max_length=20, examples=["123456"],
+                                  description="A current TOTP code of the cancelling operator (operators must have "
+                                              "MFA on, as for an approval).")
+
+
 class WithdrawalListQuery(BaseModel):
     limit: int = Field(default=50, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=500)

@@ -25,7 +25,8 @@ async def generate_report(session: AsyncSession, report_id: str) -> None:
     settings = current_settings()
     await reports.generate(session, uuid.UUID(report_id), reports_dir=reports_dir(settings),
                            jurisdictions_file=settings.compliance_jurisdictions_file,
-                           chains=settings.chains, xpub_file=settings.xpub_file)  # reconciliation reads the chains
+                           chains=settings.chains, xpub_file=settings.xpub_file,  # reconciliation reads the chains
+                           signer_public_key_file=settings.signer_public_key_file)
 
 
 @job("compliance.schedule_reports", queue="reports")

@@ -1,12 +1,15 @@
 """What the platform holds on chain: the hot wallet and the deposit addresses of each configured
 chain, per asset, at the last block at or before a moment (the reconciliation report's input).
 
-The hot wallet is derived from the public xpub file, like the custody worker does; deposit addresses
-are every address assigned to a customer (unassigned pool addresses have never been shown to
-anyone). Balances are read at one block per chain (``eth_getBalance`` and ERC-20 ``balanceOf`` in
-batches), so a chain moving on while the report is built changes nothing in it. A node that does
-not keep the state of that block (a pruned node, a period long past) refuses: the report fails with
-the node's reason. A node that does not answer makes the job fail and Dramatiq retry it.
+The hot wallets come from the xpub file, believed only with the signer key's signature (like the
+custody worker and the allocator do): the one each chain pays withdrawals from, and the one of
+before the hot wallet moved to an account of its own, until its balance is moved (it is still the
+platform's money). Deposit addresses are every address assigned to a customer (unassigned pool
+addresses have never been shown to anyone). Balances are read at one block per chain
+(``eth_getBalance`` and ERC-20 ``balanceOf`` in batches), so a chain moving on while the report is
+built changes nothing in it. A node that does not keep the state of that block (a pruned node, a
+period long past) refuses: the report fails with the node's reason. A node that does not answer
+makes the job fail and Dramatiq retry it.
 """
 
 from __future__ import annotations
@@ -19,14 +22,22 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.settings import ChainSettings
+from core.errors import AppError
+from core.settings import ChainSettings, SettingsError
+from core.sign_requests import load_signer_public_key
 from custody.addresses.models import DepositAddress
 from custody.chains import ChainUnavailable, chain_for
-from custody.hd import XpubError, hot_wallet_address, load_xpubs
+from custody.hd import XpubError, load_xpubs, retired_hot_wallet_address
 
 
 class ChainsUnavailable(RuntimeError):
     """A node did not answer: not a refusal to record, a reason to try again (the job is retried)."""
+
+
+class XpubFileRefused(AppError):
+    """The xpub file does not verify: the report fails, recorded, rather than reconcile wallets it names."""
+
+    status, code = 409, "xpub_file_refused"
 
 
 @dataclass(frozen=True)
@@ -44,37 +55,45 @@ class Holding:
         return self.hot_wallet + self.deposit_addresses
 
 
-def _hot_wallet(xpub_file: Path | None, chain: str) -> str | None:
-    if xpub_file is None:
-        return None
+def hot_wallets(xpub_file: Path | None, public_key_file: Path | None) -> dict[str, list[str]]:
+    """Per chain, the platform's hot wallets: the current one, then the one of before the move.
+
+    No xpub file: none (the report says so). A file that does not verify refuses the whole report,
+    whatever it lists, nothing included.
+    """
+    if xpub_file is None or not xpub_file.exists():
+        return {}
     try:
-        xpubs = load_xpubs(xpub_file)
-    except XpubError:
-        return None
-    return hot_wallet_address(xpubs[chain].xpub) if chain in xpubs else None
+        if public_key_file is None:
+            raise SettingsError("no signer public key is configured (VIRTUOZ_SIGNER_PUBLIC_KEY_FILE)")
+        xpubs = load_xpubs(xpub_file, load_signer_public_key(public_key_file))
+    except (XpubError, SettingsError) as refused:
+        raise XpubFileRefused(f"the xpub file is refused: {refused}") from None
+    return {name: [entry.hot_wallet, retired_hot_wallet_address(entry.xpub)] for name, entry in xpubs.items()}
 
 
 async def holdings(session: AsyncSession, chains: Sequence[ChainSettings], xpub_file: Path | None,
-                   moment: datetime) -> list[Holding]:
+                   public_key_file: Path | None, moment: datetime) -> list[Holding]:
+    wallets = hot_wallets(xpub_file, public_key_file)
     found: list[Holding] = []
     for chain in chains:
         addresses = list(await session.scalars(select(DepositAddress.address).where(
             DepositAddress.chain == chain.name, DepositAddress.user_id.is_not(None))
             .order_by(DepositAddress.address)))
-        hot = _hot_wallet(xpub_file, chain.name)
-        note = "" if hot is not None else f"no hot wallet: the xpub file has no xpub for {chain.name}"
+        hot = wallets.get(chain.name, [])
+        note = "" if hot else f"no hot wallet: the xpub file has no xpub for {chain.name}"
         assets = {chain.native: None, **{symbol: contract for symbol, contract in chain.tokens.items()}}
         try:
             async with chain_for(chain) as adapter:
                 block = await adapter.block_at(int(moment.timestamp()))
                 balances = {} if block is None else await adapter.balances(
-                    [*([hot] if hot else []), *addresses], list(chain.tokens.values()), block.number)
+                    [*hot, *addresses], list(chain.tokens.values()), block.number)
         except ChainUnavailable as error:
             raise ChainsUnavailable(f"{chain.name}: {error.message}") from error
         for asset, token in assets.items():
             found.append(Holding(
                 chain.name, None if block is None else block.number, asset,
-                balances.get((hot, token), 0) if hot else 0,
+                sum(balances.get((wallet, token), 0) for wallet in hot),
                 sum(balances.get((address, token), 0) for address in addresses), len(addresses),
                 note if block is not None else f"{chain.name} has no block at or before the moment"))
     return found

@@ -152,7 +152,8 @@ def file_of(report: ComplianceReport, format: str) -> Path:
 
 async def generate(session: AsyncSession, report_id: uuid.UUID, *, reports_dir: Path,
                    jurisdictions_file: Path | None, chains: Sequence[ChainSettings] = (),
-                   xpub_file: Path | None = None) -> ComplianceReport | None:
+                   xpub_file: Path | None = None, signer_public_key_file: Path | None = None
+                   ) -> ComplianceReport | None:
     """Build the report's rows, write its files, record hashes; a second delivery changes nothing."""
     report = await session.get(ComplianceReport, report_id, with_for_update=True)
     if report is None or report.state in ("ready", "failed"):
@@ -167,7 +168,8 @@ async def generate(session: AsyncSession, report_id: uuid.UUID, *, reports_dir: 
                           "aggregation_hours": rule.aggregation_hours, "source": rule.source}
             build = BUILDERS[report.type]
             if report.type == "reconciliation":  # the one report that reads the chains
-                build = functools.partial(_reconciliation, chains=chains, xpub_file=xpub_file)
+                build = functools.partial(_reconciliation, chains=chains, xpub_file=xpub_file,
+                                          signer_public_key_file=signer_public_key_file)
             rows = await build(session, report, jurisdiction)
     except AppError as error:  # a refusal (no price, unknown jurisdiction after an edit): recorded, not retried
         report.state, report.finished_at, report.error = "failed", utcnow(), f"{error.code}: {error.message}"
@@ -313,7 +315,8 @@ async def _suspicious_activity(session: AsyncSession, report: ComplianceReport, 
 
 
 async def _reconciliation(session: AsyncSession, report: ComplianceReport, jurisdiction: Jurisdiction, *,
-                          chains: Sequence[ChainSettings] = (), xpub_file: Path | None = None) -> list[Row]:
+                          chains: Sequence[ChainSettings] = (), xpub_file: Path | None = None,
+                          signer_public_key_file: Path | None = None) -> list[Row]:
     result = await session.execute(
         select(LedgerPosting.currency, Currency.decimals, func.sum(LedgerPosting.amount).label("total"),
                func.count(func.distinct(LedgerAccount.user_id)).label("customers"))
@@ -323,7 +326,7 @@ async def _reconciliation(session: AsyncSession, report: ComplianceReport, juris
         .group_by(LedgerPosting.currency, Currency.decimals).order_by(LedgerPosting.currency))
     owed = {row.currency: (int(row.total), row.customers) for row in result}
     held: dict[str, list[onchain.Holding]] = defaultdict(list)
-    for holding in await onchain.holdings(session, chains, xpub_file, report.period_end):
+    for holding in await onchain.holdings(session, chains, xpub_file, signer_public_key_file, report.period_end):
         held[holding.asset].append(holding)
     decimals = {row.code: row.decimals for row in await session.execute(select(Currency.code, Currency.decimals))}
     rows = []

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import aiohttp
 from bip_utils import Base58ChecksumError, Base58Decoder, Base58Encoder
 
+from core import json_input
 from core.errors import InvalidInput
 
 API_VERSION = "3.1.0"
@@ -124,7 +125,7 @@ def dumps(message: dict[str, Any]) -> str:
 
 def loads(text: str | bytes) -> dict[str, Any]:
     try:
-        body = json.loads(text, parse_float=Decimal)
+        body = json_input.loads(text, parse_float=Decimal)
     except ValueError:
         raise TrpError("The body is not JSON.") from None
     if not isinstance(body, dict):

@@ -1,7 +1,8 @@
 """The allocator's jobs: keep every chain's deposit address pool above its low-water mark.
 
 The allocator reads the account xpubs from ``settings.xpub_file`` and nothing else: it never
-opens the signer's keystore and cannot derive a private key.
+opens the signer's keystore and cannot derive a private key. It believes the file only with the
+signer key's signature (``custody.hd.signed_xpubs``): a swapped file would send deposits elsewhere.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import jobs
 from core.settings import UnknownChain
 from custody.addresses.pool import refill_pool
 from custody.addresses.service import REFILL
-from custody.hd import XpubError, load_xpubs
+from custody.hd import XpubError, signed_xpubs
 from jobs.context import current_settings
 from jobs.registry import job
 
@@ -35,7 +36,7 @@ async def refill(session: AsyncSession, chain: str) -> None:
     except UnknownChain:
         log.warning("allocator.refill: chain %r is not configured; nothing to do", chain, extra={"chain": chain})
         return
-    xpubs = load_xpubs(settings.xpub_file)  # type: ignore[arg-type]  # filled in by Settings
+    xpubs = signed_xpubs(settings)
     account = xpubs.get(chain)
     if account is None:
         raise XpubError(f"{settings.xpub_file} has no xpub for chain {chain!r}: run `virtuoz signer init` for it")

@@ -111,6 +111,14 @@ class ChainRejected(ChainError):
     code, message = "chain_rejected", "The blockchain node rejected the request."
 
 
+class ExecutionReverted(ChainError):
+    """The node ran the transaction against its latest state and it reverted: sent now, it would be
+    mined, fail and still cost its gas. ``message`` carries the node's reason (or the custom error's
+    selector); ``details["data"]`` the raw revert data when there is any."""
+
+    status, code, message = 422, "execution_reverted", "The transaction would revert."
+
+
 class BlockNotFound(ChainError):
     """The block is above the node's head (or the node pruned it)."""
 
@@ -135,6 +143,10 @@ class Chain(ABC):
         """The next nonce for ``address``, counting its transactions still in the mempool."""
 
     @abstractmethod
+    async def mined_nonce(self, address: str) -> int:
+        """Transactions of ``address`` in mined blocks: a nonce below it is used for good (or until a reorg)."""
+
+    @abstractmethod
     async def fees(self) -> FeeQuote:
         """Current EIP-1559 fees (from ``eth_feeHistory`` on EVM chains)."""
 
@@ -145,6 +157,11 @@ class Chain(ABC):
     @abstractmethod
     async def receipt(self, tx_hash: str) -> Receipt | None:
         """The receipt of a mined transaction, or ``None`` while it is pending or unknown."""
+
+    @abstractmethod
+    async def estimate_gas(self, sender: str, to: str, value: int, data: str) -> int:
+        """The gas the transaction would use if sent now (``eth_estimateGas``: the node executes it);
+        ``ExecutionReverted`` when it would revert."""
 
     # --- deposits ---------------------------------------------------------------------
 

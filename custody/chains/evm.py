@@ -11,7 +11,7 @@ from eth_utils import keccak
 from hexbytes import HexBytes
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import BlockNotFound as Web3BlockNotFound
-from web3.exceptions import TransactionNotFound, Web3Exception, Web3RPCError
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3Exception, Web3RPCError
 
 from custody.chains import evm_batch
 from custody.chains.base import (
@@ -21,6 +21,7 @@ from custody.chains.base import (
     Chain,
     ChainRejected,
     ChainUnavailable,
+    ExecutionReverted,
     FeeQuote,
     Receipt,
     TokenTransfer,
@@ -102,6 +103,11 @@ class EvmChain(Chain):
             gas_used=int(data.get("gasUsed", 0)),
             effective_gas_price=int(data.get("effectiveGasPrice", 0)),
         )
+
+    async def estimate_gas(self, sender: str, to: str, value: int, data: str) -> int:
+        transaction = {"from": AsyncWeb3.to_checksum_address(sender), "to": AsyncWeb3.to_checksum_address(to),
+                       "value": value, "data": data}
+        return int(await self._call(self._web3.eth.estimate_gas(transaction)))  # type: ignore[arg-type]
 
     # --- withdrawals: fees, the mined nonce, transaction building helpers ------------
 
@@ -263,6 +269,11 @@ class EvmChain(Chain):
             ) from slow
         except ClientError as unreachable:
             raise ChainUnavailable(f"{self.name} is unreachable: {unreachable}", details=details) from unreachable
+        except ContractLogicError as reverted:
+            # Before the Web3Exception handler: a revert is the node's verdict on the transaction, not a refusal.
+            data = reverted.data if isinstance(reverted.data, str) else None
+            raise ExecutionReverted(f"{self.name}: {reverted.message or 'execution reverted'}",
+                                    details={**details, "data": data}) from reverted
         except Web3RPCError as refused:
             raise ChainRejected(f"{self.name}: {_node_message(refused)}", details=details) from refused
         except Web3Exception as failed:

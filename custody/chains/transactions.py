@@ -43,14 +43,18 @@ class Fees:
         return Fees(max(fee, tip), tip)
 
 
+def payment_call(destination: str, amount: int, token: str | None) -> tuple[str, int, str]:
+    """``(to, value, data)`` of a payment of ``amount`` (minor units) of the native coin, or of ``token``."""
+    destination = to_checksum_address(destination)
+    if token is None:
+        return destination, amount, "0x"
+    return to_checksum_address(token), 0, erc20_transfer_data(destination, amount)
+
+
 def payment_tx(*, chain_id: int, sender: str, nonce: int, destination: str, amount: int, token: str | None,
                gas: int, fees: Fees) -> UnsignedTx:
     """The unsigned transaction paying ``amount`` (minor units) of the native coin, or of ``token``."""
-    destination = to_checksum_address(destination)
-    if token is None:
-        to, value, data = destination, amount, "0x"
-    else:
-        to, value, data = to_checksum_address(token), 0, erc20_transfer_data(destination, amount)
+    to, value, data = payment_call(destination, amount, token)
     return UnsignedTx(chain_id=chain_id, sender=to_checksum_address(sender), nonce=nonce, to=to, value=value,
                       data=data, gas=gas, max_fee_per_gas=fees.max_fee_per_gas,
                       max_priority_fee_per_gas=fees.max_priority_fee_per_gas)

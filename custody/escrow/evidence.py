@@ -1,13 +1,16 @@
 """Dispute evidence: files sniffed from their bytes, streamed to storage, never deleted.
 
-The file is written (atomically) before its row is flushed; if the transaction does not commit,
-the file is discarded, so a failed upload leaves no row and no file. "Deleting" hides a file from
-the list and records who did it; the bytes stay for the audit trail.
+An upload is staged first: sniffed and streamed (atomically) into the file store before the
+contract is touched, so a client trickling its bytes holds no database connection and no row
+lock. Only then is the contract locked, checked and the row flushed; if the transaction does not
+commit, the file is discarded, so a failed upload leaves no row and no file. "Deleting" hides a
+file from the list and records who did it; the bytes stay for the audit trail.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,35 +36,44 @@ async def _disputed(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID, *
     return contract
 
 
-async def add(session: AsyncSession, store: FileStore, actor: Actor, escrow_id: uuid.UUID, upload: IncomingFile,
-              description: str | None, *, max_bytes: int, max_files: int) -> EvidenceFile:
+@dataclass(frozen=True)
+class StagedEvidence:
+    id: uuid.UUID
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+async def stage(session: AsyncSession, store: FileStore, upload: IncomingFile, *, max_bytes: int) -> StagedEvidence:
+    """Sniff, size-limit and store an uploaded file, touching no row (``session`` only learns to
+    discard the file if its transaction does not commit)."""
+    head, chunks = await split_head(upload.chunks)
+    media_type = check_upload(head, upload.content_type, upload.filename)  # 415 unsupported_media_type
+    if media_type == "text/plain":
+        chunks = utf8_guard(chunks)
+    file_id = uuid.uuid4()
+    stored = await store.save(str(file_id), chunks, max_bytes=max_bytes)  # 413 payload_too_large
+    on_rollback(session, store.discard, str(file_id))
+    return StagedEvidence(file_id, safe_filename(upload.filename, "evidence"), media_type, stored.size, stored.sha256)
+
+
+async def add(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID, staged: StagedEvidence,
+              description: str | None, *, max_files: int) -> EvidenceFile:
     contract = await _disputed(session, actor, escrow_id, lock=True)  # the lock also serializes the count
     count = await session.scalar(select(func.count()).select_from(EvidenceFile).where(
         EvidenceFile.escrow_id == contract.id, EvidenceFile.deleted_at.is_(None)))
     if count >= max_files:
         raise TooManyFiles(details={"max_files": max_files})
-    head, chunks = await split_head(upload.chunks)
-    media_type = check_upload(head, upload.content_type, upload.filename)
-    if media_type == "text/plain":
-        chunks = utf8_guard(chunks)
-    file_id = uuid.uuid4()
-    stored = await store.save(str(file_id), chunks, max_bytes=max_bytes)
-    on_rollback(session, store.discard, str(file_id))
-    evidence = EvidenceFile(id=file_id, escrow_id=contract.id, filename=safe_filename(upload.filename, "evidence"),
-                            content_type=media_type, size=stored.size, sha256=stored.sha256,
+    evidence = EvidenceFile(id=staged.id, escrow_id=contract.id, filename=staged.filename,
+                            content_type=staged.content_type, size=staged.size, sha256=staged.sha256,
                             description=description, uploaded_by=actor.user_id, created_at=utcnow())
     session.add(evidence)
     await session.flush()
     await audit.append(session, "escrow", contract.id, "escrow.evidence_added",
-                       {"file_id": str(file_id), "sha256": stored.sha256, "size": stored.size,
-                        "content_type": media_type}, actor=actor.user_id)
+                       {"file_id": str(staged.id), "sha256": staged.sha256, "size": staged.size,
+                        "content_type": staged.content_type}, actor=actor.user_id)
     return evidence
-
-
-async def describe(session: AsyncSession, evidence: EvidenceFile, description: str) -> None:
-    """A description that arrived after the file in the form."""
-    evidence.description = description
-    await session.flush()
 
 
 async def listing(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID) -> list[EvidenceFile]:

@@ -2,7 +2,8 @@
 
 Every action locks the contract row first (``SELECT … FOR UPDATE``), so concurrent fund/fund,
 release/dispute or resolve/resolve serialize: one wins, the others meet the new state and get a
-409. Each transition writes its audit event and notifies both parties after commit; funding,
+409. A buyer with a withdrawal freeze (``custody.freezes``) can neither fund nor release, and a
+dispute cannot be resolved to the seller while it stands (403 ``withdrawals_frozen``). Each transition writes its audit event and notifies both parties after commit; funding,
 release and dispute also email them (``notifications.emails``).
 """
 
@@ -22,6 +23,7 @@ from core.pagination import keyset_before, next_page
 from custody import ledger
 from custody.escrow.models import EscrowContract
 from custody.escrow.states import transition
+from custody.freezes import require_not_frozen
 from custody.ledger import AccountRef
 from identity.models import STAFF_ROLES, User
 from notifications import service as notifications
@@ -116,7 +118,8 @@ async def create(session: AsyncSession, actor: Actor, *, title: str, description
     await session.flush()
     await session.refresh(contract)
     await _record(session, contract, "escrow.created", actor,
-                  {"amount": unit.format(minor), "currency": unit.code, "seller_email": seller_email})
+                  {"amount": unit.format(minor), "currency": unit.code, "seller_email": seller_email,
+                   "seller_id": str(seller.id) if seller else None})
     return EscrowView(contract, buyer, seller, unit)
 
 
@@ -187,6 +190,7 @@ async def fund(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID) -> Esc
     contract = await load(session, escrow_id, actor, lock=True)
     _require_buyer(contract, actor)
     contract.state = transition(contract.state, "fund")
+    await require_not_frozen(session, contract.buyer_id)  # funding is the first step of a way out
     held = await ledger.hold(session, f"escrow:{contract.id}:fund", contract.buyer_id, contract.currency,
                              contract.amount, type="escrow_fund", reference_kind="escrow",
                              reference_id=str(contract.id))
@@ -212,6 +216,7 @@ async def release(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID, fee
     contract.state = transition(contract.state, "release")
     if contract.seller_id is None:
         raise SellerRequired()
+    await require_not_frozen(session, contract.buyer_id)
     contract.fee = _fee(contract.amount, fee_bps)
     await _pay_seller(session, contract, contract.amount - contract.fee, contract.fee)
     await session.flush()
@@ -253,6 +258,9 @@ async def resolve(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID, *, 
     else:
         if contract.seller_id is None:
             raise SellerRequired()
+        # Paying the seller moves the frozen buyer's money to someone who could withdraw it; a
+        # refund keeps it with its owner, so it stays possible.
+        await require_not_frozen(session, contract.buyer_id)
         if outcome == "release":
             contract.fee = _fee(contract.amount, fee_bps)
             paid = contract.amount - contract.fee
@@ -268,7 +276,8 @@ async def resolve(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID, *, 
     contract.resolution, contract.seller_amount = outcome, paid
     await session.flush()
     await _record(session, contract, "escrow.resolved", actor,
-                  {"outcome": outcome, "seller_amount": unit.format(paid), "note": note})
+                  {"outcome": outcome, "seller_amount": unit.format(paid), "note": note,
+                   "fee": None if contract.fee is None else str(contract.fee)})
     return await _view(session, contract)
 
 

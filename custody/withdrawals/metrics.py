@@ -12,6 +12,20 @@ SIGNER_REFUSALS = Counter(
 SIGNED_REPLIES_REJECTED = Counter(
     "virtuoz_withdrawal_signed_replies_rejected_total",
     "Signed transactions from the custody queue that were not the transaction asked for.")
+UNVERIFIED_REPLIES = Counter(
+    "virtuoz_withdrawal_unverified_replies_total",
+    "Replies on the custody queue not signed by the signer key (forged or garbled), ignored; by kind.", ["kind"])
+
+FEE_ALERTS = Counter(
+    "virtuoz_withdrawal_fee_alerts_total",
+    "Withdrawals (and nonce fillers) that started waiting on fees: a quote or bump above the signer's caps, or "
+    "fee bumps used up; by reason and chain.", ["reason", "chain"])
+NONCE_FILLERS = Counter(
+    "virtuoz_nonce_fillers_total", "Nonce fillers, by event (created, broadcast, mined, refused) and chain.",
+    ["event", "chain"])
+TRACKING_FAILURES = Counter(
+    "virtuoz_withdrawal_tracking_failures_total",
+    "Tracking runs that could not reach a chain node (the next tick tries again), by chain.", ["chain"])
 
 
 def count(event: str, chain: str, asset: str) -> None:

@@ -1,9 +1,10 @@
 """Withdrawal tables: the withdrawal, its approvals, its transaction attempts, and hot wallet nonces.
 
-What the database enforces even if the service had a bug (migration 0010): a known state; one
-approval per operator; attempts numbered once per withdrawal and answered once per digest; a
-transaction hash belongs to one attempt; and a ``(chain, hot wallet, nonce)`` belongs to one
-withdrawal unless it was released (a refused withdrawal gives its nonce back).
+What the database enforces even if the service had a bug (migrations 0010, 0020): a known state;
+one approval per operator; attempts numbered once per withdrawal and answered once per digest
+within it; a transaction hash belongs to one attempt; a ``(chain, hot wallet, nonce)`` belongs to
+one withdrawal unless it was released (a refused withdrawal gives its nonce back), and to one live
+filler at most.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class Withdrawal(IdMixin, TimestampMixin, Base):
     confirmations: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     gas_cost: Mapped[int | None] = mapped_column(Money)  # wei of the native coin, paid by the hot wallet
     failure_reason: Mapped[str | None] = mapped_column(String(60))
+    # Why the worker waits for the market or an operator (a fee above the cap, fee bumps used up): set
+    # once when the wait starts (that is when it alerts), cleared when the withdrawal moves on.
+    alert: Mapped[str | None] = mapped_column(String(60))
+    # An operator asked for the nonce to be cancelled: a 0-value self-transfer replaces the payment.
+    cancel_requested_at: Mapped[datetime | None]
     broadcast_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
@@ -72,17 +78,21 @@ class WithdrawalApproval(IdMixin, Base):
 
 
 class WithdrawalAttempt(IdMixin, Base):
-    """One transaction asked of the signer: the first, then fee bumps at the same nonce."""
+    """One transaction asked of the signer: the first, then fee bumps at the same nonce, perhaps a cancel."""
 
     __tablename__ = "withdrawal_attempts"
     __table_args__ = (
         UniqueConstraint("withdrawal_id", "attempt", name="uq_withdrawal_attempts_number"),
-        UniqueConstraint("request_digest", name="uq_withdrawal_attempts_digest"),
+        # The digest covers the transaction only, and two withdrawals may ask for the same one.
+        UniqueConstraint("withdrawal_id", "request_digest", name="uq_withdrawal_attempts_withdrawal_digest"),
+        CheckConstraint("kind IN ('payment', 'cancel')", name="kind_known"),
         Index("uq_withdrawal_attempts_tx_hash", "tx_hash", unique=True, postgresql_where=text("tx_hash IS NOT NULL")),
     )
 
     withdrawal_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("withdrawals.id"))
-    attempt: Mapped[int] = mapped_column(SmallInteger)  # 1, then 2, 3… for fee bumps
+    attempt: Mapped[int] = mapped_column(SmallInteger)  # 1, then 2, 3… for fee bumps and a cancel
+    # "payment" (the first and its fee bumps) or "cancel" (0 value to the hot wallet itself).
+    kind: Mapped[str] = mapped_column(String(10), default="payment", server_default=text("'payment'"))
     unsigned_tx: Mapped[str] = mapped_column(Text)  # canonical JSON (core.sign_requests)
     request_digest: Mapped[str] = mapped_column(String(64))
     authorization: Mapped[str] = mapped_column(String(100))  # Ed25519 by the custody request key; not secret
@@ -94,6 +104,10 @@ class WithdrawalAttempt(IdMixin, Base):
     signed_at: Mapped[datetime | None]
     broadcast_at: Mapped[datetime | None]
     broadcast_block: Mapped[int | None] = mapped_column(BigInteger)  # the head when it was broadcast
+    requested_block: Mapped[int | None] = mapped_column(BigInteger)  # the head when a bump was asked for
+    sent_block: Mapped[int | None] = mapped_column(BigInteger)  # the head when last sent to the node (re-broadcasts)
+    rejected_block: Mapped[int | None] = mapped_column(BigInteger)  # the head when the node last refused it
+    # The signer's refusal code, or "broadcast_rejected" while the node refuses it (tried again later).
     refusal: Mapped[str | None] = mapped_column(String(60))
 
     __mapper_args__ = {"eager_defaults": True}
@@ -119,3 +133,43 @@ class ReleasedNonce(Base):
     address: Mapped[str] = mapped_column(String(42), primary_key=True)
     nonce: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     released_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+FILLER_STATES = ("pending", "signing", "signed", "broadcast", "mined", "refused")
+
+
+class NonceFiller(IdMixin, TimestampMixin, Base):
+    """A 0-value self-transfer of the hot wallet at a nonce a refused withdrawal gave back while later
+    nonces were already signed: without it the node would hold every later transaction forever.
+
+    ``pending`` (the nonce is taken, fees not yet quoted) → ``signing`` → ``signed`` → ``broadcast`` →
+    ``mined``; ``refused`` by the signer (the nonce is given back). Its id is the one the signer sees.
+    """
+
+    __tablename__ = "nonce_fillers"
+    __table_args__ = (
+        CheckConstraint("state IN (" + ", ".join(f"'{state}'" for state in FILLER_STATES) + ")", name="state_known"),
+        Index("uq_nonce_fillers_nonce", "chain", "address", "nonce", unique=True,
+              postgresql_where=text("state <> 'refused'")),
+        Index("ix_nonce_fillers_active", "state",
+              postgresql_where=text("state IN ('pending', 'signing', 'signed', 'broadcast')")),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+    chain: Mapped[str] = mapped_column(String(40))
+    address: Mapped[str] = mapped_column(String(42))  # the hot wallet
+    nonce: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(20))
+    unsigned_tx: Mapped[str | None] = mapped_column(Text)
+    request_digest: Mapped[str | None] = mapped_column(String(64))
+    authorization: Mapped[str | None] = mapped_column(String(100))
+    max_fee_per_gas: Mapped[int | None] = mapped_column(Money)
+    max_priority_fee_per_gas: Mapped[int | None] = mapped_column(Money)
+    sign_requested_at: Mapped[datetime | None]
+    raw_tx: Mapped[str | None] = mapped_column(Text)
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    sent_block: Mapped[int | None] = mapped_column(BigInteger)  # the head when last sent to the node
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    gas_cost: Mapped[int | None] = mapped_column(Money)
+    refusal: Mapped[str | None] = mapped_column(String(60))
+    alert: Mapped[str | None] = mapped_column(String(60))  # fees above the cap: it waits (alerted once)

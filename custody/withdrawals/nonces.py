@@ -4,7 +4,9 @@ Never from the node's pending count: two workers asking the node at once would b
 The row ``hot_wallet_nonces(chain, address)`` is locked (``FOR UPDATE``) for the assignment, so
 concurrent withdrawals get consecutive nonces in commit order. It is created on first use from the
 node's *mined* count (the wallet's history before VirtuOZ managed it). A nonce given back by a
-withdrawal the signer refused (nothing was signed for it) is taken again first, so no gap stays.
+withdrawal the signer refused (nothing was signed for it) is taken again first, so no gap stays —
+or, when later nonces are already signed and cannot wait for the next withdrawal, taken at once by
+a filler (``custody.withdrawals.fillers``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ async def release_nonce(session: AsyncSession, chain: str, address: str, nonce: 
     await _locked(session, chain, address)
     await session.execute(insert(ReleasedNonce).values(chain=chain, address=address, nonce=nonce)
                           .on_conflict_do_nothing())
+
+
+async def take_released(session: AsyncSession, chain: str, address: str, nonce: int) -> bool:
+    """Take back a released ``nonce`` for a filler (under the wallet's row lock); False if a withdrawal took it."""
+    await _locked(session, chain, address)
+    taken = await session.execute(delete(ReleasedNonce).where(
+        ReleasedNonce.chain == chain, ReleasedNonce.address == address, ReleasedNonce.nonce == nonce))
+    return bool(taken.rowcount)  # type: ignore[attr-defined]
 
 
 async def _locked(session: AsyncSession, chain: str, address: str) -> HotWalletNonce | None:

@@ -2,18 +2,24 @@
 
 A request is refused with nothing held unless every check passes, in this order: the chain and
 asset, the address (EIP-55), the amount (the asset's decimals), the sanctions list, a withdrawal
-freeze, the KYC level's 24-hour limit (``compliance.kyc.limits``), the Travel Rule data, the caller's
-step-up MFA code, and finally the balance — the hold of ``amount + fee`` is the last thing written.
-An MFA refusal is committed (it records the failed code), which is why nothing is written before it.
+freeze, the KYC level's 24-hour limit (``compliance.kyc.limits``), the Travel Rule data, the node's
+pre-flight (``preflight``: a payment that would revert), the signer's limits (``limits``, under a lock
+per asset that also covers the four-eyes sum), the caller's step-up MFA code, and finally the
+balance — the hold of ``amount + fee`` is the last thing written. An MFA refusal is committed (it
+records the failed code), which is why nothing is written before it.
 
-Approving locks the withdrawal row, so two operators approving at once serialize; the last
-required approval moves it to ``approved`` and asks the custody worker (after commit) to build
-and authorize the transaction. The worker side is ``custody.withdrawals.pipeline``.
+Approving locks the withdrawal row, so two operators approving at once serialize; every approval
+needs the approver's own TOTP step-up (an approver without MFA approves nothing); the last required
+approval moves it to ``approved`` and asks the custody worker (after commit) to build and authorize
+the transaction. Two approvals are required when the customer's withdrawals of the asset over 24
+hours reach the four-eyes threshold (``limits.approvals_required``). The worker side is
+``custody.withdrawals.pipeline``.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,12 +36,14 @@ from core.sanctions import SanctionsList
 from core.settings import Settings
 from core.time import utcnow
 from custody import ledger
-from custody.freezes import freeze, withdrawals_frozen
+from custody.chains import Chain
+from custody.freezes import freeze, require_not_frozen, withdrawals_frozen
 from custody.hd import checksum_address
-from custody.withdrawals import metrics
+from custody.withdrawals import limits, metrics, preflight
 from custody.withdrawals.models import Withdrawal, WithdrawalApproval, WithdrawalAttempt
 from custody.withdrawals.policy import checks
 from custody.withdrawals.states import FINAL, transition
+from identity.models import User
 from identity.service import require_step_up
 from notifications import service as notifications
 
@@ -75,10 +83,6 @@ class WithdrawalNotFound(NotFound):
 class SanctionedAddress(Forbidden):
     code, message = "sanctioned_address", "Withdrawals to this address are not allowed."
     keep_changes = True  # the attempt itself is a compliance record (its audit event and the freeze are committed)
-
-
-class WithdrawalsFrozen(Forbidden):
-    code, message = "withdrawals_frozen", "Withdrawals are frozen on this account; contact support."
 
 
 class TravelRuleRequired(InvalidInput):
@@ -128,7 +132,7 @@ async def record_step(session: AsyncSession, withdrawal: Withdrawal, unit: ledge
 
 async def request(session: AsyncSession, settings: Settings, sanctions: SanctionsList, actor: Actor, *, chain: str,
                   asset: str, to_address: str, amount: str, travel_rule: dict[str, Any] | None,
-                  redis: Redis, totp_code: str | None) -> WithdrawalView:
+                  redis: Redis, totp_code: str | None, chains: Mapping[str, Chain] | None = None) -> WithdrawalView:
     chain_settings = settings.chain(chain)
     symbol = chain_settings.asset(asset)
     destination = _address(to_address)
@@ -147,8 +151,7 @@ async def request(session: AsyncSession, settings: Settings, sanctions: Sanction
         if not await withdrawals_frozen(session, actor.user_id):
             await freeze(session, actor.user_id, f"withdrawal to sanctioned address {destination}")
         raise SanctionedAddress(details={"to_address": destination})
-    if await withdrawals_frozen(session, actor.user_id):
-        raise WithdrawalsFrozen()
+    await require_not_frozen(session, actor.user_id)
     await checks().check_limit(session, settings, actor.user_id, unit, minor)
     travel_threshold = _threshold(unit, settings.withdrawal_travel_rule_thresholds)
     # FATF R.16: the threshold is inclusive ("USD/EUR 1 000 or more").
@@ -159,16 +162,22 @@ async def request(session: AsyncSession, settings: Settings, sanctions: Sanction
     counterparty = travel_rule.get("travel_address") if above_threshold and travel_rule else None
     if counterparty:
         checks().check_travel_rule(travel_rule)
+    # The node's verdict before any lock is taken: it is a network round trip.
+    await preflight.check_request(settings, chain_settings, chains or {}, destination=destination, amount=minor,
+                                  asset=symbol)
+    now = utcnow()
+    await limits.lock_asset(session, symbol)  # held until commit: the sums below stay true until the row is in
+    await limits.check_signer_limits(session, settings, unit, minor, now)
     await require_step_up(session, settings, redis, actor.user_id, totp_code)
 
     withdrawal_id = uuid.uuid4()
     hold = await ledger.hold(session, f"withdrawal:{withdrawal_id}", actor.user_id, symbol, minor + fee,
                              type="withdrawal_hold", reference_kind="withdrawal", reference_id=str(withdrawal_id))
-    four_eyes = _threshold(unit, settings.withdrawal_four_eyes_thresholds)
+    approvals_required = await limits.approvals_required(
+        session, actor.user_id, unit, minor, _threshold(unit, settings.withdrawal_four_eyes_thresholds), now)
     withdrawal = Withdrawal(id=withdrawal_id, user_id=actor.user_id, chain=chain_settings.name, asset=symbol,
                             to_address=destination, amount=minor, fee=fee, state="requested", hold_id=hold.id,
-                            approvals_required=2 if four_eyes is not None and minor >= four_eyes else 1,
-                            travel_rule=travel_rule or None)
+                            approvals_required=approvals_required, travel_rule=travel_rule or None)
     session.add(withdrawal)
     await session.flush()
     await record_step(session, withdrawal, unit, "withdrawal.requested", actor.user_id,
@@ -265,7 +274,24 @@ async def attempts(session: AsyncSession, withdrawal_id: uuid.UUID) -> list[With
 
 # --- approve (the "sign" route) -----------------------------------------------------------------
 
-async def approve(session: AsyncSession, actor: Actor, withdrawal_id: uuid.UUID) -> WithdrawalView:
+class MfaRequiredForApproval(Forbidden):
+    code, message = "mfa_required_for_approval", ("Approving withdrawals needs two-factor authentication: turn "
+                                                  "it on, then approve with a current code.")
+
+
+async def step_up_approver(session: AsyncSession, settings: Settings, redis: Redis, operator_id: uuid.UUID,
+                            totp_code: str | None) -> None:
+    """An approval moves customers' money: a stolen operator session alone must not do it. Every
+    approval takes a fresh TOTP code of the approver (each code once), and an approver without MFA
+    is refused outright rather than waved through."""
+    approver = await session.get_one(User, operator_id, with_for_update=True)  # MFA cannot be turned off meanwhile
+    if not approver.mfa_enabled:
+        raise MfaRequiredForApproval()
+    await require_step_up(session, settings, redis, operator_id, totp_code)
+
+
+async def approve(session: AsyncSession, settings: Settings, redis: Redis, actor: Actor, withdrawal_id: uuid.UUID,
+                  totp_code: str | None) -> WithdrawalView:
     if not actor.may_approve:
         raise Forbidden("Only operators and admins approve withdrawals.", code="forbidden")
     withdrawal = await _load(session, withdrawal_id, actor, lock=True)
@@ -274,13 +300,15 @@ async def approve(session: AsyncSession, actor: Actor, withdrawal_id: uuid.UUID)
     unit = await ledger.currency(session, withdrawal.asset)
     if withdrawal.state not in ("requested", "pending_approval"):
         transition(withdrawal.state, "approve")  # raises the 409 naming what the state allows
-    if await withdrawals_frozen(session, withdrawal.user_id):
-        raise WithdrawalsFrozen()
+    await require_not_frozen(session, withdrawal.user_id)
     already = await session.scalar(select(WithdrawalApproval.id).where(
         WithdrawalApproval.withdrawal_id == withdrawal.id, WithdrawalApproval.operator_id == actor.user_id))
     if already is not None:
         raise Conflict("You have approved this withdrawal already; four eyes means another operator.",
                        code="already_approved")
+    # Last, so a refused approval never spends a code; nothing is written before it (a wrong code is
+    # committed with its audit event).
+    await step_up_approver(session, settings, redis, actor.user_id, totp_code)
     session.add(WithdrawalApproval(withdrawal_id=withdrawal.id, operator_id=actor.user_id))
     await session.flush()
     approvals = (await _view(session, withdrawal)).approvals

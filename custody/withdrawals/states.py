@@ -5,6 +5,11 @@ confirmed; failed; rolled_back. A withdrawal whose beneficiary VASP must accept 
 transfer first waits in ``awaiting_travel_rule``; accepted, it waits for operator approval in
 ``pending_approval``; rejected, it fails and its hold is voided. Rollback is possible only while no transaction can exist: once a sign request is
 out (``signing``) the nonce is promised to the signer, and once broadcast the money may leave.
+
+A broadcast withdrawal stuck at its nonce may be cancelled by an operator: a 0-value self-transfer
+at the same nonce is signed and broadcast, and the withdrawal stays ``broadcast`` until one of the
+transactions at that nonce is mined — the payment (``confirm``) or the cancel (``cancel``: failed,
+the hold voided).
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("signing", "sign"): "signed",
     ("signing", "refuse"): "failed",  # the signer refused: nothing was signed, the hold is voided
     ("signed", "broadcast"): "broadcast",
-    ("broadcast", "replace"): "broadcast",  # a fee bump at the same nonce
+    ("broadcast", "replace"): "broadcast",  # a fee bump (or the cancel) broadcast at the same nonce
+    ("broadcast", "request_cancel"): "broadcast",  # an operator asks for a cancel; the payment may still win
+    ("broadcast", "cancel"): "failed",  # the cancel was mined, not the payment: the hold is voided
     ("broadcast", "confirm"): "confirmed",
-    ("broadcast", "revert"): "failed",  # mined but reverted: the gas is spent, the hold is voided
+    ("broadcast", "revert"): "failed",  # mined but reverted: the amount goes back, the fee pays for the gas
     ("requested", "rollback"): "rolled_back",
     ("awaiting_travel_rule", "rollback"): "rolled_back",
     ("pending_approval", "rollback"): "rolled_back",
@@ -33,8 +40,8 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 }
 STATES = ("requested", "awaiting_travel_rule", "pending_approval", "approved", "signing", "signed", "broadcast", "confirmed", "failed",
           "rolled_back")
-ACTIONS = ("await_travel_rule", "travel_rule_accept", "travel_rule_reject", "approve_partial", "approve", "request_signature", "sign", "refuse", "broadcast", "replace", "confirm",
-           "revert", "rollback")
+ACTIONS = ("await_travel_rule", "travel_rule_accept", "travel_rule_reject", "approve_partial", "approve", "request_signature", "sign", "refuse", "broadcast", "replace", "request_cancel",
+           "cancel", "confirm", "revert", "rollback")
 FINAL = frozenset({"confirmed", "failed", "rolled_back"})
 # States in which a transaction for the withdrawal may exist (signed or on its way to the signer).
 TRANSACTION_STATES = frozenset({"signing", "signed", "broadcast", "confirmed"})

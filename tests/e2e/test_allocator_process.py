@@ -23,6 +23,8 @@ from custody.hd import deposit_address
 from devnet.processes import ManagedProcess
 from jobs.broker import close_broker, create_broker
 from jobs.registry import registered_jobs
+from signer.derivation import ChainKeys
+from signer.exports import write_exports
 
 pytestmark = pytest.mark.e2e
 
@@ -61,8 +63,10 @@ def xpub() -> str:
 def allocator(database_url: str, redis_url: str, tmp_path: Path, xpub: str) -> Iterator[tuple[ManagedProcess, str]]:
     """`python -m cli worker allocator` configured like the devnet does it: env only, xpub file only."""
     chain = f"e2echain{uuid.uuid4().hex[:6]}"
-    xpub_file = tmp_path / "xpubs.json"
-    xpub_file.write_text(json.dumps({"chains": {chain: {"account": 3, "xpub": xpub}}}))
+    xpub_file, public_key_file = tmp_path / "xpubs.json", tmp_path / "signer-key.pub"
+    # What `virtuoz signer init` exports: the signed xpub file and the signer public key.
+    write_exports(xpub_file, public_key_file, Bip39SeedGenerator(MNEMONIC).Generate(""),
+                  [ChainKeys.default(chain, 3)])
     env = {
         **os.environ,
         "VIRTUOZ_ENV": "test",
@@ -72,6 +76,7 @@ def allocator(database_url: str, redis_url: str, tmp_path: Path, xpub: str) -> I
         "VIRTUOZ_CHAINS": json.dumps([{"name": chain, "chain_id": 31337, "rpc_url": "http://127.0.0.1:1",
                                        "native": "ETH", "account": 3}]),
         "VIRTUOZ_XPUB_FILE": str(xpub_file),
+        "VIRTUOZ_SIGNER_PUBLIC_KEY_FILE": str(public_key_file),
         # No keystore exists anywhere: the allocator must not need one.
         "VIRTUOZ_SIGNER_KEYSTORE_DIR": str(tmp_path / "no-keystore-here"),
         "VIRTUOZ_ADDRESS_POOL_LOW_WATER": "5",

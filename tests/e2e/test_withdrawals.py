@@ -10,6 +10,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from decimal import Decimal
+from functools import partial
 
 import dramatiq
 import pytest
@@ -22,6 +24,7 @@ from custody.withdrawals.authorization import _parse, authorize
 from tests.chain_fixtures import usdc_artifact, usdc_cache_dir  # noqa: F401 - fixtures
 from tests.e2e.withdrawal_cluster import (
     SIGNER_LIMITS,
+    SIGNER_ONLY_SANCTIONED,
     STUCK_BLOCKS,
     Cluster,
     build_cluster,
@@ -45,7 +48,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres, usdc_artifact) -
 @pytest.fixture(scope="module")
 async def people(cluster: Cluster) -> AsyncIterator[dict]:
     await cluster.wait_ready()
-    yield {"customer": await cluster.user(), "operator": await cluster.user("operator")}
+    yield {"customer": await cluster.user(), "operator": await cluster.approver(),
+           "operators": [await cluster.approver() for _ in range(10)]}
 
 
 def journal_rows(cluster: Cluster, sql: str, *args: object) -> list[tuple]:
@@ -79,8 +83,8 @@ async def test_eth_and_usdc_withdrawals_arrive_on_chain_and_debit_amount_plus_fe
     assert cluster.web3.eth.get_balance(destination) == 125 * ETH // 100
     assert cluster.usdc_balance(destination) == 250_500_000
     after = await balances(cluster, customer)
-    assert float(before["ETH"]["available"]) - float(after["ETH"]["available"]) == pytest.approx(1.251)
-    assert float(before["USDC"]["available"]) - float(after["USDC"]["available"]) == pytest.approx(251.5)
+    assert Decimal(before["ETH"]["available"]) - Decimal(after["ETH"]["available"]) == Decimal("1.251")
+    assert Decimal(before["USDC"]["available"]) - Decimal(after["USDC"]["available"]) == Decimal("251.5")
     assert after["ETH"]["held"] == after["USDC"]["held"] == "0"
     # The hold was posted once: amount to chain_withdrawals, the fee to fees; gas is a platform cost.
     rows = await cluster.query("SELECT t.type, count(*) AS n FROM ledger_transfers t WHERE t.reference_id = ANY($1)"
@@ -98,11 +102,11 @@ async def test_eth_and_usdc_withdrawals_arrive_on_chain_and_debit_amount_plus_fe
 
 
 async def test_twenty_concurrent_withdrawals_get_consecutive_nonces_and_are_all_mined(cluster, people) -> None:
-    customer, operator = people["customer"], people["operator"]
+    customer = people["customer"]
     destinations = [fresh_address() for _ in range(20)]
     created = await asyncio.gather(*(cluster.request(customer, chain="ethereum", asset="ETH", to_address=address,
                                                      amount="0.01") for address in destinations))
-    await asyncio.gather(*(cluster.approve(operator, item["id"]) for item in created))
+    await cluster.approve_all(people["operators"], [item["id"] for item in created])
     finals = await cluster.wait_final(customer, [item["id"] for item in created])
     assert {final["state"] for final in finals} == {"confirmed"}
     nonces = sorted(final["nonce"] for final in finals)
@@ -113,7 +117,7 @@ async def test_twenty_concurrent_withdrawals_get_consecutive_nonces_and_are_all_
 
 
 async def test_a_signer_killed_mid_stream_still_sends_every_withdrawal_exactly_once(cluster, people) -> None:
-    customer, operator = people["customer"], people["operator"]
+    customer = people["customer"]
     destinations = [fresh_address() for _ in range(8)]
     created = [await cluster.request(customer, chain="ethereum", asset="ETH", to_address=address, amount="0.02")
                for address in destinations]
@@ -122,7 +126,7 @@ async def test_a_signer_killed_mid_stream_still_sends_every_withdrawal_exactly_o
     signer = cluster.processes["signer"].process
     assert signer is not None
     signer.send_signal(signal.SIGSTOP)  # the requests queue up while it is frozen...
-    await asyncio.gather(*(cluster.approve(operator, withdrawal_id) for withdrawal_id in ids))
+    await cluster.approve_all(people["operators"], ids)
 
     async def requested() -> bool:
         rows = await cluster.query("SELECT count(*) AS n FROM withdrawals WHERE id = ANY($1) AND state = 'signing'",
@@ -193,6 +197,12 @@ async def test_tampered_and_over_limit_requests_sent_straight_to_the_signer_are_
 async def test_an_over_limit_withdrawal_fails_audited_its_hold_voided_and_its_nonce_reused(cluster, people) -> None:
     customer, operator = people["customer"], people["operator"]
     before = await balances(cluster, customer)
+    # Above the limits the custody side knows, a request is refused at once, holding nothing.
+    status, body = await cluster.call("POST", "/platform/crypto/withdrawals/request", customer.headers,
+                                      {"chain": "ethereum", "asset": "ETH", "to_address": fresh_address(),
+                                       "amount": "10.5"})
+    assert (status, body["error"]["code"]) == (403, "signer_limit_exceeded")
+    # Under those but above the signer's own: the signer, the last word, refuses it after approval.
     big = await cluster.request(customer, chain="ethereum", asset="ETH", to_address=fresh_address(), amount="6")
     await cluster.approve(operator, big["id"])
     [failed] = await cluster.wait_final(customer, [big["id"]])
@@ -265,7 +275,46 @@ async def test_a_stuck_transaction_is_replaced_with_higher_fees_and_mined_once(c
     assert STUCK_BLOCKS <= 5
 
 
-# --- Travel Rule over TRP between two VASP identities (issue 9) ---------------------------------
+async def test_refused_nonce_does_not_stall_later_withdrawals(cluster, people) -> None:
+    """The signer refuses a withdrawal (its own sanctions list names the destination; the API's does not)
+    after the next nonce went to another withdrawal: a filler (0 ETH, hot wallet to itself) takes the
+    refused nonce at once, so the later withdrawal is mined instead of waiting behind a gap for ever."""
+    customer, operator = people["customer"], people["operator"]
+    refused = await cluster.request(customer, chain="ethereum", asset="ETH", to_address=SIGNER_ONLY_SANCTIONED,
+                                    amount="0.01")
+    later_destination = fresh_address()
+    later = await cluster.request(customer, chain="ethereum", asset="ETH", to_address=later_destination,
+                                  amount="0.02")
+    signer = cluster.processes["signer"].process
+    assert signer is not None
+    signer.send_signal(signal.SIGSTOP)  # both get their nonces before the signer answers either
+
+    async def signing(withdrawal_id: str) -> bool:
+        return (await cluster.withdrawal(customer, withdrawal_id))["state"] == "signing"
+
+    try:
+        for created in (refused, later):
+            await cluster.approve(operator, created["id"])
+            await cluster.wait_for(partial(signing, created["id"]), "the sign request")
+    finally:
+        signer.send_signal(signal.SIGCONT)
+
+    failed, mined = await cluster.wait_final(customer, [refused["id"], later["id"]])
+    assert (failed["state"], failed["failure_reason"]) == ("failed", "sanctioned_address")
+    assert mined["state"] == "confirmed" and mined["nonce"] == failed["nonce"] + 1
+    assert cluster.web3.eth.get_balance(later_destination) == 2 * ETH // 100
+    [filler] = await cluster.query("SELECT id, nonce, tx_hash FROM nonce_fillers WHERE nonce = $1",
+                                   failed["nonce"])
+    transaction = cluster.web3.eth.get_transaction(filler["tx_hash"])
+    assert (transaction["from"], transaction["to"], transaction["value"], transaction["nonce"]) == (
+        cluster.hot_wallet, cluster.hot_wallet, 0, failed["nonce"])
+    assert cluster.web3.eth.get_transaction_receipt(filler["tx_hash"])["status"] == 1
+    # The signer journaled it under the filler's own id, beside nothing else at that nonce.
+    assert journal_rows(cluster, "SELECT withdrawal_id FROM signatures WHERE nonce = ?", str(failed["nonce"])) == [
+        (str(filler["id"]),)]
+
+
+# --- Travel Rule over TRP between two VASP identities ---------------------------------
 
 async def beneficiary_account(cluster: Cluster) -> str:
     """A deposit address of a customer of the counterparty VASP (both identities share this database)."""

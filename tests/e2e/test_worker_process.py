@@ -62,7 +62,8 @@ def spawn(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Spawn]:
     def start(name: str, module: str, function: str, *args: str, **settings: object) -> ManagedProcess:
         overrides = {"env": "test", "database_url": database_url, "redis_url": redis_url, "log_json": False, **settings}
         call_args = "".join(f", {arg!r}" for arg in args)
-        code = f"from core.settings import Settings\nfrom {module} import {function}\n"
+        # What `virtuoz` does first in every process: load every domain's actors and plug-ins.
+        code = f"from cli import registry\nregistry.load()\nfrom core.settings import Settings\nfrom {module} import {function}\n"
         code += f"{function}(Settings(**{overrides!r}){call_args})\n"
         process = ManagedProcess(name, [sys.executable, "-c", code], log_path=tmp_path / f"{name}.log", cwd=REPO_ROOT)
         processes.append(process.start())

@@ -2,7 +2,9 @@
 
 One cluster per test module (per pytest worker): its own database (on the session's PostgreSQL),
 its own Redis, its own Anvil chain (0.2 s blocks, 1 confirmation) with USDC, a keystore made with
-the public devnet passphrase, the custody request key pair, and a hot wallet funded by the faucet.
+the public devnet passphrase (its exports: the signed xpub file and the signer public key, which
+every process reads from the data dir), the custody request key pair, and a hot wallet funded by
+the faucet.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from web3 import HTTPProvider, Web3
 
 from compliance.travel_rule.tls import ensure_devnet_pki
 from core.migrate import upgrade
-from custody.hd import hot_wallet_address, load_xpubs
+from core.sign_requests import load_signer_public_key
+from custody.hd import load_xpubs
 from custody.withdrawals.authorization import ensure_request_key_pair
 from devnet.chains import AnvilChain, deploy_usdc, fund_wallet
 from devnet.processes import ManagedProcess, free_port
 from devnet.servers import EmbeddedPostgres, EmbeddedRedis
+from signer.derivation import ChainKeys
 from signer.keystore import DEVNET_PASSPHRASE, MIN_SCRYPT_N, init_keystore
+from tests.factories import Totp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API = "/api/v1"
@@ -42,6 +47,12 @@ WAIT_TIMEOUT = 60.0
 # The signer's own limits in this cluster: ETH single 5, so "over the limit" is easy to ask for.
 SIGNER_LIMITS = {"ETH": {"decimals": 18, "single": "5", "daily": "80"},
                  "USDC": {"decimals": 6, "single": "100000", "daily": "1000000"}}
+# What the API and the custody worker believe the signer's limits are: looser than its own (a
+# signer whose limits were tightened), so a request passes the request-time check and the signer,
+# the last word, refuses it.
+CUSTODY_SIGNER_LIMITS = {**SIGNER_LIMITS, "ETH": {"decimals": 18, "single": "10", "daily": "80"}}
+# On the signer's own sanctions list only: the API lets a withdrawal to it through, the signer refuses it.
+SIGNER_ONLY_SANCTIONED = "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc"
 
 
 @dataclass
@@ -49,6 +60,7 @@ class User:
     user_id: str
     email: str
     headers: dict[str, str]
+    totp: Totp | None = None  # an approver's authenticator: every approval takes a fresh code
 
 
 @dataclass
@@ -80,8 +92,9 @@ class Cluster:
         return process
 
     def start_signer(self) -> ManagedProcess:
-        # The passphrase goes to the signer's environment only.
-        return self.start("signer", ["signer"], {**self.env, "VIRTUOZ_SIGNER_PASSPHRASE": DEVNET_PASSPHRASE})
+        # The passphrase goes to the signer's environment only; so do the signer's own (tighter) limits.
+        return self.start("signer", ["signer"], {**self.env, "VIRTUOZ_SIGNER_PASSPHRASE": DEVNET_PASSPHRASE,
+                                                 "VIRTUOZ_SIGNER_LIMITS": json.dumps(SIGNER_LIMITS)})
 
     def kill_signer(self) -> None:
         process = self.processes["signer"]
@@ -120,15 +133,34 @@ class Cluster:
         assert status == 200, login
         return User(created["id"], email, {"Authorization": f"Bearer {login['access_token']}"})
 
+    async def approver(self, role: str = "operator") -> User:
+        """An operator (or admin) with MFA on, as approving withdrawals requires."""
+        approver = await self.user(role)
+        status, enrolled = await self.call("POST", "/auth/mfa/enroll", approver.headers)
+        assert status in (200, 201), enrolled
+        approver.totp = Totp(enrolled["secret"])
+        status, verified = await self.call("POST", "/auth/mfa/verify", approver.headers,
+                                           {"code": await approver.totp.code()})
+        assert status == 200, verified
+        return approver
+
     async def request(self, user: User, **fields: Any) -> dict[str, Any]:
         status, body = await self.call("POST", "/platform/crypto/withdrawals/request", user.headers, fields)
         assert status == 201, body
         return body
 
     async def approve(self, operator: User, withdrawal_id: str) -> dict[str, Any]:
-        status, body = await self.call("POST", f"/platform/crypto/withdrawals/{withdrawal_id}/sign", operator.headers)
+        assert operator.totp is not None, "approvers have MFA: make them with Cluster.approver()"
+        async with operator.totp.lock:  # one approver's codes reach the API in the order they were made
+            status, body = await self.call("POST", f"/platform/crypto/withdrawals/{withdrawal_id}/sign",
+                                           operator.headers, {"totp_code": await operator.totp.code()})
         assert status == 200, body
         return body
+
+    async def approve_all(self, operators: list[User], withdrawal_ids: list[str]) -> None:
+        """Approve at once, spread over several approvers: each code is good once per 30 s step."""
+        await asyncio.gather(*(self.approve(operators[index % len(operators)], withdrawal_id)
+                               for index, withdrawal_id in enumerate(withdrawal_ids)))
 
     async def withdrawal(self, user: User, withdrawal_id: str) -> dict[str, Any]:
         status, body = await self.call("GET", f"/platform/crypto/withdrawals/{withdrawal_id}", user.headers)
@@ -202,15 +234,20 @@ def build_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, An
                        log_dir=data_dir / "logs").start()
     usdc = deploy_usdc(anvil.rpc_url, artifact, root / "contracts.json")
     xpub_file = data_dir / "xpubs.json"
-    init_keystore(data_dir / "signer", xpub_file, DEVNET_PASSPHRASE, [("ethereum", 0)], scrypt_n=MIN_SCRYPT_N)
+    public_key_file = data_dir / "signer-key.pub"  # VIRTUOZ_SIGNER_PUBLIC_KEY_FILE's default in this data dir
+    init_keystore(data_dir / "signer", xpub_file, DEVNET_PASSPHRASE, [ChainKeys.default("ethereum", 0)],
+                  public_key_file=public_key_file, scrypt_n=MIN_SCRYPT_N)
     ensure_request_key_pair(data_dir / "custody-request-key.pem", data_dir / "custody-request-key.pub")
-    hot_wallet = hot_wallet_address(load_xpubs(xpub_file)["ethereum"].xpub)
+    hot_wallet = load_xpubs(xpub_file, load_signer_public_key(public_key_file))["ethereum"].hot_wallet
     fund_wallet(anvil.rpc_url, hot_wallet, artifact, usdc, native_wei=500 * 10**18, usdc_minor=10**12)
     api_port = free_port()
     # Travel Rule: two VASP identities over mTLS, this platform's and a counterparty's.
     vasps = [{"name": "virtuoz", "legal_name": "VirtuOZ Test VASP", "port": free_port()},
              {"name": "counterparty", "legal_name": "Counterparty VASP Ltd", "country": "DE", "port": free_port()}]
     ensure_devnet_pki(data_dir / "trp-pki", [vasp["name"] for vasp in vasps], ["127.0.0.1"])
+    devnet_sanctions = REPO_ROOT / "deploy" / "devnet" / "sanctions.txt"
+    signer_sanctions = data_dir / "signer-sanctions.txt"
+    signer_sanctions.write_text(devnet_sanctions.read_text() + f"\n{SIGNER_ONLY_SANCTIONED}\n")
     chains = [{"name": "ethereum", "chain_id": CHAIN_ID, "rpc_url": anvil.rpc_url, "native": "ETH",
                "confirmations": 1, "tokens": {"USDC": usdc}, "account": 0}]
     env = {
@@ -224,15 +261,19 @@ def build_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, An
         "VIRTUOZ_LOG_JSON": "false",
         "VIRTUOZ_HEARTBEAT_INTERVAL_SECONDS": "1",
         "VIRTUOZ_SANDBOX_CREDIT": "ETH:100,USDC:100000",
-        "VIRTUOZ_SANCTIONS_LIST_FILE": str(REPO_ROOT / "deploy" / "devnet" / "sanctions.txt"),
+        "VIRTUOZ_SANCTIONS_LIST_FILE": str(devnet_sanctions),
+        "VIRTUOZ_SIGNER_SANCTIONS_LIST_FILE": str(signer_sanctions),
         "VIRTUOZ_WITHDRAWAL_TRACK_SECONDS": "0.5",
         "VIRTUOZ_WITHDRAWAL_RESEND_SECONDS": "2",
         "VIRTUOZ_WITHDRAWAL_STUCK_BLOCKS": str(STUCK_BLOCKS),
+        # Longer than the stuck window here, so a dropped transaction is replaced by a fee bump (the
+        # stuck-transaction test), not sent again first; re-broadcasts are tested at the worker level.
+        "VIRTUOZ_WITHDRAWAL_REBROADCAST_BLOCKS": str(2 * STUCK_BLOCKS),
         "VIRTUOZ_WITHDRAWAL_TRAVEL_RULE_THRESHOLDS": json.dumps({"ETH": "50", "USDC": "1000"}),
         "VIRTUOZ_TRAVEL_RULE_IDENTITIES": json.dumps(vasps),
         "VIRTUOZ_WITHDRAWAL_FOUR_EYES_THRESHOLDS": json.dumps({"ETH": "50", "USDC": "100000"}),
         "VIRTUOZ_WITHDRAWAL_FEES": json.dumps({"ETH": "0.001", "USDC": "1"}),
-        "VIRTUOZ_SIGNER_LIMITS": json.dumps(SIGNER_LIMITS),
+        "VIRTUOZ_SIGNER_LIMITS": json.dumps(CUSTODY_SIGNER_LIMITS),
         "VIRTUOZ_KYC_WITHDRAWAL_LIMITS": "{}",  # the customers here are unverified (compliance.kyc.limits)
     }
     cluster = Cluster(data_dir, database_url, redis.url(), anvil, usdc, artifact["abi"], hot_wallet,

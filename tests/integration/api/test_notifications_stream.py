@@ -8,9 +8,10 @@ import time
 
 from redis.asyncio import Redis
 
-from api.keys import STREAMS
+from api.keys import REDIS, STREAMS
 from core.db import create_engine, session_factory, unit_of_work
-from notifications.service import bind_publisher, notify
+from notifications.service import bind_publisher, channel, notify
+from tests.factories import wait_until
 
 
 async def produce(database_url: str, redis_url: str, user_id, *types: str) -> None:
@@ -23,6 +24,12 @@ async def produce(database_url: str, redis_url: str, user_id, *types: str) -> No
             await notify(session, user_id, type, {"note": type})
     await redis.aclose()
     await engine.dispose()
+
+
+async def subscribed(client, user_id) -> bool:
+    """Whether a stream of this app listens on the user's pub/sub channel (it subscribes, then replays)."""
+    [(_, listeners)] = await client.app[REDIS].pubsub_numsub(channel(user_id))
+    return listeners > 0
 
 
 async def read_events(response, count: int, timeout: float = 10.0) -> list[dict]:
@@ -48,7 +55,7 @@ async def test_stream_delivers_events_made_in_another_process(make_client, setti
     user = await login_as(client)
     response = await client.get("/api/v1/notifications/stream", headers=user.headers)
     assert response.status == 200 and response.headers["Content-Type"] == "text/event-stream"
-    await asyncio.sleep(0.3)  # let the stream subscribe
+    await wait_until(lambda: subscribed(client, user.user_id), what="the stream subscribed to the user's channel")
     await produce(database_url, redis_url, user.user_id, "escrow.funded", "escrow.released")
     events = await read_events(response, 2)
     assert [(e["id"], e["event"]) for e in events] == [("1", "escrow.funded"), ("2", "escrow.released")]

@@ -25,7 +25,7 @@ async def test_readiness_ready_names_every_check(client):
     assert {check["name"] for check in body["checks"]} == {"database", "redis"}
 
 
-async def test_readiness_requires_fresh_worker_heartbeats(make_client, settings, database_url):
+async def test_readiness_requires_fresh_worker_heartbeats(make_client, settings, database_url, caplog):
     policy = settings.readiness.model_copy(update={"workers": ["custody", "readiness-test-worker"]})
     client = await make_client(settings.model_copy(update={"readiness": policy}))
     engine = create_engine(database_url)
@@ -36,8 +36,9 @@ async def test_readiness_requires_fresh_worker_heartbeats(make_client, settings,
     body = await response.json()
     assert response.status == 503
     assert body["failing"] == ["workers"]
-    workers = next(check for check in body["checks"] if check["name"] == "workers")
-    assert "readiness-test-worker" in workers["detail"] and "custody" not in workers["detail"].split("from ")[1]
+    assert {"name": "workers", "ok": False} in body["checks"]
+    logged = next(record.getMessage() for record in caplog.records if "workers is failing" in record.getMessage())
+    assert "readiness-test-worker" in logged and "custody" not in logged.split("from ")[1]
 
 
 async def test_status_reports_version_environment_uptime_and_queues(client):

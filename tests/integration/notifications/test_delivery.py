@@ -3,7 +3,6 @@ retries and recorded failures, product emails."""
 
 from __future__ import annotations
 
-import asyncio
 import smtplib
 import sys
 import uuid
@@ -18,7 +17,7 @@ from devnet.processes import ManagedProcess, free_port, port_open
 from devnet.smtp import MaildirHandler
 from jobs.broker import close_broker, create_broker
 from jobs.registry import bind_broker
-from tests.factories import make_user, unique_email
+from tests.factories import consumed, make_user, unique_email, wait_until
 from tests.integration.content.conftest import API, VARIABLES, email_template, fetch_all
 from tests.integration.notifications.conftest import delivery_row, messages, notifications_worker, settled
 
@@ -66,10 +65,11 @@ async def test_a_delivery_is_sent_once_however_often_its_message_arrives(cms, se
     async with notifications_worker(redis_url, database_url, worker_settings):
         await settled(database_url, queued["id"])
     broker = create_broker(redis_url)
-    broker.enqueue(send_email.message(queued["id"]))  # a redelivery
+    redelivery = broker.enqueue(send_email.message(queued["id"]))  # a redelivery
     close_broker(broker)
-    async with notifications_worker(redis_url, database_url, worker_settings):
-        await asyncio.sleep(1.5)
+    async with notifications_worker(redis_url, database_url, worker_settings) as worker_broker:
+        await wait_until(lambda: consumed(worker_broker, "notifications", [redelivery.message_id]), timeout=45,
+                         what="the redelivered message run by the worker")
     assert len([m for m in messages(maildir) if m["To"] == recipient]) == 1
     assert (await delivery_row(database_url, queued["id"])).attempts == 1
 

@@ -9,7 +9,9 @@ import uuid
 
 from sqlalchemy import select
 
-from notifications.service import Notification
+from api.keys import REDIS
+from notifications.service import Notification, channel
+from tests.factories import wait_until
 from tests.integration.support.conftest import TICKETS, error_of, notifications_of, open_ticket, ticket_events
 
 API = "/api/v1"
@@ -118,7 +120,12 @@ async def test_the_customers_stream_carries_replies_and_moves_but_never_a_note(a
     ticket = await open_ticket(app_client, customer)
     stream = await app_client.get(f"{API}/notifications/stream", headers=customer.headers)
     assert stream.status == 200
-    await asyncio.sleep(0.3)  # let the stream subscribe
+
+    async def subscribed() -> bool:
+        [(_, listeners)] = await app_client.app[REDIS].pubsub_numsub(channel(customer.user_id))
+        return listeners > 0
+
+    await wait_until(subscribed, what="the customer's stream subscribed to their channel")
     note = secret_note()
     await add_note(app_client, support, ticket["id"], note)
     await app_client.post(f"{TICKETS}/{ticket['id']}/messages", json={"body": "On it."}, headers=support.headers)

@@ -7,7 +7,10 @@ import json
 import pytest
 from bip_utils import Bip32Secp256k1, Bip39SeedGenerator, Bip44, Bip44Changes, Bip44Coins, EthAddr
 
+from core.sign_requests import load_signer_public_key
 from custody.hd import XpubError, checksum_address, deposit_address, load_xpubs
+from signer.derivation import ChainKeys
+from signer.exports import write_exports
 
 # The BIP39 test mnemonic every wallet documents; empty BIP39 passphrase.
 MNEMONIC = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
@@ -105,13 +108,19 @@ def test_hardened_or_negative_indexes_are_refused(account_xpub, index) -> None:
 
 
 def test_load_xpubs_reads_the_signer_export(tmp_path, account_xpub) -> None:
-    path = tmp_path / "xpubs.json"
-    path.write_text(json.dumps({"chains": {"ethereum": {"account": 0, "xpub": account_xpub}}}))
-    xpubs = load_xpubs(path)
+    path, public_key_file = tmp_path / "xpubs.json", tmp_path / "signer-key.pub"
+    seed = Bip39SeedGenerator(MNEMONIC).Generate("")
+    write_exports(path, public_key_file, seed, [ChainKeys.default("ethereum", 0)])
+    public_key = load_signer_public_key(public_key_file)
+    xpubs = load_xpubs(path, public_key)
     assert xpubs["ethereum"].account == 0 and xpubs["ethereum"].xpub == account_xpub
+    assert xpubs["ethereum"].hot_account == 2**31 - 1
 
     with pytest.raises(XpubError, match="signer init"):
-        load_xpubs(tmp_path / "missing.json")
-    path.write_text("{}")
+        load_xpubs(tmp_path / "missing.json", public_key)
+    path.write_text("not json")
     with pytest.raises(XpubError, match="not an xpub file"):
-        load_xpubs(path)
+        load_xpubs(path, public_key)
+    path.write_text(json.dumps({"chains": {}}))
+    with pytest.raises(XpubError, match="not signed by the signer key"):
+        load_xpubs(path, public_key)

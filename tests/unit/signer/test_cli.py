@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-
-from pydantic import SecretStr
-
 from core.settings import ChainSettings, Environment, Settings
 from signer.cli import add_commands, run_init
 from signer.keystore import DEVNET_PASSPHRASE, keystore_path, unlock_keystore
@@ -25,6 +22,7 @@ def test_paths_default_to_the_data_dir(tmp_path) -> None:
     settings = make_settings(tmp_path)
     assert settings.signer_keystore_dir == tmp_path / "signer"
     assert settings.xpub_file == tmp_path / "xpubs.json"
+    assert settings.signer_public_key_file == tmp_path / "signer-key.pub"
 
 
 def test_init_uses_the_configured_passphrase_and_paths(tmp_path, capsys) -> None:
@@ -47,9 +45,12 @@ def test_init_without_a_passphrase_or_terminal_refuses(tmp_path, capsys, monkeyp
 
 
 def test_production_refuses_the_devnet_passphrase(tmp_path, capsys) -> None:
+    passphrase_file = tmp_path / "passphrase"
+    passphrase_file.write_text(DEVNET_PASSPHRASE)
+    passphrase_file.chmod(0o600)
     # model_copy skips validation (Settings.check would refuse this test's embedded defaults first).
     settings = make_settings(tmp_path).model_copy(update={"env": Environment.PRODUCTION,
-                                                          "signer_passphrase": SecretStr(DEVNET_PASSPHRASE)})
+                                                          "signer_passphrase_file": passphrase_file})
     assert run_init(settings) == 1
     assert "devnet" in capsys.readouterr().err
     assert not keystore_path(tmp_path / "signer").exists()

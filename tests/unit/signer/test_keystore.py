@@ -1,4 +1,4 @@
-"""The signer's keystore: sealed seed at rest, public xpubs out, refusal to overwrite."""
+"""The signer's keystore: sealed seed at rest, public exports out, refusal to overwrite."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import pytest
 from bip_utils import Bip32Secp256k1, Bip39Languages, EthAddr
 from bip_utils.bip.bip39.bip39_mnemonic_utils import Bip39WordsListGetter
 
+from core.sign_requests import load_signer_public_key
 from custody.hd import deposit_address, load_xpubs
+from signer.derivation import ChainKeys
 from signer.keystore import (
     MIN_SCRYPT_N,
     InvalidKeystoreRequest,
@@ -27,7 +29,7 @@ from signer.keystore import (
 )
 
 PASSPHRASE = "correct horse battery staple 42"
-CHAINS = [("ethereum", 0), ("polygon", 1)]
+CHAINS = [ChainKeys.default("ethereum", 0), ChainKeys.default("polygon", 1)]
 
 
 @pytest.fixture
@@ -64,14 +66,16 @@ def test_keystore_file_is_0600_in_a_0700_directory(initialized) -> None:
     assert stat.S_IMODE(os.stat(keystore_path(keystore_dir)).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(keystore_dir).st_mode) == 0o700
     assert sorted(path.name for path in keystore_dir.iterdir()) == ["keystore.json"]  # no temporary left behind
-    assert stat.S_IMODE(os.stat(xpub_file).st_mode) == 0o644  # public by design
+    assert sorted(path.name for path in xpub_file.parent.iterdir()) == ["signer-key.pub", "xpubs.json"]
+    for public in xpub_file.parent.iterdir():
+        assert stat.S_IMODE(os.stat(public).st_mode) == 0o644  # public by design
 
 
 def test_keystore_holds_no_plaintext_seed_or_mnemonic(initialized) -> None:
     keystore_dir, xpub_file = initialized
     seed = unlock_keystore(keystore_dir, PASSPHRASE)
     bip39_words = set(Bip39WordsListGetter().GetByLanguage(Bip39Languages.ENGLISH).m_idx_to_words)
-    for path in (keystore_path(keystore_dir), xpub_file):
+    for path in (keystore_path(keystore_dir), xpub_file, xpub_file.with_name("signer-key.pub")):
         text = path.read_text()
         assert seed.hex() not in text.lower()
         assert base64.b64encode(seed).decode() not in text
@@ -93,7 +97,8 @@ def test_keystore_records_its_version_and_kdf_parameters(initialized) -> None:
 
 def test_two_keystores_have_different_seeds_and_salts(tmp_path) -> None:
     for name in ("a", "b"):
-        init_keystore(tmp_path / name, tmp_path / f"{name}.json", PASSPHRASE, CHAINS, scrypt_n=MIN_SCRYPT_N)
+        init_keystore(tmp_path / name, tmp_path / f"{name}.json", PASSPHRASE, CHAINS,
+                      public_key_file=tmp_path / f"{name}.pub", scrypt_n=MIN_SCRYPT_N)
     assert unlock_keystore(tmp_path / "a", PASSPHRASE) != unlock_keystore(tmp_path / "b", PASSPHRASE)
     salts = {json.loads(keystore_path(tmp_path / name).read_text())["kdf"]["salt"] for name in ("a", "b")}
     assert len(salts) == 2
@@ -104,14 +109,18 @@ def test_xpub_file_matches_derivation_from_the_unlocked_seed(initialized) -> Non
     root = Bip32Secp256k1.FromSeed(unlock_keystore(keystore_dir, PASSPHRASE))
     document = json.loads(xpub_file.read_text())
     assert set(document["chains"]) == {"ethereum", "polygon"}
-    for chain, account in CHAINS:
-        entry = document["chains"][chain]
-        assert entry["account"] == account
+    public_key = load_signer_public_key(xpub_file.with_name("signer-key.pub"))
+    for chain in CHAINS:
+        entry = document["chains"][chain.name]
+        assert (entry["account"], entry["hot_account"]) == (chain.account, chain.hot_account)
         assert entry["xpub"].startswith("xpub")
-        assert entry["xpub"] == root.DerivePath(f"m/44'/60'/{account}'").PublicKey().ToExtended()
+        assert entry["xpub"] == root.DerivePath(f"m/44'/60'/{chain.account}'").PublicKey().ToExtended()
         # What the allocator derives from the file is the signer's own m/44'/60'/{account}'/0/{index}.
-        private = root.DerivePath(f"m/44'/60'/{account}'/0/7")
-        assert deposit_address(load_xpubs(xpub_file)[chain].xpub, 7) == EthAddr.EncodeKey(private.PublicKey().KeyObject())
+        private = root.DerivePath(f"m/44'/60'/{chain.account}'/0/7")
+        loaded = load_xpubs(xpub_file, public_key)[chain.name]
+        assert deposit_address(loaded.xpub, 7) == EthAddr.EncodeKey(private.PublicKey().KeyObject())
+        hot = root.DerivePath(f"m/44'/60'/{chain.hot_account}'/0/0")
+        assert loaded.hot_wallet == EthAddr.EncodeKey(hot.PublicKey().KeyObject())
 
 
 def test_rerunning_init_refuses_to_overwrite(initialized) -> None:
@@ -150,8 +159,12 @@ def test_missing_or_altered_keystore_is_a_typed_error(initialized, tmp_path) -> 
 @pytest.mark.parametrize(("passphrase", "chains", "scrypt_n", "match"), [
     ("", CHAINS, MIN_SCRYPT_N, "empty passphrase"),
     (PASSPHRASE, [], MIN_SCRYPT_N, "no chains"),
-    (PASSPHRASE, [("ethereum", 0), ("polygon", 0)], MIN_SCRYPT_N, "share BIP44 account 0"),
-    (PASSPHRASE, [("ethereum", 0), ("ethereum", 1)], MIN_SCRYPT_N, "twice"),
+    (PASSPHRASE, [ChainKeys.default("ethereum", 0), ChainKeys.default("polygon", 0)], MIN_SCRYPT_N,
+     "share BIP44 account 0"),
+    (PASSPHRASE, [ChainKeys.default("ethereum", 0), ChainKeys.default("ethereum", 1)], MIN_SCRYPT_N, "twice"),
+    (PASSPHRASE, [ChainKeys("ethereum", 0, 1), ChainKeys.default("polygon", 1)], MIN_SCRYPT_N,
+     "share BIP44 account 1"),
+    (PASSPHRASE, [ChainKeys("ethereum", 0, 0)], MIN_SCRYPT_N, "share BIP44 account 0"),
     (PASSPHRASE, CHAINS, 2**14, "scrypt n"),
 ])
 def test_unsafe_requests_are_refused_before_anything_is_written(paths, passphrase, chains, scrypt_n, match) -> None:

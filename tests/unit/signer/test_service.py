@@ -37,10 +37,10 @@ def keys() -> tuple[str, str]:
     return generate_keypair()
 
 
-def make_signer(tmp_path: Path, public_key: str, limits=LIMITS) -> Signer:
+def make_signer(tmp_path: Path, public_key: str, limits=LIMITS, fee_caps=None) -> Signer:
     sanctions = tmp_path / "sanctions.txt"
     sanctions.write_text(f"# test list\n{SANCTIONED}\n")
-    policy = Policy([CHAIN], limits, SanctionsList(sanctions))
+    policy = Policy([CHAIN], limits, SanctionsList(sanctions), fee_caps=fee_caps)
     return Signer(SEED, [CHAIN], policy, Journal(tmp_path / "journal.sqlite3"), load_public_key(public_key))
 
 
@@ -65,15 +65,16 @@ def reason(outcome: Signed | Refused) -> str:
     return outcome.reason
 
 
-def test_the_hot_wallet_is_m44_60_account_1_0_and_custody_derives_it_from_the_xpub(signer) -> None:
+def test_the_hot_wallet_is_m44_60_hot_account_0_0_and_not_under_the_deposit_xpub(signer) -> None:
     from bip_utils import Bip32Secp256k1
 
-    from custody.hd import hot_wallet_address
+    from custody.hd import deposit_address
 
     root = Bip32Secp256k1.FromSeed(SEED)
-    expected = Account.from_key(root.DerivePath("m/44'/60'/0'/1/0").PrivateKey().Raw().ToBytes()).address
+    expected = Account.from_key(root.DerivePath(f"m/44'/60'/{CHAIN.hot_account}'/0/0").PrivateKey().Raw()
+                                .ToBytes()).address
     assert signer.hot_wallet(31337) == expected
-    assert hot_wallet_address(root.DerivePath("m/44'/60'/0'").PublicKey().ToExtended()) == expected
+    assert deposit_address(root.DerivePath("m/44'/60'/0'").PublicKey().ToExtended(), 0) != expected
 
 
 def test_signs_once_and_answers_a_repeat_with_the_same_bytes(signer, keys) -> None:
@@ -180,7 +181,8 @@ def test_the_signature_is_byte_for_byte_eth_accounts(signer, keys) -> None:
 
     unsigned = native(signer, nonce=42)
     signed = ask(signer, keys[0], WITHDRAWAL, unsigned)
-    private = Bip32Secp256k1.FromSeed(SEED).DerivePath("m/44'/60'/0'/1/0").PrivateKey().Raw().ToBytes()
+    private = Bip32Secp256k1.FromSeed(SEED).DerivePath(f"m/44'/60'/{CHAIN.hot_account}'/0/0").PrivateKey().Raw() \
+        .ToBytes()
     reference = Account.sign_transaction(unsigned.for_signing(), private)
     assert isinstance(signed, Signed)
     assert signed.raw_tx == "0x" + reference.raw_transaction.hex()

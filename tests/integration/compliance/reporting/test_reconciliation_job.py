@@ -26,14 +26,14 @@ from core.db import unit_of_work
 from core.settings import ChainSettings, Settings
 from custody.addresses.models import DepositAddress
 from custody.chains import EvmChain
-from custody.hd import hot_wallet_address
+from custody.hd import retired_hot_wallet_address, signed_xpubs
 from custody.ledger.models import LedgerAccount
 from jobs.broker import queue_depths
 from jobs.scheduler import SCHEDULE, build_scheduler
 from tests.chain_fixtures import anvil_chain, usdc_artifact, usdc_cache_dir  # noqa: F401
 from tests.integration.compliance.conftest import drain
 from tests.integration.compliance.review.test_reconcile import credited_deposit, mined
-from tests.integration.custody.conftest import account_xpub
+from tests.integration.custody.conftest import account_xpub, write_xpub_file
 from tests.integration.custody.deposits.conftest import usdc_address, wallet  # noqa: F401
 
 ETH = 10**18
@@ -48,10 +48,8 @@ def chain_settings(anvil_chain, usdc_address: str) -> ChainSettings:  # noqa: F8
 
 @pytest.fixture
 def job_settings(settings: Settings, chain_settings: ChainSettings, tmp_path: Path) -> Settings:
-    xpub_file = tmp_path / "xpubs.json"
-    xpub_file.write_text(json.dumps({"chains": {chain_settings.name: {
-        "account": chain_settings.account, "xpub": account_xpub(chain_settings.account)}}}))
-    return settings.model_copy(update={"chains": [chain_settings], "xpub_file": xpub_file,
+    write_xpub_file(settings, [chain_settings])
+    return settings.model_copy(update={"chains": [chain_settings],
                                        "reconciliation_interval_hours": 6, "reconciliation_jurisdiction": "FATF"})
 
 
@@ -85,13 +83,16 @@ async def test_the_schedule_enqueues_the_reconciliation_job(broker, redis_url, n
 async def test_the_job_compares_hot_wallet_and_deposit_addresses_with_the_liabilities_once_per_interval(
         broker, factory, job_settings, chain_settings, wallet, login_as, client) -> None:  # noqa: F811
     user = await login_as(client)
-    hot = hot_wallet_address(account_xpub(chain_settings.account))
+    hot = signed_xpubs(job_settings)[chain_settings.name].hot_wallet
+    # The hot wallet of before the move still holds the platform's money until it is moved.
+    retired = retired_hot_wallet_address(account_xpub(chain_settings.account))
     deposit_address = Account.create().address
     async with unit_of_work(factory) as session:
         session.add(DepositAddress(chain=chain_settings.name, derivation_index=0, address=deposit_address,
                                    user_id=user.user_id, assigned_at=datetime.now(UTC)))
     into_deposit = await asyncio.to_thread(wallet.send_native, deposit_address, 3 * ETH // 4)
     await asyncio.to_thread(wallet.send_native, hot, 2 * ETH)
+    await asyncio.to_thread(wallet.send_native, retired, ETH // 2)
     usdc = await asyncio.to_thread(wallet.send_usdc, deposit_address, 30_000_000)
     await mined(wallet, usdc, depth=1)
     await credited_deposit(factory, chain_settings, user.user_id, into_deposit, deposit_address, "ETH", 3 * ETH // 4)
@@ -108,7 +109,7 @@ async def test_the_job_compares_hot_wallet_and_deposit_addresses_with_the_liabil
     rows = {row["currency"]: row for row in json.loads(Path(report.json_path).read_bytes())["rows"]}
     head = await asyncio.to_thread(wallet.head)
     eth, usdc_row = rows["ETH"], rows["USDC"]
-    assert (eth["hot_wallets"], eth["deposit_addresses"], eth["onchain_balance"]) == ("2", "0.75", "2.75")
+    assert (eth["hot_wallets"], eth["deposit_addresses"], eth["onchain_balance"]) == ("2.5", "0.75", "3.25")
     assert (usdc_row["hot_wallets"], usdc_row["deposit_addresses"], usdc_row["onchain_balance"]) == ("0", "30", "30")
     block = int(eth["blocks"].split("@")[1])
     assert eth["blocks"].startswith(f"{chain_settings.name}@") and usdc.block_number <= block <= head

@@ -274,3 +274,27 @@ async def test_admin_list_paginates(client, login_as) -> None:
         if cursor is None:
             break
     assert set(created) <= set(seen) and len(seen) == len(set(seen))
+
+
+async def test_a_plain_date_period_is_the_utc_day(client, login_as) -> None:
+    """`2026-11-01` to `2026-11-30` is the whole of November in UTC: both days included."""
+    officer = await login_as(client, "compliance")
+    jurisdiction = "US"
+    response = await create(client, officer, jurisdiction=jurisdiction, type="travel_rule",
+                            period_start="1999-11-01", period_end="1999-11-30")
+    body = await response.json()
+    assert response.status == 202, body
+    listed = await client.get(f"/api/v1/compliance/reports/{jurisdiction}", headers=officer.headers,
+                              params={"limit": 100})
+    (report,) = [item for item in (await listed.json())["items"] if item["id"] == body["id"]]
+    assert (report["period_start"], report["period_end"]) == ("1999-11-01T00:00:00Z", "1999-12-01T00:00:00Z")
+    one_day = await create(client, officer, jurisdiction=jurisdiction, type="large_transactions",
+                           period_start="1999-10-31", period_end="1999-10-31")
+    assert one_day.status == 202, await one_day.text()
+    mixed = await create(client, officer, jurisdiction=jurisdiction, type="suspicious_activity",
+                         period_start="1999-09-01", period_end="1999-09-02T12:00:00Z")
+    assert mixed.status == 202, await mixed.text()
+    for wrong in ("1999-13-01", "1999-11-01T00:00:00"):  # not a date, and a time without a zone
+        refused = await create(client, officer, jurisdiction=jurisdiction, type="reconciliation",
+                               period_start=wrong, period_end="1999-12-01")
+        assert refused.status == 422, await refused.text()

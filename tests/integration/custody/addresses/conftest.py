@@ -6,7 +6,6 @@ gets a chain name of its own: its pool starts empty and no other test takes from
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -21,7 +20,7 @@ from custody.addresses.models import DepositAddress
 from custody.addresses.pool import refill_pool
 from jobs.broker import close_broker, create_broker
 from jobs.registry import bind_broker
-from tests.integration.custody.conftest import XPUB
+from tests.integration.custody.conftest import XPUB, write_xpub_file
 
 USDC = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
@@ -36,8 +35,7 @@ def custody_settings(settings: Settings, chain_name: str) -> Settings:
     """Settings with one chain of this test's own and its xpub file (what `signer init` would write)."""
     chain = ChainSettings(name=chain_name, chain_id=31337, rpc_url="http://127.0.0.1:1", native="ETH",
                           tokens={"USDC": USDC})
-    assert settings.xpub_file is not None
-    settings.xpub_file.write_text(json.dumps({"chains": {chain_name: {"account": 0, "xpub": XPUB}}}))
+    write_xpub_file(settings, [chain])
     return settings.model_copy(update={"chains": [chain]})
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import dramatiq
@@ -18,7 +17,7 @@ from jobs.broker import queue_depths
 from jobs.context import using_settings
 from jobs.scheduler import build_scheduler
 from tests.factories import make_users
-from tests.integration.custody.conftest import MNEMONIC, XPUB, account_xpub
+from tests.integration.custody.conftest import MNEMONIC, XPUB, account_xpub, write_xpub_file
 
 from .conftest import pool_rows, unassigned
 
@@ -79,7 +78,7 @@ async def test_refill_job_reads_the_xpub_file_and_fills_to_the_settings(factory,
 
 
 async def test_refill_job_refuses_an_xpub_file_without_the_chain(factory, custody_settings, chain_name) -> None:
-    custody_settings.xpub_file.write_text(json.dumps({"chains": {}}))
+    write_xpub_file(custody_settings, [])  # signed by the signer, but for no chain
     with using_settings(custody_settings), pytest.raises(XpubError, match="no xpub for chain"):
         async with unit_of_work(factory) as session:
             await refill.fn(session, chain_name)

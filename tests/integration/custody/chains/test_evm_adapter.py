@@ -17,12 +17,15 @@ from custody.chains import (
     ChainRejected,
     ChainUnavailable,
     EvmChain,
+    ExecutionReverted,
     Receipt,
     chain_for,
 )
-from devnet.chains import ANVIL_DEV_KEYS, FAUCET_KEY, AnvilChain
+from core.sign_requests import erc20_transfer_data
+from devnet.chains import ANVIL_DEV_KEYS, FAUCET_KEY, AnvilChain, deploy_usdc
 from devnet.processes import free_port
-from tests.chain_fixtures import TEST_CHAIN_ID, anvil_chain  # noqa: F401
+from tests.chain_fixtures import TEST_CHAIN_ID, anvil_chain, usdc_artifact, usdc_cache_dir  # noqa: F401
+from tests.factories import wait_until
 
 FAUCET = Account.from_key(FAUCET_KEY)
 RECIPIENT = Account.from_key(ANVIL_DEV_KEYS[1]).address
@@ -72,15 +75,17 @@ async def wait_for_receipt(chain: EvmChain, tx_hash: str, timeout: float = 5.0) 
 
 async def test_head_follows_interval_mining(chain: EvmChain) -> None:
     first = await chain.head()
-    await asyncio.sleep(0.5)
-    assert await chain.head() > first
+
+    async def moved_on() -> bool:
+        return await chain.head() > first
+
+    await wait_until(moved_on, timeout=10, what=f"a block mined after {first}")
 
 
 async def test_block_links_to_its_parent(chain: EvmChain) -> None:
     # The chain is the session's: other tests' transactions may be in any block, and a fresh one
     # may still be at block 0.
-    while (number := await chain.head()) < 1:
-        await asyncio.sleep(0.05)
+    number = await wait_until(chain.head, timeout=10, what="a block above 0")
     block = await chain.block(number)
     parent = await chain.block(number - 1)
 
@@ -128,6 +133,21 @@ async def test_a_malformed_transaction_is_rejected(chain: EvmChain) -> None:
 
 async def test_receipt_of_an_unknown_transaction_is_none(chain: EvmChain) -> None:
     assert await chain.receipt("0x" + "ab" * 32) is None
+
+
+async def test_estimate_gas_runs_the_transaction_and_names_a_revert(chain: EvmChain, anvil_chain: AnvilChain,  # noqa: F811
+                                                                     usdc_artifact, tmp_path) -> None:  # noqa: F811
+    assert await chain.estimate_gas(FAUCET.address, RECIPIENT, 10**15, "0x") == 21_000
+    # ETH sent to a contract without a payable fallback (a freshly deployed token) reverts.
+    token = await asyncio.to_thread(deploy_usdc, anvil_chain.rpc_url, usdc_artifact, tmp_path / "contracts.json")
+    with pytest.raises(ExecutionReverted) as reverted:
+        await chain.estimate_gas(FAUCET.address, token, 10**15, "0x")
+    assert reverted.value.code == "execution_reverted" and reverted.value.details["chain"] == "ethereum"
+    # A custom error's selector is the revert data (USDC's InsufficientBalance()).
+    stranger = Account.create().address
+    with pytest.raises(ExecutionReverted) as custom:
+        await chain.estimate_gas(stranger, token, 0, erc20_transfer_data(RECIPIENT, 1))
+    assert custom.value.details["data"] == "0xf4d678b8"
 
 
 async def test_a_closed_port_is_unavailable_at_once() -> None:

@@ -14,10 +14,12 @@ from dramatiq.brokers.redis import RedisBroker
 from pydantic import SecretStr
 
 from core.audit import AuditEvent
+from custody.deposits import tracking
 from custody.deposits.ingest import event_aggregate_id
 from custody.deposits.models import CREDITED
 from jobs.broker import close_broker, create_broker
 from jobs.worker import start_worker
+from tests.factories import consumed, wait_until
 
 INGEST = "/api/v1/platform/crypto/scanner/ingest"
 SECRET = "ingest-secret-for-tests-0123456789abcdef"
@@ -55,8 +57,10 @@ def event_of(chain: str, sent, address: str, asset: str, amount: str) -> dict:
 
 
 async def wait_for_head(wallet, height: int) -> None:
-    while await asyncio.to_thread(wallet.head) < height:
-        await asyncio.sleep(0.05)
+    async def reached() -> bool:
+        return await asyncio.to_thread(wallet.head) >= height
+
+    await wait_until(reached, what=f"the chain at block {height}")
 
 
 async def test_an_ingested_event_is_verified_recorded_and_credited_once_however_often_it_comes(
@@ -166,7 +170,7 @@ async def test_a_malformed_ingest_payload_is_422(api, login_as, chain_settings, 
 
 
 async def test_the_same_deposit_from_the_scanner_and_from_ingest_is_credited_once(
-    api, login_as, deposits, wallet, chain_settings, app_worker, custody_worker
+    api, login_as, deposits, wallet, chain_settings, app_worker, broker, custody_worker
 ) -> None:
     operator = await login_as(api, "operator")
     await deposits.start_scanner()
@@ -182,7 +186,13 @@ async def test_the_same_deposit_from_the_scanner_and_from_ingest_is_credited_onc
         return len(rows) == 1 and rows[0].state == CREDITED
 
     await deposits.wait_for(credited, "the deposit credited")
-    await asyncio.sleep(0.5)  # both workers have had their messages
+
+    async def both_workers_done() -> bool:
+        """The app's credit messages (its namespace) and the scanner's (the test's) have all been run."""
+        await tracking.drain_sends()
+        return consumed(app_worker, "custody") and consumed(broker, "custody")
+
+    await deposits.wait_for(both_workers_done, "both workers done with their messages")
     (row,) = await deposits.deposits(user)
     assert len(await deposits.transfers(row.key)) == 1
     assert await deposits.available(user, "USDC") == 7 * USDC
@@ -249,3 +259,21 @@ async def test_no_scanner_yet_means_null_scanner_height(api, chain_settings) -> 
     (chain,) = (await (await api.get("/api/v1/status")).json())["chains"]
     assert chain["height"] is not None and chain["scanner_height"] is None and chain["lag"] is None
 
+
+
+async def test_ingest_authenticates_before_validating(make_client, settings) -> None:
+    client = await make_client(settings.model_copy(update={"ingest_hmac_secret": SecretStr(SECRET)}))
+    for raw, headers, code in [
+        (b'{"chain": 1}', {"Content-Type": "application/json"}, "unauthorized"),
+        (b"[[[[", {"Content-Type": "application/json"}, "unauthorized"),
+        (b"x", {"Content-Type": "text/plain"}, "unauthorized"),
+        (b'{"chain": 1}', {"Content-Type": "application/json", "X-Signature": "sha256=00"}, "invalid_signature"),
+        (*signed({"chain": 1}, secret="another-secret-of-the-same-length-0123456"), "invalid_signature"),
+    ]:
+        response = await client.post(INGEST, data=raw, headers=headers)
+        body = await response.json()
+        assert response.status == 401, body
+        assert body["error"]["code"] == code
+    raw, headers = signed({"chain": 1})  # a valid signature over an invalid event: now it is validated
+    response = await client.post(INGEST, data=raw, headers=headers)
+    assert response.status == 422

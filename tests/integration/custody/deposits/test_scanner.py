@@ -14,12 +14,13 @@ from core.audit import AuditEvent, as_dict, events_of, verify_chain
 from core.db import unit_of_work
 from notifications.service import Notification
 from custody import freezes, ledger
-from custody.deposits import crediting
+from custody.deposits import crediting, tracking
 from custody.deposits.actors import credit_deposit
 from custody.deposits.models import CREDITED, REORGED, Deposit, ScannerCursor
 from custody.ledger import verify_ledger
 from custody.ledger.models import LedgerAccount
 from scanner.follower import ScanConfig
+from tests.factories import consumed, wait_until
 
 from .conftest import FAST
 
@@ -92,15 +93,15 @@ async def test_a_credit_delivered_many_times_and_run_concurrently_credits_once(d
     await deposits.wait_for(lambda: credited(deposits, user), "the deposit credited")
     (row,) = await deposits.deposits(user)
 
-    for _ in range(3):  # the same message, redelivered to the worker
-        broker.enqueue(credit_deposit.message(str(row.id)))
+    # the same message, redelivered to the worker
+    redelivered = [broker.enqueue(credit_deposit.message(str(row.id))).message_id for _ in range(3)]
 
     async def credit_once() -> bool:
         async with unit_of_work(deposits.factory) as session:
             return await crediting.credit(session, row.id)
 
     assert await asyncio.gather(*(credit_once() for _ in range(5))) == [False] * 5
-    await asyncio.sleep(0.5)  # let the worker run the redelivered messages
+    await wait_until(lambda: consumed(broker, "custody", redelivered), what="the redelivered credits run")
     assert len(await deposits.transfers(row.key)) == 1
     assert await deposits.available(user, "ETH") == ETH
 
@@ -227,7 +228,7 @@ async def test_a_credit_undone_by_evm_revert_and_a_new_longer_chain_is_reversed(
         assert not await freezes.withdrawals_frozen(session, user)
 
 
-async def test_a_transaction_re_mined_in_the_new_chain_is_credited_once(deposits, wallet) -> None:
+async def test_a_transaction_re_mined_in_the_new_chain_is_credited_once(deposits, wallet, broker) -> None:
     await deposits.start_scanner()
     user, address = await deposits.user_with_address()
     sent = await asyncio.to_thread(wallet.send_native, address, 3 * ETH)
@@ -242,7 +243,7 @@ async def test_a_transaction_re_mined_in_the_new_chain_is_credited_once(deposits
                 and rows[0].block_hash != sent.block_hash)
 
     await deposits.wait_for(credited_in_the_new_block, "the re-mined deposit credited")
-    await asyncio.sleep(0.5)  # a reversal still in flight would land now
+    await deposits.wait_for(lambda: custody_jobs_done(broker), "every credit and reversal sent run by the worker")
     (row,) = await deposits.deposits(user)
     assert row.state == CREDITED
     assert await deposits.available(user, "ETH") == 3 * ETH
@@ -260,9 +261,11 @@ async def test_node_outage_backs_off_and_resumes_without_skipping(deposits, wall
     await proxy.pause()
     await asyncio.to_thread(wallet.send_native, address, ETH)
     await asyncio.to_thread(wallet.mine, 5)
-    await asyncio.sleep(1.0)  # the scanner fails, backs off, retries
+    # The deposit is on the chain: the scanner fails to read it, backs off and fails again.
+    failed_before = failures(run, chain_settings, "node")
+    await wait_until(lambda: failures(run, chain_settings, "node") >= failed_before + 2,
+                     what="the scanner failing and retrying")
     assert not run.task.done()
-    assert run.scanner.metrics.failures.labels(chain_settings.name, "node")._value.get() >= 1
     assert await deposits.deposits(user) == []
 
     await proxy.resume()
@@ -281,16 +284,28 @@ async def test_malformed_node_answers_are_retried_never_skipped(deposits, wallet
         node.mode = mode
         sent = await asyncio.to_thread(wallet.send_usdc, address, USDC)
         await asyncio.to_thread(wallet.mine, 3)
-        await asyncio.sleep(0.8)  # the scanner reads garbage, backs off, retries
+        # The deposit is on the chain: the scanner reads garbage, backs off and reads garbage again.
+        failed_before = failures(run, chain_settings, "node", "unexpected")
+        await wait_until(lambda before=failed_before: failures(run, chain_settings, "node", "unexpected") >= before + 2,
+                         what=f"the scanner failing and retrying on {mode}")
         assert not run.task.done(), mode
         assert sent.tx_hash not in {row.tx_hash for row in await deposits.deposits(user)}, mode
         node.mode = "forward"
         await deposits.wait_for(lambda: _has(deposits, user, sent.tx_hash), f"the deposit after {mode}")
-    failures = sum(run.scanner.metrics.failures.labels(chain_settings.name, cause)._value.get()
-                   for cause in ("node", "unexpected"))
-    assert failures >= 3
+    assert failures(run, chain_settings, "node", "unexpected") >= 3
     await deposits.wait_for(lambda: _all_credited(deposits, 3), "every deposit credited")
     await node.close()
+
+
+def failures(run, chain_settings, *causes: str) -> float:
+    """The scanner's failure counter, summed over ``causes``."""
+    return sum(run.scanner.metrics.failures.labels(chain_settings.name, cause)._value.get() for cause in causes)
+
+
+async def custody_jobs_done(broker) -> bool:
+    """Every credit and reversal the scanner handed over is in Redis, and the worker has run them all."""
+    await tracking.drain_sends()
+    return consumed(broker, "custody")
 
 
 async def _has(deposits, user, tx_hash: str) -> bool:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import pytest
 from aiohttp import FormData
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from api.keys import ENGINE
+from core.db import create_engine
 from core.storage import shard_path
 
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
@@ -157,3 +162,54 @@ async def test_more_than_the_file_limit_is_409(make_client, settings, login_as, 
         assert (await upload(client, buyer, escrow["id"], form(PDF, f"{n}.pdf", "application/pdf"))).status == 201
     third = await upload(client, buyer, escrow["id"], form(PDF, "2.pdf", "application/pdf"))
     assert third.status == 409 and (await third.json())["error"]["code"] == "too_many_files"
+
+
+async def test_slow_upload_does_not_hold_a_connection(escrow_client, dispute, settings, database_url):
+    """While a client trickles a file, no database connection is held and the contract is not locked.
+
+    The test paces the upload itself: the file stays half-sent until the test has looked.
+    """
+    escrow, buyer, _ = dispute
+    boundary = "slowupload"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"notes.txt\"\r\n"
+            "Content-Type: text/plain\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    first, rest = [b"a" * 65536] * 3, b"b" * 8192
+    go_on = asyncio.Event()
+
+    async def trickle():
+        yield head
+        for piece in first:  # more than two reads: the multipart reader holds one back, looking for the boundary
+            yield piece
+        await go_on.wait()
+        yield rest + tail
+
+    headers = {**buyer.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    sending = asyncio.create_task(escrow_client.post(f"/api/v1/escrow/{escrow['id']}/dispute/evidence",
+                                                     data=trickle(), headers=headers))
+    incoming = settings.data_dir / "evidence" / ".incoming"
+    for _ in range(600):  # a bound for a hung test, not a performance limit
+        if incoming.exists() and list(incoming.iterdir()):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        go_on.set()
+        raise AssertionError(f"the upload never started streaming: {await (await sending).text()}")
+
+    engine = escrow_client.server.app[ENGINE]
+    held = engine.pool.checkedout()
+    other = create_engine(database_url)
+    try:
+        async with other.connect() as connection, connection.begin():
+            locked = await connection.execute(text("SELECT id FROM escrow_contracts WHERE id = :id FOR UPDATE NOWAIT"),
+                                              {"id": escrow["id"]})
+            assert locked.scalar_one()
+    except DBAPIError as error:
+        raise AssertionError("the contract row is locked while the client is still sending") from error
+    finally:
+        await other.dispose()
+        go_on.set()
+    response = await sending
+    assert held == 0, "a database connection was held while the client was still sending"
+    assert response.status == 201, await response.text()
+    assert (await response.json())["size"] == sum(map(len, first)) + len(rest)

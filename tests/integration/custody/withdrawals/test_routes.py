@@ -12,6 +12,7 @@ from sqlalchemy import text
 from compliance.screening import service as screening
 from custody import freezes
 from core.db import unit_of_work
+from tests.factories import approve, login_approver
 from tests.integration.custody.withdrawals.conftest import (
     API,
     DESTINATION,
@@ -110,10 +111,12 @@ async def test_a_sanctioned_destination_is_refused_audited_and_freezes_withdrawa
 async def test_a_frozen_user_cannot_withdraw(client, db, login_as) -> None:
     user = await login_as(client)
     async with unit_of_work(db) as session:
-        await freezes.freeze(session, user.user_id, "reorg shortfall")
+        freeze_id = (await freezes.freeze(session, user.user_id, "reorg shortfall")).id
     await assert_refused(client, db, user, 403, "withdrawals_frozen")
-    async with unit_of_work(db) as session:
-        assert await freezes.lift(session, user.user_id) == 1
+    officer = await login_as(client, "compliance")  # only an officer lifts a freeze, through the audited route
+    lifted = await client.post(f"{API}/admin/users/{user.user_id}/freezes/{freeze_id}/lift",
+                               json={"reason": "shortfall repaid"}, headers=officer.headers)
+    assert lifted.status == 200, await lifted.text()
     await request_ok(client, user)
 
 
@@ -157,39 +160,39 @@ async def test_reads_are_for_the_owner_and_staff(client, login_as) -> None:
     assert [item["id"] for item in (await staff_view.json())["items"]] == [created["id"]]
 
 
-async def test_sign_is_for_operators_never_on_their_own(client, login_as) -> None:
-    customer, operator = await login_as(client), await login_as(client, "operator")
+async def test_sign_is_for_operators_never_on_their_own(client, login_as, database_url) -> None:
+    customer, operator = await login_as(client), await login_approver(client, database_url)
     created = await request_ok(client, customer)
     refused = await client.post(url(created["id"], "sign"), headers=customer.headers)
     assert refused.status == 403
-    own = await request_ok(client, operator, amount="0.5")
+    own = await request_ok(client, operator, amount="0.5", totp_code=await operator.totp.code())
     response = await client.post(url(own["id"], "sign"), headers=operator.headers)
     assert response.status == 403 and await error_code(response) == "own_withdrawal"
-    approved = await client.post(url(created["id"], "sign"), headers=operator.headers)
+    approved = await approve(client, operator, created["id"])
     assert approved.status == 200, await approved.text()
     assert (await approved.json())["state"] == "approved"
     again = await client.post(url(created["id"], "sign"), headers=operator.headers)
     assert again.status == 409
 
 
-async def test_four_eyes_above_the_threshold(client, login_as) -> None:
+async def test_four_eyes_above_the_threshold(client, login_as, database_url) -> None:
     customer = await login_as(client)
-    first, second = await login_as(client, "operator"), await login_as(client, "admin")
+    first, second = await login_approver(client, database_url), await login_approver(client, database_url, "admin")
     created = await request_ok(client, customer, amount="8",
                                travel_rule={"beneficiary_name": "Grace Hopper"})
     assert created["approvals_required"] == 2
-    one = await client.post(url(created["id"], "sign"), headers=first.headers)
+    one = await approve(client, first, created["id"])
     assert one.status == 200
     assert {key: (await one.json())[key] for key in ("state", "approvals", "approvals_required")} == {
         "state": "pending_approval", "approvals": 1, "approvals_required": 2}
     twice = await client.post(url(created["id"], "sign"), headers=first.headers)
     assert twice.status == 409 and await error_code(twice) == "already_approved"
-    two = await client.post(url(created["id"], "sign"), headers=second.headers)
+    two = await approve(client, second, created["id"])
     assert two.status == 200 and (await two.json())["state"] == "approved"
 
 
-async def test_rollback_before_signing_releases_the_hold(client, login_as) -> None:
-    owner, operator = await login_as(client), await login_as(client, "operator")
+async def test_rollback_before_signing_releases_the_hold(client, login_as, database_url) -> None:
+    owner, operator = await login_as(client), await login_approver(client, database_url)
     created = await request_ok(client, owner)
     rolled = await client.post(url(created["id"], "rollback"), headers=owner.headers)
     assert rolled.status == 200 and (await rolled.json())["state"] == "rolled_back"
@@ -199,7 +202,7 @@ async def test_rollback_before_signing_releases_the_hold(client, login_as) -> No
     assert twice.status == 409
 
     approved = await request_ok(client, owner)
-    assert (await client.post(url(approved["id"], "sign"), headers=operator.headers)).status == 200
+    assert (await approve(client, operator, approved["id"])).status == 200
     by_owner = await client.post(url(approved["id"], "rollback"), headers=owner.headers)
     assert by_owner.status == 409
     by_operator = await client.post(url(approved["id"], "rollback"), headers=operator.headers)

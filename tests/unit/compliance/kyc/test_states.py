@@ -1,14 +1,22 @@
-"""The KYC state machine, every (state, action) pair."""
+"""The KYC state machine against a table written out by hand from DESIGN.md and the module's
+docstring: every (state, action) pair of the hand-written lists."""
 
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 
-from compliance.kyc.states import ACTIONS, DECISIONS, STATES, TRANSITIONS, transition
+from compliance.kyc import states
+from compliance.kyc.states import DECISIONS, TRANSITIONS, transition
 from core.errors import InvalidState
 
+# DESIGN.md: "KYC: unverified → pending → approved | rejected | needs_info"; the module's docstring
+# adds needs_info → pending on resubmission (README "KYC" says the same), and makes approved and
+# rejected final. Not derived from TRANSITIONS.
+STATES = ("unverified", "pending", "approved", "rejected", "needs_info")
+ACTIONS = ("submit", "approve", "reject", "request_info")
 EXPECTED = {
     ("unverified", "submit"): "pending",
     ("needs_info", "submit"): "pending",
@@ -16,26 +24,47 @@ EXPECTED = {
     ("pending", "reject"): "rejected",
     ("pending", "request_info"): "needs_info",
 }
-
-
-@pytest.mark.parametrize(("state", "action"), list(itertools.product(STATES, ACTIONS)),
-                         ids=[f"{s}-{a}" for s, a in itertools.product(STATES, ACTIONS)])
-def test_every_pair_moves_as_the_table_says_or_is_refused(state: str, action: str) -> None:
-    if (state, action) in EXPECTED:
-        assert transition(state, action) == EXPECTED[(state, action)]
-    else:
-        with pytest.raises(InvalidState) as refused:
-            transition(state, action)
-        assert refused.value.status == 409
-        assert refused.value.details == {"state": state, "action": action}
+PAIRS = list(itertools.product(STATES, ACTIONS))
+LEGAL = [pair for pair in PAIRS if pair in EXPECTED]
+ILLEGAL = [pair for pair in PAIRS if pair not in EXPECTED]
 
 
 def test_table_is_exactly_the_design() -> None:
     assert TRANSITIONS == EXPECTED
 
 
+def test_the_module_knows_exactly_the_documented_states_and_actions() -> None:
+    assert set(states.STATES) == set(STATES)
+    assert set(states.ACTIONS) == set(ACTIONS)
+
+
+@pytest.mark.parametrize(("state", "action"), LEGAL, ids=[f"{s}-{a}" for s, a in LEGAL])
+def test_a_legal_pair_moves_as_the_table_says(state: str, action: str) -> None:
+    assert transition(state, action) == EXPECTED[(state, action)]
+
+
+@pytest.mark.parametrize(("state", "action"), ILLEGAL, ids=[f"{s}-{a}" for s, a in ILLEGAL])
+def test_an_illegal_pair_is_a_409_and_changes_nothing(state: str, action: str) -> None:
+    case = SimpleNamespace(state=state)
+    table_before = dict(TRANSITIONS)
+    with pytest.raises(InvalidState) as refused:
+        case.state = transition(case.state, action)
+    assert refused.value.status == 409
+    assert refused.value.code == "kyc_invalid_state"  # README "KYC": anything else is 409 kyc_invalid_state
+    assert refused.value.details == {"state": state, "action": action}
+    assert case.state == state
+    assert TRANSITIONS == table_before
+
+
+def test_approved_and_rejected_are_final() -> None:
+    for state in ("approved", "rejected"):
+        for action in ACTIONS:
+            with pytest.raises(InvalidState):
+                transition(state, action)
+
+
 def test_every_decision_names_an_action() -> None:
-    assert set(DECISIONS) == {"approved", "rejected", "needs_info"}
-    assert set(DECISIONS.values()) <= set(ACTIONS)
+    assert DECISIONS == {"approved": "approve", "rejected": "reject", "needs_info": "request_info"}
     for decision, action in DECISIONS.items():
+        assert EXPECTED[("pending", action)] == decision
         assert transition("pending", action) == decision

@@ -6,12 +6,13 @@ a stub (``StubChain``), installed where the pipeline looks its adapter up. The s
 played by the test: its signatures are made with the hot wallet key of the fixed test mnemonic.
 
 The database is shared by the tests of a worker and never cleaned: every test gets a chain name
-and a BIP44 account of its own, so its hot wallet, nonces and transactions are its own.
+and a BIP44 account of its own, so its hot wallet, nonces and transactions are its own. The test's
+signer answers as the real one does: its replies are signed with the signer key of the fixed seed,
+whose public half (and the signed xpub file) the settings point at.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -33,19 +34,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cli import registry
 from core import audit
 from core.db import create_engine, session_factory, unit_of_work
-from core.settings import ChainSettings, Settings
-from core.sign_requests import UnsignedTx
+from core.settings import ChainSettings, Settings, default_hot_account, default_signer_fee_caps
+from core.sign_requests import REFUSED_REPLY, SIGNED_REPLY, UnsignedTx, sign_reply
 from core.signing import generate_keypair
 from core.time import utcnow
 from custody import ledger
 from custody.chains.transactions import tx_hash
 from custody.ledger.models import LedgerAccount, LedgerPosting, LedgerTransfer
-from custody.withdrawals import pipeline
-from custody.withdrawals.models import ReleasedNonce, Withdrawal, WithdrawalAttempt
+from custody.withdrawals import fillers, pipeline
+from custody.withdrawals.models import NonceFiller, ReleasedNonce, Withdrawal, WithdrawalAttempt
 from jobs.broker import close_broker, create_broker
-from jobs.registry import bind_broker
+from jobs.context import using_settings
+from jobs.registry import bind_broker, registered_jobs
 from tests.factories import DESTINATION, make_approved_withdrawal
-from tests.integration.custody.conftest import MNEMONIC, account_xpub
+from tests.integration.custody.conftest import MNEMONIC, SIGNER_KEY, write_xpub_file
 from tests.unit.custody.withdrawals.stub_chain import StubChain
 
 ETH = 10**18
@@ -53,6 +55,8 @@ FEE = 5 * 10**14  # the platform's flat fee held with the amount: 0.0005 ETH
 CHAIN_ID = 31337
 CONFIRMATIONS = 2
 STUCK_BLOCKS = 3
+REBROADCAST_BLOCKS = 4  # longer than STUCK_BLOCKS: a nonce's last send (a fee bump) restarts the count
+FEE_CAPS = default_signer_fee_caps()["ethereum"]  # what the devnet's ethereum allows; 6 replacements a nonce
 QUEUES = ("custody", "signer", "notifications", "compliance")
 
 
@@ -62,8 +66,9 @@ def _root() -> Bip32Secp256k1:
 
 
 def hot_wallet_key(account: int) -> bytes:
-    """What only the signer holds: the private key of m/44'/60'/{account}'/1/0."""
-    return _root().DerivePath(f"m/44'/60'/{account}'/1/0").PrivateKey().Raw().ToBytes()
+    """What only the signer holds: the hot wallet's private key, m/44'/60'/{hot_account}'/0/0 of the
+    chain whose deposit account is ``account`` (its hot account is the default one)."""
+    return _root().DerivePath(f"m/44'/60'/{default_hot_account(account)}'/0/0").PrivateKey().Raw().ToBytes()
 
 
 @lru_cache(maxsize=1)
@@ -105,22 +110,57 @@ class CustodyWorker:
 
     # --- the signer's answers ------------------------------------------------------------------
 
+    def reply_signature(self, kind: str, withdrawal_id: uuid.UUID | str, digest: str, fields: tuple[str, str]) -> str:
+        """The signer key's signature of a reply, as the signer makes it."""
+        return sign_reply(SIGNER_KEY, kind, str(withdrawal_id), digest, fields)
+
     async def sign(self, withdrawal_id: uuid.UUID, attempt: int = 1, *, raw_tx: str | None = None) -> str:
         """The signer signs the attempt's transaction (or answers ``raw_tx``); returns the hash it names."""
         requested = await self.attempt(withdrawal_id, attempt)
         if raw_tx is None:
             raw_tx = Account.sign_transaction(UnsignedTx.parse(requested.unsigned_tx).for_signing(),
                                               self.signer_key).raw_transaction.to_0x_hex()
+        fields = (raw_tx, tx_hash(raw_tx))
         async with unit_of_work(self.factory) as session:
-            await pipeline.on_signed(session, self.settings, str(withdrawal_id), requested.request_digest, raw_tx,
-                                     tx_hash(raw_tx))
+            await pipeline.on_signed(session, self.settings, str(withdrawal_id), requested.request_digest, *fields,
+                                     self.reply_signature(SIGNED_REPLY, withdrawal_id, requested.request_digest, fields))
         return tx_hash(raw_tx)
 
     async def refuse(self, withdrawal_id: uuid.UUID, reason: str, attempt: int = 1) -> None:
         requested = await self.attempt(withdrawal_id, attempt)
+        fields = (reason, f"refused: {reason}")
         async with unit_of_work(self.factory) as session:
-            await pipeline.on_refused(session, self.settings, str(withdrawal_id), requested.request_digest, reason,
-                                      f"refused: {reason}")
+            await pipeline.on_refused(session, self.settings, str(withdrawal_id), requested.request_digest, *fields,
+                                      self.reply_signature(REFUSED_REPLY, withdrawal_id, requested.request_digest,
+                                                           fields))
+
+    async def deliver(self, queue: str = "custody") -> None:
+        """Run the messages waiting in ``queue`` as the worker does: each job in a unit of work of its own."""
+        waiting = self.queued_messages(queue)
+        self.broker.flush(queue)
+        jobs_by_name = {spec.name: spec for spec in registered_jobs()}
+        with using_settings(self.settings):
+            for message in waiting:
+                async with unit_of_work(self.factory) as session:
+                    await jobs_by_name[message.actor_name].fn(session, *message.args, **message.kwargs)
+
+    async def track_all(self) -> None:
+        """A scheduler tick: ``custody.track_withdrawals``, then the messages it sent about this test's
+        chain (the database holds other tests' withdrawals too; theirs are dropped)."""
+        tick = next(spec for spec in registered_jobs() if spec.name == "custody.track_withdrawals")
+        with using_settings(self.settings):
+            async with unit_of_work(self.factory) as session:
+                await tick.fn(session)
+        async with self.factory() as session:
+            ours = {str(row) for row in await session.scalars(select(Withdrawal.id).where(
+                Withdrawal.chain == self.chain.name))}
+            ours |= {str(row) for row in await session.scalars(select(NonceFiller.id).where(
+                NonceFiller.chain == self.chain.name))}
+        waiting = [message for message in self.queued_messages("custody") if message.args and message.args[0] in ours]
+        self.broker.flush("custody")
+        for message in waiting:
+            self.broker.enqueue(message)
+        await self.deliver("custody")
 
     async def to_broadcast(self) -> uuid.UUID:
         """An approved withdrawal taken through signing and broadcast (its transaction not mined)."""
@@ -184,15 +224,16 @@ class CustodyWorker:
                 ReleasedNonce.chain == self.chain.name, ReleasedNonce.address == wallet)))
 
     def queued(self, queue: str) -> list[tuple[str, tuple[Any, ...]]]:
-        """(job name, args) of the messages waiting in ``queue``, oldest first.
+        """(job name, args) of the messages waiting in ``queue``, oldest first."""
+        return [(message.actor_name, tuple(message.args)) for message in self.queued_messages(queue)]
 
-        Dramatiq's Redis layout (its dispatch.lua, also read by ``jobs.broker.queue_depths``): the
-        list ``<namespace>:<queue>`` of message ids, their bodies in the hash ``<queue>.msgs``.
-        """
+    def queued_messages(self, queue: str) -> list[dramatiq.Message[Any]]:
+        """Dramatiq's Redis layout (its dispatch.lua, also read by ``jobs.broker.queue_depths``): the
+        list ``<namespace>:<queue>`` of message ids, their bodies in the hash ``<queue>.msgs``."""
         key = f"{self.broker.namespace}:{queue}"
         ids = self.broker.client.lrange(key, 0, -1)
         bodies = self.broker.client.hmget(f"{key}.msgs", ids) if ids else []
-        return [(message.actor_name, tuple(message.args)) for message in map(dramatiq.Message.decode, bodies)]
+        return list(map(dramatiq.Message.decode, bodies))
 
     def forget_queued(self) -> None:
         for queue in QUEUES:
@@ -219,28 +260,30 @@ def chain(account: int) -> StubChain:
 
 @pytest.fixture
 def stub_chain_adapter(monkeypatch: pytest.MonkeyPatch, chain: StubChain) -> StubChain:
-    """The pipeline's one lookup of its adapter answers the stub (for the test's chain only)."""
+    """Where the custody worker looks its adapter up (the pipeline, the fillers), the stub answers (for
+    the test's chain only)."""
 
     def chain_for(chain_settings: Any, **_: Any) -> StubChain:
         assert chain_settings.name == chain.name, f"the pipeline asked for chain {chain_settings.name!r}"
         return chain
 
-    monkeypatch.setattr(pipeline, "chain_for", chain_for)
+    for module in (pipeline, fillers):
+        monkeypatch.setattr(module, "chain_for", chain_for)
     return chain
 
 
 @pytest.fixture
 def custody_settings(settings: Settings, chain: StubChain, account: int) -> Settings:
-    """One chain of the test's own, its xpub file (what `signer init` exports) and a request key."""
-    assert settings.xpub_file is not None
-    settings.xpub_file.write_text(json.dumps({"chains": {chain.name: {"account": account,
-                                                                       "xpub": account_xpub(account)}}}))
+    """One chain of the test's own, what `signer init` exports for it (the signed xpub file and the
+    signer's public key) and a request key."""
     stub_settings = ChainSettings(name=chain.name, chain_id=CHAIN_ID, rpc_url="http://127.0.0.1:1", native="ETH",
                                   confirmations=CONFIRMATIONS, account=account)
+    write_xpub_file(settings, [stub_settings])
     return settings.model_copy(update={
         "chains": [stub_settings], "custody_request_key": SecretStr(request_key_pem()),
         "withdrawal_stuck_blocks": STUCK_BLOCKS, "withdrawal_fee_bump_percent": 25,
-        "withdrawal_min_priority_fee_wei": 10**9,
+        "withdrawal_min_priority_fee_wei": 10**9, "withdrawal_rebroadcast_blocks": REBROADCAST_BLOCKS,
+        "signer_fee_caps": {chain.name: FEE_CAPS},
     })
 
 

@@ -42,6 +42,7 @@ class StubChain(Chain):
         self.errors: dict[str, ChainError] = {}  # verb → the error it raises while set
         self.broadcasts: list[bytes] = []  # every raw transaction accepted, in order
         self.receipts_by_hash: dict[str, Receipt] = {}
+        self.gas_estimate: int | None = None  # what estimate_gas answers (None: the transaction's own minimum)
         self.closed = 0
 
     # --- what a test does to the chain ---------------------------------------------------------
@@ -81,7 +82,6 @@ class StubChain(Chain):
         return self.mined_nonces.get(address, 0)  # the stub has no mempool worth counting
 
     async def mined_nonce(self, address: str) -> int:
-        # Not a ``Chain`` verb: the withdrawal pipeline calls it on ``EvmChain``, so the stub has it too.
         self._fail_if_told("mined_nonce")
         return self.mined_nonces.get(address, 0)
 
@@ -97,6 +97,12 @@ class StubChain(Chain):
     async def receipt(self, tx_hash: str) -> Receipt | None:
         self._fail_if_told("receipt")
         return self.receipts_by_hash.get(tx_hash)  # None: pending or unknown
+
+    async def estimate_gas(self, sender: str, to: str, value: int, data: str) -> int:
+        self._fail_if_told("estimate_gas")  # ExecutionReverted: the payment would revert
+        if self.gas_estimate is not None:
+            return self.gas_estimate
+        return 21_000 if data in ("", "0x") else 50_000
 
     async def chain_id(self) -> int:
         return self._chain_id

@@ -42,7 +42,8 @@ async def test_a_mined_transaction_is_confirmed_at_the_chains_depth_and_its_hold
     assert await worker.events(withdrawal_id) == events
 
 
-async def test_a_reverted_transaction_fails_the_withdrawal_voids_its_hold_and_books_the_gas(worker) -> None:
+async def test_a_reverted_transaction_fails_the_withdrawal_returns_the_amount_takes_the_fee_and_books_the_gas(
+        worker) -> None:
     withdrawal_id = await worker.to_broadcast()
     tx_hash = (await worker.attempt(withdrawal_id, 1)).tx_hash
     worker.chain.mine(tx_hash, status=0)
@@ -53,9 +54,13 @@ async def test_a_reverted_transaction_fails_the_withdrawal_voids_its_hold_and_bo
     withdrawal = await worker.withdrawal(withdrawal_id)
     assert (withdrawal.state, withdrawal.failure_reason, withdrawal.tx_hash) == ("failed", "reverted", tx_hash)
     assert withdrawal.gas_cost == GAS_COST
-    assert (await worker.hold(withdrawal_id)).state == "voided"
-    assert await worker.legs(f"withdrawal:{withdrawal_id}:void") == {"held": -(ETH + FEE), "available": ETH + FEE}
+    hold = await worker.hold(withdrawal_id)
+    assert (hold.state, hold.posted_amount, hold.fee) == ("posted", FEE, 0)
+    assert await worker.legs(f"withdrawal:{withdrawal_id}:post") == {"held": -(ETH + FEE), "available": ETH,
+                                                                     "fees": FEE}
     assert await worker.legs(f"withdrawal:{withdrawal_id}:gas") == {"fees": -GAS_COST, "network_fees": GAS_COST}
-    assert await worker.eth_balance(withdrawal_id) == (10 * ETH, 0)  # the customer pays neither amount nor fee
+    # The platform paid the gas: the customer gets the amount back and pays the withdrawal fee.
+    assert await worker.eth_balance(withdrawal_id) == (10 * ETH - FEE, 0)
     event_type, data = (await worker.events(withdrawal_id))[-1]
-    assert (event_type, data["reason"], data["gas_cost"]) == ("withdrawal.failed", "reverted", "252000000000000")
+    assert (event_type, data["reason"], data["gas_cost"], data["fee_charged"]) == (
+        "withdrawal.failed", "reverted", "252000000000000", "0.0005")

@@ -12,9 +12,9 @@ from hexbytes import HexBytes
 from core.sign_requests import SIGN_ACTOR, UnsignedTx
 from custody.chains import ChainRejected
 from custody.chains.base import FeeQuote
-from custody.withdrawals.pipeline import MAX_ATTEMPTS
 from tests.unit.custody.withdrawals.conftest import (
     CONFIRMATIONS,
+    FEE_CAPS,
     STUCK_BLOCKS,
     CustodyWorker,
 )
@@ -23,6 +23,8 @@ from tests.unit.custody.withdrawals.stub_chain import GWEI
 # The stub's quote (base 10 gwei, tip 2 gwei) gives 2 × 10 + 2 = 22 gwei; a bump adds 25 % and 1 wei.
 FIRST_MAX_FEE, FIRST_TIP = 22 * GWEI, 2 * GWEI
 BUMPED_MAX_FEE, BUMPED_TIP = 27_500_000_001, 2_500_000_001
+# The first transaction and its fee bumps: one short of the signer's replacements (the last is a cancel's).
+MAX_ATTEMPTS = FEE_CAPS.max_replacements
 
 
 async def stuck(worker: CustodyWorker, withdrawal_id: uuid.UUID) -> None:
