@@ -328,6 +328,9 @@ class Settings(BaseSettings):
     # too. A chain without caps is one the signer signs nothing on.
     signer_fee_caps: dict[str, FeeCaps] = Field(default_factory=default_signer_fee_caps)
     signer_journal_file: Path | None = None  # SQLite; default <signer_keystore_dir>/journal.sqlite3
+    # Tests only: after journaling a signature and before answering, the signer writes this file and
+    # stops, so a test can kill it in exactly that window. Refused in any other environment.
+    signer_test_pause_file: Path | None = None
     withdrawal_gas_limit_native: int = Field(default=21_000, ge=21_000)
     withdrawal_gas_limit_token: int = Field(default=100_000, ge=21_000)
     withdrawal_min_priority_fee_wei: int = Field(default=1_000_000_000, ge=0)
@@ -533,6 +536,8 @@ class Settings(BaseSettings):
 
     def check(self) -> None:
         """Refuse configurations that must never run; called by every process at start."""
+        if self.signer_test_pause_file is not None and self.env != "test":
+            raise SettingsError("VIRTUOZ_SIGNER_TEST_PAUSE_FILE is for the test suite only")
         if not self.is_production:
             return
         problems = []

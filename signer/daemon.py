@@ -109,7 +109,14 @@ def reply_for(outcome: Signed | Refused, key: Ed25519PrivateKey) -> dramatiq.Mes
                             options={})
 
 
-def declare_actor(broker: RedisBroker, signer: Signer, key: Ed25519PrivateKey) -> None:
+def _pause_after_journal(pause_file: Path, withdrawal_id: str) -> None:
+    """The test suite's window "journaled but not answered": announce it, then wait to be killed."""
+    pause_file.write_text(withdrawal_id)
+    threading.Event().wait()
+
+
+def declare_actor(broker: RedisBroker, signer: Signer, key: Ed25519PrivateKey,
+                  pause_file: Path | None = None) -> None:
     def sign_withdrawal(*args: Any, **kwargs: Any) -> None:
         # Any other shape is refused as malformed (never retried: it would be refused again).
         shaped = len(args) == 3 and not kwargs
@@ -120,6 +127,8 @@ def declare_actor(broker: RedisBroker, signer: Signer, key: Ed25519PrivateKey) -
                      " (repeat)" if outcome.repeated else "")
         else:
             log.warning("refused withdrawal %s: %s (%s)", outcome.withdrawal_id, outcome.reason, outcome.message)
+        if pause_file is not None and isinstance(outcome, Signed) and not outcome.repeated:
+            _pause_after_journal(pause_file, outcome.withdrawal_id)
         # Raises if Redis is down: the request is retried, and the journal answers it identically.
         broker.enqueue(reply_for(outcome, key))
 
@@ -131,7 +140,7 @@ def run_signer(settings: Settings, *, namespace: str = DEFAULT_NAMESPACE) -> int
     settings.check()
     signer, key = build_signer(settings, read_passphrase(settings))
     broker = create_signer_broker(settings.require_redis_url(), namespace=namespace)
-    declare_actor(broker, signer, key)
+    declare_actor(broker, signer, key, settings.signer_test_pause_file)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -123,23 +122,20 @@ async def test_a_signer_killed_mid_stream_still_sends_every_withdrawal_exactly_o
                for address in destinations]
     ids = [item["id"] for item in created]
     placeholders = ",".join("?" * len(ids))
-    signer = cluster.processes["signer"].process
-    assert signer is not None
-    signer.send_signal(signal.SIGSTOP)  # the requests queue up while it is frozen...
+    # A signer that stops right after journaling its first new signature, before it answers...
+    pause_file = cluster.data_dir / "signer-paused"
+    pause_file.unlink(missing_ok=True)
+    cluster.kill_signer()
+    cluster.start_signer(pause_file=pause_file)
     await cluster.approve_all(people["operators"], ids)
 
-    async def requested() -> bool:
-        rows = await cluster.query("SELECT count(*) AS n FROM withdrawals WHERE id = ANY($1) AND state = 'signing'",
-                                   [uuid.UUID(withdrawal_id) for withdrawal_id in ids])
-        return rows[0]["n"] == len(ids)
+    async def paused() -> bool:
+        return pause_file.exists()
 
-    await cluster.wait_for(requested, "the sign requests")
-    signer.send_signal(signal.SIGCONT)  # ...then it signs, and dies by SIGKILL after its first signature
-    deadline = time.monotonic() + 10
-    while not journal_rows(cluster, f"SELECT 1 FROM signatures WHERE withdrawal_id IN ({placeholders})", *ids):
-        assert time.monotonic() < deadline, cluster.logs()
-        time.sleep(0.002)
-    cluster.kill_signer()
+    await cluster.wait_for(paused, "the signer in its journaled-but-unanswered window")
+    cluster.kill_signer()  # ...dies there by SIGKILL: a signature on disk that custody never heard of
+    paused_on = pause_file.read_text()
+    assert journal_rows(cluster, "SELECT count(*) FROM signatures WHERE withdrawal_id = ?", paused_on)[0][0] == 1
     signed_before_kill = journal_rows(cluster, f"SELECT count(*) FROM signatures WHERE withdrawal_id IN"
                                                f" ({placeholders})", *ids)[0][0]
     cluster.start_signer()

@@ -91,10 +91,15 @@ class Cluster:
         self.processes[name] = process
         return process
 
-    def start_signer(self) -> ManagedProcess:
+    def start_signer(self, *, pause_file: Path | None = None) -> ManagedProcess:
+        """The signer; with ``pause_file`` it stops after journaling its first new signature, before
+        answering, and writes that file: the window a crash test must hit."""
         # The passphrase goes to the signer's environment only; so do the signer's own (tighter) limits.
-        return self.start("signer", ["signer"], {**self.env, "VIRTUOZ_SIGNER_PASSPHRASE": DEVNET_PASSPHRASE,
-                                                 "VIRTUOZ_SIGNER_LIMITS": json.dumps(SIGNER_LIMITS)})
+        env = {**self.env, "VIRTUOZ_SIGNER_PASSPHRASE": DEVNET_PASSPHRASE,
+               "VIRTUOZ_SIGNER_LIMITS": json.dumps(SIGNER_LIMITS)}
+        if pause_file is not None:
+            env["VIRTUOZ_SIGNER_TEST_PAUSE_FILE"] = str(pause_file)
+        return self.start("signer", ["signer"], env)
 
     def kill_signer(self) -> None:
         process = self.processes["signer"]

@@ -63,3 +63,12 @@ def test_cli_refuses_production_on_defaults_with_a_clear_message(tmp_path):
     assert "refusing to start in production" in result.stderr
     assert "VIRTUOZ_DATABASE_URL is unset" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("env", ["devnet", "production"])
+def test_the_signer_pause_point_is_refused_outside_tests(env, tmp_path):
+    settings = Settings(env=env, signer_test_pause_file=tmp_path / "paused", database_url="postgresql://db/x",
+                        redis_url="redis://cache/0", secret_key=SecretStr("k" * 40))
+    with pytest.raises(SettingsError, match="VIRTUOZ_SIGNER_TEST_PAUSE_FILE"):
+        settings.check()
+    Settings(env="test", signer_test_pause_file=tmp_path / "paused").check()
