@@ -37,8 +37,19 @@ def _withdrawal_id(request: web.Request) -> uuid.UUID:
     return path_uuid(request, "withdrawal_id", "withdrawal_not_found")
 
 
+NOT_FOUND = {404: ("withdrawal_not_found",)}
+STEP_UP = {401: ("mfa_required", "invalid_mfa_code"), 429: ("too_many_attempts",)}
+APPROVER_STEP_UP = {**STEP_UP, 403: ("mfa_required_for_approval",)}
+
+
 @withdrawals.post("/platform/crypto/withdrawals/request", access=AUTHENTICATED, body=WithdrawalRequestIn,
-                  responses={201: WithdrawalOut}, idempotent=True)
+                  responses={201: WithdrawalOut}, idempotent=True,
+                  errors={**STEP_UP,
+                          403: ("sanctioned_address", "withdrawals_frozen", "kyc_limit_exceeded",
+                                "signer_limit_exceeded"),
+                          422: ("unknown_chain", "asset_not_on_chain", "invalid_address", "invalid_amount",
+                                "travel_rule_required", "travel_address_invalid", "would_revert",
+                                "insufficient_funds")})
 async def request_withdrawal(request: web.Request, body: WithdrawalRequestIn) -> WithdrawalOut:
     """Request a withdrawal: `amount + fee` is held until it is confirmed on chain (or voided).
 
@@ -71,7 +82,7 @@ async def list_withdrawals(request: web.Request, query: WithdrawalListQuery) -> 
 
 
 @withdrawals.get("/platform/crypto/withdrawals/{withdrawal_id}", access=AUTHENTICATED,
-                 responses={200: WithdrawalOut})
+                 responses={200: WithdrawalOut}, errors=NOT_FOUND)
 async def get_withdrawal(request: web.Request) -> WithdrawalOut:
     """One withdrawal (its owner and staff): state, transaction hash, confirmations, fee."""
     view = await service.get(db_session(request), _actor(current(request)), _withdrawal_id(request))
@@ -79,7 +90,10 @@ async def get_withdrawal(request: web.Request) -> WithdrawalOut:
 
 
 @withdrawals.post("/platform/crypto/withdrawals/{withdrawal_id}/sign", access=roles(*APPROVERS), body=ApprovalIn,
-                  responses={200: WithdrawalOut}, idempotent=True)
+                  responses={200: WithdrawalOut}, idempotent=True,
+                  errors={**APPROVER_STEP_UP, **NOT_FOUND,
+                          403: ("own_withdrawal", "withdrawals_frozen", "mfa_required_for_approval"),
+                          409: ("invalid_state", "already_approved")})
 async def sign_withdrawal(request: web.Request, body: ApprovalIn) -> WithdrawalOut:
     """Approve the withdrawal and start signing (never one's own; two different operators once the customer's
     withdrawals of the asset over 24 hours reach the four-eyes threshold).
@@ -97,7 +111,8 @@ async def sign_withdrawal(request: web.Request, body: ApprovalIn) -> WithdrawalO
 
 
 @withdrawals.post("/platform/crypto/withdrawals/{withdrawal_id}/rollback", access=AUTHENTICATED, body=Empty,
-                  responses={200: WithdrawalOut}, idempotent=True)
+                  responses={200: WithdrawalOut}, idempotent=True,
+                  errors={**NOT_FOUND, 409: ("invalid_state", "already_broadcast", "signing_in_progress")})
 async def rollback_withdrawal(request: web.Request, body: Empty) -> WithdrawalOut:
     """Roll the withdrawal back and release its hold: operators and admins until it is being signed, its
     owner until it is approved. After broadcast: 409 already_broadcast."""
@@ -106,7 +121,8 @@ async def rollback_withdrawal(request: web.Request, body: Empty) -> WithdrawalOu
 
 
 @withdrawals.post("/platform/crypto/withdrawals/{withdrawal_id}/cancel", access=roles(*APPROVERS), body=CancelIn,
-                  responses={202: WithdrawalOut}, idempotent=True)
+                  responses={202: WithdrawalOut}, idempotent=True,
+                  errors={**APPROVER_STEP_UP, **NOT_FOUND, 409: ("invalid_state", "cancel_requested")})
 async def cancel_withdrawal(request: web.Request, body: CancelIn) -> WithdrawalOut:
     """Cancel a broadcast withdrawal stuck at its nonce (operators and admins, a fresh TOTP code).
 
