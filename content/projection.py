@@ -6,7 +6,6 @@ follows its state, its latest version and the version the public reads.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,10 +35,7 @@ def reduce_document(state: State | None, event: dict[str, Any]) -> State | None:
 
 
 async def stored_document(session: AsyncSession, aggregate_id: str) -> State | None:
-    try:
-        document = await session.get(CmsDocument, uuid.UUID(aggregate_id))
-    except ValueError:
-        return None
+    document = await audit.stored_row(session, CmsDocument, aggregate_id)
     if document is None:
         return None
     return {"kind": document.kind, "slug": document.slug, "locale": document.locale, "state": document.state,

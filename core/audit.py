@@ -208,3 +208,12 @@ def projection(aggregate_type: str) -> Projection | None:
 
 def projected_types() -> list[str]:
     return sorted(_projections)
+
+
+async def stored_row(session: AsyncSession, model: type[Any], aggregate_id: str) -> Any | None:
+    """The current-state row of an aggregate for its projection's loader; None for an id that is not a UUID."""
+    try:
+        key = uuid.UUID(aggregate_id)
+    except ValueError:
+        return None
+    return await session.get(model, key)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,10 +30,7 @@ def reduce_user(state: State | None, event: dict[str, Any]) -> State | None:
 
 
 async def stored_user(session: AsyncSession, aggregate_id: str) -> State | None:
-    try:
-        user = await session.get(User, uuid.UUID(aggregate_id))
-    except ValueError:
-        return None
+    user = await audit.stored_row(session, User, aggregate_id)
     if user is None:
         return None
     return {"email": user.email, "roles": sorted(user.roles), "status": user.status, "mfa_enabled": user.mfa_enabled}

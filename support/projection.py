@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,10 +41,7 @@ def _time(value: Any) -> str | None:
 
 
 async def stored_ticket(session: AsyncSession, aggregate_id: str) -> State | None:
-    try:
-        ticket = await session.get(Ticket, uuid.UUID(aggregate_id))
-    except ValueError:
-        return None
+    ticket = await audit.stored_row(session, Ticket, aggregate_id)
     if ticket is None:
         return None
     return {

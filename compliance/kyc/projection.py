@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,10 +25,7 @@ def reduce_kyc_case(state: State | None, event: dict[str, Any]) -> State | None:
 
 
 async def stored_kyc_case(session: AsyncSession, aggregate_id: str) -> State | None:
-    try:
-        case = await session.get(KycCase, uuid.UUID(aggregate_id))
-    except ValueError:
-        return None
+    case = await audit.stored_row(session, KycCase, aggregate_id)
     if case is None:
         return None
     return {"state": case.state, "level": case.level, "first_name": case.first_name, "last_name": case.last_name,

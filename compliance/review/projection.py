@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,10 +23,7 @@ def reduce_transaction_review(state: State | None, event: dict[str, Any]) -> Sta
 
 
 async def stored_transaction_review(session: AsyncSession, aggregate_id: str) -> State | None:
-    try:
-        review = await session.get(TransactionReview, uuid.UUID(aggregate_id))
-    except ValueError:
-        return None
+    review = await audit.stored_row(session, TransactionReview, aggregate_id)
     if review is None:
         return None
     return {"state": review.state, "reason": review.reason, "resolution_note": review.resolution_note}

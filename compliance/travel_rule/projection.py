@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,10 +35,7 @@ def reduce_travel_rule(state: State | None, event: dict[str, Any]) -> State | No
 
 
 async def stored_travel_rule(session: AsyncSession, aggregate_id: str) -> State | None:
-    try:
-        transfer = await session.get(TravelRuleTransfer, uuid.UUID(aggregate_id))
-    except ValueError:
-        return None
+    transfer = await audit.stored_row(session, TravelRuleTransfer, aggregate_id)
     if transfer is None:
         return None
     unit = await ledger.currency(session, transfer.asset)

@@ -8,7 +8,6 @@ function of the chain's height, are not replayed either.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,10 +41,7 @@ def reduce_deposit(state: State | None, event: dict[str, Any]) -> State | None:
 
 
 async def stored_deposit(session: AsyncSession, aggregate_id: str) -> State | None:
-    try:
-        deposit = await session.get(Deposit, uuid.UUID(aggregate_id))
-    except ValueError:
-        return None
+    deposit = await audit.stored_row(session, Deposit, aggregate_id)
     if deposit is None:
         return None
     unit = await ledger.currency(session, deposit.asset)

@@ -6,7 +6,6 @@ the fee in minor units. Title and description never change after creation and ar
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,10 +49,7 @@ def _text(value: Any) -> str | None:
 
 
 async def stored_escrow(session: AsyncSession, aggregate_id: str) -> State | None:
-    try:
-        contract = await session.get(EscrowContract, uuid.UUID(aggregate_id))
-    except ValueError:
-        return None
+    contract = await audit.stored_row(session, EscrowContract, aggregate_id)
     if contract is None:
         return None
     unit = await ledger.currency(session, contract.currency)

@@ -8,7 +8,6 @@ keep their own rows, and are not replayed here.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,10 +31,7 @@ def reduce_withdrawal(state: State | None, event: dict[str, Any]) -> State | Non
 
 
 async def stored_withdrawal(session: AsyncSession, aggregate_id: str) -> State | None:
-    try:
-        withdrawal = await session.get(Withdrawal, uuid.UUID(aggregate_id))
-    except ValueError:
-        return None
+    withdrawal = await audit.stored_row(session, Withdrawal, aggregate_id)
     if withdrawal is None:
         return None
     unit = await ledger.currency(session, withdrawal.asset)
