@@ -37,6 +37,7 @@ class Principal:
     session_id: uuid.UUID
     roles: frozenset[str]
     via_cookie: bool
+    expires_at: float = 0.0  # the access token's ``exp`` (epoch seconds)
 
     @property
     def is_staff(self) -> bool:
@@ -49,7 +50,8 @@ class Principal:
 @dataclass
 class IdentityCache:
     session_ttl: float
-    sessions: dict[uuid.UUID, tuple[bool, float]] = field(default_factory=dict)
+    # keyed by (sid, sub): a session is live only for the user it belongs to
+    sessions: dict[tuple[uuid.UUID, uuid.UUID], tuple[bool, float]] = field(default_factory=dict)
     access: dict[uuid.UUID, tuple[list[str], str]] = field(default_factory=dict)
 
     def drop_roles(self, user_id: uuid.UUID | None = None) -> None:
@@ -77,16 +79,17 @@ async def authenticate(request: web.Request) -> Principal | None:
     claims = decode_access_token(app[SETTINGS], token)
     cache: IdentityCache = app[IDENTITY_CACHE]
     now = time.monotonic()
-    cached = cache.sessions.get(claims.session_id)
+    key = (claims.session_id, claims.user_id)
+    cached = cache.sessions.get(key)
     access = cache.access.get(claims.user_id)
     if len(cache.sessions) > MAX_CACHED or len(cache.access) > MAX_CACHED:
         cache.drop_sessions()  # bounded memory: a full cache starts over, it is only a cache
         cache.drop_roles()
     if cached is None or cached[1] < now or access is None:
         async with app[SESSIONS]() as session:
-            active = await service.session_is_active(session, claims.session_id)
+            active = await service.session_is_active(session, claims.session_id, claims.user_id)
             access = await service.user_access(session, claims.user_id)
-        cache.sessions[claims.session_id] = (active, now + cache.session_ttl)
+        cache.sessions[key] = (active, now + cache.session_ttl)
         if access is not None:
             cache.access[claims.user_id] = access
         cached = (active, now + cache.session_ttl)
@@ -95,7 +98,7 @@ async def authenticate(request: web.Request) -> Principal | None:
     roles, status = access
     if status != "active":
         raise service.AccountSuspended()
-    return Principal(claims.user_id, claims.session_id, frozenset(roles), via_cookie)
+    return Principal(claims.user_id, claims.session_id, frozenset(roles), via_cookie, claims.expires_at)
 
 
 def _allowed_origins(request: web.Request) -> set[str]:

@@ -3,6 +3,10 @@
 Subscribe first, replay from the table second, then follow pub/sub skipping what was already
 sent: no event can fall in the gap between the two. Each stream is registered on the app so a
 shutdown ends it instead of waiting for the client.
+
+A stream is authenticated once, when it opens, but lives for hours: at every heartbeat it checks
+again that its session is live and its user active, and it ends when the access token expires, so
+a logout, a revocation or a suspension closes it within one heartbeat.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ import asyncio
 import contextlib
 import json
 import time
-import uuid
 
 from aiohttp import web
 
 from api.keys import REDIS, SESSIONS, SETTINGS, STREAMS
+from api.principal import Principal
+from identity import service as identity
 from notifications import service as notifications
 
 POLL_SECONDS = 1.0
@@ -25,8 +30,16 @@ def _event(seq: int, type: str, data: str) -> bytes:
     return f"id: {seq}\nevent: {type}\ndata: {data}\n\n".encode()
 
 
-async def serve(request: web.Request, user_id: uuid.UUID, last_seq: int) -> web.StreamResponse:
+async def _still_allowed(app: web.Application, principal: Principal) -> bool:
+    if time.time() >= principal.expires_at:
+        return False
+    async with app[SESSIONS]() as session:
+        return await identity.session_in_force(session, principal.session_id, principal.user_id)
+
+
+async def serve(request: web.Request, principal: Principal, last_seq: int) -> web.StreamResponse:
     app = request.config_dict
+    user_id = principal.user_id
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream",
         "Cache-Control": "no-cache",
@@ -47,13 +60,17 @@ async def serve(request: web.Request, user_id: uuid.UUID, last_seq: int) -> web.
         heartbeat = app[SETTINGS].sse_heartbeat_seconds
         next_beat = time.monotonic() + heartbeat
         while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_SECONDS)
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(POLL_SECONDS, heartbeat))
             if message is not None:
                 payload = json.loads(message["data"])
                 if payload["seq"] > last_seq:
                     await response.write(_event(payload["seq"], payload["type"], message["data"].decode()))
                     last_seq = payload["seq"]
+            if time.time() >= principal.expires_at:
+                break  # the token it was opened with is over: the client reconnects with a fresh one
             if time.monotonic() >= next_beat:
+                if not await _still_allowed(app, principal):
+                    break
                 await response.write(b": heartbeat\n\n")  # keeps proxies from closing an idle stream
                 next_beat = time.monotonic() + heartbeat
     except (ConnectionResetError, asyncio.CancelledError):

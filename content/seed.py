@@ -63,6 +63,12 @@ SEEDS: tuple[Seed, ...] = (
     _email("welcome", "Welcome to VirtuOZ, {{ display_name }}",
            "Hello {{ display_name }},\n\nyour VirtuOZ account is ready. Verify your identity to start "
            "depositing.\n", ["display_name"]),
+    _email("mfa.enrollment_started", "A new two-factor authenticator is being set up on your account",
+           "Hello {{ display_name }},\n\na new authenticator app is being set up for your VirtuOZ account. "
+           "If this was not you, change your password and contact support at once.\n", ["display_name"]),
+    _email("mfa.disabled", "Two-factor authentication was turned off on your account",
+           "Hello {{ display_name }},\n\ntwo-factor authentication was turned off for your VirtuOZ account. "
+           "If this was not you, change your password and contact support at once.\n", ["display_name"]),
     _email("escrow.funded", "Escrow “{{ escrow_title }}” is funded",
            "Hello {{ display_name }},\n\nescrow **{{ escrow_title }}** is funded with {{ amount }} {{ currency }}.\n",
            ["display_name", "escrow_title", "amount", "currency"]),

@@ -277,7 +277,8 @@ class Settings(BaseSettings):
     chains: list[ChainSettings] = Field(default_factory=list)
     readiness: ReadinessPolicy = Field(default_factory=ReadinessPolicy)
 
-    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # also how often a stream re-checks its session and user: at most 15 s of life after a logout
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=15)
     heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True

@@ -224,9 +224,23 @@ async def active_sessions(session: AsyncSession, user_id: uuid.UUID) -> list[Aut
     return list(result)
 
 
-async def session_is_active(session: AsyncSession, session_id: uuid.UUID) -> bool:
-    row = (await session.execute(select(AuthSession.revoked_at).where(AuthSession.id == session_id))).first()
+async def session_is_active(session: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    """Whether ``session_id`` is a live session *of* ``user_id``: a token's ``sid`` proves nothing about
+    its ``sub`` unless the two are looked up together."""
+    row = (await session.execute(
+        select(AuthSession.revoked_at).where(AuthSession.id == session_id, AuthSession.user_id == user_id)
+    )).first()
     return row is not None and row.revoked_at is None
+
+
+async def session_in_force(session: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    """Whether a long-lived connection (the SSE stream) may go on: its session is live and its user active."""
+    row = (await session.execute(
+        select(AuthSession.revoked_at, User.status)
+        .join(User, User.id == AuthSession.user_id)
+        .where(AuthSession.id == session_id, AuthSession.user_id == user_id)
+    )).first()
+    return row is not None and row.revoked_at is None and row.status == "active"
 
 
 # --- MFA --------------------------------------------------------------------------------------
@@ -238,9 +252,34 @@ class Enrollment:
     recovery_codes: list[str]
 
 
-async def mfa_enroll(session: AsyncSession, settings: Settings, user: User) -> Enrollment:
+async def _confirm_mfa_change(session: AsyncSession, settings: Settings, redis: Redis, user_id: uuid.UUID,
+                              password: str, code: str | None, *, recovery_allowed: bool) -> User:
+    """Changing MFA is a step-up action: the user row locked (no two changes race), the password and,
+    when MFA is on, a current code, every failure counted on the step-up counters, so a stolen
+    session cannot guess its way to turning MFA off."""
+    user = await session.get_one(User, user_id, with_for_update=True)
+    await throttle.check_step_up(redis, settings, user_id)
+    if not await passwords.verify_password(user.password_hash, password):
+        await throttle.record_step_up_failure(redis, settings, user_id)
+        await audit.append(session, "user", user.id, "mfa.change_refused", {"reason": "password"})
+        raise InvalidCredentials("The password is wrong.")
     if user.mfa_enabled:
-        raise Conflict("Two-factor authentication is already on; disable it first.", code="mfa_already_enabled")
+        if not code:
+            raise MfaRequired()
+        if not (recovery_allowed and await _consume_recovery_code(session, user, code)):
+            try:
+                await _consume_totp(session, settings, user, code)
+            except InvalidMfaCode:
+                await throttle.record_step_up_failure(redis, settings, user_id)
+                raise
+    return user
+
+
+async def mfa_enroll(session: AsyncSession, settings: Settings, redis: Redis, user_id: uuid.UUID, *,
+                     password: str, code: str | None = None) -> Enrollment:
+    """Start an enrollment (pending until verified). With MFA already on, a current code starts a new
+    one: the old authenticator keeps working until the new one is verified."""
+    user = await _confirm_mfa_change(session, settings, redis, user_id, password, code, recovery_allowed=False)
     secret = mfa.new_secret()
     user.mfa_pending_secret = mfa.encrypt_secret(settings.secret_key.get_secret_value(), secret)
     codes = mfa.new_recovery_codes()
@@ -262,11 +301,13 @@ async def mfa_verify(session: AsyncSession, settings: Settings, user: User, code
     await audit.append(session, "user", user.id, "mfa.enabled", {}, actor=user.id)
 
 
-async def mfa_disable(session: AsyncSession, settings: Settings, user: User, code: str) -> None:
+async def mfa_disable(session: AsyncSession, settings: Settings, redis: Redis, user_id: uuid.UUID, *,
+                      password: str, code: str) -> None:
+    """Turn MFA off with the password and a current code (or a recovery code)."""
+    user = await session.get_one(User, user_id, with_for_update=True)
     if not user.mfa_enabled:
         raise Conflict("Two-factor authentication is not on.", code="mfa_not_enabled")
-    if not await _consume_recovery_code(session, user, code):
-        await _consume_totp(session, settings, user, code)
+    await _confirm_mfa_change(session, settings, redis, user_id, password, code, recovery_allowed=True)
     user.mfa_enabled, user.mfa_secret, user.mfa_pending_secret = False, None, None
     await session.execute(RecoveryCode.__table__.delete().where(RecoveryCode.user_id == user.id))
     await audit.append(session, "user", user.id, "mfa.disabled", {}, actor=user.id)

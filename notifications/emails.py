@@ -29,6 +29,9 @@ PRODUCT_EMAIL = jobs.name("notifications.product_email")
 # Each product email template, and what the ``ref`` of its call names (None: the user is the subject).
 TEMPLATES: dict[str, str | None] = {
     "welcome": None,
+    # security notices: the owner learns of an MFA change they did not make
+    "mfa.enrollment_started": None,
+    "mfa.disabled": None,
     "escrow.funded": "escrow",
     "escrow.released": "escrow",
     "escrow.disputed": "escrow",
@@ -76,6 +79,6 @@ def product_email(session: AsyncSession, user_id: uuid.UUID, template: str, ref:
                            None if ref is None else str(ref))
 
 
-@variables_for("welcome")
-async def _welcome(session: AsyncSession, template: str, ref: uuid.UUID | None) -> Variables:
+@variables_for("welcome", "mfa.enrollment_started", "mfa.disabled")
+async def _about_the_user(session: AsyncSession, template: str, ref: uuid.UUID | None) -> Variables:
     return {}

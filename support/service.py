@@ -4,7 +4,8 @@ Every change of a ticket appends an audit event on the aggregate ``ticket`` in t
 transaction; the owner is notified (``notifications.service.notify``, streamed after commit) of
 staff replies (also by email, ``notifications.emails``) and staff state changes. What a customer can ever
 receive — a response, a list, a notification, an email — is built from public messages only:
-internal notes and context links are read only for a staff viewer, and adding one neither
+internal notes and context links are read only for a staff viewer (not on a ticket that viewer opened
+themselves: there staff are its customer), and adding one neither
 notifies nor emails anyone nor touches ``updated_at`` (which customers see).
 
 Functions take ``now`` so tests (and the SLA preview) run the clock they need; the default is
@@ -43,6 +44,11 @@ class Viewer:
 
     user_id: uuid.UUID
     staff: bool
+
+    def sees_staff_side(self, ticket: Ticket) -> bool:
+        """Staff work every ticket but their own: there they are its customer, and what colleagues
+        note about them (screening, fraud suspicions) stays internal."""
+        return self.staff and ticket.customer_id != self.user_id
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ async def _view(session: AsyncSession, viewer: Viewer, ticket: Ticket) -> Ticket
         select(TicketMessage).where(TicketMessage.ticket_id == ticket.id)
         .order_by(TicketMessage.created_at, TicketMessage.id)
     ))
-    if not viewer.staff:
+    if not viewer.sees_staff_side(ticket):
         return TicketView(ticket, messages)
     notes = list(await session.scalars(
         select(TicketInternalNote).where(TicketInternalNote.ticket_id == ticket.id)
@@ -157,8 +163,7 @@ async def add_message(session: AsyncSession, viewer: Viewer, ticket_id: uuid.UUI
     """A public reply. Staff replies count as the first response; a customer reply may reopen."""
     now = now or utcnow()
     ticket = await _ticket(session, viewer, ticket_id, lock=True)
-    # A staff member who opened a ticket of their own writes on it as its customer.
-    by_staff = viewer.staff and ticket.customer_id != viewer.user_id
+    by_staff = viewer.sees_staff_side(ticket)
     target = states.transition(ticket.state, "staff_reply" if by_staff else "customer_reply")
     message = TicketMessage(ticket_id=ticket.id, author_id=viewer.user_id, from_staff=by_staff, body=body,
                             created_at=now)

@@ -214,7 +214,7 @@ class Approver:
 
 async def enable_mfa(client: TestClient, user: LoggedIn) -> Totp:
     """POST /auth/mfa/enroll and /auth/mfa/verify as ``user``: MFA on; the authenticator that goes with it."""
-    enrolled = await client.post(f"{API}/auth/mfa/enroll", headers=user.headers)
+    enrolled = await client.post(f"{API}/auth/mfa/enroll", json={"password": user.password}, headers=user.headers)
     assert enrolled.status in (200, 201), await enrolled.text()
     totp = Totp((await enrolled.json())["secret"])
     verified = await client.post(f"{API}/auth/mfa/verify", json={"code": await totp.code()}, headers=user.headers)

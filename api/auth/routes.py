@@ -9,6 +9,8 @@ from api.auth.schemas import (
     LoginIn,
     LogoutAllOut,
     MfaCodeIn,
+    MfaDisableIn,
+    MfaEnrollIn,
     MfaEnrollOut,
     MfaStateOut,
     OkOut,
@@ -35,6 +37,7 @@ from core.errors import Unauthorized
 from core.locales import from_accept_language
 from custody import onboarding
 from identity import service
+from notifications.emails import product_email
 
 auth = Routes(tag="auth")
 profile = Routes(tag="me")
@@ -138,13 +141,15 @@ async def revoke_session(request: web.Request) -> OkOut:
     return OkOut()
 
 
-@auth.post("/auth/mfa/enroll", access=AUTHENTICATED, responses={200: MfaEnrollOut},
-           errors={409: ("mfa_already_enabled",)})
-async def mfa_enroll(request: web.Request) -> MfaEnrollOut:
-    """Start TOTP enrollment: a secret, its otpauth URI and ten recovery codes (pending until verified)."""
-    session = db_session(request)
-    user = await service.get_user(session, current(request).user_id)
-    enrollment = await service.mfa_enroll(session, request.config_dict[SETTINGS], user)
+@auth.post("/auth/mfa/enroll", access=AUTHENTICATED, body=MfaEnrollIn, responses={200: MfaEnrollOut},
+           errors={401: ("invalid_credentials", "mfa_required", "invalid_mfa_code"), 429: ("too_many_attempts",)})
+async def mfa_enroll(request: web.Request, body: MfaEnrollIn) -> MfaEnrollOut:
+    """Start TOTP enrollment with the password (and a current code when MFA is already on): a secret,
+    its otpauth URI and ten recovery codes (pending until verified). The user is emailed."""
+    session, app, user_id = db_session(request), request.config_dict, current(request).user_id
+    enrollment = await service.mfa_enroll(session, app[SETTINGS], app[REDIS], user_id,
+                                          password=body.password, code=body.code)
+    product_email(session, user_id, "mfa.enrollment_started")
     return MfaEnrollOut(secret=enrollment.secret, otpauth_uri=enrollment.otpauth_uri,
                         recovery_codes=enrollment.recovery_codes)
 
@@ -159,13 +164,14 @@ async def mfa_verify(request: web.Request, body: MfaCodeIn) -> MfaStateOut:
     return MfaStateOut(mfa_enabled=True)
 
 
-@auth.post("/auth/mfa/disable", access=AUTHENTICATED, body=MfaCodeIn, responses={200: MfaStateOut},
-           errors={401: ("invalid_mfa_code",), 409: ("mfa_not_enabled",), 429: ("too_many_attempts",)})
-async def mfa_disable(request: web.Request, body: MfaCodeIn) -> MfaStateOut:
-    """Turn MFA off with a current code or a recovery code."""
-    session = db_session(request)
-    user = await service.get_user(session, current(request).user_id)
-    await service.mfa_disable(session, request.config_dict[SETTINGS], user, body.code)
+@auth.post("/auth/mfa/disable", access=AUTHENTICATED, body=MfaDisableIn, responses={200: MfaStateOut},
+           errors={401: ("invalid_credentials", "mfa_required", "invalid_mfa_code"), 409: ("mfa_not_enabled",),
+                   429: ("too_many_attempts",)})
+async def mfa_disable(request: web.Request, body: MfaDisableIn) -> MfaStateOut:
+    """Turn MFA off with the password and a current code or a recovery code. The user is emailed."""
+    session, app, user_id = db_session(request), request.config_dict, current(request).user_id
+    await service.mfa_disable(session, app[SETTINGS], app[REDIS], user_id, password=body.password, code=body.code)
+    product_email(session, user_id, "mfa.disabled")
     return MfaStateOut(mfa_enabled=False)
 
 

@@ -98,7 +98,18 @@ class MfaEnrollOut(BaseModel):
 
 
 class MfaCodeIn(BaseModel):
-    code: str = Field(min_length=6, max_length=20, description="A current TOTP code, or a recovery code to disable.")
+    code: str = Field(min_length=6, max_length=20, description="A code of the authenticator being enrolled.")
+
+
+class MfaEnrollIn(BaseModel):
+    password: str = Field(min_length=1, max_length=1024)
+    code: str | None = Field(default=None, min_length=6, max_length=20,
+                             description="A current TOTP code: required when MFA is already on (re-enrollment).")
+
+
+class MfaDisableIn(BaseModel):
+    password: str = Field(min_length=1, max_length=1024)
+    code: str = Field(min_length=6, max_length=20, description="A current TOTP code, or a recovery code.")
 
 
 class MfaStateOut(BaseModel):

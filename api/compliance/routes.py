@@ -212,9 +212,15 @@ async def compliance_transaction_reconcile(request: web.Request) -> ReconcileOut
 
 
 @transaction_review_routes.post("/admin/transactions/{tx_id}/resolve", access=OFFICERS, body=ResolveIn,
-                                responses={200: TransactionOut}, name="compliance_transaction_resolve")
+                                responses={200: TransactionOut}, name="compliance_transaction_resolve",
+                                errors={403: ("own_transaction",), 404: ("transaction_not_found",),
+                                        409: ("not_flagged", "review_already_resolved")})
 async def compliance_transaction_resolve(request: web.Request, body: ResolveIn) -> TransactionOut:
-    """Resolve a flagged transfer as `cleared` or `reported`; resolving twice is a 409."""
+    """Resolve a flagged transfer as `cleared` or `reported`; resolving twice is a 409.
+
+    Refusals: own_transaction (403: the transfer posts to the officer's own accounts; another officer
+    resolves it), not_flagged / review_already_resolved (409), transaction_not_found (404).
+    """
     return TransactionOut.of(await review.resolve(db_session(request), _transfer_id(request), body.resolution,
                                                   body.note, current(request).user_id))
 

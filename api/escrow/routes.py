@@ -115,9 +115,14 @@ async def open_dispute(request: web.Request, body: DisputeIn) -> EscrowOut:
 
 @escrow.post("/escrow/{escrow_id}/dispute/evidence", access=AUTHENTICATED, form=EvidenceForm,
              responses={201: EvidenceOut},
-             errors={**NOT_FOUND, 409: ("invalid_state", "too_many_files"), 422: ("one_file_only", "file_required")})
+             errors={**NOT_FOUND, 403: ("party_or_arbiter",), 409: ("invalid_state", "too_many_files"),
+                     422: ("one_file_only", "file_required")})
 async def upload_evidence(request: web.Request) -> web.Response:
-    """Upload an evidence file (multipart field `file`, optional `description`); its type is read from its bytes."""
+    """Upload an evidence file (multipart field `file`, optional `description`); its type is read from its bytes.
+
+    Refusals: party_or_arbiter (403: only the parties, compliance or an admin write to a dispute),
+    invalid_state / too_many_files (409), escrow_not_found (404).
+    """
     settings = request.config_dict[SETTINGS]
     session, escrow_id = db_session(request), _escrow_id(request)
 
@@ -151,10 +156,15 @@ async def download_evidence(request: web.Request) -> web.StreamResponse:
 
 
 @escrow.post("/escrow/{escrow_id}/dispute/evidence/{file_id}/delete", access=AUTHENTICATED, body=Empty,
-             responses={200: EvidenceOut}, errors={403: ("uploader_only",), 404: ("escrow_not_found", "evidence_not_found"),
-                                                  409: ("invalid_state",)})
+             responses={200: EvidenceOut},
+             errors={403: ("uploader_only", "party_to_dispute"), 404: ("escrow_not_found", "evidence_not_found"),
+                     409: ("invalid_state",)})
 async def delete_evidence(request: web.Request, body: Empty) -> EvidenceOut:
-    """Hide an evidence file (uploader or admin); it is kept for the audit trail."""
+    """Hide an evidence file (uploader or admin); it is kept for the audit trail.
+
+    Refusals: uploader_only (403), party_to_dispute (403: an admin who is a party hides only their own
+    files), invalid_state (409).
+    """
     hidden = await evidence.hide(db_session(request), _actor(request), _escrow_id(request),
                                  path_uuid(request, "file_id", "evidence_not_found"))
     return EvidenceOut.model_validate(hidden, from_attributes=True)
@@ -162,13 +172,15 @@ async def delete_evidence(request: web.Request, body: Empty) -> EvidenceOut:
 
 @escrow.post("/escrow/{escrow_id}/dispute/resolve", access=roles("compliance", "admin"), body=ResolveIn,
              responses=ESCROW, idempotent=True,
-             errors={**NOT_FOUND, 403: ("withdrawals_frozen",), 409: ("invalid_state", "seller_required"),
+             errors={**NOT_FOUND, 403: ("arbiter_only", "party_to_dispute", "withdrawals_frozen"),
+                     409: ("invalid_state", "seller_required"),
                      422: ("seller_amount_required", "invalid_split", "invalid_amount")})
 async def resolve_dispute(request: web.Request, body: ResolveIn) -> EscrowOut:
     """Decide a dispute: release to the seller, refund the buyer, or split.
 
-    Refusals: arbiter_only (403), withdrawals_frozen (403: release or split while the buyer's money is
-    frozen; a refund stays possible), invalid_state / seller_required (409), invalid_split (422).
+    Refusals: arbiter_only (403), party_to_dispute (403: the arbiter is the buyer or the seller),
+    withdrawals_frozen (403: release or split while the buyer's money is frozen; a refund stays possible),
+    invalid_state / seller_required (409), invalid_split (422).
     """
     settings = request.config_dict[SETTINGS]
     return EscrowOut.of(await service.resolve(db_session(request), _actor(request), _escrow_id(request),
@@ -177,9 +189,13 @@ async def resolve_dispute(request: web.Request, body: ResolveIn) -> EscrowOut:
 
 
 @escrow.post("/escrow/{escrow_id}/dispute/reject", access=roles("compliance", "admin"), body=RejectIn,
-             responses=ESCROW, errors=STATE)
+             responses=ESCROW, errors={**STATE, 403: ("arbiter_only", "party_to_dispute")})
 async def reject_dispute(request: web.Request, body: RejectIn) -> EscrowOut:
-    """Reject a dispute: the escrow is funded again, its hold untouched."""
+    """Reject a dispute: the escrow is funded again, its hold untouched.
+
+    Refusals: arbiter_only / party_to_dispute (403: the arbiter is the buyer or the seller),
+    invalid_state (409), escrow_not_found (404).
+    """
     return EscrowOut.of(await service.reject(db_session(request), _actor(request), _escrow_id(request), body.note))
 
 

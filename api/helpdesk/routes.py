@@ -61,12 +61,13 @@ async def list_tickets(request: web.Request, query: TicketListQuery) -> TicketLi
     viewer = _viewer(request)
     page = await service.list_tickets(db_session(request), viewer, state=query.state, priority=query.priority,
                                       breached=query.breached, limit=query.limit, cursor=query.cursor)
-    return ticket_list(page, viewer.staff)
+    return ticket_list(page, viewer)
 
 
 @helpdesk.get("/helpdesk/tickets/{ticket_id}", access=AUTHENTICATED, responses={200: TicketDetail})
 async def get_ticket(request: web.Request) -> TicketDetail:
-    """A ticket with its public messages; staff also get internal notes, context links and SLA breaches."""
+    """A ticket with its public messages; staff also get internal notes, context links and SLA breaches,
+    except on a ticket they opened themselves, which they see as its customer."""
     return ticket_detail(await service.get_ticket(db_session(request), _viewer(request), _ticket_id(request)))
 
 

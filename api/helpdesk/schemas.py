@@ -24,7 +24,7 @@ from pydantic import (
 
 from support.models import Ticket
 from support.references import LinkKind
-from support.service import TicketPage, TicketView
+from support.service import TicketPage, TicketView, Viewer
 from support.sla import Priority
 from support.states import State, allowed_moves
 
@@ -218,5 +218,6 @@ def ticket_detail(view: TicketView) -> TicketDetail:
     ))
 
 
-def ticket_list(page: TicketPage, staff: bool) -> TicketListOut:
-    return TicketListOut(items=[ticket_out(ticket, staff) for ticket in page.items], next_cursor=page.next_cursor)
+def ticket_list(page: TicketPage, viewer: Viewer) -> TicketListOut:
+    return TicketListOut(items=[ticket_out(ticket, viewer.sees_staff_side(ticket)) for ticket in page.items],
+                         next_cursor=page.next_cursor)

@@ -25,4 +25,4 @@ async def stream(request: web.Request, query: StreamQuery) -> web.StreamResponse
     `data:` JSON); a comment heartbeat keeps it open; `Last-Event-ID` replays what was missed."""
     header = request.headers.get("Last-Event-ID")
     last = validate(StreamQuery, {"last_event_id": header}).last_event_id if header else query.last_event_id
-    return await serve(request, current(request).user_id, last or 0)
+    return await serve(request, current(request), last or 0)

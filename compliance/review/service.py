@@ -5,7 +5,8 @@ withdrawals held and settled, escrow funding and releases, sandbox credits. A tr
 its business object (``reference_kind``/``reference_id``); for deposits and withdrawals the
 object's own state is shown beside it (read from custody's ``Deposit`` and ``Withdrawal`` models,
 a layer below). A flag opens a review, a resolution (``cleared`` or ``reported``) closes it once;
-both are audit events of the aggregate ``transaction_review``.
+both are audit events of the aggregate ``transaction_review``. An officer never resolves a transfer
+that posts to their own ledger accounts (403 ``own_transaction``): another officer does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance.review.models import TransactionReview
 from core import audit
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.money import format_amount, parse_amount
 from core.pagination import keyset_before, next_page
 from core.time import utcnow
@@ -37,6 +38,10 @@ class AlreadyResolved(Conflict):
 
 class NotFlagged(Conflict):
     code, message = "not_flagged", "This transaction is not flagged."
+
+
+class OwnTransaction(Forbidden):
+    code, message = "own_transaction", "This transaction touches your own accounts: another officer reviews it."
 
 
 class AlreadyFlagged(Conflict):
@@ -209,6 +214,12 @@ async def resolve(session: AsyncSession, transfer_id: uuid.UUID, resolution: str
         raise NotFlagged()
     if review.state != "flagged":
         raise AlreadyResolved(details={"state": review.state})
+    # Clearing (or reporting) one's own money would make the officer their own reviewer.
+    if await session.scalar(select(LedgerPosting.transfer_id)
+                            .join(LedgerAccount, LedgerAccount.id == LedgerPosting.account_id)
+                            .where(LedgerPosting.transfer_id == transfer_id, LedgerAccount.user_id == actor)
+                            .limit(1)) is not None:
+        raise OwnTransaction()
     review.state, review.resolution_note, review.resolved_by, review.resolved_at = resolution, note, actor, utcnow()
     await session.flush()
     await audit.append(session, AGGREGATE, transfer_id, f"transaction.{resolution}", {"note": note}, actor=actor)

@@ -4,7 +4,8 @@ An upload is staged first: sniffed and streamed (atomically) into the file store
 contract is touched, so a client trickling its bytes holds no database connection and no row
 lock. Only then is the contract locked, checked and the row flushed; if the transaction does not
 commit, the file is discarded, so a failed upload leaves no row and no file. "Deleting" hides a
-file from the list and records who did it; the bytes stay for the audit trail.
+file from the list and records who did it; the bytes stay for the audit trail. Only the parties and
+the arbiters upload; an uploader hides their own file, an admin anyone's unless a party to the escrow.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from core.sniff import check_upload, safe_filename, split_head, utf8_guard
 from core.storage import FileStore, IncomingFile
 from core.time import utcnow
 from custody.escrow.models import EscrowContract, EvidenceFile
-from custody.escrow.service import Actor, load
+from custody.escrow.service import Actor, load, require_impartial, require_writer
 
 
 class TooManyFiles(Conflict):
@@ -61,6 +62,7 @@ async def stage(session: AsyncSession, store: FileStore, upload: IncomingFile, *
 async def add(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID, staged: StagedEvidence,
               description: str | None, *, max_files: int) -> EvidenceFile:
     contract = await _disputed(session, actor, escrow_id, lock=True)  # the lock also serializes the count
+    require_writer(contract, actor)
     count = await session.scalar(select(func.count()).select_from(EvidenceFile).where(
         EvidenceFile.escrow_id == contract.id, EvidenceFile.deleted_at.is_(None)))
     if count >= max_files:
@@ -97,8 +99,10 @@ async def get(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID, file_id
 async def hide(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID, file_id: uuid.UUID) -> EvidenceFile:
     contract = await _disputed(session, actor, escrow_id, lock=True)
     evidence = await get(session, actor, contract.id, file_id)
-    if evidence.uploaded_by != actor.user_id and "admin" not in actor.roles:
-        raise Forbidden("Only the uploader or an admin can delete evidence.", code="uploader_only")
+    if evidence.uploaded_by != actor.user_id:
+        if "admin" not in actor.roles:
+            raise Forbidden("Only the uploader or an admin can delete evidence.", code="uploader_only")
+        require_impartial(contract, actor)  # hiding the other side's evidence would tilt the case
     evidence.deleted_at, evidence.deleted_by = utcnow(), actor.user_id
     await session.flush()
     await audit.append(session, "escrow", contract.id, "escrow.evidence_deleted",

@@ -3,7 +3,9 @@
 Every action locks the contract row first (``SELECT … FOR UPDATE``), so concurrent fund/fund,
 release/dispute or resolve/resolve serialize: one wins, the others meet the new state and get a
 409. A buyer with a withdrawal freeze (``custody.freezes``) can neither fund nor release, and a
-dispute cannot be resolved to the seller while it stands (403 ``withdrawals_frozen``). Each transition writes its audit event and notifies both parties after commit; funding,
+dispute cannot be resolved to the seller while it stands (403 ``withdrawals_frozen``). An arbiter
+who is a party to the escrow cannot resolve or reject its dispute, nor hide the other side's evidence
+(403 ``party_to_dispute``); only the parties and the arbiters write to a dispute. Each transition writes its audit event and notifies both parties after commit; funding,
 release and dispute also email them (``notifications.emails``).
 """
 
@@ -91,6 +93,18 @@ async def _record(session: AsyncSession, contract: EscrowContract, event: str, a
                                                             "title": contract.title})
         if event in EMAILED:
             product_email(session, party, event, contract.id)
+
+
+def require_writer(contract: EscrowContract, actor: Actor) -> None:
+    """Only the parties and the arbiters add to a dispute; other staff only read it."""
+    if not (_is_party(contract, actor) or actor.any_of(ARBITERS)):
+        raise Forbidden("Only the parties, compliance or an admin write to a dispute.", code="party_or_arbiter")
+
+
+def require_impartial(contract: EscrowContract, actor: Actor) -> None:
+    """An arbiter who is a buyer or seller would judge their own case: they act on it as a party only."""
+    if _is_party(contract, actor):
+        raise Forbidden("A party to this escrow cannot decide its dispute.", code="party_to_dispute")
 
 
 def _require_buyer(contract: EscrowContract, actor: Actor) -> None:
@@ -249,6 +263,7 @@ async def resolve(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID, *, 
     if not actor.any_of(ARBITERS):
         raise Forbidden("Only compliance or an admin resolves disputes.", code="arbiter_only")
     contract = await load(session, escrow_id, actor, lock=True)
+    require_impartial(contract, actor)
     contract.state = transition(contract.state, "resolve")
     unit = await ledger.currency(session, contract.currency)
     assert contract.hold_id is not None
@@ -285,6 +300,7 @@ async def reject(session: AsyncSession, actor: Actor, escrow_id: uuid.UUID, note
     if not actor.any_of(ARBITERS):
         raise Forbidden("Only compliance or an admin rejects disputes.", code="arbiter_only")
     contract = await load(session, escrow_id, actor, lock=True)
+    require_impartial(contract, actor)
     contract.state = transition(contract.state, "reject")
     await session.flush()
     await _record(session, contract, "escrow.dispute_rejected", actor, {"note": note})

@@ -141,7 +141,7 @@ class Cluster:
     async def approver(self, role: str = "operator") -> User:
         """An operator (or admin) with MFA on, as approving withdrawals requires."""
         approver = await self.user(role)
-        status, enrolled = await self.call("POST", "/auth/mfa/enroll", approver.headers)
+        status, enrolled = await self.call("POST", "/auth/mfa/enroll", approver.headers, {"password": PASSWORD})
         assert status in (200, 201), enrolled
         approver.totp = Totp(enrolled["secret"])
         status, verified = await self.call("POST", "/auth/mfa/verify", approver.headers,

@@ -113,3 +113,23 @@ async def test_bad_last_event_id_is_422(make_client, settings, login_as):
     user = await login_as(client)
     response = await client.get("/api/v1/notifications/stream", headers={**user.headers, "Last-Event-ID": "abc"})
     assert response.status == 422
+
+
+async def test_stream_closes_after_logout_all(make_client, settings, login_as):
+    """A stream does not outlive its session: the heartbeat re-checks it and ends the stream."""
+    client = await make_client(settings.model_copy(update={"sse_heartbeat_seconds": 0.2}))
+    user = await login_as(client)
+    response = await client.get("/api/v1/notifications/stream", headers=user.headers)
+    assert response.status == 200
+    assert await asyncio.wait_for(response.content.readline(), 5) == b": heartbeat\n"
+    logout = await client.post("/api/v1/auth/logout-all", headers=user.headers)
+    assert logout.status == 200, await logout.text()
+    # the stream ends (EOF) within a few heartbeats instead of staying open
+    await asyncio.wait_for(response.content.read(), 5)
+    assert response.content.at_eof()
+    await wait_until(lambda: _no_streams(client), what="the stream task ended")
+    response.close()
+
+
+async def _no_streams(client) -> bool:
+    return not client.app[STREAMS]

@@ -140,7 +140,7 @@ def wrong_code(secret: str) -> str:
 async def enable_mfa(client: TestClient, user: Login) -> tuple[dict[str, Any], tuple[str, str, str]]:
     """Enroll and verify with the *previous* step's code; returns the enrollment and the codes
     (previous — already used, current, next)."""
-    response = await client.post(f"{API}/auth/mfa/enroll", headers=user.headers)
+    response = await client.post(f"{API}/auth/mfa/enroll", json={"password": user.password}, headers=user.headers)
     enrollment = await response.json()
     assert response.status == 200, enrollment
     codes = await totp_codes(enrollment["secret"])

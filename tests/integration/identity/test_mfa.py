@@ -33,7 +33,7 @@ async def profile(client, user) -> dict:
 
 async def test_enrollment_returns_a_secret_its_uri_and_ten_recovery_codes(client):
     user = await new_user(client)
-    response = await client.post(f"{API}/auth/mfa/enroll", headers=user.headers)
+    response = await client.post(f"{API}/auth/mfa/enroll", json={"password": user.password}, headers=user.headers)
     body = await response.json()
     assert response.status == 200, body
     assert set(body) == {"secret", "otpauth_uri", "recovery_codes"}
@@ -49,7 +49,8 @@ async def test_enrollment_returns_a_secret_its_uri_and_ten_recovery_codes(client
 
 async def test_verify_with_a_wrong_code_keeps_mfa_off(client):
     user = await new_user(client)
-    enrollment = await (await client.post(f"{API}/auth/mfa/enroll", headers=user.headers)).json()
+    enrollment = await (await client.post(f"{API}/auth/mfa/enroll", json={"password": user.password},
+                                           headers=user.headers)).json()
     response = await client.post(f"{API}/auth/mfa/verify", json={"code": wrong_code(enrollment["secret"])},
                                  headers=user.headers)
     assert response.status == 401 and await error_code(response) == "invalid_mfa_code"
@@ -97,23 +98,24 @@ async def test_a_recovery_code_disables_mfa_once(client):
     user = await new_user(client)
     enrollment, (_, _, following) = await enable_mfa(client, user)
     recovery = enrollment["recovery_codes"][0]
-    response = await client.post(f"{API}/auth/mfa/disable", json={"code": recovery.upper()}, headers=user.headers)
+    response = await client.post(f"{API}/auth/mfa/disable", json={"password": user.password, "code": recovery.upper()}, headers=user.headers)
     assert response.status == 200, await response.text()
     assert await response.json() == {"mfa_enabled": False}
     assert (await profile(client, user))["mfa_enabled"] is False
     assert (await login(client, user.email)).status == 200  # no code needed any more
 
-    response = await client.post(f"{API}/auth/mfa/disable", json={"code": recovery}, headers=user.headers)
+    response = await client.post(f"{API}/auth/mfa/disable", json={"password": user.password, "code": recovery}, headers=user.headers)
     assert response.status == 409 and await error_code(response) == "mfa_not_enabled"
 
     # on again (new secret, new codes): the used code, and every code of the old set, are dead
-    again = await (await client.post(f"{API}/auth/mfa/enroll", headers=user.headers)).json()
+    again = await (await client.post(f"{API}/auth/mfa/enroll", json={"password": user.password},
+                                           headers=user.headers)).json()
     codes = await totp_codes(again["secret"])
     assert (await client.post(f"{API}/auth/mfa/verify", json={"code": codes[1]}, headers=user.headers)).status == 200
     for old in (recovery, enrollment["recovery_codes"][1]):
-        response = await client.post(f"{API}/auth/mfa/disable", json={"code": old}, headers=user.headers)
+        response = await client.post(f"{API}/auth/mfa/disable", json={"password": user.password, "code": old}, headers=user.headers)
         assert response.status == 401 and await error_code(response) == "invalid_mfa_code"
-    response = await client.post(f"{API}/auth/mfa/disable", json={"code": again["recovery_codes"][5]},
+    response = await client.post(f"{API}/auth/mfa/disable", json={"password": user.password, "code": again["recovery_codes"][5]},
                                  headers=user.headers)
     assert response.status == 200
 
@@ -136,15 +138,34 @@ async def test_a_recovery_code_is_single_use_in_the_database(client, database_ur
 async def test_disable_with_a_current_totp_code(client):
     user = await new_user(client)
     _, (_, current, _) = await enable_mfa(client, user)
-    response = await client.post(f"{API}/auth/mfa/disable", json={"code": current}, headers=user.headers)
+    response = await client.post(f"{API}/auth/mfa/disable", json={"password": user.password, "code": current}, headers=user.headers)
     assert response.status == 200, await response.text()
 
 
-async def test_enrolling_twice_while_on_is_409(client):
+async def test_reenrolling_while_on_needs_the_password_and_a_current_code(client):
     user = await new_user(client)
-    await enable_mfa(client, user)
-    response = await client.post(f"{API}/auth/mfa/enroll", headers=user.headers)
-    assert response.status == 409 and await error_code(response) == "mfa_already_enabled"
+    _, (_, current, _) = await enable_mfa(client, user)
+    response = await client.post(f"{API}/auth/mfa/enroll", json={"password": user.password}, headers=user.headers)
+    assert response.status == 401 and await error_code(response) == "mfa_required"
+    response = await client.post(f"{API}/auth/mfa/enroll", json={"password": "Not-the-password-1!", "code": current},
+                                 headers=user.headers)
+    assert response.status == 401 and await error_code(response) == "invalid_credentials"
+    response = await client.post(f"{API}/auth/mfa/enroll", json={"password": user.password, "code": current},
+                                 headers=user.headers)
+    assert response.status == 200, await response.text()
+    # still on: the old authenticator works until the new one is verified
+    assert (await profile(client, user))["mfa_enabled"] is True
+
+
+async def test_disable_needs_the_password(client):
+    user = await new_user(client)
+    _, (_, current, _) = await enable_mfa(client, user)
+    response = await client.post(f"{API}/auth/mfa/disable", json={"password": "Not-the-password-1!", "code": current},
+                                 headers=user.headers)
+    assert response.status == 401 and await error_code(response) == "invalid_credentials"
+    response = await client.post(f"{API}/auth/mfa/disable", json={"code": current}, headers=user.headers)
+    assert response.status == 422
+    assert (await profile(client, user))["mfa_enabled"] is True
 
 
 async def test_totp_secret_is_not_stored_in_plaintext(client, database_url):
@@ -236,3 +257,22 @@ async def test_a_recovery_code_logs_in_once_when_the_authenticator_is_lost(clien
     assert first.status == 200, await first.text()
     again = await login(client, user.email, totp_code=recovery)
     assert again.status == 401 and await error_code(again) == "invalid_mfa_code"
+
+
+async def test_mfa_disable_is_throttled(client):
+    """Turning MFA off is a step-up action: wrong codes count on the step-up counters, so a stolen
+    session (even with the password) cannot try the million codes."""
+    user = await new_user(client)
+    enrollment, _ = await enable_mfa(client, user)
+    statuses = []
+    for _ in range(13):
+        response = await client.post(f"{API}/auth/mfa/disable",
+                                      json={"password": user.password, "code": wrong_code(enrollment["secret"])},
+                                      headers=user.headers)
+        statuses.append(response.status)
+        if response.status == 429:
+            assert await error_code(response) == "too_many_attempts"
+            assert int(response.headers["Retry-After"]) > 0
+    assert 429 in statuses[:12], statuses
+    assert set(statuses) <= {401, 429} and statuses[-1] == 429, statuses
+    assert (await profile(client, user))["mfa_enabled"] is True

@@ -7,7 +7,7 @@ import uuid
 from api.access import Access
 from api.keys import IDENTITY_CACHE, ROUTE_TABLES
 from api.registry import PATH_PARAM
-from tests.factories import register
+from tests.factories import PASSWORD, register
 from tests.integration.identity.conftest import API, error_code, login, new_admin, new_user, poll
 
 
@@ -123,12 +123,12 @@ async def test_cookie_post_from_a_foreign_origin_is_refused(make_client, setting
     token = (await response.json())["access_token"]
     cookie = {"Cookie": f"access_token={token}"}
 
-    response = await client.post(f"{API}/auth/mfa/enroll", headers={**cookie, "Origin": "https://evil.example"})
+    response = await client.post(f"{API}/auth/mfa/enroll", json={"password": PASSWORD}, headers={**cookie, "Origin": "https://evil.example"})
     assert response.status == 403
     body = await response.json()
     assert body["error"]["code"] == "csrf_origin_refused"
     assert body["error"]["details"] == {"origin": "https://evil.example"}
-    response = await client.post(f"{API}/auth/mfa/enroll", headers={**cookie, "Origin": "null"})
+    response = await client.post(f"{API}/auth/mfa/enroll", json={"password": PASSWORD}, headers={**cookie, "Origin": "null"})
     assert response.status == 403
 
     allowed = [
@@ -138,7 +138,7 @@ async def test_cookie_post_from_a_foreign_origin_is_refused(make_client, setting
         {"Authorization": f"Bearer {token}", "Origin": "https://evil.example"},  # Bearer never rides along
     ]
     for headers in allowed:
-        response = await client.post(f"{API}/auth/mfa/enroll", headers=headers)
+        response = await client.post(f"{API}/auth/mfa/enroll", json={"password": PASSWORD}, headers=headers)
         assert response.status == 200, (headers, await response.text())
     # safe methods are not state-changing: a cross-site GET with the cookie is served
     response = await client.get(f"{API}/me", headers={**cookie, "Origin": "https://evil.example"})

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from api.keys import SETTINGS
+from identity.tokens import issue_access_token
 from tests.factories import register
-from tests.integration.identity.conftest import API, audit_events, error_code, logged_in, login, new_user
+from tests.integration.identity.conftest import API, audit_events, error_code, logged_in, login, new_admin, new_user
 from tests.integration.identity.test_login import cookie_attributes, set_cookies
 
 
@@ -153,3 +155,21 @@ async def test_another_users_session_cannot_be_revoked(client):
         assert response.status == 404, session_id
         assert await error_code(response) == "session_not_found"
     assert await me_status(client, owner) == 200
+
+
+async def test_token_with_foreign_sub_is_refused(client, database_url, redis_url):
+    """A token signed with the platform key but naming another user's ``sub`` next to one's own
+    ``sid`` is not a session of that user: refused everywhere, an admin route included."""
+    admin = await new_admin(client, database_url, redis_url)
+    attacker = await new_user(client)
+    forged = issue_access_token(client.app[SETTINGS], uuid.UUID(admin.user_id), uuid.UUID(attacker.session_id),
+                                ["admin", "customer"])
+    headers = {"Authorization": f"Bearer {forged}"}
+    response = await client.get(f"{API}/me", headers=headers)
+    assert response.status == 401, await response.text()
+    response = await client.get(f"{API}/admin/users", headers=headers)
+    assert response.status == 401, await response.text()
+    # the attacker's own token, and the admin's, still work
+    assert await me_status(client, attacker) == 200
+    response = await client.get(f"{API}/admin/users", headers=admin.headers)
+    assert response.status == 200

@@ -136,3 +136,27 @@ async def test_the_customers_stream_carries_replies_and_moves_but_never_a_note(a
     assert json.loads(events[0]["data"])["data"]["body"] == "On it."
     assert json.loads(events[1]["data"])["data"]["to"] == "resolved"
     assert all(note not in e["data"] and "INTERNAL-" not in e["data"] for e in events)
+
+
+async def test_staff_see_their_own_ticket_as_its_customer(app_client, login_as) -> None:
+    employee, colleague = await login_as(app_client, "compliance"), await login_as(app_client, "support")
+    ticket = await open_ticket(app_client, employee)
+    note = secret_note()
+    await add_note(app_client, colleague, ticket["id"], note)
+    await app_client.post(f"{TICKETS}/{ticket['id']}/messages", json={"body": "Looking into it."},
+                          headers=colleague.headers)
+    reply = await app_client.post(f"{TICKETS}/{ticket['id']}/messages", json={"body": "Thanks."},
+                                  headers=employee.headers)
+    assert reply.status == 201
+    texts = [await reply.text()]
+    for path in (f"{TICKETS}/{ticket['id']}", f"{TICKETS}?limit=200"):
+        response = await app_client.get(path, headers=employee.headers)
+        assert response.status == 200
+        texts.append(await response.text())
+    for text in texts:
+        assert note not in text and "internal_notes" not in text and "context_links" not in text, text
+    own = next(item for item in json.loads(texts[2])["items"] if item["id"] == ticket["id"])
+    assert "assignee_id" not in own and "customer_id" not in own
+    # The colleague still works the ticket from the staff side.
+    staff_side = await (await app_client.get(f"{TICKETS}/{ticket['id']}", headers=colleague.headers)).json()
+    assert [n["body"] for n in staff_side["internal_notes"]] == [note]

@@ -133,3 +133,20 @@ async def test_a_resolved_transaction_can_be_flagged_again_keeping_its_history(c
     async with factory() as session:
         events = [e.type for e in await audit.events_of(session, "transaction_review", tx)]
     assert events == ["transaction.flagged", "transaction.cleared", "transaction.flagged"]
+
+
+async def test_officer_cannot_resolve_own_transaction(client, login_as, factory) -> None:
+    officer, colleague = await login_as(client, "compliance"), await login_as(client, "admin")
+    tx = await post(factory, officer.user_id, "ETH", 3 * ETH)
+    assert (await client.post(f"/api/v1/admin/transactions/{tx}/flag", json={"reason": "large deposit"},
+                              headers=colleague.headers)).status == 200
+    for resolution in ("cleared", "reported"):
+        refused = await client.post(f"/api/v1/admin/transactions/{tx}/resolve",
+                                    json={"resolution": resolution, "note": "mine, fine"}, headers=officer.headers)
+        assert refused.status == 403 and (await refused.json())["error"]["code"] == "own_transaction"
+    detail = await (await client.get(f"/api/v1/admin/transactions/{tx}", headers=colleague.headers)).json()
+    assert detail["review"]["state"] == "flagged"
+    cleared = await client.post(f"/api/v1/admin/transactions/{tx}/resolve",
+                                json={"resolution": "cleared", "note": "source of funds checked"},
+                                headers=colleague.headers)
+    assert cleared.status == 200 and (await cleared.json())["review"]["resolved_by"] == str(colleague.user_id)

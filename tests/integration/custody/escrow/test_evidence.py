@@ -213,3 +213,38 @@ async def test_slow_upload_does_not_hold_a_connection(escrow_client, dispute, se
     assert held == 0, "a database connection was held while the client was still sending"
     assert response.status == 201, await response.text()
     assert (await response.json())["size"] == sum(map(len, first)) + len(rest)
+
+
+async def test_party_cannot_decide_own_dispute(escrow_client, login_as, new_escrow, act):
+    """Staff who are a party to an escrow act on its dispute as a party, never as its judge."""
+    buyer = await login_as(escrow_client, "admin")
+    seller = await login_as(escrow_client, "compliance")
+    officer, support = await login_as(escrow_client, "compliance"), await login_as(escrow_client, "support")
+    escrow = await new_escrow(escrow_client, buyer, seller=seller, amount="10.00")
+    await act(escrow_client, buyer, escrow["id"], "fund")
+    await act(escrow_client, seller, escrow["id"], "dispute", {"reason": "not paid for extras"})
+
+    uploaded = await upload(escrow_client, seller, escrow["id"], form(PDF, "proof.pdf", "application/pdf"))
+    assert uploaded.status == 201, await uploaded.text()
+    file_id = (await uploaded.json())["id"]
+    # Support reads contracts but does not write to a dispute.
+    refused = await upload(escrow_client, support, escrow["id"], form(PDF, "x.pdf", "application/pdf"))
+    assert refused.status == 403 and (await refused.json())["error"]["code"] == "party_or_arbiter"
+
+    for party, path, body in [(seller, "dispute/resolve", {"outcome": "release"}),
+                              (buyer, "dispute/resolve", {"outcome": "refund"}),
+                              (seller, "dispute/reject", {}), (buyer, "dispute/reject", {}),
+                              (buyer, f"dispute/evidence/{file_id}/delete", {})]:
+        payload = await act(escrow_client, party, escrow["id"], path, body, expect=403)
+        assert payload["error"]["code"] == "party_to_dispute", (path, payload)
+    # Nothing moved; the evidence is still listed.
+    assert (await act(escrow_client, buyer, escrow["id"], "dispute", {"reason": "again"}, expect=409))
+    files = (await (await escrow_client.get(f"/api/v1/escrow/{escrow['id']}/dispute/evidence",
+                                            headers=officer.headers)).json())["items"]
+    assert [item["id"] for item in files] == [file_id]
+
+    # A party may still withdraw their own upload, and an impartial officer decides.
+    hidden = await act(escrow_client, seller, escrow["id"], f"dispute/evidence/{file_id}/delete")
+    assert hidden["id"] == file_id
+    resolved = await act(escrow_client, officer, escrow["id"], "dispute/resolve", {"outcome": "refund"})
+    assert resolved["state"] == "resolved"

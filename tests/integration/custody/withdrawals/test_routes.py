@@ -122,7 +122,8 @@ async def test_a_frozen_user_cannot_withdraw(client, db, login_as) -> None:
 
 async def test_mfa_users_need_a_fresh_code(client, db, login_as) -> None:
     user = await login_as(client)
-    enrollment = await (await client.post(f"{API}/auth/mfa/enroll", headers=user.headers)).json()
+    enrollment = await (await client.post(f"{API}/auth/mfa/enroll", json={"password": user.password},
+                                          headers=user.headers)).json()
     totp = pyotp.TOTP(enrollment["secret"])
     verified = await client.post(f"{API}/auth/mfa/verify", json={"code": totp.now()}, headers=user.headers)
     assert verified.status == 200, await verified.text()
