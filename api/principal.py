@@ -37,7 +37,7 @@ class Principal:
     session_id: uuid.UUID
     roles: frozenset[str]
     via_cookie: bool
-    expires_at: float = 0.0  # the access token's ``exp`` (epoch seconds)
+    expires_at: int = 0  # the access token's ``exp`` (epoch seconds)
 
     @property
     def is_staff(self) -> bool:

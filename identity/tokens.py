@@ -23,7 +23,7 @@ class AccessClaims:
     user_id: uuid.UUID
     session_id: uuid.UUID
     roles: tuple[str, ...]
-    expires_at: float = 0.0  # epoch seconds (``exp``): long-lived connections end there
+    expires_at: int = 0  # epoch seconds (``exp``, a JWT NumericDate): long-lived connections end there
 
 
 def _signing_key(settings: Settings) -> str:
@@ -63,7 +63,7 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
             options={"require": ["sub", "sid", "exp", "iat", "jti"]},
         )
         return AccessClaims(uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"]), tuple(claims.get("roles", ())),
-                            float(claims["exp"]))
+                            int(claims["exp"]))
     except (jwt.PyJWTError, ValueError, TypeError):
         raise InvalidToken() from None
 

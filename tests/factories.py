@@ -11,13 +11,14 @@ foreign keys and races need), and users registered and logged in through the rea
 
 from __future__ import annotations
 
-import uuid
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyotp
+import redis.asyncio
 from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,6 +27,8 @@ from core.db import create_engine, session_factory, unit_of_work
 from custody import ledger
 from custody.withdrawals.models import Withdrawal
 from identity.models import User
+from jobs.broker import queue_depths
+from jobs.scheduler import SCHEDULE
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -265,3 +268,15 @@ def consumed(broker: Any, queue: str, message_ids: Any = None) -> bool:
     if message_ids is None:
         return all(broker.client.hlen(name) == 0 for name in hashes)
     return not any(broker.client.hexists(name, message_id) for name in hashes for message_id in message_ids)
+
+
+# --- the scheduler --------------------------------------------------------------------------------
+
+async def run_schedule_entry(broker: Any, redis_url: str, namespace: str, entry_id: str, queue: str) -> int:
+    """Run the scheduler entry ``entry_id`` once, as its trigger would; the messages waiting on ``queue``."""
+    next(entry for entry in SCHEDULE if entry.id == entry_id).enqueue(broker)
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        return (await queue_depths(client, [queue], namespace=namespace))[queue]
+    finally:
+        await client.aclose()

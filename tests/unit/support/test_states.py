@@ -4,11 +4,9 @@ docstring and README "Helpdesk": every (state, action) pair of the hand-written 
 from __future__ import annotations
 
 import itertools
-from types import SimpleNamespace
 
 import pytest
 
-from core.errors import InvalidState
 from support import states
 from support.states import (
     CLOCK_RUNS_IN,
@@ -19,6 +17,7 @@ from support.states import (
     move_to,
     transition,
 )
+from tests.unit import state_tables
 
 # DESIGN.md: "ticket: open → in_progress → pending_customer → resolved → closed". The module's
 # docstring and README "Helpdesk" add the replies (a customer's reply brings a ticket waiting on
@@ -50,9 +49,7 @@ EXPECTED = {
     ("pending_customer", "staff_reply"): "pending_customer",
     ("resolved", "staff_reply"): "resolved",
 }
-PAIRS = list(itertools.product(STATES, ACTIONS))
-LEGAL = [pair for pair in PAIRS if pair in EXPECTED]
-ILLEGAL = [pair for pair in PAIRS if pair not in EXPECTED]
+LEGAL, ILLEGAL = state_tables.split(STATES, ACTIONS, EXPECTED)
 
 
 def staff_targets(state: str) -> dict[str, str]:
@@ -70,23 +67,16 @@ def test_the_module_knows_exactly_the_documented_states_actions_and_staff_moves(
     assert STAFF_MOVES == STAFF
 
 
-@pytest.mark.parametrize(("state", "action"), LEGAL, ids=[f"{s}-{a}" for s, a in LEGAL])
+@pytest.mark.parametrize(("state", "action"), LEGAL, ids=state_tables.ids(LEGAL))
 def test_a_legal_pair_moves_as_the_table_says(state: str, action: str) -> None:
     assert transition(state, action) == EXPECTED[(state, action)]
 
 
-@pytest.mark.parametrize(("state", "action"), ILLEGAL, ids=[f"{s}-{a}" for s, a in ILLEGAL])
+@pytest.mark.parametrize(("state", "action"), ILLEGAL, ids=state_tables.ids(ILLEGAL))
 def test_an_illegal_pair_is_a_409_and_changes_nothing(state: str, action: str) -> None:
-    ticket = SimpleNamespace(state=state)
-    table_before = dict(TRANSITIONS)
-    with pytest.raises(IllegalTransition) as refused:
-        ticket.state = transition(ticket.state, action)
-    assert isinstance(refused.value, InvalidState)
-    assert refused.value.status == 409 and refused.value.code == "invalid_transition"
-    assert refused.value.details == {"state": state, "action": action,
-                                     "allowed_moves": sorted(staff_targets(state))}
-    assert ticket.state == state
-    assert TRANSITIONS == table_before
+    refused = state_tables.refusal(transition, TRANSITIONS, state, action, code="invalid_transition")
+    assert isinstance(refused, IllegalTransition)
+    assert refused.details == {"state": state, "action": action, "allowed_moves": sorted(staff_targets(state))}
 
 
 @pytest.mark.parametrize(("state", "target"), list(itertools.product(STATES, STATES)))

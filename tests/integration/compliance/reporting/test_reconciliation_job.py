@@ -15,7 +15,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import redis.asyncio
 from eth_account import Account
 from sqlalchemy import func, select
 
@@ -28,9 +27,9 @@ from custody.addresses.models import DepositAddress
 from custody.chains import EvmChain
 from custody.hd import retired_hot_wallet_address, signed_xpubs
 from custody.ledger.models import LedgerAccount
-from jobs.broker import queue_depths
-from jobs.scheduler import SCHEDULE, build_scheduler
+from jobs.scheduler import build_scheduler
 from tests.chain_fixtures import anvil_chain, usdc_artifact, usdc_cache_dir  # noqa: F401
+from tests.factories import run_schedule_entry
 from tests.integration.compliance.conftest import drain
 from tests.integration.compliance.review.test_reconcile import credited_deposit, mined
 from tests.integration.custody.conftest import account_xpub, write_xpub_file
@@ -68,13 +67,7 @@ async def reconciliations(factory, start: datetime) -> list[ComplianceReport]:
 
 
 async def test_the_schedule_enqueues_the_reconciliation_job(broker, redis_url, namespace, job_settings) -> None:
-    entry = next(entry for entry in SCHEDULE if entry.id == "compliance-reconciliation")
-    entry.enqueue(broker)
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        assert await queue_depths(client, ["reports"], namespace=namespace) == {"reports": 1}
-    finally:
-        await client.aclose()
+    assert await run_schedule_entry(broker, redis_url, namespace, "compliance-reconciliation", "reports") == 1
     job = build_scheduler(job_settings, broker).get_job("compliance-reconciliation")
     assert "hour='*/6'" in str(job.trigger) and "minute='5'" in str(job.trigger)
     broker.flush_all()

@@ -9,13 +9,12 @@ import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 
-import redis.asyncio
 from sqlalchemy import select
 
 from compliance.reporting.actors import schedule_reports
 from compliance.reporting.models import ComplianceReport
-from jobs.broker import queue_depths
-from jobs.scheduler import SCHEDULE, build_scheduler
+from jobs.scheduler import build_scheduler
+from tests.factories import run_schedule_entry
 from tests.integration.compliance.conftest import drain
 
 
@@ -37,13 +36,7 @@ async def scheduled_for(factory, day: datetime) -> list[ComplianceReport]:
 
 
 async def test_the_schedule_enqueues_the_daily_report_job(broker, redis_url, namespace, settings) -> None:
-    entry = next(entry for entry in SCHEDULE if entry.id == "compliance-daily-reports")
-    entry.enqueue(broker)
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        assert await queue_depths(client, ["reports"], namespace=namespace) == {"reports": 1}
-    finally:
-        await client.aclose()
+    assert await run_schedule_entry(broker, redis_url, namespace, "compliance-daily-reports", "reports") == 1
     scheduler = build_scheduler(settings, broker)
     job = scheduler.get_job("compliance-daily-reports")
     assert job is not None and "hour='0'" in str(job.trigger) and "minute='15'" in str(job.trigger)
@@ -89,13 +82,7 @@ async def test_concurrent_scheduling_of_one_period_queues_it_once(factory, setti
 
 
 async def test_the_schedule_runs_the_transaction_rules(broker, redis_url, namespace, settings) -> None:
-    entry = next(entry for entry in SCHEDULE if entry.id == "compliance-transaction-rules")
-    entry.enqueue(broker)
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        assert await queue_depths(client, ["compliance"], namespace=namespace) == {"compliance": 1}
-    finally:
-        await client.aclose()
+    assert await run_schedule_entry(broker, redis_url, namespace, "compliance-transaction-rules", "compliance") == 1
     job = build_scheduler(settings, broker).get_job("compliance-transaction-rules")
     assert job.trigger.interval.total_seconds() == settings.compliance_rules_interval_seconds
     broker.flush_all()

@@ -14,19 +14,19 @@ import pytest
 import redis.asyncio
 from sqlalchemy import select
 
-from compliance.travel_rule.actors import expire_travel_rule
 from compliance.travel_rule import ivms101
 from compliance.travel_rule import service as travel_rule
+from compliance.travel_rule.actors import expire_travel_rule
 from core import audit
 from core.db import unit_of_work
 from core.errors import InvalidState
-from notifications.service import Notification
 from core.settings import ChainSettings, Settings
-from jobs.broker import queue_depths
 from jobs.context import using_settings
 from jobs.registry import bind_broker
-from jobs.scheduler import SCHEDULE, build_scheduler
+from jobs.scheduler import build_scheduler
 from jobs.worker import start_worker
+from notifications.service import Notification
+from tests.factories import run_schedule_entry
 from tests.integration.compliance.conftest import JOIN_TIMEOUT_MS
 
 API = "/api/v1"
@@ -372,13 +372,7 @@ async def test_an_inbound_transfer_is_recorded_once_per_request_identifier(facto
 # --- expiry ---------------------------------------------------------------------------------------
 
 async def test_the_schedule_runs_the_expiry_hourly(broker, redis_url, namespace, settings) -> None:
-    entry = next(entry for entry in SCHEDULE if entry.id == "travel-rule-expiry")
-    entry.enqueue(broker)
-    connection = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        assert await queue_depths(connection, ["compliance"], namespace=namespace) == {"compliance": 1}
-    finally:
-        await connection.aclose()
+    assert await run_schedule_entry(broker, redis_url, namespace, "travel-rule-expiry", "compliance") == 1
     job = build_scheduler(settings, broker).get_job("travel-rule-expiry")
     assert job.trigger.interval == timedelta(hours=1)
     broker.flush_all()

@@ -3,14 +3,12 @@ docstring: every (state, action) pair of the hand-written lists."""
 
 from __future__ import annotations
 
-import itertools
-from types import SimpleNamespace
-
 import pytest
 
 from compliance.kyc import states
 from compliance.kyc.states import DECISIONS, TRANSITIONS, transition
 from core.errors import InvalidState
+from tests.unit import state_tables
 
 # DESIGN.md: "KYC: unverified → pending → approved | rejected | needs_info"; the module's docstring
 # adds needs_info → pending on resubmission (README "KYC" says the same), and makes approved and
@@ -24,9 +22,7 @@ EXPECTED = {
     ("pending", "reject"): "rejected",
     ("pending", "request_info"): "needs_info",
 }
-PAIRS = list(itertools.product(STATES, ACTIONS))
-LEGAL = [pair for pair in PAIRS if pair in EXPECTED]
-ILLEGAL = [pair for pair in PAIRS if pair not in EXPECTED]
+LEGAL, ILLEGAL = state_tables.split(STATES, ACTIONS, EXPECTED)
 
 
 def test_table_is_exactly_the_design() -> None:
@@ -38,22 +34,16 @@ def test_the_module_knows_exactly_the_documented_states_and_actions() -> None:
     assert set(states.ACTIONS) == set(ACTIONS)
 
 
-@pytest.mark.parametrize(("state", "action"), LEGAL, ids=[f"{s}-{a}" for s, a in LEGAL])
+@pytest.mark.parametrize(("state", "action"), LEGAL, ids=state_tables.ids(LEGAL))
 def test_a_legal_pair_moves_as_the_table_says(state: str, action: str) -> None:
     assert transition(state, action) == EXPECTED[(state, action)]
 
 
-@pytest.mark.parametrize(("state", "action"), ILLEGAL, ids=[f"{s}-{a}" for s, a in ILLEGAL])
+@pytest.mark.parametrize(("state", "action"), ILLEGAL, ids=state_tables.ids(ILLEGAL))
 def test_an_illegal_pair_is_a_409_and_changes_nothing(state: str, action: str) -> None:
-    case = SimpleNamespace(state=state)
-    table_before = dict(TRANSITIONS)
-    with pytest.raises(InvalidState) as refused:
-        case.state = transition(case.state, action)
-    assert refused.value.status == 409
-    assert refused.value.code == "kyc_invalid_state"  # README "KYC": anything else is 409 kyc_invalid_state
-    assert refused.value.details == {"state": state, "action": action}
-    assert case.state == state
-    assert TRANSITIONS == table_before
+    # README "KYC": anything else is 409 kyc_invalid_state
+    refused = state_tables.refusal(transition, TRANSITIONS, state, action, code="kyc_invalid_state")
+    assert refused.details == {"state": state, "action": action}
 
 
 def test_approved_and_rejected_are_final() -> None:

@@ -3,14 +3,11 @@ docstring: every (state, action) pair of the hand-written lists."""
 
 from __future__ import annotations
 
-import itertools
-from types import SimpleNamespace
-
 import pytest
 
-from core.errors import InvalidState
 from custody.deposits import models, states
 from custody.deposits.states import LIVE, TRANSITIONS, WAITING, transition
+from tests.unit import state_tables
 
 # DESIGN.md: "deposit: seen → confirming → credited; reorged (reverses a credit if one was made)".
 # The module's docstring and the scanner (custody/deposits/tracking.py) add what DESIGN.md leaves
@@ -33,9 +30,7 @@ EXPECTED = {
     ("confirming", "move"): "seen",
     ("credited", "move"): "credited",
 }
-PAIRS = list(itertools.product(STATES, ACTIONS))
-LEGAL = [pair for pair in PAIRS if pair in EXPECTED]
-ILLEGAL = [pair for pair in PAIRS if pair not in EXPECTED]
+LEGAL, ILLEGAL = state_tables.split(STATES, ACTIONS, EXPECTED)
 
 
 def test_the_table_is_exactly_the_documented_one() -> None:
@@ -47,22 +42,15 @@ def test_the_module_knows_exactly_the_documented_states_and_actions() -> None:
     assert set(states.ACTIONS) == set(ACTIONS)
 
 
-@pytest.mark.parametrize(("state", "action"), LEGAL, ids=[f"{s}-{a}" for s, a in LEGAL])
+@pytest.mark.parametrize(("state", "action"), LEGAL, ids=state_tables.ids(LEGAL))
 def test_a_legal_pair_moves_as_the_table_says(state: str, action: str) -> None:
     assert transition(state, action) == EXPECTED[(state, action)]
 
 
-@pytest.mark.parametrize(("state", "action"), ILLEGAL, ids=[f"{s}-{a}" for s, a in ILLEGAL])
+@pytest.mark.parametrize(("state", "action"), ILLEGAL, ids=state_tables.ids(ILLEGAL))
 def test_an_illegal_pair_is_a_409_and_changes_nothing(state: str, action: str) -> None:
-    deposit = SimpleNamespace(state=state)
-    table_before = dict(TRANSITIONS)
-    with pytest.raises(InvalidState) as refused:
-        deposit.state = transition(deposit.state, action)
-    assert refused.value.status == 409
-    assert refused.value.code == "invalid_state"
-    assert refused.value.details == {"state": state, "action": action}
-    assert deposit.state == state
-    assert TRANSITIONS == table_before
+    refused = state_tables.refusal(transition, TRANSITIONS, state, action, code="invalid_state")
+    assert refused.details == {"state": state, "action": action}
 
 
 def test_only_a_waiting_deposit_can_be_credited_and_a_credit_is_never_undone_but_by_a_reorg() -> None:

@@ -4,14 +4,11 @@ nothing. tests/integration/custody/escrow/test_contracts.py walks the same lists
 
 from __future__ import annotations
 
-import itertools
-from types import SimpleNamespace
-
 import pytest
 
-from core.errors import InvalidState
 from custody.escrow import states
 from custody.escrow.states import TRANSITIONS, allowed_actions, transition
+from tests.unit import state_tables
 
 # DESIGN.md: "escrow: created → funded → released; funded → disputed → resolved (release | refund |
 # split); disputed → funded when a dispute is rejected; created → cancelled". The three outcomes
@@ -26,9 +23,7 @@ EXPECTED = {
     ("disputed", "resolve"): "resolved",
     ("disputed", "reject"): "funded",
 }
-PAIRS = list(itertools.product(STATES, ACTIONS))
-LEGAL = [pair for pair in PAIRS if pair in EXPECTED]
-ILLEGAL = [pair for pair in PAIRS if pair not in EXPECTED]
+LEGAL, ILLEGAL = state_tables.split(STATES, ACTIONS, EXPECTED)
 
 
 def allowed(state: str) -> list[str]:
@@ -45,22 +40,16 @@ def test_the_module_knows_exactly_the_documented_states_and_actions() -> None:
     assert set(states.ACTIONS) == set(ACTIONS)
 
 
-@pytest.mark.parametrize(("state", "action"), LEGAL, ids=[f"{s}-{a}" for s, a in LEGAL])
+@pytest.mark.parametrize(("state", "action"), LEGAL, ids=state_tables.ids(LEGAL))
 def test_a_legal_pair_moves_as_the_table_says(state: str, action: str) -> None:
     assert transition(state, action) == EXPECTED[(state, action)]
 
 
-@pytest.mark.parametrize(("state", "action"), ILLEGAL, ids=[f"{s}-{a}" for s, a in ILLEGAL])
+@pytest.mark.parametrize(("state", "action"), ILLEGAL, ids=state_tables.ids(ILLEGAL))
 def test_an_illegal_pair_is_a_409_and_changes_nothing(state: str, action: str) -> None:
-    escrow = SimpleNamespace(state=state)
-    table_before = dict(TRANSITIONS)
-    with pytest.raises(InvalidState) as refused:
-        escrow.state = transition(escrow.state, action)
-    assert refused.value.status == 409 and refused.value.code == "invalid_state"
-    assert refused.value.details["state"] == state and refused.value.details["action"] == action
-    assert sorted(refused.value.details["allowed"]) == allowed(state)
-    assert escrow.state == state
-    assert TRANSITIONS == table_before
+    refused = state_tables.refusal(transition, TRANSITIONS, state, action, code="invalid_state")
+    assert refused.details["state"] == state and refused.details["action"] == action
+    assert sorted(refused.details["allowed"]) == allowed(state)
 
 
 @pytest.mark.parametrize("state", STATES)
