@@ -13,7 +13,7 @@ LIBRARIES.md: ``SandboxedEnvironment`` stops attribute escapes, not CPU or memor
   bounded or refused; ``batch`` and ``slice`` make at most ``MAX_BATCH`` groups (with a filler they
   build every group in library code, beyond the reach of the trace); ``lipsum`` is not offered (it
   writes any number of paragraphs in one call); a trace on the template's own frames stops a render
-  that runs longer than ``RENDER_SECONDS`` (the time budget) or holds a value over
+  that computes for longer than ``RENDER_SECONDS`` of its thread's CPU time (the time budget) or holds a value over
   ``MAX_VALUE_CHARS``, and the output stops at ``MAX_OUTPUT_CHARS`` (the memory budget).
   ``render_email`` runs in a worker thread, never on the event loop.
 """
@@ -200,13 +200,15 @@ class _Guard:
     """
 
     def __init__(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + seconds
+        # The thread's CPU time, not the wall clock: a loaded machine or a busy GIL must not fail a
+        # template that does little; a template that computes for long is what the budget stops.
+        self.deadline = time.thread_time() + seconds
         self.active = True
 
     def check(self, frame: FrameType) -> None:
         if not self.active:
             return
-        if time.monotonic() > self.deadline:
+        if time.thread_time() > self.deadline:
             raise RenderLimit(details={"limit": "time", "max_seconds": RENDER_SECONDS})
         # Exact types, not isinstance against ABCs: this runs on every line of the template.
         for value in frame.f_locals.values():
@@ -249,10 +251,10 @@ def check_template(subject: str, body: str) -> None:
 
 def _render(environment: BoundedSandbox, source: str, name: str, variables: dict[str, Any]) -> str:
     _parse(environment, source, name)
+    template = environment.from_string(source)
     guard = _Guard(RENDER_SECONDS)
     previous = sys.gettrace()
     sys.settrace(guard.on_call)
-    template = environment.from_string(source)
     chunks = template.generate(variables)
     try:
         pieces: list[str] = []
