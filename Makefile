@@ -21,17 +21,18 @@ $(INSTALLED): pyproject.toml
 $(NODE_MODULES): deploy/devnet/package.json deploy/devnet/package-lock.json
 	cd deploy/devnet && npm ci --no-audit --no-fund --loglevel=error
 
+# VIRTUOZ_ENV unset means production (fail closed): each recipe names its environment.
 devnet: install
-	$(BIN)/virtuoz devnet
+	VIRTUOZ_ENV=devnet $(BIN)/virtuoz devnet
 
 lint: $(INSTALLED)
 	$(BIN)/lint-imports
 
 test: install lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	VIRTUOZ_ENV=test $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install
-	@for bench in bench/*.py; do [ -e "$$bench" ] || continue; echo "== $$bench"; $(BIN)/python $$bench || exit 1; done
+	@for bench in bench/*.py; do [ -e "$$bench" ] || continue; echo "== $$bench"; VIRTUOZ_ENV=test $(BIN)/python $$bench || exit 1; done
 
 clean-devnet:
 	rm -rf .devnet

@@ -13,6 +13,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from api import docs
+from api.address_book import routes as address_book_routes
 from api.addresses import routes as address_routes
 from api.admin import routes as admin_routes
 from api.audit import routes as audit_routes
@@ -49,13 +50,14 @@ from api.ops import routes as ops
 from api.principal import IdentityCache
 from api.probes import VERSION, ProbeCache
 from api.registry import Routes
-from api.security_headers import add_security_headers
 from api.storage import routes as storage_routes
 from api.stream import close_streams
+from api.verify_email_page import verify_email_page
 from api.wallet import routes as wallet_routes
 from api.withdrawals import routes as withdrawal_routes
 from core.db import create_engine, session_factory
-from core.settings import Settings
+from core.http_guards import add_security_headers
+from core.settings import Environment, Settings
 from core.storage import LocalFileStore
 from custody.chains import chain_for
 from jobs.broker import close_broker, create_broker
@@ -68,10 +70,13 @@ API_PREFIX = "/api/v1"
 def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
     """(root tables, /api/v1 tables): the one list every domain's routes are added to."""
     root = [ops.root] + ([docs.docs] if settings.docs_enabled else [])
+    if settings.env is Environment.DEVNET:  # elsewhere the integrator's front end serves /verify-email
+        root.append(verify_email_page)
     v1 = [
         ops.v1, auth_routes.auth, auth_routes.profile, admin_routes.admin_users, audit_routes.audit_events,
         notification_routes.notifications, escrow_routes.escrow, escrow_routes.escrow_admin, storage_routes.storage,
         address_routes.addresses, withdrawal_routes.withdrawals, deposit_routes.scanner_ingest, wallet_routes.wallet,
+        address_book_routes.address_book,
         deposit_routes.deposits, helpdesk_routes.helpdesk, helpdesk_routes.helpdesk_platform, cms_routes.cms_public,
         cms_routes.cms_admin, cms_routes.email_templates,
         i18n_routes.platform_content, compliance_routes.kyc_routes, compliance_routes.compliance_routes,

@@ -8,13 +8,13 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from core.settings import Settings
+# The settings key is core's: the guards every app shares (the TRP listener's too) read it.
+from core.http_guards import SETTINGS as SETTINGS
 
 if TYPE_CHECKING:
 
     pass
 
-SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 REDIS = web.AppKey("redis", Redis)

@@ -1,12 +1,12 @@
 """Request id, CORS, metrics, the error renderer, body timeouts and the transaction boundary.
 
 Order (outermost first): request id → CORS → metrics → errors → body timeouts → transaction.
-Every error, aiohttp's own 404/405/413 included, leaves as the JSON body of DESIGN.md.
+Every error, aiohttp's own 404/405/413 included, leaves as the JSON body of DESIGN.md. The body
+timeouts and the reading of aiohttp's own refusals are core.http_guards', shared with the TRP listener.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.http import json_response
 from api.keys import METRICS, REQUEST_ID, SESSION, SESSIONS, SETTINGS
-from core.db import commit, rollback
-from core.errors import AppError, MethodNotAllowed, NotFound, PayloadTooLarge
+from core.db import DatabaseUnavailable, commit, database_unavailable, rollback
+from core.errors import AppError
+from core.http_guards import body_timeout_middleware, http_error
 from core.logging import request_id_var
 
 log = logging.getLogger(__name__)
@@ -57,17 +58,6 @@ def error_response(request: web.Request, error: AppError) -> web.Response:
     return json_response(body, status=error.status, headers=error.headers)
 
 
-def _from_http_exception(request: web.Request, error: web.HTTPException) -> AppError:
-    if isinstance(error, web.HTTPNotFound):
-        return NotFound("No route matches this path.")
-    if isinstance(error, web.HTTPMethodNotAllowed):
-        allowed = sorted(error.allowed_methods)
-        return MethodNotAllowed(details={"allowed": allowed}, headers={"Allow": ", ".join(allowed)})
-    if isinstance(error, web.HTTPRequestEntityTooLarge):
-        return PayloadTooLarge(details={"max_bytes": request.config_dict[SETTINGS].max_body_bytes})
-    return AppError(error.reason, code=error.reason.lower().replace(" ", "_"), status=error.status)
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -77,8 +67,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as error:
         if error.status < 400:  # redirects and the like are responses, not errors
             raise
-        return error_response(request, _from_http_exception(request, error))
-    except Exception:
+        return error_response(request, http_error(request, error))
+    except Exception as error:
+        if database_unavailable(error):
+            # A restart or failover of PostgreSQL: the transaction rolled back, the client may retry.
+            log.warning("database unavailable on %s %s: %s", request.method, request.path, error)
+            return error_response(request, DatabaseUnavailable(headers={"Retry-After": "1"}))
         log.exception("unhandled error on %s %s", request.method, request.path)
         internal = AppError("Internal error; quote the request id to support.", code="internal_error", status=500)
         return error_response(request, internal)
@@ -119,46 +113,6 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
         response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After"
         response.headers.add("Vary", "Origin")
     return response
-
-
-class RequestTimeout(AppError):
-    status, code, message = 408, "request_timeout", "The request body did not arrive in time."
-
-
-@web.middleware
-async def body_timeout_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Stop reading a body that stops arriving (idle) or takes too long in all (read timeout).
-
-    aiohttp waits for a body as long as the client keeps the connection open, and whatever the
-    handler holds meanwhile stays held. The handler runs as a task watched here; once the client
-    has sent everything, the handler goes on at its own pace. Progress is the bytes received, so a
-    handler that stops reading for longer than the idle timeout, leaving the client blocked on a
-    full buffer, is cut off too (a handler reads its body before slow work, never after).
-    """
-    body = request.content
-    if not request.body_exists or body.is_eof():
-        return await handler(request)
-    settings = request.config_dict[SETTINGS]
-    loop = asyncio.get_running_loop()
-    idle, deadline = settings.body_idle_timeout_seconds, loop.time() + settings.body_read_timeout_seconds
-    work = asyncio.ensure_future(handler(request))
-    received, progressed = body.total_bytes, loop.time()
-    try:
-        while True:
-            now = loop.time()
-            await asyncio.wait({work}, timeout=max(0.0, min(progressed + idle, deadline) - now))
-            if work.done() or body.is_eof():
-                return await work  # everything arrived: the handler's own pace from here on
-            now = loop.time()
-            if body.total_bytes != received:
-                received, progressed = body.total_bytes, now
-            if now >= deadline or now - progressed >= idle:
-                raise RequestTimeout(details={"received_bytes": body.total_bytes, "idle_timeout_seconds": idle,
-                                              "read_timeout_seconds": settings.body_read_timeout_seconds})
-    finally:
-        if not work.done():
-            work.cancel()  # its transaction rolls back and what it staged is discarded
-            await asyncio.gather(work, return_exceptions=True)
 
 
 def db_session(request: web.Request) -> AsyncSession:

@@ -14,6 +14,7 @@ import logging
 from aiohttp import web
 
 from api.access import Access
+from api.client_ip import client_ip
 from api.keys import CALLER, SETTINGS
 from api.principal import authorize
 from core.errors import Unauthorized
@@ -54,6 +55,6 @@ async def _identify(request: web.Request, access: Access) -> str:
     expected = hmac.new(secret.get_secret_value().encode(), await request.read(), hashlib.sha256).hexdigest()
     offered = digest.strip().lower().encode("utf-8", "replace")  # bytes: compare_digest refuses non-ASCII str
     if scheme.lower() != "sha256" or not hmac.compare_digest(offered, expected.encode()):
-        log.warning("refused a badly signed request to %s from %s", request.path, request.remote)
+        log.warning("refused a badly signed request to %s from %s", request.path, client_ip(request))
         raise InvalidSignature()
     return SERVICE_ACTOR

@@ -13,7 +13,7 @@ deposit addresses). Then, in the same run, rounds alternate:
   block hashes, confirmations, credit requests and the cursor, committed in order.
 
 The best round of each counts; goal: scanner/baseline ≥ 0.8. Then detection latency: with the
-scanner following the head and a custody worker running (both with the default settings), one
+scanner following the head and a deposits worker running (both with the default settings), one
 deposit at a time, the time from mining its confirming block to its credited row; goal p99 < 1 s.
 One deposit before the timed ones warms up (the worker's first job opens its database pool).
 
@@ -281,7 +281,7 @@ async def bench(database_url: str, redis_url: str, rpc_url: str, usdc: dict[str,
 
     await tracking.drain_sends()
     broker.flush_all()  # the catch-up rounds' credit requests: not this measurement's
-    worker = start_worker(broker, ["custody"], poll_ms=defaults.worker_poll_ms)
+    worker = start_worker(broker, ["deposits"], poll_ms=defaults.worker_poll_ms)
     try:
         follow = chains[-1]
         # The follower starts at the head: the mined history is the catch-up's, not this test's.

@@ -6,14 +6,16 @@ import argparse
 import sys
 
 from cli import registry
+from cli.admin import add_commands as add_admin_commands
 from cli.audit import add_commands as add_audit_commands
 from cli.operator import add_commands as add_operator_commands
 from compliance.cli import add_commands as add_compliance_commands
 from compliance.travel_rule.cli import add_commands as add_trp_commands
 from core.logging import configure_logging
 from core.settings import Settings, SettingsError, load_settings
-from custody.ledger.cli import add_commands as add_ledger_commands
+from custody.books.cli import add_commands as add_ledger_commands
 from custody.withdrawals.cli import add_commands as add_hot_wallet_commands
+from jobs.registry import WORKERS
 from scanner.cli import add_commands as add_scanner_commands
 from signer.cli import add_commands as add_signer_commands
 
@@ -62,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int)
     api.set_defaults(run=_api, process="api")
 
-    worker = commands.add_parser("worker", help="run a Dramatiq worker (custody, compliance, notifications, allocator)")
+    worker = commands.add_parser("worker", help="run a Dramatiq worker (" + ", ".join(WORKERS) + ")")
     worker.add_argument("name")
     worker.set_defaults(run=_worker, process="worker")
 
@@ -74,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
     migrate.set_defaults(run=_migrate, process="migrate")
 
     add_operator_commands(commands)
+    add_admin_commands(commands)
     add_audit_commands(commands)
     add_signer_commands(commands)
     add_ledger_commands(commands)

@@ -42,6 +42,8 @@ import custody.withdrawals.actors  # noqa: F401
 import custody.withdrawals.emails  # noqa: F401
 import custody.withdrawals.models  # noqa: F401
 import custody.withdrawals.projection  # noqa: F401
+import identity.grants.models  # noqa: F401
+import identity.grants.projection  # noqa: F401
 import identity.models  # noqa: F401
 import identity.projection  # noqa: F401
 import jobs.heartbeat  # noqa: F401

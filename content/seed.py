@@ -3,9 +3,10 @@ templates the platform sends. ``seed_content`` is idempotent: a document that ex
 state, edited or not) is left alone, so re-running never overwrites an editor's work.
 
 Email template variables (``metadata.variables`` lists them; product emails always also get
-``display_name`` and ``email``): ``escrow.*`` take ``escrow_title``, ``amount``, ``currency``;
-``withdrawal.confirmed`` takes ``amount``, ``currency``, ``chain``, ``tx_hash``; ``ticket.reply``
-takes ``ticket_subject`` and ``reply``.
+``display_name`` and ``email``): ``email.verify`` takes ``verify_url`` (the link, which carries
+its token); ``escrow.*`` take ``escrow_title``, ``amount``, ``currency``; ``withdrawal.confirmed``
+takes ``amount``, ``currency``, ``chain``, ``tx_hash``; ``ticket.reply`` takes ``ticket_subject``
+and ``reply``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ SEEDS: tuple[Seed, ...] = (
     _email("welcome", "Welcome to VirtuOZ, {{ display_name }}",
            "Hello {{ display_name }},\n\nyour VirtuOZ account is ready. Verify your identity to start "
            "depositing.\n", ["display_name"]),
+    _email("email.verify", "Confirm your email address for VirtuOZ",
+           "Hello {{ display_name }},\n\nplease confirm that {{ email }} is your address: "
+           "[confirm my email address]({{ verify_url }})\n\nOr open this link in your browser:\n\n{{ verify_url }}\n\n"
+           "The link works once and expires; you can ask for a new one from your account. Until you confirm, "
+           "you cannot withdraw and no escrow addressed to this email is yours. If you did not create a VirtuOZ "
+           "account, ignore this email.\n", ["display_name", "email", "verify_url"]),
     _email("mfa.enrollment_started", "A new two-factor authenticator is being set up on your account",
            "Hello {{ display_name }},\n\na new authenticator app is being set up for your VirtuOZ account. "
            "If this was not you, change your password and contact support at once.\n", ["display_name"]),

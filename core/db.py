@@ -14,12 +14,16 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import DateTime, MetaData, Numeric, func, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from core.errors import ServiceUnavailable
 from core.time import utcnow
 
 log = logging.getLogger(__name__)
@@ -76,17 +80,47 @@ def async_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0,
+                  server_settings: dict[str, str] | None = None) -> AsyncEngine:
+    """``server_settings``: PostgreSQL settings of every connection of this engine (``SET`` at connect)."""
     # pre_ping: after PostgreSQL restarts, stale pooled connections are replaced instead of
     # failing the next request — readiness recovers without restarting the process.
+    connect_args: dict[str, Any] = {"timeout": connect_timeout, "command_timeout": 30}
+    if server_settings:
+        connect_args["server_settings"] = server_settings
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_timeout=connect_timeout,
-        connect_args={"timeout": connect_timeout, "command_timeout": 30},
+        connect_args=connect_args,
     )
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code, message = "database_unavailable", "The database cannot be reached for a moment; retry the request."
+
+
+# What asyncpg raises when the server went away mid-statement (restart, failover, a cut
+# connection): the statement's fate is the transaction's, which was rolled back, so a retry is safe.
+_CONNECTION_LOST = (OSError, asyncpg.PostgresConnectionError, asyncpg.InternalClientError,
+                    asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` is the connection to PostgreSQL failing rather than the statement: worth a
+    503 and a retry, not a 500 and a page to the on-call engineer."""
+    if isinstance(error, PoolTimeout):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, _CONNECTION_LOST):
+            return True
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return False
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -8,11 +8,13 @@ The README documents each field. No other module reads ``os.environ`` for config
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +26,14 @@ from core.signing import load_public_key
 DEFAULT_SECRET_KEY = "virtuoz-devnet-insecure-secret-key-change-me"
 MIN_SECRET_LENGTH = 32
 MAX_ACCOUNT = 2**31 - 1  # BIP44 accounts are hardened indexes: 0 … 2**31 - 1
+REGISTRATIONS_PER_HOUR = 20
+LOCAL_REGISTRATIONS_PER_HOUR = 100_000  # devnet and test: every account comes from loopback
+ADDRESS_BOOK_COOLING_HOURS = 24.0
+
+
+@lru_cache(maxsize=64)
+def _parse_networks(networks: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:
+    return tuple(ip_network(network, strict=False) for network in networks)
 
 
 def default_hot_account(account: int) -> int:
@@ -56,6 +66,11 @@ class ChainSettings(BaseModel):
     # Scanner: the first block a scanner with no cursor yet reads (its very first run
     # only); unset: the node's head minus `scanner_start_margin`.
     start_height: int | None = Field(default=None, ge=0)
+    # Deposits: when a deposit's block counts as final. "confirmations": `confirmations` blocks on
+    # top of it; "finalized": that, and its block at or below the node's `finalized` block tag
+    # (proof-of-stake finality: no reorg undoes a finalized block, however many confirmations a
+    # deeper one would have beaten). Production refuses to start unless every chain sets it.
+    finality: Literal["confirmations", "finalized"] = "confirmations"
 
     @model_validator(mode="before")
     @classmethod
@@ -192,6 +207,20 @@ class VaspIdentity(BaseModel):
         return (self.public_url or f"https://{self.host}:{self.port}").rstrip("/")
 
 
+class VaspDirectoryEntry(BaseModel):
+    """A counterparty VASP we know: where its TRP endpoints are, by the name its certificate carries."""
+
+    name: str = Field(min_length=1, max_length=200)  # its certificate's common name
+    legal_name: str | None = Field(default=None, max_length=200)
+    url: str = Field(pattern=r"^https://[^/?#@]+/?$", description="Its TRP origin: https://host[:port]")
+
+    @property
+    def origin(self) -> tuple[str, int]:
+        """(host, port) of ``url``, as a Travel Address's inquiry URL is compared with it."""
+        parts = urlsplit(self.url)
+        return (parts.hostname or "").rstrip(".").lower(), parts.port or 443
+
+
 def _default_vasps() -> list[VaspIdentity]:
     return [VaspIdentity(name="virtuoz", legal_name="VirtuOZ Devnet VASP", port=8482)]
 
@@ -215,7 +244,8 @@ class ReadinessPolicy(BaseModel):
     database: bool = True
     redis: bool = True
     chains: bool = True
-    workers: list[str] = Field(default_factory=lambda: ["custody", "compliance", "notifications", "allocator"])
+    workers: list[str] = Field(default_factory=lambda: ["custody", "deposits", "compliance", "notifications",
+                                                        "allocator"])
     timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     heartbeat_max_age_seconds: float = Field(default=30.0, gt=0)
 
@@ -227,7 +257,10 @@ class SettingsError(RuntimeError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VIRTUOZ_", extra="ignore")
 
-    env: Environment = Environment.DEVNET
+    # Fail closed: a process started without VIRTUOZ_ENV is a production process. The public default
+    # secret and non-Secure cookies are accepted only when devnet or test is asked for by name
+    # (`make devnet`, `make test` and `make bench` export it; the devnet passes it to its children).
+    env: Environment = Environment.PRODUCTION
     data_dir: Path = Path(".devnet")
 
     # Unset means "embedded": `virtuoz devnet` and the test fixtures start PostgreSQL and Redis
@@ -252,8 +285,25 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=10, ge=1)
     login_ip_max_failures: int = Field(default=50, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=60)
+    # A session ends this long after its login however often it is refreshed: a stolen refresh
+    # token cannot be kept alive for ever by rotating it.
+    session_max_age_hours: int = Field(default=720, ge=1)
+    # Registrations per client address (IPv6: per /64) in an hour; unset: 20, or 100000 in devnet
+    # and test, where every account of the suite comes from one loopback address.
+    registrations_per_hour: int | None = Field(default=None, ge=1)
+    # The reverse proxies (CIDRs) whose X-Forwarded-For is believed: from one of them the client is
+    # the right-most address that is not a trusted proxy; from anyone else, the peer itself.
+    trusted_proxies: list[str] = Field(default_factory=list)
     session_cache_seconds: float = Field(default=1.0, ge=0, le=1.0)
     mfa_issuer: str = "VirtuOZ"
+    # Email ownership: a new account is emailed a single-use link, {public base URL}/verify-email?token=…,
+    # valid this long; the owner may ask for a new one this many times per window (429 past it).
+    email_verification_ttl_seconds: int = Field(default=48 * 3600, ge=300)
+    email_verification_resend_max: int = Field(default=3, ge=1)
+    email_verification_resend_window_seconds: int = Field(default=3600, ge=60)
+    # A privileged role (operator, compliance, admin) asked for by one admin waits this long for a
+    # second admin's confirmation, then expires (identity.grants).
+    role_grant_expiry_hours: float = Field(default=24.0, gt=0)
     operator_public_keys: dict[str, str] = Field(default_factory=dict)
 
     # Money.
@@ -310,6 +360,10 @@ class Settings(BaseSettings):
     # requested over a rolling 24 hours, the new one included, reach this amount.
     withdrawal_four_eyes_thresholds: dict[str, str] = Field(
         default_factory=lambda: {"ETH": "10", "POL": "20000", "USDC": "10000"})
+    # A new address book entry is usable by a withdrawal under the allowlist this many hours after it
+    # was added: a stolen session (and code) cannot add an address and drain to it at once. Unset: 24,
+    # or 0 in devnet and test.
+    address_book_cooling_hours: float | None = Field(default=None, ge=0, le=24 * 30)
     # One address per line, '#' comments. The API refuses destinations on it; the signer reads its
     # own copy (signer_sanctions_list_file, default: the same file). Unset: an empty list.
     sanctions_list_file: Path | None = None
@@ -357,10 +411,18 @@ class Settings(BaseSettings):
     scanner_rpc_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     scanner_max_backoff_seconds: float = Field(default=30.0, gt=0)
     scanner_resend_seconds: float = Field(default=30.0, gt=0)  # an unanswered credit/reversal request is re-sent
+    # Consecutive blocks whose logsBloom says a watched token's Transfer may be there while the node
+    # answers no such log (asked by range, then by block hash): this many in a row raise the
+    # virtuoz_scanner_empty_logs_alert gauge. Blooms of busy blocks match by chance: keep it high there.
+    scanner_empty_logs_alert_blocks: int = Field(default=20, ge=1)
+    # Scanner standby (README, "Deposits"): the active scanner renews its lease (a PostgreSQL advisory
+    # lock on a session that the server ends after this long without a renewal); a standby takes
+    # over within about this long of the active one dying or hanging.
+    scanner_lease_seconds: float = Field(default=15.0, ge=1, le=600)
     # External watchers sign `POST /platform/crypto/scanner/ingest` bodies with it (HMAC-SHA256).
     ingest_hmac_secret: SecretStr | None = None
     # An idle worker thread polls its queues at least this often (Dramatiq's worker_timeout): a
-    # confirmed deposit waits at most this long for the custody worker to pick up its credit.
+    # confirmed deposit waits at most this long for the deposits worker to pick up its credit.
     worker_poll_ms: int = Field(default=200, ge=10, le=10_000)
 
     # Helpdesk: how often the scheduler asks for the SLA breach check.
@@ -419,6 +481,10 @@ class Settings(BaseSettings):
     # A transfer still draft or sent this long after it was created (or sent) expires (hourly job);
     # each transfer keeps the deadline it was given, so changing this moves no existing goalposts.
     travel_rule_expiry_hours: float = Field(default=72.0, gt=0)
+    # Counterparty VASPs the operator vouches for. A Travel Address at a private, loopback or
+    # link-local address is refused unless its https origin is one of these (or one of our own
+    # identities): otherwise a customer could point the compliance worker at our own network.
+    travel_rule_vasp_directory: list[VaspDirectoryEntry] = Field(default_factory=list)
 
     # Devnet only: where `virtuoz devnet` puts its embedded servers and chains.
     devnet_postgres_port: int = 8432
@@ -504,7 +570,7 @@ class Settings(BaseSettings):
             hot[chain.hot_account] = chain.name
         return value
 
-    @field_validator("metrics_allowlist")
+    @field_validator("metrics_allowlist", "trusted_proxies")
     @classmethod
     def _networks_parse(cls, value: list[str]) -> list[str]:
         for network in value:
@@ -526,10 +592,34 @@ class Settings(BaseSettings):
         return [ip_network(network, strict=False) for network in self.metrics_allowlist]
 
     @property
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        # Not a cached_property: model_copy would carry a stale cache into a copy with other proxies.
+        return _parse_networks(tuple(self.trusted_proxies))
+
+    @property
+    def registration_limit(self) -> int:
+        if self.registrations_per_hour is not None:
+            return self.registrations_per_hour
+        return REGISTRATIONS_PER_HOUR if self.is_production else LOCAL_REGISTRATIONS_PER_HOUR
+
+    @property
+    def address_book_cooling(self) -> timedelta:
+        if self.address_book_cooling_hours is not None:
+            return timedelta(hours=self.address_book_cooling_hours)
+        return timedelta(hours=ADDRESS_BOOK_COOLING_HOURS if self.is_production else 0)
+
+    @property
     def secure_cookies(self) -> bool:
         if self.cookie_secure is not None:
             return self.cookie_secure
         return self.env is Environment.PRODUCTION
+
+    @property
+    def public_base_url(self) -> str:
+        """Where browsers reach the platform, the base of the links in emails: VIRTUOZ_PUBLIC_URL (the
+        integrator's front end, which serves /verify-email), else the API's own address — on the devnet
+        the API serves a minimal /verify-email page itself."""
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
     @property
     def is_production(self) -> bool:
@@ -557,7 +647,14 @@ class Settings(BaseSettings):
             problems.append("VIRTUOZ_SANDBOX_CREDIT is set: play money is for devnet and tests only")
         if not self.secure_cookies:
             problems.append("VIRTUOZ_COOKIE_SECURE=false: production cookies must be Secure")
+        # Finality is a decision about money at risk, never a default someone did not notice.
+        unset = [chain.name for chain in self.chains if "finality" not in chain.model_fields_set]
+        if unset:
+            problems.append(f"VIRTUOZ_CHAINS: set finality (\"confirmations\" or \"finalized\") for {', '.join(unset)}")
         if problems:
+            if "env" not in self.model_fields_set:
+                problems.append("VIRTUOZ_ENV is unset, which means production: to run locally set VIRTUOZ_ENV=devnet "
+                                "(or test), as `make devnet` and `make test` do")
             raise SettingsError("refusing to start in production: " + "; ".join(problems))
 
     def require_database_url(self) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 from compliance.travel_rule.tls import ensure_devnet_pki
 from core.migrate import upgrade
-from core.settings import ChainSettings, Environment, Settings, VaspIdentity
+from core.settings import ChainSettings, Environment, Settings, SettingsError, VaspIdentity
 from core.sign_requests import load_signer_public_key
 from custody.hd import load_xpubs
 from custody.withdrawals.authorization import ensure_request_key_pair
@@ -65,6 +65,7 @@ DEVNET_CHAINS = (
 SERVICES = (
     ("signer", ["signer"]),
     ("worker-custody", ["worker", "custody"]),
+    ("worker-deposits", ["worker", "deposits"]),
     ("worker-compliance", ["worker", "compliance"]),
     ("worker-notifications", ["worker", "notifications"]),
     ("worker-allocator", ["worker", "allocator"]),
@@ -134,6 +135,9 @@ def _write_atomically(path: Path, document: dict[str, Any]) -> None:
 
 
 def run_devnet(settings: Settings) -> int:
+    if settings.is_production:
+        # Its children inherit the environment it names: a devnet is never a production process.
+        raise SettingsError("virtuoz devnet runs with VIRTUOZ_ENV=devnet (or test), as `make devnet` sets it")
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"

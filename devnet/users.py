@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 
 from core.db import create_engine, session_factory, unit_of_work
-from custody import ledger
+from custody import ledger, onboarding
 from identity.models import ROLES
 from identity.service import ensure_user
 
@@ -33,6 +33,9 @@ async def _ensure(database_url: str, users: list[dict[str, str]], sandbox_credit
             for user in users:
                 account = await ensure_user(session, user["email"], user["password"], f"Demo {user['role']}",
                                             [user["role"]])
+                # The devnet owns its demo domain: they are verified, so they can be sellers and withdraw
+                # (accounts of an older devnet data directory too; once, audited).
+                await onboarding.mark_email_verified(session, account, actor="devnet")
                 if sandbox_credit:  # once per user and currency: a restart credits nothing more
                     await ledger.sandbox_credit(session, account.id, sandbox_credit)
     finally:

@@ -32,6 +32,13 @@ class User(IdMixin, TimestampMixin, Base):
     mfa_pending_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
     # The last TOTP time-step accepted: a code (or an older one) can never be used twice.
     mfa_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # When the user proved they own ``email`` (a link we emailed). None: never — an account is not
+    # an escrow seller and withdraws nothing until then; accounts older than the check stay None.
+    email_verified_at: Mapped[datetime | None]
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
 
 class AuthSession(IdMixin, Base):
@@ -54,6 +61,19 @@ class RefreshToken(IdMixin, Base):
     session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("auth_sessions.id"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of an opaque random token
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    used_at: Mapped[datetime | None]
+
+
+class EmailVerificationToken(IdMixin, Base):
+    """One emailed link proving the user owns ``email``: single use, until ``expires_at``."""
+
+    __tablename__ = "email_verification_tokens"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))  # the address it was sent to: proves nothing about another
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of an opaque random token
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
 
 

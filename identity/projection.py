@@ -16,11 +16,14 @@ def reduce_user(state: State | None, event: dict[str, Any]) -> State | None:
     data = event["data"]
     match event["type"]:
         case "user.registered":
-            return {"email": data["email"], "roles": sorted(data["roles"]), "status": "active", "mfa_enabled": False}
+            return {"email": data["email"], "roles": sorted(data["roles"]), "status": "active", "mfa_enabled": False,
+                    "email_verified": False}
         case "user.roles_changed":
             return {**(state or {}), "roles": sorted(data["to"])}
         case "user.status_changed":
             return {**(state or {}), "status": data["to"]}
+        case "user.email_verified":
+            return {**(state or {}), "email_verified": True}
         case "mfa.enabled":
             return {**(state or {}), "mfa_enabled": True}
         case "mfa.disabled":
@@ -33,6 +36,7 @@ async def stored_user(session: AsyncSession, aggregate_id: str) -> State | None:
     user = await audit.stored_row(session, User, aggregate_id)
     if user is None:
         return None
-    return {"email": user.email, "roles": sorted(user.roles), "status": user.status, "mfa_enabled": user.mfa_enabled}
+    return {"email": user.email, "roles": sorted(user.roles), "status": user.status, "mfa_enabled": user.mfa_enabled,
+            "email_verified": user.email_verified}
 
 audit.register_projection("user", reduce_user, stored_user)

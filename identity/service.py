@@ -56,6 +56,11 @@ class RefreshTokenReused(Unauthorized):
     keep_changes = True  # the revocation and its audit event must stand
 
 
+class SessionExpired(Unauthorized):
+    code, message = "session_expired", "This session has reached its maximum lifetime; log in again."
+    keep_changes = True  # the session's end and its audit event must stand
+
+
 def normalize_email(email: str) -> str:
     return email.strip().lower()
 
@@ -71,7 +76,8 @@ class IssuedTokens:
 # --- accounts ---------------------------------------------------------------------------------
 
 async def register(session: AsyncSession, email: str, password: str, display_name: str,
-                   roles: list[str] | None = None, locale: str | None = None) -> User:
+                   roles: list[str] | None = None, locale: str | None = None, via: str | None = None) -> User:
+    """A new account; ``via`` names who made it when it is not the user signing up (``cli``)."""
     email = normalize_email(email)
     passwords.check_policy(password, email)
     user_id = uuid.uuid4()
@@ -87,7 +93,7 @@ async def register(session: AsyncSession, email: str, password: str, display_nam
         raise Conflict("An account with this email exists.", code="email_taken")
     user = await session.get_one(User, user_id)
     await audit.append(session, "user", user.id, "user.registered",
-                       {"email": email, "roles": user.roles}, actor=user.id)
+                       {"email": email, "roles": user.roles, **({"via": via} if via else {})}, actor=via or user.id)
     return user
 
 
@@ -130,24 +136,26 @@ async def _open_session(session: AsyncSession, settings: Settings, user: User, i
 async def login(session: AsyncSession, redis: Redis, settings: Settings, *, email: str, password: str,
                 totp_code: str | None, ip: str, user_agent: str | None) -> IssuedTokens:
     email = normalize_email(email)
-    await throttle.check(redis, settings, email, ip)
+    # Counted before the password is verified: a burst of guesses cannot all pass one check.
+    attempt = await throttle.reserve_login(redis, settings, email, ip)
     user = await session.scalar(select(User).where(User.email == email).with_for_update())
     # Unknown emails verify against a dummy hash: same work, same answer, no enumeration.
     password_ok = await passwords.verify_password(user.password_hash if user else passwords.dummy_hash(), password)
     if user is None or not password_ok:
-        await throttle.record_failure(redis, settings, email, ip)
         if user is not None:
             await audit.append(session, "user", user.id, "user.login_failed", {"reason": "password", "ip": ip})
-        raise InvalidCredentials()
+        raise InvalidCredentials()  # the attempt stays counted
     if user.status != "active":
+        await throttle.give_back(redis, attempt)
         raise AccountSuspended()
     if user.mfa_enabled:
         if not totp_code:
+            await throttle.give_back(redis, attempt)
             raise MfaRequired()
         # A lost authenticator is what recovery codes are for: each one also opens one session.
         if not await _consume_recovery_code(session, user, totp_code):
-            await _consume_totp(session, settings, user, totp_code, redis=redis, ip=ip)
-    await throttle.clear_account(redis, email, ip)
+            await _consume_totp(session, settings, user, totp_code, ip=ip)  # a wrong code stays counted
+    await throttle.login_succeeded(redis, attempt)
     return await _open_session(session, settings, user, ip, user_agent)
 
 
@@ -167,6 +175,12 @@ async def refresh(session: AsyncSession, settings: Settings, token: str) -> Issu
                            {"session_id": str(auth_session.id)})
         raise RefreshTokenReused()
     now = utcnow()
+    if auth_session.created_at + timedelta(hours=settings.session_max_age_hours) < now:
+        # However often it was refreshed: a stolen refresh token cannot be kept alive for ever.
+        await _revoke(session, auth_session, "expired")
+        await audit.append(session, "user", auth_session.user_id, "session.expired",
+                           {"session_id": str(auth_session.id), "max_age_hours": settings.session_max_age_hours})
+        raise SessionExpired()
     if row.created_at + timedelta(seconds=settings.refresh_token_ttl_seconds) < now:
         raise InvalidRefreshToken()
     user = await session.get_one(User, auth_session.user_id)
@@ -252,16 +266,17 @@ class Enrollment:
     recovery_codes: list[str]
 
 
-async def _confirm_mfa_change(session: AsyncSession, settings: Settings, redis: Redis, user_id: uuid.UUID,
-                              password: str, code: str | None, *, recovery_allowed: bool) -> User:
-    """Changing MFA is a step-up action: the user row locked (no two changes race), the password and,
-    when MFA is on, a current code, every failure counted on the step-up counters, so a stolen
-    session cannot guess its way to turning MFA off."""
+async def _confirm_step_up(session: AsyncSession, settings: Settings, redis: Redis, user_id: uuid.UUID,
+                           password: str, code: str | None, *, recovery_allowed: bool, refused_event: str) -> User:
+    """Changing MFA or the password is a step-up action: the user row locked (no two changes race),
+    the password and, when MFA is on, a current code, every failure counted on the step-up counters
+    (the row lock serializes their check and count), so a stolen session cannot guess its way to
+    turning MFA off or taking the account over."""
     user = await session.get_one(User, user_id, with_for_update=True)
     await throttle.check_step_up(redis, settings, user_id)
     if not await passwords.verify_password(user.password_hash, password):
         await throttle.record_step_up_failure(redis, settings, user_id)
-        await audit.append(session, "user", user.id, "mfa.change_refused", {"reason": "password"})
+        await audit.append(session, "user", user.id, refused_event, {"reason": "password"})
         raise InvalidCredentials("The password is wrong.")
     if user.mfa_enabled:
         if not code:
@@ -279,7 +294,8 @@ async def mfa_enroll(session: AsyncSession, settings: Settings, redis: Redis, us
                      password: str, code: str | None = None) -> Enrollment:
     """Start an enrollment (pending until verified). With MFA already on, a current code starts a new
     one: the old authenticator keeps working until the new one is verified."""
-    user = await _confirm_mfa_change(session, settings, redis, user_id, password, code, recovery_allowed=False)
+    user = await _confirm_step_up(session, settings, redis, user_id, password, code, recovery_allowed=False,
+                                  refused_event="mfa.change_refused")
     secret = mfa.new_secret()
     user.mfa_pending_secret = mfa.encrypt_secret(settings.secret_key.get_secret_value(), secret)
     codes = mfa.new_recovery_codes()
@@ -307,10 +323,36 @@ async def mfa_disable(session: AsyncSession, settings: Settings, redis: Redis, u
     user = await session.get_one(User, user_id, with_for_update=True)
     if not user.mfa_enabled:
         raise Conflict("Two-factor authentication is not on.", code="mfa_not_enabled")
-    await _confirm_mfa_change(session, settings, redis, user_id, password, code, recovery_allowed=True)
+    await _confirm_step_up(session, settings, redis, user_id, password, code, recovery_allowed=True,
+                           refused_event="mfa.change_refused")
     user.mfa_enabled, user.mfa_secret, user.mfa_pending_secret = False, None, None
     await session.execute(RecoveryCode.__table__.delete().where(RecoveryCode.user_id == user.id))
     await audit.append(session, "user", user.id, "mfa.disabled", {}, actor=user.id)
+
+
+# --- password ---------------------------------------------------------------------------------
+
+async def change_password(session: AsyncSession, settings: Settings, redis: Redis, user_id: uuid.UUID,
+                          session_id: uuid.UUID, *, current_password: str, new_password: str,
+                          totp_code: str | None) -> int:
+    """A new password, confirmed like an MFA change (the current password, a current TOTP code when
+    MFA is on; recovery codes are for a lost authenticator, not for this); every other session of
+    the user is revoked, the one that asked stays. Returns how many were revoked."""
+    user = await session.get_one(User, user_id, with_for_update=True)
+    passwords.check_policy(new_password, user.email)  # the registration policy, before any guess is counted
+    await _confirm_step_up(session, settings, redis, user_id, current_password, totp_code, recovery_allowed=False,
+                           refused_event="user.password_change_refused")
+    user.password_hash = await passwords.hash_password(new_password)
+    revoked = await session.scalars(
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.id != session_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason="password_changed")
+        .returning(AuthSession.id)
+    )
+    others = sorted(str(sid) for sid in revoked)
+    await audit.append(session, "user", user.id, "user.password_changed",
+                       {"session_id": str(session_id), "revoked_sessions": others}, actor=user.id)
+    return len(others)
 
 
 async def require_step_up(session: AsyncSession, settings: Settings, redis: Redis, user_id: uuid.UUID,
@@ -331,13 +373,11 @@ async def require_step_up(session: AsyncSession, settings: Settings, redis: Redi
 
 
 async def _consume_totp(session: AsyncSession, settings: Settings, user: User, code: str, *,
-                        redis: Redis | None = None, ip: str | None = None) -> None:
+                        ip: str | None = None) -> None:
     assert user.mfa_secret is not None
     secret = mfa.decrypt_secret(settings.secret_key.get_secret_value(), user.mfa_secret)
     step = mfa.matching_step(secret, code, user.mfa_last_step)
     if step is None:
-        if redis is not None and ip is not None:
-            await throttle.record_failure(redis, settings, user.email, ip)
         await audit.append(session, "user", user.id, "mfa.code_refused", {"ip": ip} if ip else {})
         raise InvalidMfaCode()
     user.mfa_last_step = step
@@ -387,7 +427,9 @@ async def _lock_admins(session: AsyncSession) -> list[uuid.UUID]:
 
 
 async def set_roles(session: AsyncSession, redis: Redis, actor: uuid.UUID, user_id: uuid.UUID,
-                    roles: list[str]) -> User:
+                    roles: list[str], *, grant_id: uuid.UUID | None = None) -> User:
+    """Replace the user's roles. The two-admin rule for privileged roles is ``identity.grants``'s:
+    this is what it applies once a second admin confirms (``grant_id`` names that grant)."""
     unknown = sorted(set(roles) - set(ROLES))
     if unknown or not roles:
         raise InvalidInput("Unknown or empty roles.", code="invalid_roles", details={"unknown": unknown, "allowed": list(ROLES)})
@@ -399,9 +441,23 @@ async def set_roles(session: AsyncSession, redis: Redis, actor: uuid.UUID, user_
     user.roles = sorted(set(roles))
     await session.flush()
     await session.refresh(user, ["updated_at"])  # set by the database (onupdate): load it, never lazily
-    await audit.append(session, "user", user.id, "user.roles_changed", {"from": before, "to": user.roles}, actor=actor)
+    change = {"from": before, "to": user.roles, **({"grant_id": str(grant_id)} if grant_id else {})}
+    await audit.append(session, "user", user.id, "user.roles_changed", change, actor=actor)
     after_commit(session, invalidate_rbac, redis, user.id)  # every API process drops its cached roles
     return user
+
+
+async def add_role(session: AsyncSession, redis: Redis, actor: uuid.UUID, user_id: uuid.UUID, role: str, *,
+                   grant_id: uuid.UUID) -> User:
+    """One role on top of the user's current ones (a confirmed role grant). The current roles are read
+    after the admin rows' lock, which every role change takes first, so no concurrent change is lost."""
+    await _lock_admins(session)
+    user = await session.get(User, user_id, populate_existing=True)
+    if user is None:
+        raise NotFound("No such user.", code="user_not_found")
+    if role in user.roles:
+        return user
+    return await set_roles(session, redis, actor, user_id, sorted({*user.roles, role}), grant_id=grant_id)
 
 
 async def set_status(session: AsyncSession, redis: Redis, actor: uuid.UUID, user_id: uuid.UUID,

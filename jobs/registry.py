@@ -31,13 +31,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db import after_commit
 
-# One Dramatiq queue per consumer kind (DESIGN.md).
-QUEUES = ("allocator", "custody", "signer", "compliance", "notifications", "reports")
+# One Dramatiq queue per consumer kind (DESIGN.md). Deposit credits and reversals have their own
+# (`deposits`): withdrawals in trouble (a node timing out, fee bumps, a signer down) fill the
+# custody queue, and a customer's credit must never wait behind them.
+QUEUES = ("allocator", "custody", "deposits", "signer", "compliance", "notifications", "reports")
 
 # `virtuoz worker NAME` consumes these queues. The first queue of each worker also carries its
 # heartbeat job, so a fresh heartbeat proves that worker is draining that queue.
 WORKERS: dict[str, list[str]] = {
     "custody": ["custody"],
+    "deposits": ["deposits"],
     "compliance": ["compliance", "reports"],
     "notifications": ["notifications"],
     "allocator": ["allocator"],

@@ -29,6 +29,19 @@ def _locale(user: User) -> str | None:
     return user.locale  # None: the default locale; the CMS falls back de-AT → de → en
 
 
+VERIFY_EMAIL = "email.verify"
+
+
+async def queue_verification_email(session: AsyncSession, user: User, link: str) -> EmailDelivery | None:
+    """The link proving ``user`` owns their address (``identity.email_verification``), rendered and
+    queued in the caller's transaction rather than by the ``notifications.product_email`` job: the link
+    carries a secret, and job messages carry ids only (DESIGN.md) — the token's plaintext lives in
+    the request that made it and in the stored delivery, nowhere else. Its own template, not a part
+    of ``welcome``: a resend must not welcome anyone twice. Sent after the commit, like every delivery;
+    skipped (logged) while the template is not published."""
+    return await email.send_product_email(session, user.id, VERIFY_EMAIL, {"verify_url": link}, locale=_locale(user))
+
+
 async def queue_product_email(session: AsyncSession, delivery_id: uuid.UUID, user_id: uuid.UUID, template: str,
                               ref: uuid.UUID | None) -> EmailDelivery | None:
     """Render and queue one product email (the delivery gets ``delivery_id``); None if nothing is sent."""

@@ -4,9 +4,11 @@ Looking addresses up in the database for every batch of blocks costs a connectio
 round trips per batch; the book costs one indexed query per step, for the addresses assigned
 since the previous one. An address is assigned once and for good, so nothing ever leaves it.
 
-An allocation stamps ``assigned_at`` a moment before its transaction commits: each refresh
-reads again everything assigned in the last ``margin`` before the previous one (far longer than
-any allocation transaction), so an address committed late is never missed. A payment cannot
+An allocation stamps ``assigned_at`` with the database's clock (its transaction's start), the
+clock this book compares with: no host's clock comes into it. The stamp is a moment before its
+transaction commits: each refresh reads again everything assigned in the last ``margin`` before
+the previous one (far longer than any allocation transaction), so an address committed late is
+never missed. A payment cannot
 precede its address's assignment by design: the user learns the address only after the commit.
 """
 

@@ -1,7 +1,7 @@
 """`virtuoz scanner --chain NAME`: follow one chain until SIGTERM or SIGINT.
 
-One process per chain. A second scanner of the same chain waits on a PostgreSQL advisory lock
-(a hot standby) and takes over when the first one's session ends.
+One process per chain. A second scanner of the same chain stands by (a hot standby) and takes
+over within ``scanner_lease_seconds`` of the first one dying or hanging (scanner/lease.py).
 """
 
 from __future__ import annotations
@@ -11,14 +11,9 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.db import create_engine, session_factory
 from core.logging import configure_logging
@@ -29,12 +24,10 @@ from jobs.broker import close_broker, create_broker
 from jobs.registry import bind_broker
 from notifications.service import bind_publisher
 from scanner.follower import ScanConfig, Scanner, ScannerMisconfigured
+from scanner.lease import Lease, follow, session_limits
 from scanner.metrics import ScannerMetrics
 
 log = logging.getLogger(__name__)
-
-STANDBY_RETRY_SECONDS = 5.0
-_TRY_LOCK = text("SELECT pg_try_advisory_lock(hashtextextended(:key, 2))")
 
 
 def add_commands(subparsers: Any) -> None:
@@ -79,18 +72,21 @@ async def _serve(settings: Settings, chain_settings: ChainSettings, metrics_port
     if metrics_port:
         metrics.serve(metrics_port)
     # The fetches in flight each look up deposit addresses while the writer holds a transaction.
-    engine = create_engine(settings.require_database_url(), pool_size=config.concurrency + 2)
+    engine = create_engine(settings.require_database_url(), pool_size=config.concurrency + 2,
+                           server_settings=session_limits(settings.scanner_lease_seconds))
     sessions = session_factory(engine)
     broker = create_broker(settings.require_redis_url())
     bind_broker(sessions, broker)
     redis = Redis.from_url(settings.require_redis_url())
     bind_publisher(sessions, redis)
     chain = chain_for(chain_settings, timeout=settings.scanner_rpc_timeout_seconds)
+
+    async def run(until: asyncio.Event) -> None:
+        log.info("scanner %s following %s", chain_settings.name, chain_settings.rpc_url)
+        await Scanner(chain, chain_settings, sessions, config, metrics).run(until)
+
     try:
-        async with _exclusive(engine, chain_settings.name, stop) as holder:
-            if holder:
-                log.info("scanner %s following %s", chain_settings.name, chain_settings.rpc_url)
-                await Scanner(chain, chain_settings, sessions, config, metrics).run(stop)
+        await follow(Lease(engine, chain_settings.name, settings.scanner_lease_seconds), stop, run)
     finally:
         await tracking.drain_sends()
         await chain.close()
@@ -98,35 +94,3 @@ async def _serve(settings: Settings, chain_settings: ChainSettings, metrics_port
         await redis.aclose()
         await engine.dispose()
     log.info("scanner %s stopped", chain_settings.name)
-
-
-@asynccontextmanager
-async def _exclusive(engine: AsyncEngine, chain: str, stop: asyncio.Event) -> AsyncIterator[bool]:
-    """Hold the chain's advisory lock on a connection of its own for as long as the block runs.
-
-    Yields False if ``stop`` came first. If the lock's connection drops, the cursor's
-    compare-and-set still keeps two scanners from both moving it.
-    """
-    holder: AsyncConnection | None = None
-    while holder is None and not stop.is_set():
-        try:
-            connection = await engine.connect()
-            if await connection.scalar(_TRY_LOCK, {"key": f"scanner:{chain}"}):
-                await connection.commit()  # the lock is the session's: it outlives the transaction
-                holder = connection
-                break
-            await connection.close()
-            log.info("another scanner follows %s; standing by", chain)
-        except (OSError, SQLAlchemyError) as error:
-            log.warning("scanner %s: database unavailable (%s); retrying", chain, error)
-        try:
-            await asyncio.wait_for(stop.wait(), STANDBY_RETRY_SECONDS)
-        except TimeoutError:
-            pass
-    if holder is None:
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        await holder.close()

@@ -12,6 +12,14 @@ The loop, each step:
    to the common ancestor, mark the deposits above it ``reorged`` (the worker reverses credits),
    move the cursor back there, and read forward again.
 
+Two answers of the node are checked against each other before they are believed. Token
+``Transfer`` logs are read by range; a node lagging behind its own blocks may answer a range with
+nothing. A block whose ``logsBloom`` says a watched token's Transfer may be in it, and of which the
+range answer has no log, is asked for again by hash; still empty, it is believed (blooms match by
+chance), but many such blocks in a row raise an alert. On a chain whose ``finality`` is
+``finalized``, a deposit is due for crediting only once its block is at or below the node's
+``finalized`` block, which must be the very block the scanner read there.
+
 A batch is committed whole or not at all: its deposits, its blocks' hashes, the new confirmation
 counts (and the credit requests they trigger) and the cursor, in one transaction. So the cursor
 never passes a block whose deposits are not recorded, a restart resumes at ``cursor + 1`` however
@@ -38,7 +46,7 @@ from core.db import unit_of_work
 from core.errors import InvalidInput
 from core.settings import ChainSettings, Settings, SettingsError
 from custody import ledger
-from custody.chains import Block, Chain, ChainError
+from custody.chains import Block, Chain, ChainError, ChainRejected, Receipt, TokenTransfer
 from custody.chains.evm_batch import checksum
 from custody.deposits import tracking
 from custody.deposits.tracking import Observed
@@ -74,13 +82,15 @@ class ScanConfig:
     max_backoff_seconds: float = 30.0
     resend_seconds: float = 30.0
     start_margin: int = 64
+    empty_logs_alert_blocks: int = 20
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScanConfig:
         return cls(batch_blocks=settings.scanner_batch_blocks, concurrency=settings.scanner_concurrency,
                    commit_blocks=settings.scanner_commit_blocks, reorg_window=settings.scanner_reorg_window,
                    poll_seconds=settings.scanner_poll_seconds, max_backoff_seconds=settings.scanner_max_backoff_seconds,
-                   resend_seconds=settings.scanner_resend_seconds, start_margin=settings.scanner_start_margin)
+                   resend_seconds=settings.scanner_resend_seconds, start_margin=settings.scanner_start_margin,
+                   empty_logs_alert_blocks=settings.scanner_empty_logs_alert_blocks)
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,8 @@ class Fetched:
 
     blocks: list[Block]
     observed: list[Observed]
+    # Blocks whose bloom says a watched token's Transfer may be there, and the range answer had none.
+    contradicted: frozenset[int] = frozenset()
 
 
 class Scanner:
@@ -106,6 +118,7 @@ class Scanner:
         self.head: int | None = None
         self._touched = 0.0
         self._resent = time.monotonic()
+        self._contradicted_in_a_row = 0
 
     # --- start ----------------------------------------------------------------------------------
 
@@ -125,6 +138,13 @@ class Scanner:
             if decimals != units[asset].decimals:
                 raise ScannerMisconfigured(f"{self.name}: {asset} at {address} has {decimals} decimals, "
                                            f"the ledger's {asset} has {units[asset].decimals}")
+        if self.settings.finality == "finalized":
+            try:
+                await self.chain.finalized()
+            except ChainRejected as refused:
+                # Credits would wait for a finality the node never reports: refuse at start instead.
+                problem = f"finality is \"finalized\" but the node at {self.settings.rpc_url} names no finalized block"
+                raise ScannerMisconfigured(f"{self.name}: {problem} ({refused.message})") from refused
         self.cursor = await self._load_cursor()
         log.info("scanner %s: resuming after block %d (first run started at %d)", self.name, self.cursor.height,
                  self.cursor.start_height)
@@ -155,6 +175,7 @@ class Scanner:
                     await self.prepare()
                 progressed = await self.step()
                 failures = 0
+                self.metrics.halted.set(0)
                 delay = 0.0 if progressed else self.config.poll_seconds
             except ScannerMisconfigured:
                 raise
@@ -172,6 +193,9 @@ class Scanner:
     def _failed(self, error: Exception, delay: float) -> None:
         if isinstance(error, DeepReorg):
             cause = "deep_reorg"
+            # Retried like any failure (a node briefly on another fork recovers by itself), but
+            # nothing is rewound or read past until the node shows a block the scanner knows.
+            self.metrics.halted.set(1)
             log.critical("ALERT scanner %s halted: %s", self.name, error, extra={"alert": "deep_reorg"})
         elif isinstance(error, ChainError):
             cause = "node"
@@ -227,6 +251,7 @@ class Scanner:
         async with self.sessions() as session:
             await self.addresses.refresh(session)
         ranges = self._ranges(self.cursor.height + 1, head)
+        final = await self.chain.finalized() if self.settings.finality == "finalized" else None
         # Read ahead of the writer by up to a transaction's worth of blocks, with at most
         # ``concurrency`` requests at the node at once.
         requests = asyncio.Semaphore(self.config.concurrency)
@@ -250,7 +275,7 @@ class Scanner:
                     group.append(await in_flight.popleft())
                     size += len(group[-1].blocks)
                     refill()
-                await self._commit(group, head)
+                await self._commit(group, head, final)
                 processed += size
         finally:
             for task in in_flight:
@@ -265,29 +290,73 @@ class Scanner:
         hashes = {item.block.number: item.block.hash for item in blocks}
         if any(hashes.get(log.block_number) != log.block_hash for log in logs):
             raise ReorgDetected(f"logs of {first}-{last} come from other blocks than the blocks read")
+        found_in = {log.block_number for log in logs}
+        watched = list(self.tokens)
+        doubtful = [item.block for item in blocks if watched and item.block.number not in found_in
+                    and self.chain.may_have_token_transfers(item.block, watched)]
+        if doubtful:
+            logs = [*logs, *await self._refetch(doubtful, requests)]
         owners = self.addresses.owners
         native = [transfer for item in blocks for transfer in item.transfers if transfer.to_address in owners]
         tokens = [log for log in logs if log.token in self.tokens and log.value > 0 and log.to_address in owners]
-        if native:
-            # A transaction's value moves only if it succeeded (a contract recipient may revert).
+        receipts: dict[str, Receipt] = {}
+        if native or tokens:
+            # A transaction's value moves only if it succeeded (a contract recipient may revert); a
+            # token deposit is keyed on its log's index within its transaction, which only the
+            # receipt's log list gives (a reorg may mine the transaction at another place in a block).
+            wanted = [*native, *tokens]
+            tx_hashes = list(dict.fromkeys(item.tx_hash for item in wanted))
             async with requests:
-                receipts = await self.chain.receipts([transfer.tx_hash for transfer in native])
-            if any(receipt is None or receipt.block_hash != transfer.block_hash
-                   for transfer, receipt in zip(native, receipts, strict=True)):
+                answers = dict(zip(tx_hashes, await self.chain.receipts(tx_hashes), strict=True))
+            if any((receipt := answers[item.tx_hash]) is None or receipt.block_hash != item.block_hash
+                   for item in wanted):
                 raise ReorgDetected(f"receipts of {first}-{last} come from other blocks than the blocks read")
-            native = [transfer for transfer, receipt in zip(native, receipts, strict=True) if receipt.status == 1]
+            receipts = {tx_hash: receipt for tx_hash, receipt in answers.items() if receipt is not None}
+            if any(receipts[log.tx_hash].log_position(log.log_index) is None for log in tokens):
+                raise ReorgDetected(f"logs of {first}-{last} are not in their transactions' receipts")
+            native = [transfer for transfer in native if receipts[transfer.tx_hash].status == 1]
         observed = [
             Observed(self.name, transfer.tx_hash, -1, transfer.block_number, transfer.block_hash, transfer.from_address,
                      transfer.to_address, owners[transfer.to_address], self.settings.native, transfer.value)
             for transfer in native
         ] + [
             Observed(self.name, log.tx_hash, log.log_index, log.block_number, log.block_hash, log.from_address,
-                     log.to_address, owners[log.to_address], self.tokens[log.token], log.value)
+                     log.to_address, owners[log.to_address], self.tokens[log.token], log.value,
+                     tx_log_index=receipts[log.tx_hash].log_position(log.log_index))
             for log in tokens
         ]
-        return Fetched([item.block for item in blocks], observed)
+        return Fetched([item.block for item in blocks], observed, frozenset(block.number for block in doubtful))
 
-    async def _commit(self, group: list[Fetched], head: int) -> None:
+    async def _refetch(self, doubtful: list[Block], requests: asyncio.Semaphore) -> list[TokenTransfer]:
+        """The range answer had no log of blocks whose blooms say there may be some: ask for them by hash."""
+        async with requests:
+            found = await self.chain.token_transfers_in([block.hash for block in doubtful], list(self.tokens))
+        lagged = sorted({log.block_number for log in found})
+        self.metrics.refetched("found", len(lagged))
+        self.metrics.refetched("empty", len(doubtful) - len(lagged))
+        if lagged:
+            log.warning("scanner %s: the node answered no logs for blocks %s by range, but has them by hash",
+                        self.name, lagged, extra={"chain": self.name, "blocks": lagged})
+        return found
+
+    def _count_contradictions(self, blocks: list[Block], contradicted: frozenset[int]) -> None:
+        """Blocks in a row that contradicted their blooms: one is chance, many are a node to distrust."""
+        if not contradicted and not self._contradicted_in_a_row:
+            return
+        threshold = self.config.empty_logs_alert_blocks
+        for block in blocks:
+            if block.number not in contradicted:
+                self._contradicted_in_a_row = 0
+                continue
+            self._contradicted_in_a_row += 1
+            if self._contradicted_in_a_row == threshold:
+                log.critical("ALERT scanner %s: %d blocks in a row up to %d have blooms saying a watched token's "
+                             "Transfer may be there, and the node answers no such log, by range or by hash",
+                             self.name, threshold, block.number, extra={"alert": "empty_logs", "chain": self.name})
+        self.metrics.empty_logs_streak.set(self._contradicted_in_a_row)
+        self.metrics.empty_logs_alert.set(1 if self._contradicted_in_a_row >= threshold else 0)
+
+    async def _commit(self, group: list[Fetched], head: int, final: Block | None = None) -> None:
         assert self.cursor is not None
         blocks = [block for fetched in group for block in fetched.blocks]
         previous = self.cursor.hash
@@ -295,23 +364,33 @@ class Scanner:
             if previous is not None and block.parent_hash != previous:
                 raise ReorgDetected(f"block {block.number}'s parent is not the block before it")
             previous = block.hash
+        finalized = None  # the height up to which deposits count as final (chains with finality "finalized")
+        if final is not None:
+            finalized = min(final.number, blocks[-1].number)
+            if {block.number: block.hash for block in blocks}.get(final.number, final.hash) != final.hash:
+                raise ReorgDetected(f"the node's finalized block {final.number} is not the block read there")
         observed = [item for fetched in group for item in fetched.observed]
         window = self.config.reorg_window
         announcements = tracking.Announcements()
         async with unit_of_work(self.sessions) as session:
+            if final is not None and final.number <= self.cursor.height:
+                ours = (await store.recent_hashes(session, self.name, final.number, 1)).get(final.number)
+                if ours is not None and ours != final.hash:
+                    raise ReorgDetected(f"the node's finalized block {final.number} is not the one processed there")
             # An ingested event recorded ahead of the scanner, in a block since replaced.
             await tracking.orphan_replaced(session, self.name, {block.number: block.hash for block in blocks},
                                            announcements)
             # Deposits seen before count the new blocks; those found now are counted as they are recorded.
-            await tracking.confirm(session, self.name, blocks[-1].number)
+            await tracking.confirm(session, self.name, blocks[-1].number, finalized=finalized)
             await tracking.record(session, observed, announcements, required_confirmations=self.settings.confirmations,
-                                  source="scanner", height=blocks[-1].number)
+                                  source="scanner", height=blocks[-1].number, finalized=finalized)
             # Only recent blocks can be walked back through: older ones are not worth a row.
             await store.store_blocks(session, self.name, [block for block in blocks if block.number > head - window])
             await store.forget_below(session, self.name, blocks[-1].number - window)
-            cursor = await store.advance(session, self.cursor, blocks[-1], head)
+            cursor = await store.advance(session, self.cursor, blocks[-1], head, finalized=finalized)
             await announcements.write(session, actor="scanner")  # last: after every row lock
         self.cursor = cursor
+        self._count_contradictions(blocks, frozenset().union(*(fetched.contradicted for fetched in group)))
         self.metrics.blocks.inc(len(blocks))
         self.metrics.deposits.inc(len(observed))
         self.metrics.height.set(cursor.height)

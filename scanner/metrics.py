@@ -2,7 +2,9 @@
 
 Height and lag need no port: the scanner writes them into ``scanner_cursors`` and the API's
 ``/metrics`` exposes them for every chain (``virtuoz_scanner_height``, ``virtuoz_scanner_lag_blocks``).
-These counters are what only the process knows: blocks read, deposits found, reorgs, failures.
+These counters are what only the process knows: blocks read, deposits found, reorgs, failures,
+and the alerts of a node that cannot be trusted (a reorg deeper than the window, empty log answers
+that contradict the blocks' blooms).
 """
 
 from __future__ import annotations
@@ -28,10 +30,29 @@ class ScannerMetrics:
                             registry=self.registry).labels(**labels)
         self.head = Gauge("virtuoz_scanner_process_head", "The node's head when last asked.", ["chain"],
                           registry=self.registry).labels(**labels)
+        # Alerts: each is 1 while a human must look, 0 otherwise.
+        self.halted = Gauge("virtuoz_scanner_halted", "1 while a reorg deeper than the window stops the scanner.",
+                            ["chain"], registry=self.registry).labels(**labels)
+        self.log_refetches = Counter(
+            "virtuoz_scanner_log_refetches",
+            "Blocks whose logsBloom contradicted an empty eth_getLogs answer, asked again by hash, by outcome "
+            "(found: the node had lagged; empty: a bloom false positive, or a node that keeps lying).",
+            ["chain", "outcome"], registry=self.registry)
+        self.empty_logs_streak = Gauge(
+            "virtuoz_scanner_empty_logs_streak",
+            "Consecutive blocks whose logsBloom contradicted an empty eth_getLogs answer.", ["chain"],
+            registry=self.registry).labels(**labels)
+        self.empty_logs_alert = Gauge(
+            "virtuoz_scanner_empty_logs_alert",
+            "1 while the streak of blocks contradicting their blooms is at or above scanner_empty_logs_alert_blocks.",
+            ["chain"], registry=self.registry).labels(**labels)
         self.chain = chain
 
     def failed(self, cause: str) -> None:
         self.failures.labels(self.chain, cause).inc()
+
+    def refetched(self, outcome: str, blocks: int = 1) -> None:
+        self.log_refetches.labels(self.chain, outcome).inc(blocks)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)

@@ -50,12 +50,18 @@ async def create(session: AsyncSession, chain: str, before: Block | None, start_
     return cursor
 
 
-async def advance(session: AsyncSession, cursor: Cursor, block: Block, head: int | None) -> Cursor:
-    """Move the cursor to ``block`` (processed in this transaction); ``CursorMoved`` if it was not at ``cursor``."""
+async def advance(session: AsyncSession, cursor: Cursor, block: Block, head: int | None, *,
+                  finalized: int | None = None) -> Cursor:
+    """Move the cursor to ``block`` (processed in this transaction); ``CursorMoved`` if it was not at ``cursor``.
+
+    ``finalized``: on a chain whose finality is "finalized", the node's finalized height as checked
+    against the blocks processed (None on the other chains): what the crediting worker checks.
+    """
     moved = await session.execute(
         update(ScannerCursor)
         .where(ScannerCursor.chain == cursor.chain, ScannerCursor.height == cursor.height)
-        .values(height=block.number, hash=block.hash, head=head, progressed_at=func.now(), checked_at=func.now()))
+        .values(height=block.number, hash=block.hash, head=head, progressed_at=func.now(), checked_at=func.now(),
+                finality="confirmations" if finalized is None else "finalized", finalized=finalized))
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         raise CursorMoved(f"{cursor.chain}: the cursor is no longer at {cursor.height}")
     return Cursor(cursor.chain, block.number, block.hash, cursor.start_height)
@@ -66,7 +72,9 @@ async def rewind(session: AsyncSession, cursor: Cursor, number: int, block_hash:
     moved = await session.execute(
         update(ScannerCursor)
         .where(ScannerCursor.chain == cursor.chain, ScannerCursor.height == cursor.height)
-        .values(height=number, hash=block_hash, progressed_at=func.now(), checked_at=func.now()))
+        .values(height=number, hash=block_hash, progressed_at=func.now(), checked_at=func.now(),
+                # Blocks above the ancestor are not the scanner's any more: none of them counts as final.
+                finalized=func.least(ScannerCursor.finalized, number)))
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         raise CursorMoved(f"{cursor.chain}: the cursor is no longer at {cursor.height}")
     await session.execute(delete(ScannedBlock).where(ScannedBlock.chain == cursor.chain, ScannedBlock.number > number))

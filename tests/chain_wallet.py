@@ -42,6 +42,10 @@ class ChainWallet:
     def head(self) -> int:
         return self.w3.eth.block_number
 
+    def finalized(self) -> int:
+        """The number of the node's ``finalized`` block (Anvil: 64 below its head)."""
+        return self.w3.eth.get_block("finalized")["number"]
+
     def _sign_and_send(self, key: str, transaction: dict[str, Any], wait: bool) -> Sent:
         account = Account.from_key(key)
         transaction = {"chainId": self.w3.eth.chain_id, "nonce": self.w3.eth.get_transaction_count(account.address, "pending"),

@@ -73,5 +73,8 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Unset means production (fail closed): the in-process apps' settings and every process a test
+    # spawns with the inherited environment run as `test`, whatever the developer's shell exported.
+    os.environ["VIRTUOZ_ENV"] = "test"
     os.environ.setdefault("XDG_RUNTIME_DIR", str(Path("/tmp") / f"virtuoz-runtime-{os.getuid()}"))
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, exist_ok=True)

@@ -12,6 +12,7 @@ foreign keys and races need), and users registered and logged in through the rea
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,11 +21,14 @@ from typing import Any, Protocol
 import pyotp
 import redis.asyncio
 from aiohttp.test_utils import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.keys import SESSIONS
+from content.models import EmailDelivery
+from content.seed import seed_content
 from core.db import create_engine, session_factory, unit_of_work
-from custody import ledger
+from custody import ledger, onboarding
 from custody.withdrawals.models import Withdrawal
 from identity.models import User
 from jobs.broker import queue_depths
@@ -124,8 +128,10 @@ class HasEmail(Protocol):
 
 async def register(client: TestClient, *, email: str | None = None, password: str = PASSWORD,
                    display_name: str = "Test User", locale: str | None = None,
-                   accept_language: str | None = None) -> dict[str, Any]:
-    """POST /auth/register (a fresh email unless given); the created user's body."""
+                   accept_language: str | None = None, verified: bool = True) -> dict[str, Any]:
+    """POST /auth/register (a fresh email unless given); the created user's body. The account has proved
+    it owns its email (``verify_email``) unless ``verified`` is False: what a test not about email
+    ownership expects of a user who withdraws or is an escrow seller."""
     body: dict[str, Any] = {"email": email or unique_email(), "password": password, "display_name": display_name}
     if locale is not None:
         body["locale"] = locale
@@ -133,7 +139,40 @@ async def register(client: TestClient, *, email: str | None = None, password: st
     response = await client.post(f"{API}/auth/register", json=body, headers=headers)
     created = await response.json()
     assert response.status == 201, created
+    if verified:
+        await verify_email(client, uuid.UUID(created["id"]))
     return created
+
+
+async def verify_email(client: TestClient, user_id: uuid.UUID) -> None:
+    """Mark the user's email verified straight in the database, through the service the verify route
+    calls once the token checks out (audited; the escrows waiting for that email are linked): no
+    template, email or token needed. ``emailed_verification_token`` gives a test the real link."""
+    async with unit_of_work(client.app[SESSIONS]) as session:
+        await onboarding.mark_email_verified(session, await session.get_one(User, user_id))
+
+
+async def publish_email_templates(client: TestClient) -> None:
+    """The devnet's email templates, published (idempotent: an existing document is left alone)."""
+    async with unit_of_work(client.app[SESSIONS]) as session:
+        await seed_content(session)
+
+
+VERIFY_LINK = re.compile(r"/verify-email\?token=([A-Za-z0-9_-]+)")
+
+
+async def emailed_verification_token(client: TestClient, user_id: uuid.UUID | str) -> str:
+    """The token of the newest verification link emailed to the user, read from its stored delivery
+    (rendered when queued): the published ``email.verify`` template must exist (``publish_email_templates``)."""
+    async with client.app[SESSIONS]() as session:
+        text = await session.scalar(
+            select(EmailDelivery.text)
+            .where(EmailDelivery.user_id == uuid.UUID(str(user_id)), EmailDelivery.template_slug == "email.verify")
+            .order_by(EmailDelivery.created_at.desc()).limit(1))
+    assert text is not None, f"no verification email to user {user_id}: is email.verify published?"
+    found = VERIFY_LINK.search(text)
+    assert found is not None, text
+    return found.group(1)
 
 
 async def bearer(client: TestClient, email: str, password: str = PASSWORD) -> dict[str, str]:
@@ -143,10 +182,11 @@ async def bearer(client: TestClient, email: str, password: str = PASSWORD) -> di
     return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
 
 
-async def login_as(client: TestClient, database_url: str, *roles: str) -> LoggedIn:
-    """A fresh user registered through the real routes (with ``roles``, if any, instead of customer), logged in."""
+async def login_as(client: TestClient, database_url: str, *roles: str, verified: bool = True) -> LoggedIn:
+    """A fresh user registered through the real routes (with ``roles``, if any, instead of customer), logged in;
+    with a verified email unless ``verified`` is False (see ``register``)."""
     email = unique_email()
-    user_id = uuid.UUID((await register(client, email=email))["id"])
+    user_id = uuid.UUID((await register(client, email=email, verified=verified))["id"])
     if roles:
         engine = create_engine(database_url)
         try:

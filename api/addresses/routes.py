@@ -32,7 +32,9 @@ def _target_user(principal: Principal, requested: uuid.UUID | None) -> uuid.UUID
 
 
 @addresses.post("/platform/crypto/address/allocate", access=roles("customer", *ACTS_FOR_OTHERS),
-                body=AllocateAddressIn, responses={201: DepositAddressOut, 200: DepositAddressOut})
+                body=AllocateAddressIn, responses={201: DepositAddressOut, 200: DepositAddressOut},
+                errors={403: ("forbidden_user_id",), 404: ("user_not_found",),
+                        422: ("unknown_chain", "asset_not_on_chain"), 503: ("address_pool_empty",)})
 async def allocate_address(request: web.Request, body: AllocateAddressIn) -> web.Response:
     """The caller's (or, for staff, a user's) deposit address on a chain: 201 if assigned now, 200 if it existed."""
     # An empty pool is 503 address_pool_empty with Retry-After; the service has requested a refill.

@@ -19,7 +19,7 @@ NDJSON = "application/x-ndjson"
 
 
 @audit_events.get("/admin/events/export/{aggregate_type}/{aggregate_id}", access=roles("admin", "compliance"),
-                  responses={200: EventsOut})
+                  responses={200: EventsOut}, errors={404: ("aggregate_not_found",)})
 async def export_events(request: web.Request) -> web.Response:
     """The aggregate's events in seq order with their hashes (JSON, or NDJSON with `Accept: application/x-ndjson`)."""
     events = await events_service.export(db_session(request), request.match_info["aggregate_type"],
@@ -31,7 +31,8 @@ async def export_events(request: web.Request) -> web.Response:
 
 
 @audit_events.post("/admin/events/replay/{aggregate_type}/{aggregate_id}", access=roles("admin"),
-                   responses={200: ReplayOut})
+                   responses={200: ReplayOut},
+                   errors={404: ("aggregate_not_found",), 422: ("unknown_aggregate_type",)})
 async def replay_events(request: web.Request) -> ReplayOut:
     """Rebuild the aggregate from its events and report drift from the stored row, and the chain's validity."""
     aggregate_type, aggregate_id = request.match_info["aggregate_type"], request.match_info["aggregate_id"]

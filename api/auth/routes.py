@@ -6,6 +6,9 @@ from aiohttp import web
 
 from api.access import AUTHENTICATED, PUBLIC, SIGNED, roles
 from api.auth.schemas import (
+    EmailVerificationSentOut,
+    EmailVerifiedOut,
+    EmailVerifyIn,
     LoginIn,
     LogoutAllOut,
     MfaCodeIn,
@@ -14,6 +17,8 @@ from api.auth.schemas import (
     MfaEnrollOut,
     MfaStateOut,
     OkOut,
+    PasswordChangedOut,
+    PasswordChangeIn,
     ProfileOut,
     ProfileUpdateIn,
     RbacInvalidateIn,
@@ -26,6 +31,7 @@ from api.auth.schemas import (
     TokensOut,
     UserOut,
 )
+from api.client_ip import client_ip
 from api.http import json_response, path_uuid
 from api.keys import REDIS, SETTINGS
 from api.middleware import db_session
@@ -36,7 +42,7 @@ from core.control import invalidate_rbac
 from core.errors import Unauthorized
 from core.locales import from_accept_language
 from custody import onboarding
-from identity import service
+from identity import service, throttle
 from notifications.emails import product_email
 
 auth = Routes(tag="auth")
@@ -44,10 +50,6 @@ profile = Routes(tag="me")
 
 ACCESS_COOKIE_PATH = "/api/v1"
 REFRESH_COOKIE_PATH = "/api/v1/auth"  # the refresh token is sent to the auth routes only
-
-
-def _client_ip(request: web.Request) -> str:
-    return request.remote or "unknown"
 
 
 def _tokens_response(request: web.Request, issued: service.IssuedTokens) -> web.Response:
@@ -70,9 +72,10 @@ def _clear_cookies(response: web.Response) -> web.Response:
 
 
 @auth.post("/auth/register", access=PUBLIC, body=RegisterIn, responses={201: UserOut},
-           errors={409: ("email_taken",), 422: ("weak_password",)})
+           errors={409: ("email_taken",), 422: ("weak_password",), 429: ("too_many_attempts",)})
 async def register(request: web.Request, body: RegisterIn) -> UserOut:
-    """Create an account (role customer)."""
+    """Create an account (role customer). Registrations per client address are limited (429)."""
+    await throttle.reserve_registration(request.config_dict[REDIS], request.config_dict[SETTINGS], client_ip(request))
     user = await onboarding.sign_up(db_session(request), request.config_dict[SETTINGS], email=body.email,
                                     password=body.password, display_name=body.display_name,
                                     locale=body.locale or from_accept_language(request.headers.get("Accept-Language")))
@@ -86,13 +89,14 @@ async def login(request: web.Request, body: LoginIn) -> web.Response:
     """Log in: tokens in the body and as HttpOnly cookies. With MFA on, send `totp_code`."""
     app = request.config_dict
     issued = await service.login(db_session(request), app[REDIS], app[SETTINGS], email=body.email,
-                                 password=body.password, totp_code=body.totp_code, ip=_client_ip(request),
+                                 password=body.password, totp_code=body.totp_code, ip=client_ip(request),
                                  user_agent=request.headers.get("User-Agent"))
     return _tokens_response(request, issued)
 
 
 @auth.post("/auth/refresh", access=PUBLIC, body=RefreshIn, responses={200: TokensOut},
-           errors={401: ("invalid_refresh_token", "refresh_token_reused"), 403: ("account_suspended",)})
+           errors={401: ("invalid_refresh_token", "refresh_token_reused", "session_expired"),
+                   403: ("account_suspended",)})
 async def refresh(request: web.Request, body: RefreshIn) -> web.Response:
     """Rotate the refresh token (body or cookie) for a new pair; a reused token revokes the session."""
     token = body.refresh_token
@@ -133,12 +137,26 @@ async def sessions(request: web.Request) -> SessionsOut:
     ])
 
 
-@auth.post("/auth/sessions/{session_id}/revoke", access=AUTHENTICATED, responses={200: OkOut})
+@auth.post("/auth/sessions/{session_id}/revoke", access=AUTHENTICATED, responses={200: OkOut},
+           errors={404: ("session_not_found",)})
 async def revoke_session(request: web.Request) -> OkOut:
     """Revoke one of the caller's sessions."""
     session_id = path_uuid(request, "session_id", "session_not_found")
     await service.revoke_session(db_session(request), current(request).user_id, session_id)
     return OkOut()
+
+
+@auth.post("/auth/password", access=AUTHENTICATED, body=PasswordChangeIn, responses={200: PasswordChangedOut},
+           errors={401: ("invalid_credentials", "mfa_required", "invalid_mfa_code"), 422: ("weak_password",),
+                   429: ("too_many_attempts",)})
+async def change_password(request: web.Request, body: PasswordChangeIn) -> PasswordChangedOut:
+    """Change your password with the current one (and a current TOTP code when MFA is on). Every
+    other session of yours is revoked; this one stays."""
+    principal, app = current(request), request.config_dict
+    revoked = await service.change_password(db_session(request), app[SETTINGS], app[REDIS], principal.user_id,
+                                            principal.session_id, current_password=body.current_password,
+                                            new_password=body.new_password, totp_code=body.totp_code)
+    return PasswordChangedOut(revoked_sessions=revoked)
 
 
 @auth.post("/auth/mfa/enroll", access=AUTHENTICATED, body=MfaEnrollIn, responses={200: MfaEnrollOut},
@@ -173,6 +191,27 @@ async def mfa_disable(request: web.Request, body: MfaDisableIn) -> MfaStateOut:
     await service.mfa_disable(session, app[SETTINGS], app[REDIS], user_id, password=body.password, code=body.code)
     product_email(session, user_id, "mfa.disabled")
     return MfaStateOut(mfa_enabled=False)
+
+
+@auth.post("/auth/email/verify", access=PUBLIC, body=EmailVerifyIn, responses={200: EmailVerifiedOut},
+           errors={422: ("invalid_token",)})
+async def verify_email(request: web.Request, body: EmailVerifyIn) -> EmailVerifiedOut:
+    """Prove you own your account's email with the token of the link we emailed (once, before it expires).
+    Escrows addressed to that email get you as their seller. Refusals: invalid_token (422: unknown,
+    expired, used, or replaced by a newer link)."""
+    await onboarding.verify_email(db_session(request), body.token)
+    return EmailVerifiedOut()
+
+
+@auth.post("/auth/email/resend", access=AUTHENTICATED, responses={202: EmailVerificationSentOut},
+           errors={409: ("email_already_verified",), 429: ("too_many_attempts",)})
+async def resend_verification_email(request: web.Request) -> EmailVerificationSentOut:
+    """Email a new verification link (the earlier ones stop working). Refusals: email_already_verified
+    (409), too_many_attempts (429 with Retry-After: a few per hour)."""
+    app = request.config_dict
+    user, expires_at = await onboarding.resend_verification(db_session(request), app[SETTINGS], app[REDIS],
+                                                            current(request).user_id)
+    return EmailVerificationSentOut(email=user.email, expires_at=expires_at)
 
 
 @auth.post("/auth/rbac-cache/invalidate", access=roles("admin"), body=RbacInvalidateIn, responses={200: OkOut})

@@ -53,6 +53,8 @@ class UserOut(BaseModel):
 
 class ProfileOut(UserOut):
     mfa_enabled: bool
+    email_verified: bool = Field(description="Whether you have proved you own this email (the link we emailed); "
+                                             "until then you are nobody's escrow seller and cannot withdraw.")
     kyc_status: str
     locale: str | None
 
@@ -91,6 +93,19 @@ class LogoutAllOut(BaseModel):
     revoked_sessions: int
 
 
+class EmailVerifyIn(BaseModel):
+    token: str = Field(min_length=1, max_length=200, description="The `token` of the emailed link.")
+
+
+class EmailVerifiedOut(BaseModel):
+    email_verified: Literal[True] = True
+
+
+class EmailVerificationSentOut(BaseModel):
+    email: str = Field(description="Where the new link was sent.")
+    expires_at: datetime
+
+
 class MfaEnrollOut(BaseModel):
     secret: str
     otpauth_uri: str
@@ -114,6 +129,17 @@ class MfaDisableIn(BaseModel):
 
 class MfaStateOut(BaseModel):
     mfa_enabled: bool
+
+
+class PasswordChangeIn(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024, description="The registration policy applies.")
+    totp_code: str | None = Field(default=None, max_length=20,
+                                  description="A current TOTP code: required when MFA is on.")
+
+
+class PasswordChangedOut(BaseModel):
+    revoked_sessions: int = Field(description="Your other sessions, all ended; this one stays.")
 
 
 class RbacInvalidateIn(BaseModel):

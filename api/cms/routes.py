@@ -56,6 +56,14 @@ ADMIN = roles("admin")
 EDITORS = roles("admin", "support")  # support: help articles only (service.check_editor)
 CACHED = {200: None, 304: None}  # 200's model is set per route below
 
+# Refusals shared by the routes below, by status.
+CURSOR = {422: ("invalid_cursor",)}
+DOCUMENT_NOT_FOUND = ("cms_document_not_found",)
+KIND_OR_DOCUMENT_NOT_FOUND = {404: ("cms_kind_not_found", "cms_document_not_found")}
+# What a template may fail with when it is rendered (a preview, a test send).
+RENDER_ERRORS = ("template_error", "template_limit_exceeded", "template_too_large", "template_syntax_error",
+                 "template_refused", "missing_template_variable")
+
 
 # --- helpers: path, locale, serialization -------------------------------------------------------
 
@@ -118,7 +126,8 @@ def _max_age(request: web.Request) -> int:
 
 # --- public reads ------------------------------------------------------------------------------
 
-@cms_public.get("/cms/legal/{slug}", access=PUBLIC, query=PublicQuery, responses={**CACHED, 200: PublishedOut})
+@cms_public.get("/cms/legal/{slug}", access=PUBLIC, query=PublicQuery, responses={**CACHED, 200: PublishedOut},
+                errors={404: DOCUMENT_NOT_FOUND})
 async def cms_legal_document(request: web.Request, query: PublicQuery) -> web.Response:
     """A published legal document (`?locale=`, falling back `de-AT → de → en`); ETag, 304."""
     document, version = await service.published(db_session(request), "legal", _slug(request),
@@ -126,7 +135,7 @@ async def cms_legal_document(request: web.Request, query: PublicQuery) -> web.Re
     return cached_json(request, PublishedOut(**_published_out(document, version)), max_age=_max_age(request))
 
 
-@cms_public.get("/cms/help", access=PUBLIC, query=HelpQuery, responses={**CACHED, 200: HelpListOut})
+@cms_public.get("/cms/help", access=PUBLIC, query=HelpQuery, responses={**CACHED, 200: HelpListOut}, errors=CURSOR)
 async def cms_help_articles(request: web.Request, query: HelpQuery) -> web.Response:
     """Published help articles by slug, each in the best available locale; `query` searches title and body."""
     page = await service.published_help(db_session(request), _reader_chain(request, query), query=query.query,
@@ -137,7 +146,8 @@ async def cms_help_articles(request: web.Request, query: HelpQuery) -> web.Respo
     return cached_json(request, HelpListOut(items=items, next_cursor=page.next_cursor), max_age=_max_age(request))
 
 
-@cms_public.get("/cms/help/{slug}", access=PUBLIC, query=PublicQuery, responses={**CACHED, 200: PublishedOut})
+@cms_public.get("/cms/help/{slug}", access=PUBLIC, query=PublicQuery, responses={**CACHED, 200: PublishedOut},
+                errors={404: DOCUMENT_NOT_FOUND})
 async def cms_help_article(request: web.Request, query: PublicQuery) -> web.Response:
     """One published help article."""
     document, version = await service.published(db_session(request), "help", _slug(request),
@@ -145,7 +155,8 @@ async def cms_help_article(request: web.Request, query: PublicQuery) -> web.Resp
     return cached_json(request, PublishedOut(**_published_out(document, version)), max_age=_max_age(request))
 
 
-@cms_public.get("/cms/landing/{slug}", access=PUBLIC, query=PublicQuery, responses={**CACHED, 200: LandingOut})
+@cms_public.get("/cms/landing/{slug}", access=PUBLIC, query=PublicQuery, responses={**CACHED, 200: LandingOut},
+                errors={404: DOCUMENT_NOT_FOUND})
 async def cms_landing_page(request: web.Request, query: PublicQuery) -> web.Response:
     """A published landing page: title, `blocks` (from `metadata.blocks`, `html` sanitized) and body HTML."""
     document, version = await service.published(db_session(request), "landing", _slug(request),
@@ -158,14 +169,15 @@ async def cms_landing_page(request: web.Request, query: PublicQuery) -> web.Resp
 
 # Registered before /admin/cms/{kind}/{slug}: aiohttp matches in order (the slug is reserved).
 @cms_admin.get("/admin/cms/email/deliveries", access=ADMIN, query=DeliveryListQuery,
-               responses={200: DeliveryListOut})
+               responses={200: DeliveryListOut}, errors=CURSOR)
 async def cms_email_deliveries(request: web.Request, query: DeliveryListQuery) -> DeliveryListOut:
     """Outgoing emails, newest first: state (queued, sent, failed), attempts and the last SMTP error."""
     page = await email.list_deliveries(db_session(request), state=query.state, limit=query.limit, cursor=query.cursor)
     return DeliveryListOut(items=[_delivery_out(row) for row in page.items], next_cursor=page.next_cursor)
 
 
-@cms_admin.get("/admin/cms/{kind}", access=EDITORS, query=AdminListQuery, responses={200: DocumentListOut})
+@cms_admin.get("/admin/cms/{kind}", access=EDITORS, query=AdminListQuery, responses={200: DocumentListOut},
+               errors={**CURSOR, 404: ("cms_kind_not_found",)})
 async def cms_list_documents(request: web.Request, query: AdminListQuery) -> DocumentListOut:
     """Documents of a kind (each slug and locale): workflow state, allowed moves, versions."""
     kind = _kind(request, "read")
@@ -175,14 +187,18 @@ async def cms_list_documents(request: web.Request, query: AdminListQuery) -> Doc
                            next_cursor=page.next_cursor)
 
 
-@cms_admin.get("/admin/cms/{kind}/{slug}", access=EDITORS, query=LocaleQuery, responses={200: DocumentOut})
+@cms_admin.get("/admin/cms/{kind}/{slug}", access=EDITORS, query=LocaleQuery, responses={200: DocumentOut},
+               errors=KIND_OR_DOCUMENT_NOT_FOUND)
 async def cms_get_document(request: web.Request, query: LocaleQuery) -> DocumentOut:
     """One document in one locale, with every version and when each was published."""
     kind = _kind(request, "read")
     return _document_out(await service.history(db_session(request), kind, _slug(request), normalize(query.locale)))
 
 
-@cms_admin.post("/admin/cms/{kind}/{slug}/draft", access=EDITORS, body=DraftIn, responses={201: DraftOut})
+@cms_admin.post("/admin/cms/{kind}/{slug}/draft", access=EDITORS, body=DraftIn, responses={201: DraftOut},
+                errors={**KIND_OR_DOCUMENT_NOT_FOUND,
+                        422: ("slug_reserved", "subject_required", "invalid_blocks", "template_too_large",
+                              "template_syntax_error")})
 async def cms_save_draft(request: web.Request, body: DraftIn) -> DraftOut:
     """Save a new version (the document goes back to `draft`); the first save creates the document."""
     kind = _kind(request, "draft")
@@ -194,7 +210,8 @@ async def cms_save_draft(request: web.Request, body: DraftIn) -> DraftOut:
                     created_at=version.created_at)
 
 
-@cms_admin.post("/admin/cms/{kind}/{slug}/transition", access=ADMIN, body=TransitionIn, responses={200: DocumentOut})
+@cms_admin.post("/admin/cms/{kind}/{slug}/transition", access=ADMIN, body=TransitionIn, responses={200: DocumentOut},
+                errors={**KIND_OR_DOCUMENT_NOT_FOUND, 409: ("illegal_transition",)})
 async def cms_transition(request: web.Request, body: TransitionIn) -> DocumentOut:
     """Move along the workflow; an illegal move is a 409 listing `details.allowed`."""
     kind, slug, locale, session = _kind(request, "manage"), _slug(request), normalize(body.locale), db_session(request)
@@ -202,7 +219,8 @@ async def cms_transition(request: web.Request, body: TransitionIn) -> DocumentOu
     return _document_out(await service.history(session, kind, slug, locale))
 
 
-@cms_admin.post("/admin/cms/{kind}/{slug}/publish", access=ADMIN, body=PublishIn, responses={200: DocumentOut})
+@cms_admin.post("/admin/cms/{kind}/{slug}/publish", access=ADMIN, body=PublishIn, responses={200: DocumentOut},
+                errors={**KIND_OR_DOCUMENT_NOT_FOUND, 409: ("version_not_latest", "review_required")})
 async def cms_publish(request: web.Request, body: PublishIn) -> DocumentOut:
     """Publish the latest version once `approved`; with a `note`, straight from draft or review (audited)."""
     kind, slug, locale, session = _kind(request, "manage"), _slug(request), normalize(body.locale), db_session(request)
@@ -211,7 +229,9 @@ async def cms_publish(request: web.Request, body: PublishIn) -> DocumentOut:
     return _document_out(await service.history(session, kind, slug, locale))
 
 
-@cms_admin.post("/admin/cms/{kind}/{slug}/rollback", access=ADMIN, body=RollbackIn, responses={201: DocumentOut})
+@cms_admin.post("/admin/cms/{kind}/{slug}/rollback", access=ADMIN, body=RollbackIn, responses={201: DocumentOut},
+                errors={404: ("cms_kind_not_found", "cms_document_not_found", "cms_version_not_found"),
+                        409: ("version_never_published",)})
 async def cms_rollback(request: web.Request, body: RollbackIn) -> DocumentOut:
     """Republish an earlier, once-published version as a new version (history kept)."""
     kind, slug, locale, session = _kind(request, "manage"), _slug(request), normalize(body.locale), db_session(request)
@@ -222,7 +242,8 @@ async def cms_rollback(request: web.Request, body: RollbackIn) -> DocumentOut:
 
 # --- email templates ---------------------------------------------------------------------------
 
-@email_templates.post("/cms/email/{slug}/preview", access=EDITORS, body=PreviewIn, responses={200: PreviewOut})
+@email_templates.post("/cms/email/{slug}/preview", access=EDITORS, body=PreviewIn, responses={200: PreviewOut},
+                      errors={404: ("cms_document_not_found", "cms_version_not_found"), 422: RENDER_ERRORS})
 async def cms_preview_email(request: web.Request, body: PreviewIn) -> PreviewOut:
     """Render a template version with `variables`: subject, HTML and text. A missing variable is a 422 naming it."""
     rendered = await email.preview(db_session(request), _slug(request), locale=body.locale, version=body.version,
@@ -230,7 +251,8 @@ async def cms_preview_email(request: web.Request, body: PreviewIn) -> PreviewOut
     return PreviewOut(subject=rendered.subject, html=rendered.html, text=rendered.text)
 
 
-@email_templates.post("/cms/email/{slug}/test-send", access=ADMIN, body=TestSendIn, responses={202: DeliveryOut})
+@email_templates.post("/cms/email/{slug}/test-send", access=ADMIN, body=TestSendIn, responses={202: DeliveryOut},
+                      errors={404: DOCUMENT_NOT_FOUND, 422: RENDER_ERRORS})
 async def cms_test_send_email(request: web.Request, body: TestSendIn) -> DeliveryOut:
     """Queue the latest version to `to`; sent by the notifications worker (see the deliveries list)."""
     delivery = await email.queue_test_send(db_session(request), _slug(request), to=str(body.to), locale=body.locale,

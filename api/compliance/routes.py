@@ -44,6 +44,7 @@ from compliance.reporting import service as reports
 from compliance.review import reconcile
 from compliance.review import service as review
 from compliance.travel_rule import service as travel_rule
+from compliance.travel_rule.directory import Directory
 from core.storage import IncomingFile
 
 kyc_routes = Routes(tag="compliance")
@@ -53,9 +54,14 @@ transaction_review_routes = Routes(tag="admin")
 
 OFFICERS = roles("compliance", "admin")
 
+CURSOR = ("invalid_cursor",)
+KYC_CASE_NOT_FOUND = {404: ("kyc_case_not_found",)}
+TRANSACTION_NOT_FOUND = {404: ("transaction_not_found",)}
+
 
 @kyc_routes.post("/me/kyc", access=AUTHENTICATED, body=KycSubmitIn, form=KycSubmitForm, responses={201: KycMineOut},
-                 name="kyc_submit")
+                 name="kyc_submit",
+                 errors={409: ("kyc_invalid_state",), 422: ("too_many_files", "unexpected_file")})
 async def kyc_submit(request: web.Request, body: KycSubmitIn | None) -> KycMineOut:
     """Submit (or, after `needs_info`, resubmit) identity data; the case becomes `pending`.
 
@@ -88,7 +94,8 @@ async def kyc_queue(request: web.Request, query: KycQueueQuery) -> KycQueueOut:
     return KycQueueOut.of(await kyc.queue(db_session(request), settings.kyc_sla_hours, query.limit))
 
 
-@kyc_routes.get("/admin/kyc/{user_id}", access=OFFICERS, responses={200: KycCaseOut}, name="kyc_case")
+@kyc_routes.get("/admin/kyc/{user_id}", access=OFFICERS, responses={200: KycCaseOut}, name="kyc_case",
+                errors=KYC_CASE_NOT_FOUND)
 async def kyc_case(request: web.Request) -> KycCaseOut:
     """One KYC case, whatever its state, with its documents' metadata."""
     session, user_id = db_session(request), path_uuid(request, "user_id", "kyc_case_not_found")
@@ -96,7 +103,8 @@ async def kyc_case(request: web.Request) -> KycCaseOut:
 
 
 @kyc_routes.get("/admin/kyc/{user_id}/documents/{document_id}", access=OFFICERS,
-                responses={200: "application/octet-stream"}, name="kyc_document_download")
+                responses={200: "application/octet-stream"}, name="kyc_document_download",
+                errors={404: ("kyc_document_not_found",)})
 async def kyc_document_download(request: web.Request) -> web.StreamResponse:
     """A KYC document's exact bytes, as an attachment with its sniffed type (compliance officers and admins)."""
     document = await kyc_documents.get(db_session(request), path_uuid(request, "user_id", "kyc_document_not_found"),
@@ -106,7 +114,8 @@ async def kyc_document_download(request: web.Request) -> web.StreamResponse:
 
 
 @kyc_routes.post("/admin/kyc/{user_id}/decision", access=OFFICERS, body=KycDecisionIn, responses={200: KycCaseOut},
-                 name="kyc_decide")
+                 name="kyc_decide",
+                 errors={**KYC_CASE_NOT_FOUND, 403: ("own_kyc_case",), 409: ("kyc_invalid_state",)})
 async def kyc_decide(request: web.Request, body: KycDecisionIn) -> KycCaseOut:
     """Approve, reject or ask for more information on a pending case (audited; the user is notified)."""
     session, user_id = db_session(request), path_uuid(request, "user_id", "kyc_case_not_found")
@@ -115,7 +124,8 @@ async def kyc_decide(request: web.Request, body: KycDecisionIn) -> KycCaseOut:
 
 
 @compliance_routes.post("/compliance/reports", access=OFFICERS, body=ReportIn, responses={202: ReportQueuedOut},
-                        name="compliance_report_create")
+                        name="compliance_report_create",
+                        errors={422: ("unknown_jurisdiction", "unknown_report_type", "invalid_period")})
 async def compliance_report_create(request: web.Request, body: ReportIn) -> ReportQueuedOut:
     """Queue a report; the compliance worker generates its CSV and JSON files."""
     report = await reports.request(db_session(request), body.jurisdiction, body.type, body.period_start,
@@ -132,7 +142,8 @@ def _jurisdiction(request: web.Request) -> str:
 
 
 @compliance_routes.get("/compliance/reports/{jurisdiction}", access=OFFICERS, query=ReportListQuery,
-                       responses={200: ReportListOut}, name="compliance_report_list")
+                       responses={200: ReportListOut}, name="compliance_report_list",
+                       errors={422: ("unknown_jurisdiction", *CURSOR)})
 async def compliance_report_list(request: web.Request, query: ReportListQuery) -> ReportListOut:
     """Reports of one jurisdiction, newest first, with state, SHA-256 and row count."""
     page = await reports.search(db_session(request), jurisdiction=_jurisdiction(request), type=query.type,
@@ -141,7 +152,9 @@ async def compliance_report_list(request: web.Request, query: ReportListQuery) -
 
 
 @compliance_routes.get("/compliance/reports/{jurisdiction}/{report_id}/download", access=OFFICERS,
-                       query=DownloadQuery, responses={200: "text/csv"}, name="compliance_report_download")
+                       query=DownloadQuery, responses={200: "text/csv"}, name="compliance_report_download",
+                       errors={404: ("report_not_found",), 409: ("report_not_ready",),
+                               422: ("unknown_jurisdiction",)})
 async def compliance_report_download(request: web.Request, query: DownloadQuery) -> web.StreamResponse:
     """The report file (`format=csv` or `json`); `X-Content-SHA256` is the hash recorded at generation."""
     report = await reports.get(db_session(request), path_uuid(request, "report_id", "report_not_found"),
@@ -156,7 +169,8 @@ async def compliance_report_download(request: web.Request, query: DownloadQuery)
 
 
 @admin_compliance_routes.get("/admin/compliance/reports", access=roles("admin"), query=AdminReportListQuery,
-                             responses={200: ReportListOut}, name="compliance_admin_report_list")
+                             responses={200: ReportListOut}, name="compliance_admin_report_list",
+                             errors={422: CURSOR})
 async def compliance_admin_report_list(request: web.Request, query: AdminReportListQuery) -> ReportListOut:
     """Every jurisdiction's reports, newest first; filters `jurisdiction`, `type`, `state`."""
     page = await reports.search(db_session(request), jurisdiction=query.jurisdiction, type=query.type,
@@ -172,7 +186,8 @@ def _transfer_id(request: web.Request):
 
 
 @transaction_review_routes.get("/admin/transactions", access=REVIEWERS, query=TransactionQuery,
-                               responses={200: TransactionListOut}, name="compliance_transactions")
+                               responses={200: TransactionListOut}, name="compliance_transactions",
+                               errors={422: ("currency_required", "unknown_currency", "invalid_amount", *CURSOR)})
 async def compliance_transactions(request: web.Request, query: TransactionQuery) -> TransactionListOut:
     """Every ledger transfer (deposits, withdrawals, escrow, credits), newest first, with its review."""
     filters = review.Filters(**query.model_dump(exclude={"limit", "cursor"}))
@@ -181,14 +196,15 @@ async def compliance_transactions(request: web.Request, query: TransactionQuery)
 
 
 @transaction_review_routes.get("/admin/transactions/{tx_id}", access=REVIEWERS, responses={200: TransactionOut},
-                               name="compliance_transaction")
+                               name="compliance_transaction", errors=TRANSACTION_NOT_FOUND)
 async def compliance_transaction(request: web.Request) -> TransactionOut:
     """One transfer with its postings, business object state and review."""
     return TransactionOut.of(await review.get(db_session(request), _transfer_id(request)))
 
 
 @transaction_review_routes.post("/admin/transactions/{tx_id}/flag", access=REVIEWERS, body=FlagIn,
-                                responses={200: TransactionOut}, name="compliance_transaction_flag")
+                                responses={200: TransactionOut}, name="compliance_transaction_flag",
+                                errors={**TRANSACTION_NOT_FOUND, 409: ("already_flagged",)})
 async def compliance_transaction_flag(request: web.Request, body: FlagIn) -> TransactionOut:
     """Flag a transfer for compliance review (409 while it is already flagged)."""
     return TransactionOut.of(await review.flag(db_session(request), _transfer_id(request), body.reason,
@@ -196,7 +212,9 @@ async def compliance_transaction_flag(request: web.Request, body: FlagIn) -> Tra
 
 
 @transaction_review_routes.post("/admin/transactions/{tx_id}/reconcile", access=OFFICERS,
-                                responses={200: ReconcileOut}, name="compliance_transaction_reconcile")
+                                responses={200: ReconcileOut}, name="compliance_transaction_reconcile",
+                                errors={**TRANSACTION_NOT_FOUND, 409: ("no_onchain_counterpart", "not_on_chain"),
+                                        503: ("chain_not_configured",)})
 async def compliance_transaction_reconcile(request: web.Request) -> ReconcileOut:
     """Compare a deposit's or withdrawal's ledger record with the chain: receipt, status, amount, block hash
     (still canonical) and confirmations. Each difference names the field, the ledger's value and the chain's.
@@ -213,7 +231,7 @@ async def compliance_transaction_reconcile(request: web.Request) -> ReconcileOut
 
 @transaction_review_routes.post("/admin/transactions/{tx_id}/resolve", access=OFFICERS, body=ResolveIn,
                                 responses={200: TransactionOut}, name="compliance_transaction_resolve",
-                                errors={403: ("own_transaction",), 404: ("transaction_not_found",),
+                                errors={**TRANSACTION_NOT_FOUND, 403: ("own_transaction",),
                                         409: ("not_flagged", "review_already_resolved")})
 async def compliance_transaction_resolve(request: web.Request, body: ResolveIn) -> TransactionOut:
     """Resolve a flagged transfer as `cleared` or `reported`; resolving twice is a 409.
@@ -227,20 +245,31 @@ async def compliance_transaction_resolve(request: web.Request, body: ResolveIn) 
 
 @compliance_routes.post("/compliance/travel-rule", access=AUTHENTICATED, body=TravelRuleUpsertIn,
                         responses={201: TravelRuleTransferOut, 200: TravelRuleTransferOut},
-                        name="compliance_travel_rule_upsert")
+                        name="compliance_travel_rule_upsert",
+                        errors={403: ("travel_rule_forbidden",),
+                                404: ("travel_rule_transfer_not_found", "withdrawal_not_found", "deposit_not_found"),
+                                409: ("travel_rule_not_editable", "travel_rule_link_taken",
+                                      "travel_rule_external_id_mismatch", "travel_rule_direction_mismatch"),
+                                422: ("travel_rule_link_mismatch", "travel_rule_direction_mismatch",
+                                      "travel_rule_inbound_not_sent", "unknown_currency", "invalid_amount",
+                                      "travel_address_invalid", "travel_address_private")})
 async def compliance_travel_rule_upsert(request: web.Request, body: TravelRuleUpsertIn) -> web.StreamResponse:
     """Create (201) or update (200, while a draft not yet sent) a Travel Rule transfer by `external_id` or `id`.
 
     Compliance officers and operators; a customer only for their own withdrawal (`transfer.withdrawal_id`).
     Missing IVMS101 fields are a 422 naming each one; `"send": true` queues the delivery to the
     beneficiary's VASP. Refusals: `travel_rule_not_editable` (409), `travel_rule_link_taken` (409),
-    `travel_rule_link_mismatch` (422), `withdrawal_not_found` (404), `travel_rule_forbidden` (403).
+    `travel_rule_link_mismatch` (422), `withdrawal_not_found` (404), `travel_rule_forbidden` (403),
+    `travel_address_private` (422: a private, loopback or link-local address, unless its VASP is in
+    the configured directory). A customer's answer leaves out the TRP `request_identifier` and
+    `callback_url` (they would let anyone speak for the counterparty) and the decision's details.
     """
     principal = current(request)
     session = db_session(request)
     actor = travel_rule.Actor(principal.user_id, principal.roles)
-    transfer, created = await travel_rule.upsert(session, actor, body,
-                                                 expiry_hours=request.config_dict[SETTINGS].travel_rule_expiry_hours)
+    settings = request.config_dict[SETTINGS]
+    transfer, created = await travel_rule.upsert(session, actor, body, expiry_hours=settings.travel_rule_expiry_hours,
+                                                 directory=Directory.of(settings))
     out = TravelRuleTransferOut.of(await travel_rule.view(session, transfer), internal=actor.is_staff)
     return json_response(out, status=201 if created else 200)
 

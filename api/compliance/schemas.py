@@ -359,9 +359,13 @@ class TravelRuleTransferOut(BaseModel):
     transfer: TravelRuleDetailsOut
     user_id: uuid.UUID | None = Field(description="The customer the transfer is about, if any.")
     travel_address: str | None
-    request_identifier: str = Field(description="TRP `request-identifier` of every message about this transfer.")
-    callback_url: str | None
+    request_identifier: str | None = Field(description="TRP `request-identifier` of every message about this "
+                                                        "transfer; staff only (null for a customer).")
+    callback_url: str | None = Field(description="The counterparty's callback; staff only.")
     counterparty: str | None = Field(description="The counterparty VASP as authenticated (its certificate's name).")
+    counterparty_fingerprint: str | None = Field(
+        default=None, description="SHA-256 of the certificate the counterparty presented; its callbacks must present "
+                                  "the same one. Staff only.")
     wire_ivms101: dict[str, Any] | None = Field(description="The IVMS101 message exactly as last sent or received.")
     reason: str | None
     created_by: uuid.UUID | None
@@ -376,9 +380,11 @@ class TravelRuleTransferOut(BaseModel):
     @classmethod
     def of(cls, view: travel_rule.TransferView, *, internal: bool = True) -> TravelRuleTransferOut:
         """``internal=False`` (a customer): without the decision's reason and who decided, which could
-        tip off a customer about a suspicion."""
+        tip off a customer about a suspicion; and without the TRP request identifier (and the
+        callback URL, which carries it): whoever knows it can try to answer for the counterparty."""
         transfer = view.transfer
-        hidden = set() if internal else {"reason", "decided_by", "counterparty"}
+        hidden = set() if internal else {"reason", "decided_by", "counterparty", "counterparty_fingerprint",
+                                         "request_identifier", "callback_url"}
         return cls.model_validate({
             **{name: None if name in hidden else getattr(transfer, name)
                for name in cls.model_fields if name != "transfer"},

@@ -22,7 +22,9 @@ INGEST_ACCESS = roles_or_service_signature(*ACTS_FOR_OTHERS)
 
 
 @scanner_ingest.post("/platform/crypto/scanner/ingest", access=INGEST_ACCESS, body=ScannerEventIn,
-                     responses={201: DepositOut, 200: DepositOut})
+                     responses={201: DepositOut, 200: DepositOut},
+                     errors={422: ("unknown_chain", "asset_not_on_chain", "invalid_log_index", "invalid_amount",
+                                   "event_mismatch")})
 async def ingest_scanner_event(request: web.Request, body: ScannerEventIn) -> web.Response:
     """Record a watcher's deposit event once the chain confirms it: 201 if new, 200 if already known.
 
@@ -37,7 +39,8 @@ async def ingest_scanner_event(request: web.Request, body: ScannerEventIn) -> we
     return json_response(DepositOut.of(ingested.item), status=201 if ingested.created else 200)
 
 
-@deposits.get("/wallet/deposits", access=AUTHENTICATED, query=DepositsQuery, responses={200: DepositsOut})
+@deposits.get("/wallet/deposits", access=AUTHENTICATED, query=DepositsQuery, responses={200: DepositsOut},
+              errors={422: ("invalid_cursor",)})
 async def list_deposits(request: web.Request, query: DepositsQuery) -> DepositsOut:
     """The caller's deposits with their state and confirmations, newest first (`limit` 1–100, opaque `cursor`)."""
     page = await queries.deposits_of(db_session(request), current(request).user_id, limit=query.limit,

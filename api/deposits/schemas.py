@@ -52,8 +52,10 @@ class DepositOut(BaseModel):
     block_number: int
     block_hash: str
     to_address: str = Field(description="The deposit address (EIP-55).")
-    state: Literal["seen", "confirming", "credited", "reorged"] = Field(
-        description="seen → confirming → credited; reorged when its block left the chain (a credit is reversed).")
+    state: Literal["seen", "confirming", "credited", "reorged", "orphaned"] = Field(
+        description="seen → confirming → credited; reorged when its block left the chain (a credit is reversed); "
+                    "orphaned when its transaction, mined again, moves something else at that log (a credit is "
+                    "reversed, and the new content is another deposit).")
     confirmations: int = Field(description="Blocks on top of the deposit's, its own included.")
     required_confirmations: int = Field(description="Credited once confirmations reach this.")
     created_at: datetime = Field(description="When the deposit was first seen.")

@@ -48,10 +48,12 @@ def _escrow_id(request: web.Request):  # noqa: ANN202 - a UUID
 @escrow.post("/escrow", access=AUTHENTICATED, body=CreateEscrowIn, responses={201: EscrowOut}, idempotent=True,
              errors={422: ("seller_is_buyer", "invalid_amount")})
 async def create_escrow(request: web.Request, body: CreateEscrowIn) -> EscrowOut:
-    """Create an escrow contract; the caller is the buyer. `seller_email` may name someone not yet registered."""
+    """Create an escrow contract; the caller is the buyer. `seller_email` may name someone not yet registered:
+    the contract's seller is the account that has verified that email, once there is one. The answer's
+    `seller` is always null (the detail shows the linked seller to the parties)."""
     view = await service.create(db_session(request), _actor(request), title=body.title, description=body.description,
                                 amount=body.amount, currency=body.currency, seller_email=body.seller_email)
-    return EscrowOut.of(view)
+    return EscrowOut.created(view)
 
 
 @escrow.get("/escrow/contracts", access=AUTHENTICATED, query=EscrowListQuery, responses={200: EscrowListOut})

@@ -21,7 +21,9 @@ class CreateEscrowIn(BaseModel):
     description: str = Field(default="", max_length=5000)
     amount: str = AMOUNT
     currency: str = Field(pattern=r"^[A-Z0-9]{2,10}$", examples=["USD"])
-    seller_email: EmailStr | None = Field(default=None, description="May name someone not yet registered.")
+    seller_email: EmailStr | None = Field(
+        default=None, description="May name someone not yet registered: the seller is the account that verifies "
+                                  "this email.")
 
 
 class PartyOut(BaseModel):
@@ -59,6 +61,13 @@ class EscrowOut(BaseModel):
             resolution=contract.resolution, seller_amount=money(contract.seller_amount),  # type: ignore[arg-type]
             created_at=contract.created_at, updated_at=contract.updated_at,
         )
+
+    @classmethod
+    def created(cls, view: EscrowView) -> EscrowOut:
+        """The create answer: the seller as the buyer addressed them (``seller_email``), never the account
+        it linked to, so the answer is the same whether that email has a verified account or not. The
+        contract's detail shows its parties."""
+        return cls.of(view).model_copy(update={"seller": None})
 
 
 class EscrowListOut(BaseModel):

@@ -18,7 +18,8 @@ freezes = Routes(tag="admin")
 OFFICERS = ("compliance", "admin")
 
 
-@freezes.get("/admin/users/{user_id}/freezes", access=roles(*sorted(STAFF_ROLES)), responses={200: FreezeListOut})
+@freezes.get("/admin/users/{user_id}/freezes", access=roles(*sorted(STAFF_ROLES)), responses={200: FreezeListOut},
+             errors={404: ("user_not_found",)})
 async def list_freezes(request: web.Request) -> FreezeListOut:
     """A user's withdrawal freezes, active and lifted, newest first (staff). An unknown user has none."""
     rows = await service.of_user(db_session(request), path_uuid(request, "user_id", "user_not_found"))
@@ -26,7 +27,7 @@ async def list_freezes(request: web.Request) -> FreezeListOut:
 
 
 @freezes.post("/admin/users/{user_id}/freezes/{freeze_id}/lift", access=roles(*OFFICERS), body=LiftFreezeIn,
-              responses={200: FreezeOut})
+              responses={200: FreezeOut}, errors={404: ("freeze_not_found",), 409: ("freeze_already_lifted",)})
 async def lift_freeze(request: web.Request, body: LiftFreezeIn) -> FreezeOut:
     """Lift one freeze, with a reason (audited `withdrawals.unfrozen` on the user). The user's money may
     leave again once no other freeze stands.

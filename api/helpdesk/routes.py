@@ -46,6 +46,10 @@ def _ticket_id(request: web.Request) -> uuid.UUID:
     return path_uuid(request, "ticket_id", "ticket_not_found")
 
 
+NOT_FOUND = {404: ("ticket_not_found",)}
+CURSOR = {422: ("invalid_cursor",)}
+
+
 @helpdesk.post("/helpdesk/tickets", access=AUTHENTICATED, body=TicketIn, responses={201: TicketDetail},
                idempotent=True)
 async def create_ticket(request: web.Request, body: TicketIn) -> TicketDetail:
@@ -55,7 +59,8 @@ async def create_ticket(request: web.Request, body: TicketIn) -> TicketDetail:
     return ticket_detail(view)
 
 
-@helpdesk.get("/helpdesk/tickets", access=AUTHENTICATED, query=TicketListQuery, responses={200: TicketListOut})
+@helpdesk.get("/helpdesk/tickets", access=AUTHENTICATED, query=TicketListQuery, responses={200: TicketListOut},
+              errors={**CURSOR, 403: ("staff_only_filter",)})
 async def list_tickets(request: web.Request, query: TicketListQuery) -> TicketListOut:
     """The caller's tickets, newest first; staff see every ticket and may filter on `breached`."""
     viewer = _viewer(request)
@@ -64,7 +69,7 @@ async def list_tickets(request: web.Request, query: TicketListQuery) -> TicketLi
     return ticket_list(page, viewer)
 
 
-@helpdesk.get("/helpdesk/tickets/{ticket_id}", access=AUTHENTICATED, responses={200: TicketDetail})
+@helpdesk.get("/helpdesk/tickets/{ticket_id}", access=AUTHENTICATED, responses={200: TicketDetail}, errors=NOT_FOUND)
 async def get_ticket(request: web.Request) -> TicketDetail:
     """A ticket with its public messages; staff also get internal notes, context links and SLA breaches,
     except on a ticket they opened themselves, which they see as its customer."""
@@ -72,7 +77,8 @@ async def get_ticket(request: web.Request) -> TicketDetail:
 
 
 @helpdesk.post("/helpdesk/tickets/{ticket_id}/messages", access=AUTHENTICATED, body=MessageIn,
-               responses={201: TicketDetail}, idempotent=True)
+               responses={201: TicketDetail}, idempotent=True,
+               errors={**NOT_FOUND, 409: ("invalid_transition",)})
 async def add_message(request: web.Request, body: MessageIn) -> TicketDetail:
     """A public reply (the owner or staff). A staff reply is the first response and notifies the owner;
     a customer reply brings a ticket waiting on them back to `in_progress` and reopens a resolved one."""
@@ -81,7 +87,7 @@ async def add_message(request: web.Request, body: MessageIn) -> TicketDetail:
 
 
 @helpdesk.post("/helpdesk/tickets/{ticket_id}/transition", access=STAFF, body=TransitionIn,
-               responses={200: TicketDetail})
+               responses={200: TicketDetail}, errors={**NOT_FOUND, 409: ("invalid_transition",)})
 async def transition(request: web.Request, body: TransitionIn) -> TicketDetail:
     """Move a ticket (staff); an illegal move is 409 `invalid_transition` listing the allowed ones."""
     view = await service.transition(db_session(request), current(request).user_id, _ticket_id(request), body.to)
@@ -89,7 +95,7 @@ async def transition(request: web.Request, body: TransitionIn) -> TicketDetail:
 
 
 @helpdesk.post("/helpdesk/tickets/{ticket_id}/internal-notes", access=NOTE_WRITERS, body=InternalNoteIn,
-               responses={201: InternalNoteOut})
+               responses={201: InternalNoteOut}, errors=NOT_FOUND)
 async def add_internal_note(request: web.Request, body: InternalNoteIn) -> InternalNoteOut:
     """Add a staff-only note: never shown, listed or notified to the customer."""
     note = await service.add_internal_note(db_session(request), current(request).user_id, _ticket_id(request),
@@ -98,7 +104,8 @@ async def add_internal_note(request: web.Request, body: InternalNoteIn) -> Inter
 
 
 @helpdesk.post("/helpdesk/tickets/{ticket_id}/context-links", access=STAFF, body=ContextLinkIn,
-               responses={201: ContextLinkOut})
+               responses={201: ContextLinkOut},
+               errors={**NOT_FOUND, 409: ("context_link_exists",), 422: ("unknown_reference", "invalid_url")})
 async def add_context_link(request: web.Request, body: ContextLinkIn) -> ContextLinkOut:
     """Link what the ticket is about (staff). Internal refs must exist (422 `unknown_reference`);
     kinds whose domain has not registered a resolver yet are refused the same way."""

@@ -21,7 +21,9 @@ platform_content = Routes(tag="platform")
 
 
 @platform_content.post("/platform/i18n/message", access=roles("operator", "admin", "support"), body=MessageIn,
-                       responses={200: MessageOut})
+                       responses={200: MessageOut},
+                       errors={404: ("message_not_found",),
+                               422: ("missing_parameter", "invalid_parameter", "invalid_message")})
 async def i18n_message(request: web.Request, body: MessageIn) -> MessageOut:
     """Resolve a message key in a locale (fallback `de-AT → de → en`); `params` fill `{name}` fields,
     `count` picks the plural form. Unknown key → 404; a missing parameter → 422 naming it."""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from ipaddress import ip_address
-
 from aiohttp import web
 
 from api import probes as service
 from api.access import PUBLIC, Access
+from api.client_ip import client_address
 from api.http import json_response
 from api.keys import (
     CHAINS,
@@ -56,12 +55,13 @@ async def readiness(request: web.Request) -> web.Response:
     return json_response(report, status=200 if report.status == "ready" else 503)
 
 
-@root.get("/metrics", access=METRICS_ACCESS, responses={200: "text/plain"})
+@root.get("/metrics", access=METRICS_ACCESS, responses={200: "text/plain"}, errors={403: ("metrics_forbidden",)})
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus exposition: request latency by route template, process and queue metrics."""
     settings = request.config_dict[SETTINGS]
-    remote = ip_address(request.remote or "0.0.0.0")
-    if not any(remote in network for network in settings.metrics_networks):
+    # The client's address, not the peer's: behind a local proxy every peer is loopback.
+    remote = client_address(request)
+    if remote is None or not any(remote in network for network in settings.metrics_networks):
         raise Forbidden("Metrics are not served to this address.", code="metrics_forbidden")
     registry = request.config_dict[METRICS]
     try:

@@ -13,7 +13,7 @@ storage = Routes(tag="platform")
 
 
 @storage.post("/platform/storage/shard-path", access=roles("operator", "admin"), body=ShardPathIn,
-              responses={200: ShardPathOut})
+              responses={200: ShardPathOut}, errors={422: ("invalid_storage_key",)})
 async def storage_shard_path(request: web.Request, body: ShardPathIn) -> ShardPathOut:
     """Where the file store keeps a key: the same function the evidence store uses."""
     return ShardPathOut(key=body.key, path=shard_path(body.key))

@@ -27,7 +27,8 @@ async def balances(request: web.Request) -> BalancesOut:
     return BalancesOut(balances=[BalanceOut.of(row) for row in rows])
 
 
-@wallet.get("/wallet/activity", access=AUTHENTICATED, query=ActivityQuery, responses={200: ActivityOut})
+@wallet.get("/wallet/activity", access=AUTHENTICATED, query=ActivityQuery, responses={200: ActivityOut},
+            errors={422: ("unknown_currency", "invalid_cursor")})
 async def activity(request: web.Request, query: ActivityQuery) -> ActivityOut:
     """Ledger activity on the caller's available balances, newest first (`limit` 1–100, opaque `cursor`)."""
     page = await ledger.activity(db_session(request), current(request).user_id, currency=query.currency,

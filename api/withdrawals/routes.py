@@ -45,22 +45,25 @@ APPROVER_STEP_UP = {**STEP_UP, 403: ("mfa_required_for_approval",)}
 @withdrawals.post("/platform/crypto/withdrawals/request", access=AUTHENTICATED, body=WithdrawalRequestIn,
                   responses={201: WithdrawalOut}, idempotent=True,
                   errors={**STEP_UP,
-                          403: ("sanctioned_address", "withdrawals_frozen", "kyc_limit_exceeded",
-                                "signer_limit_exceeded"),
+                          403: ("email_unverified", "address_not_allowlisted", "sanctioned_address",
+                                "withdrawals_frozen", "kyc_limit_exceeded", "signer_limit_exceeded"),
                           422: ("unknown_chain", "asset_not_on_chain", "invalid_address", "invalid_amount",
-                                "travel_rule_required", "travel_address_invalid", "would_revert",
-                                "insufficient_funds")})
+                                "travel_rule_required", "travel_address_invalid", "travel_address_private",
+                                "would_revert", "insufficient_funds")})
 async def request_withdrawal(request: web.Request, body: WithdrawalRequestIn) -> WithdrawalOut:
     """Request a withdrawal: `amount + fee` is held until it is confirmed on chain (or voided).
 
-    Refusals hold nothing: invalid_address, invalid_amount, asset_not_on_chain (422), sanctioned_address
-    (403, and it freezes the account's withdrawals), withdrawals_frozen (403), kyc_limit_exceeded (403),
-    travel_rule_required / travel_address_invalid (422), would_revert (422: the node, running the payment
-    from the hot wallet now, says it would revert), signer_limit_exceeded (403: above the signer's
-    per-withdrawal or rolling 24-hour limit of the asset), mfa_required / invalid_mfa_code (401),
-    too_many_attempts (429), insufficient_funds (422). With a `travel_rule.travel_address` at or above the
-    Travel Rule threshold the withdrawal starts in `awaiting_travel_rule` until the beneficiary's VASP
-    accepts it over TRP.
+    Refusals hold nothing, and come in this order: unknown_chain, asset_not_on_chain, invalid_address,
+    invalid_amount (422); email_unverified (403: the account has not proved it owns its email);
+    mfa_required / invalid_mfa_code (401), too_many_attempts (429); address_not_allowlisted (403: the
+    caller's allowlist is on and the address is not a usable entry of their address book for the chain);
+    sanctioned_address (403, and it freezes the account's withdrawals), withdrawals_frozen (403);
+    insufficient_funds (422); kyc_limit_exceeded (403), signer_limit_exceeded (403: above the signer's
+    per-withdrawal or rolling 24-hour limit of the asset); travel_rule_required / travel_address_invalid (422); would_revert (422: the
+    node, running the payment from the hot wallet now, says it would revert); travel_address_private (422: the
+    Travel Address is a private, loopback or link-local address of a VASP not in the directory). With a
+    `travel_rule.travel_address` at or above the Travel Rule threshold the withdrawal starts in
+    `awaiting_travel_rule` until the beneficiary's VASP accepts it over TRP.
     """
     settings, session, principal = request.config_dict[SETTINGS], db_session(request), current(request)
     view = await service.request(

@@ -18,7 +18,7 @@ from compliance.screening import service as screening
 from compliance.travel_rule import ivms101, service, trp
 from compliance.travel_rule.models import TravelRuleTransfer
 from core import audit
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, Forbidden, NotFound
 from core.settings import Settings, VaspIdentity
 from custody.addresses.models import DepositAddress
 
@@ -27,6 +27,31 @@ log = logging.getLogger(__name__)
 
 class UnknownTransfer(NotFound):
     code, message = "trp_unknown_transfer", "No Travel Rule transfer has this request identifier."
+
+
+class PeerMismatch(Forbidden):
+    code = "trp_peer_mismatch"
+    message = ("Messages about this transfer are taken only from the certificate its inquiry went to (or came "
+               "from).")
+    keep_changes = True  # the refusal is recorded: someone our CA trusts tried to speak for another VASP
+
+
+async def check_pinned(session: AsyncSession, transfer: TravelRuleTransfer, message: str, *, peer: str | None,
+                       fingerprint: str | None) -> None:
+    """403 ``trp_peer_mismatch`` unless the message comes with the certificate pinned on the transfer.
+
+    Every VASP our CA signs gets through the TLS handshake, and the request identifier travels in
+    the clear to the counterparty (and is in their logs): neither proves the sender is the VASP we
+    asked. The certificate fingerprint does. A transfer with nothing pinned takes no message at all.
+    """
+    if transfer.counterparty_fingerprint is not None and fingerprint == transfer.counterparty_fingerprint:
+        return
+    log.warning("TRP %s for transfer %s refused: %s presented %s, pinned %s", message, transfer.id, peer,
+                fingerprint, transfer.counterparty_fingerprint)
+    await audit.append(session, service.AGGREGATE, transfer.id, "travel_rule.peer_refused",
+                       {"message": message, "peer": peer, "presented": fingerprint,
+                        "pinned": transfer.counterparty_fingerprint}, actor=f"trp:{peer or 'peer'}")
+    raise PeerMismatch(details={"request_identifier": transfer.request_identifier})
 
 
 def _asset(settings: Settings, chain_name: str | None, asset: dict[str, Any]) -> tuple[str, str] | None:
@@ -62,7 +87,9 @@ def _decision(address: DepositAddress | None, hit: screening.Hit | None) -> str 
 
 
 async def receive(session: AsyncSession, settings: Settings, identity: VaspIdentity, inquiry: trp.Inquiry, *,
-                  account: str, peer: str | None) -> trp.Resolution:
+                  account: str, peer: str | None, fingerprint: str | None = None) -> trp.Resolution:
+    """Record and decide an inquiry; ``fingerprint`` (of the certificate it came with) is pinned: the
+    originator's confirmation must come with the same certificate."""
     existing = await service.by_request_identifier(session, inquiry.request_identifier, "inbound")
     if existing is not None:
         return _resolution(identity, existing)
@@ -84,7 +111,8 @@ async def receive(session: AsyncSession, settings: Settings, identity: VaspIdent
     transfer, _ = await service.create_inbound(
         session, request_identifier=inquiry.request_identifier, document=document, asset=asset[1],
         amount=inquiry.amount, chain=asset[0], destination=account, callback_url=inquiry.callback,
-        counterparty=peer, wire_ivms101=inquiry.ivms101, user_id=address.user_id if address is not None else None,
+        counterparty=peer, counterparty_fingerprint=fingerprint, wire_ivms101=inquiry.ivms101,
+        user_id=address.user_id if address is not None else None,
         actor=f"trp:{identity.name}")
     if transfer.state != "sent":
         return _resolution(identity, transfer)  # a concurrent copy of this inquiry decided it
@@ -108,22 +136,26 @@ def _resolution(identity: VaspIdentity, transfer: TravelRuleTransfer) -> trp.Res
 
 
 async def resolved(session: AsyncSession, request_identifier: str, resolution: trp.Resolution, *,
-                   peer: str | None) -> None:
-    """A counterparty's late decision on one of our outbound inquiries."""
+                   peer: str | None, fingerprint: str | None = None) -> None:
+    """A counterparty's late decision on one of our outbound inquiries, from the certificate the
+    inquiry went to (``check_pinned``)."""
     from compliance.travel_rule.outbound import apply_resolution  # the outbound side owns what follows
 
     transfer = await service.by_request_identifier(session, request_identifier, "outbound", lock=True)
     if transfer is None:
         raise UnknownTransfer(details={"request_identifier": request_identifier})
+    await check_pinned(session, transfer, "callback", peer=peer, fingerprint=fingerprint)
     await apply_resolution(session, transfer, resolution, actor=f"trp:{peer or 'peer'}")
 
 
 async def confirmed(session: AsyncSession, request_identifier: str, *, txid: Any, canceled: Any,
-                    peer: str | None) -> None:
-    """The originator's ``txid`` (or ``canceled``) for an inbound transfer we approved."""
+                    peer: str | None, fingerprint: str | None = None) -> None:
+    """The originator's ``txid`` (or ``canceled``) for an inbound transfer we approved, from the
+    certificate its inquiry came with (``check_pinned``)."""
     transfer = await service.by_request_identifier(session, request_identifier, "inbound", lock=True)
     if transfer is None:
         raise UnknownTransfer(details={"request_identifier": request_identifier})
+    await check_pinned(session, transfer, "confirm", peer=peer, fingerprint=fingerprint)
     if transfer.state != "accepted":
         raise Conflict("Only an accepted transfer is confirmed.", code="trp_not_accepted",
                        details={"state": transfer.state})

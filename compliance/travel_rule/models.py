@@ -79,6 +79,10 @@ class TravelRuleTransfer(IdMixin, TimestampMixin, Base):
     callback_url: Mapped[str | None] = mapped_column(Text)
     # Who the counterparty was, as authenticated (the mTLS peer's certificate name).
     counterparty: Mapped[str | None] = mapped_column(String(200))
+    # The SHA-256 of the certificate the counterparty presented when our inquiry went to it (outbound)
+    # or its inquiry came from it (inbound), migration 0022: every later message about the transfer
+    # (a callback, a confirmation) must come with that very certificate. None: nothing pinned yet.
+    counterparty_fingerprint: Mapped[str | None] = mapped_column(String(64))
     # The IVMS101 message (camelCase) exactly as last sent or received.
     wire_ivms101: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     reason: Mapped[str | None] = mapped_column(Text)  # why it was rejected (or expired)

@@ -18,8 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance.travel_rule import ivms101, service, trp
+from compliance.travel_rule.directory import Directory, PrivateDestination
 from compliance.travel_rule.models import TravelRuleTransfer
 from compliance.travel_rule.tls import client_context, identity_files
+from core import audit
 from core.settings import Settings
 from custody import ledger
 from custody.withdrawals import service as withdrawals
@@ -58,12 +60,27 @@ async def deliver(session: AsyncSession, transfer_id: uuid.UUID, settings: Setti
         amount=Decimal(transfer.amount).scaleb(-unit.decimals),
         callback=f"{identity.base_url}/callback/{transfer.request_identifier}",
         ivms101=ivms101.to_wire(service.document_of(transfer)))
-    answer = await trp.post(_context(settings), url, transfer.request_identifier, trp.inquiry_body(inquiry),
-                            settings.travel_rule_timeout_seconds)
     actor = f"trp:{identity.name}"
-    await service.transition(session, transfer, "send", actor=actor, data={"wire_ivms101": inquiry.ivms101},
-                             expiry_hours=settings.travel_rule_expiry_hours)
-    await apply_resolution(session, transfer, trp.parse_resolution(answer), actor=actor)
+    try:
+        reply = await trp.exchange(_context(settings), url, transfer.request_identifier, trp.inquiry_body(inquiry),
+                                   settings.travel_rule_timeout_seconds, destinations=Directory.of(settings))
+    except PrivateDestination as refused:
+        await _refused(session, transfer, refused, url, actor=actor)
+        return
+    # The certificate that answered is the only one whose callback we will take (inbound.resolved).
+    await service.transition(session, transfer, "send", actor=actor, expiry_hours=settings.travel_rule_expiry_hours,
+                             data={"wire_ivms101": inquiry.ivms101, "counterparty": reply.peer_name,
+                                   "counterparty_fingerprint": reply.peer_fingerprint})
+    await apply_resolution(session, transfer, trp.parse_resolution(reply.body), actor=actor)
+
+
+async def _refused(session: AsyncSession, transfer: TravelRuleTransfer, refused: PrivateDestination, url: str, *,
+                   actor: str) -> None:
+    """Nothing was sent, and retrying will not change where the address points: record why and stop.
+    The transfer stays a draft and expires; its withdrawal then fails, its hold voided."""
+    log.warning("travel rule transfer %s: %s refused (%s)", transfer.id, url, refused.details)
+    await audit.append(session, service.AGGREGATE, transfer.id, "travel_rule.delivery_refused",
+                       {"code": refused.code, "url": url, **refused.details}, actor=actor)
 
 
 async def apply_resolution(session: AsyncSession, transfer: TravelRuleTransfer, resolution: trp.Resolution, *,
@@ -105,6 +122,12 @@ async def confirm(session: AsyncSession, withdrawal_id: uuid.UUID, settings: Set
         body, facts = trp.confirmation_body(canceled=reason), {"reason": f"canceled: {reason}"}
     else:
         return
-    await trp.post(_context(settings), transfer.callback_url, transfer.request_identifier, body,
-                   settings.travel_rule_timeout_seconds)
-    await service.record(session, transfer, actor=f"trp:{settings.vasp().name}", data=facts)
+    actor = f"trp:{settings.vasp().name}"
+    try:
+        # The callback is the counterparty's to choose: it must not point us at our own network either.
+        await trp.post(_context(settings), transfer.callback_url, transfer.request_identifier, body,
+                       settings.travel_rule_timeout_seconds, destinations=Directory.of(settings))
+    except PrivateDestination as refused:
+        await _refused(session, transfer, refused, transfer.callback_url, actor=actor)
+        return
+    await service.record(session, transfer, actor=actor, data=facts)

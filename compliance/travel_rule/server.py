@@ -9,10 +9,14 @@ answers, for its identity:
   its decision (and its audit events) before the answer leaves; the same request identifier again
   gets the same answer.
 - ``POST /callback/{request_identifier}``: a resolution for one of our outbound inquiries that the
-  counterparty decided later.
+  counterparty decided later, taken only with the certificate the inquiry went to (else 403
+  ``trp_peer_mismatch``, recorded).
 - ``POST /confirm/{request_identifier}``: the counterparty's ``txid`` (or ``canceled``) for an
-  inbound transfer we approved.
+  inbound transfer we approved, taken only with the certificate the inquiry came with.
 - ``GET /identity``: the identity's name, LEI and certificate (TRP's discoverability extension).
+
+Like the API, every answer carries the hardening headers (never cached), a body that stops arriving
+or trickles is cut off (408), one over the cap is refused (413), and every refusal is a JSON error.
 """
 
 from __future__ import annotations
@@ -21,17 +25,18 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from compliance.travel_rule import inbound, trp
-from compliance.travel_rule.tls import identity_files, peer_name, server_context
-from core.db import create_engine, session_factory, unit_of_work
+from compliance.travel_rule.tls import identity_files, peer_certificate, server_context
+from core.db import commit, create_engine, rollback, session_factory, unit_of_work
 from core.errors import AppError
+from core.http_guards import SETTINGS, add_security_headers, body_timeout_middleware, http_error
 from core.settings import Settings, VaspIdentity
 from jobs.broker import close_broker, create_broker
 from jobs.registry import bind_broker
@@ -41,7 +46,8 @@ log = logging.getLogger(__name__)
 
 SESSIONS = web.AppKey("sessions", async_sessionmaker)
 IDENTITY = web.AppKey("identity", VaspIdentity)
-SETTINGS = web.AppKey("settings", Settings)
+# An inquiry is a few kilobytes of IVMS101; a counterparty has no reason to send the API's larger bodies.
+MAX_BODY_BYTES = 256 * 1024
 
 
 def _json(status: int, body: str) -> web.Response:
@@ -49,43 +55,74 @@ def _json(status: int, body: str) -> web.Response:
 
 
 def _error(error: AppError) -> web.Response:
-    return _json(error.status, trp.dumps({"error": {"code": error.code, "message": error.message,
-                                                     "details": error.details}}))
+    response = _json(error.status, trp.dumps({"error": {"code": error.code, "message": error.message,
+                                                         "details": error.details}}))
+    response.headers.update(error.headers)  # a 405's Allow
+    return response
 
 
 Handler = Callable[[web.Request, str, dict[str, Any]], Awaitable[str]]
 
 
+@web.middleware
+async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                  ) -> web.StreamResponse:
+    """Every refusal as TRP JSON (never a trace), the listener's own included: no route, a wrong
+    method, a body over the cap (413) or too slow (408)."""
+    try:
+        return await handler(request)
+    except AppError as error:
+        return _error(error)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return _error(http_error(request, error))
+    except Exception:
+        log.exception("TRP request failed")
+        return _json(500, trp.dumps({"error": {"code": "internal_error", "message": "Internal error."}}))
+
+
 def _trp(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Headers and body checked, the peer named, errors as TRP JSON (never a trace)."""
+    """Headers and body checked, the peer named."""
 
     async def wrapped(request: web.Request) -> web.Response:
-        try:
-            identifier = trp.check_headers(request.headers)
-            body = trp.loads(await request.read())
-            return _json(200, await handler(request, identifier, body))
-        except AppError as error:
-            return _error(error)
-        except Exception:
-            log.exception("TRP request failed")
-            return _json(500, trp.dumps({"error": {"code": "internal_error", "message": "Internal error."}}))
+        identifier = trp.check_headers(request.headers)
+        body = trp.loads(await request.read())
+        return _json(200, await handler(request, identifier, body))
 
     return wrapped
 
 
-def _peer(request: web.Request) -> str | None:
+def _peer(request: web.Request) -> tuple[str | None, str | None]:
+    """(common name, fingerprint) of the client certificate the peer presented in the handshake."""
     transport = request.transport
-    ssl_object = transport.get_extra_info("ssl_object") if transport else None
-    return peer_name(ssl_object.getpeercert()) if ssl_object else None
+    return peer_certificate(transport.get_extra_info("ssl_object") if transport else None)
+
+
+@contextlib.asynccontextmanager
+async def _recording(sessions: async_sessionmaker) -> AsyncIterator[AsyncSession]:
+    """``unit_of_work``, except that a refusal which is itself a recorded fact (``keep_changes``: a
+    callback from the wrong certificate) commits what it wrote, as the API's boundary does."""
+    async with sessions() as session:
+        try:
+            yield session
+        except AppError as error:
+            await (commit(session) if error.keep_changes else rollback(session))
+            raise
+        except BaseException:
+            await rollback(session)
+            raise
+        await commit(session)
 
 
 @_trp
 async def trp_inquiry(request: web.Request, identifier: str, body: dict[str, Any]) -> str:
     app = request.app
     inquiry = trp.parse_inquiry(identifier, body)
+    name, fingerprint = _peer(request)
     async with unit_of_work(app[SESSIONS]) as session:
         resolution = await inbound.receive(session, app[SETTINGS], app[IDENTITY], inquiry,
-                                           account=request.match_info["account"], peer=_peer(request))
+                                           account=request.match_info["account"], peer=name, fingerprint=fingerprint)
     return trp.resolution_body(resolution)
 
 
@@ -93,8 +130,9 @@ async def trp_inquiry(request: web.Request, identifier: str, body: dict[str, Any
 async def trp_callback(request: web.Request, identifier: str, body: dict[str, Any]) -> str:
     if request.match_info["request_identifier"] != identifier:
         raise trp.TrpError("The path and the request-identifier header differ.")
-    async with unit_of_work(request.app[SESSIONS]) as session:
-        await inbound.resolved(session, identifier, trp.parse_resolution(body), peer=_peer(request))
+    name, fingerprint = _peer(request)
+    async with _recording(request.app[SESSIONS]) as session:
+        await inbound.resolved(session, identifier, trp.parse_resolution(body), peer=name, fingerprint=fingerprint)
     return trp.dumps({})
 
 
@@ -102,9 +140,10 @@ async def trp_callback(request: web.Request, identifier: str, body: dict[str, An
 async def trp_confirm(request: web.Request, identifier: str, body: dict[str, Any]) -> str:
     if request.match_info["request_identifier"] != identifier:
         raise trp.TrpError("The path and the request-identifier header differ.")
-    async with unit_of_work(request.app[SESSIONS]) as session:
+    name, fingerprint = _peer(request)
+    async with _recording(request.app[SESSIONS]) as session:
         await inbound.confirmed(session, identifier, txid=body.get("txid"), canceled=body.get("canceled"),
-                                peer=_peer(request))
+                                peer=name, fingerprint=fingerprint)
     return trp.dumps({})
 
 
@@ -116,7 +155,10 @@ async def trp_identity(request: web.Request) -> web.Response:
 
 
 def create_trp_app(settings: Settings, identity: VaspIdentity, sessions: async_sessionmaker) -> web.Application:
-    app = web.Application(client_max_size=256 * 1024)
+    # The API's guards, in the API's order: errors outermost, so a body timeout is rendered too.
+    app = web.Application(middlewares=[_errors, body_timeout_middleware],
+                          client_max_size=min(MAX_BODY_BYTES, settings.max_body_bytes))
+    app.on_response_prepare.append(add_security_headers)
     app[SETTINGS], app[IDENTITY], app[SESSIONS] = settings, identity, sessions
     app.router.add_post("/inquiry/{account}", trp_inquiry)
     app.router.add_post("/callback/{request_identifier}", trp_callback)

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import jobs
 from compliance.travel_rule import ivms101
+from compliance.travel_rule.directory import Directory
 from compliance.travel_rule.models import TravelRuleTransfer
 from compliance.travel_rule.states import DRAFT, INITIAL, LIVE, OPEN, SENT
 from compliance.travel_rule.states import transition as next_state
@@ -46,8 +47,8 @@ STAFF_ROLES = frozenset({"compliance", "operator"})
 # A linked withdrawal in this state waits for its transfer: it is sent without being asked.
 WITHDRAWAL_WAITING = "awaiting_travel_rule"
 # What a transition (or ``record``) may set besides the state.
-FACTS = frozenset({"reason", "tx_hash", "callback_url", "counterparty", "wire_ivms101", "travel_address",
-                   "deposit_id"})
+FACTS = frozenset({"reason", "tx_hash", "callback_url", "counterparty", "counterparty_fingerprint", "wire_ivms101",
+                   "travel_address", "deposit_id"})
 
 AuditActor = uuid.UUID | str | None
 
@@ -160,8 +161,8 @@ def _json(value: Any) -> Any:
 
 RECORD_FIELDS = ("external_id", "direction", "state", "originator", "beneficiary", "originating_vasp",
                  "beneficiary_vasp", "asset", "chain", "destination", "tx_hash", "withdrawal_id", "deposit_id",
-                 "user_id", "travel_address", "request_identifier", "callback_url", "counterparty", "reason",
-                 "created_by", "expires_at")
+                 "user_id", "travel_address", "request_identifier", "callback_url", "counterparty",
+                 "counterparty_fingerprint", "reason", "created_by", "expires_at")
 
 
 def _snapshot(transfer: TravelRuleTransfer, unit: ledger.CurrencyInfo) -> dict[str, Any]:
@@ -327,11 +328,18 @@ async def _check_link_free(session: AsyncSession, resolved: _Resolved, transfer_
 
 
 async def upsert(session: AsyncSession, actor: Actor, data: Upsert | dict[str, Any], *,
-                 expiry_hours: float = DEFAULT_EXPIRY_HOURS) -> tuple[TravelRuleTransfer, bool]:
+                 expiry_hours: float = DEFAULT_EXPIRY_HOURS,
+                 directory: Directory | None = None) -> tuple[TravelRuleTransfer, bool]:
     """Create a transfer, or update the one with this ``id`` or ``external_id`` while it is a draft
     not yet sent (else 409 ``travel_rule_not_editable``; the same data again changes nothing and is
-    no error). ``send`` (or a linked withdrawal waiting for it) queues its delivery. → (transfer, created)."""
+    no error). ``send`` (or a linked withdrawal waiting for it) queues its delivery. → (transfer, created).
+
+    An outbound transfer's ``travel_address`` must decode (422 ``travel_address_invalid``) and not
+    point at an internal address unless ``directory`` lists its VASP (422 ``travel_address_private``;
+    no directory: none is listed)."""
     request = parse_upsert(data)
+    if request.travel_address is not None and request.transfer.deposit_id is None:  # outbound: we will send to it
+        (directory or Directory()).check_travel_address(request.travel_address)
     if request.external_id is not None:  # two first upserts of one external_id: one creates, one updates
         await advisory_lock(session, f"travel_rule:external:{request.external_id}")
     transfer = await _existing(session, actor, request)
@@ -464,7 +472,8 @@ async def record(session: AsyncSession, transfer: TravelRuleTransfer, *, actor: 
 async def create_inbound(session: AsyncSession, *, request_identifier: str,
                          document: ivms101.Document | dict[str, Any], asset: str, amount: Decimal | str, chain: str,
                          destination: str, callback_url: str | None = None, travel_address: str | None = None,
-                         counterparty: str | None = None, wire_ivms101: dict[str, Any] | None = None,
+                         counterparty: str | None = None, counterparty_fingerprint: str | None = None,
+                         wire_ivms101: dict[str, Any] | None = None,
                          user_id: uuid.UUID | None = None, deposit_id: uuid.UUID | None = None,
                          tx_hash: str | None = None, actor: AuditActor = None,
                          expiry_hours: float = DEFAULT_EXPIRY_HOURS) -> tuple[TravelRuleTransfer, bool]:
@@ -488,6 +497,7 @@ async def create_inbound(session: AsyncSession, *, request_identifier: str,
     transfer = await _create(session, _Resolved("inbound", fields, None), external_id=None, actor=actor,
                              expiry_hours=expiry_hours, unit=unit, request_identifier=request_identifier,
                              extra={"callback_url": callback_url, "counterparty": counterparty,
+                                    "counterparty_fingerprint": counterparty_fingerprint,
                                     "wire_ivms101": wire_ivms101})
     return transfer, True
 

@@ -10,6 +10,7 @@ identity, so two identities on one devnet talk over real mTLS.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import ssl
 from dataclasses import dataclass
@@ -62,6 +63,25 @@ def peer_name(certificate: dict | None) -> str | None:
             if key == "commonName":
                 return value
     return None
+
+
+def fingerprint(der: bytes) -> str:
+    """SHA-256 of a certificate's DER bytes, in hex: what pins a transfer to one certificate. A name
+    is not enough: any VASP our CA signs could present a certificate with a name it chose."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def fingerprint_of_file(path: Path) -> str:
+    """The fingerprint of the (first) certificate in a PEM file."""
+    return fingerprint(x509.load_pem_x509_certificate(path.read_bytes()).public_bytes(serialization.Encoding.DER))
+
+
+def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> tuple[str | None, str | None]:
+    """(common name, fingerprint) of the verified certificate the other end of a TLS connection presented."""
+    if ssl_object is None:
+        return None, None
+    der = ssl_object.getpeercert(binary_form=True)
+    return peer_name(ssl_object.getpeercert()), fingerprint(der) if der else None
 
 
 # --- the devnet's own PKI -----------------------------------------------------------------------

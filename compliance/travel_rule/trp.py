@@ -23,12 +23,14 @@ import ssl
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from bip_utils import Base58ChecksumError, Base58Decoder, Base58Encoder
 
+from compliance.travel_rule.tls import peer_certificate
 from core import json_input
 from core.errors import InvalidInput
 
@@ -205,16 +207,63 @@ class PeerError(Exception):
     """The counterparty could not be reached or answered with an error: worth a retry."""
 
 
-async def post(context: ssl.SSLContext, url: str, request_identifier: str, body: str,
-               timeout: float) -> dict[str, Any]:
-    """POST one TRP message over mutual TLS; the parsed JSON answer ({} for an empty one)."""
+@dataclass(frozen=True)
+class Reply:
+    """A counterparty's answer, and who gave it: its certificate's name and fingerprint, as presented
+    on the connection the message went over (``tls.fingerprint``)."""
+
+    body: dict[str, Any]
+    peer_name: str | None
+    peer_fingerprint: str | None
+
+
+class Destinations(Protocol):
+    """Where a message may go (``directory.Directory``): a refusal raises before anything is sent."""
+
+    def check_url(self, url: str) -> None: ...
+
+    def resolver(self, url: str) -> AbstractResolver | None: ...
+
+
+class _PeerRecordingConnector(aiohttp.TCPConnector):
+    """Records the certificate the server presented on each connection it hands out: a small answer
+    arrives with its headers and the response lets its connection go at once, transport and all."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.peers: list[tuple[str | None, str | None]] = []
+
+    async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
+        connection = await super().connect(req, traces, timeout)
+        transport = connection.transport
+        self.peers.append(peer_certificate(transport.get_extra_info("ssl_object") if transport else None))
+        return connection
+
+
+async def exchange(context: ssl.SSLContext, url: str, request_identifier: str, body: str, timeout: float, *,
+                   destinations: Destinations | None = None) -> Reply:
+    """POST one TRP message over mutual TLS; the parsed JSON answer ({} for an empty one) and the
+    certificate the counterparty presented. ``destinations`` refuses internal addresses. Redirects
+    are not followed: a 3xx is a failure (else it could lead to an address nobody checked)."""
+    resolver = None
+    if destinations is not None:
+        destinations.check_url(url)
+        resolver = destinations.resolver(url)
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as client:
-            async with client.post(url, data=body.encode(), headers=headers(request_identifier),
-                                   ssl=context) as response:
+        connector = _PeerRecordingConnector(**({"resolver": resolver} if resolver is not None else {}))
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout), connector=connector) as client:
+            async with client.post(url, data=body.encode(), headers=headers(request_identifier), ssl=context,
+                                   allow_redirects=False) as response:
                 text = await response.text()
-                if response.status >= 400:
+                if response.status >= 300:
                     raise PeerError(f"{url} answered {response.status}: {text[:200]}")
-                return loads(text) if text.strip() else {}
+                name, fingerprint = connector.peers[-1] if connector.peers else (None, None)
+                return Reply(loads(text) if text.strip() else {}, name, fingerprint)
     except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as error:
         raise PeerError(f"{url}: {error.__class__.__name__}: {error}") from None
+
+
+async def post(context: ssl.SSLContext, url: str, request_identifier: str, body: str, timeout: float, *,
+               destinations: Destinations | None = None) -> dict[str, Any]:
+    """``exchange``, for the answer alone."""
+    return (await exchange(context, url, request_identifier, body, timeout, destinations=destinations)).body

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance.kyc.models import KycCase
 from compliance.travel_rule import service, trp
+from compliance.travel_rule.directory import Directory
 from core.errors import InvalidInput
 from core.settings import Settings
 from custody.withdrawals.models import Withdrawal
@@ -76,5 +77,5 @@ async def open_for_withdrawal(session: AsyncSession, settings: Settings, withdra
     and, since its withdrawal waits, queued for sending after commit."""
     request = {**await document(session, settings, withdrawal.user_id, withdrawal.to_address, travel_rule),
                "transfer": {"withdrawal_id": withdrawal.id}, "travel_address": travel_rule["travel_address"]}
-    transfer, _ = await service.upsert(session, service.Actor(actor), request)
+    transfer, _ = await service.upsert(session, service.Actor(actor), request, directory=Directory.of(settings))
     return transfer.id

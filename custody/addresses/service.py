@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import jobs
@@ -18,7 +18,6 @@ from core import audit
 from core.db import advisory_lock
 from core.errors import NotFound, ServiceUnavailable
 from core.settings import ChainSettings, chain_named
-from core.time import utcnow
 from custody.addresses.models import DepositAddress
 from custody.addresses.pool import refill_pool
 from identity.models import User
@@ -84,8 +83,10 @@ async def allocate(
     if free is None:
         raise AddressPoolEmpty(details={"chain": chain_settings.name},
                                headers={"Retry-After": str(POOL_RETRY_AFTER_SECONDS)})
-    free.user_id = user_id
-    free.assigned_at = utcnow()
+    # The database's clock, never this host's: the scanner reads what was assigned since its last
+    # look by that clock, and an API host running behind it would stamp addresses it never reads.
+    assigned_at = await session.scalar(select(func.now()))
+    free.user_id, free.assigned_at = user_id, assigned_at
     await session.flush()
     await audit.append(
         session, "user", user_id, "deposit_address.assigned",

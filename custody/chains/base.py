@@ -26,6 +26,8 @@ class Block:
     parent_hash: str  # compared with the previous block's hash to detect reorgs
     timestamp: int  # seconds since the epoch, as the chain reports it
     transactions: tuple[str, ...]  # transaction hashes, in block order
+    # EVM: the header's 2048-bit bloom of its logs' addresses and topics (0x hex); None when unknown.
+    logs_bloom: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,19 @@ class Receipt:
     # Withdrawals: what the sender paid the network, mined or reverted alike.
     gas_used: int = 0
     effective_gas_price: int = 0  # wei per gas
+    # Deposits: the block log indexes of the transaction's logs, in order (every log, not only Transfers).
+    log_indexes: tuple[int, ...] = ()
+
+    def log_position(self, log_index: int) -> int | None:
+        """The index within this transaction of its log at ``log_index`` in the block; None if not its log.
+
+        What keys a token deposit: a reorg may mine the transaction at another place in a block,
+        which moves ``log_index`` but never the log's place among the transaction's own logs.
+        """
+        try:
+            return self.log_indexes.index(log_index)
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +92,7 @@ class TokenTransfer:
 
     token: str  # the contract
     tx_hash: str
-    log_index: int  # the log's index in its block
+    log_index: int  # the log's index in its block (its index in its transaction: ``Receipt.log_position``)
     block_number: int
     block_hash: str
     from_address: str
@@ -176,6 +191,20 @@ class Chain(ABC):
     @abstractmethod
     async def token_transfers(self, from_block: int, to_block: int, tokens: Sequence[str]) -> list[TokenTransfer]:
         """ERC-20 ``Transfer`` events of the ``tokens`` contracts in blocks ``from_block..to_block``."""
+
+    @abstractmethod
+    def may_have_token_transfers(self, block: Block, tokens: Sequence[str]) -> bool:
+        """Whether the block's header says a ``Transfer`` of one of ``tokens`` may be in it (EVM: its
+        logsBloom, which has false positives but no false negatives); True when the header does not say."""
+
+    @abstractmethod
+    async def token_transfers_in(self, block_hashes: Sequence[str], tokens: Sequence[str]) -> list[TokenTransfer]:
+        """``token_transfers`` of the blocks with these hashes, asked by hash (one batched request): a
+        lagging node can answer a range with nothing, while by hash it must name that very block."""
+
+    @abstractmethod
+    async def finalized(self) -> Block:
+        """The block at the node's ``finalized`` tag; ``ChainRejected`` when the node knows no such tag."""
 
     @abstractmethod
     async def receipts(self, tx_hashes: Sequence[str]) -> list[Receipt | None]:

@@ -64,13 +64,16 @@ class EvmChain(Chain):
             data = await self._call(self._web3.eth.get_block(number, full_transactions=False))
         except Web3BlockNotFound as missing:
             raise BlockNotFound(details={"chain": self.name, "block": number}) from missing
-        return Block(
-            number=data["number"],
-            hash=_hex(data["hash"]),
-            parent_hash=_hex(data["parentHash"]),
-            timestamp=data["timestamp"],
-            transactions=tuple(_hex(tx_hash) for tx_hash in data["transactions"]),
-        )
+        return _block(data)
+
+    async def finalized(self) -> Block:
+        try:
+            data = await self._call(self._web3.eth.get_block("finalized", full_transactions=False))
+        except Web3BlockNotFound as missing:
+            # A node before the merge (or not following a beacon chain) has no finalized block to name.
+            raise ChainRejected(f"{self.name}: the node names no finalized block",
+                                details={"chain": self.name, "block": "finalized"}) from missing
+        return _block(data)
 
     async def nonce(self, address: str) -> int:
         # "pending": a withdrawal broadcast but not yet mined already holds its nonce.
@@ -167,6 +170,27 @@ class EvmChain(Chain):
             return [*await self.token_transfers(from_block, middle, tokens),
                     *await self.token_transfers(middle + 1, to_block, tokens)]
         return self._token_transfers_of(entries or [], f"logs of blocks {from_block}-{to_block}")
+
+    def may_have_token_transfers(self, block: Block, tokens: Sequence[str]) -> bool:
+        if block.logs_bloom is None:
+            return True
+        topic = bytes.fromhex(evm_batch.TRANSFER_TOPIC[2:])
+        return any(evm_batch.bloom_may_contain(block.logs_bloom, bytes.fromhex(token[2:]), topic) for token in tokens)
+
+    async def token_transfers_in(self, block_hashes: Sequence[str], tokens: Sequence[str]) -> list[TokenTransfer]:
+        if not tokens or not block_hashes:
+            return []
+        addresses = [evm_batch.checksum(token) for token in tokens]
+        queries = [{"blockHash": block_hash, "topics": [evm_batch.TRANSFER_TOPIC], "address": addresses}
+                   for block_hash in block_hashes]
+        answers = await self._reads.call([("eth_getLogs", [query]) for query in queries])
+        transfers = []
+        for block_hash, entries in zip(block_hashes, answers, strict=True):
+            found = self._token_transfers_of(entries or [], f"logs of block {block_hash}")
+            if any(transfer.block_hash != block_hash for transfer in found):
+                raise evm_batch.malformed(self.name, f"logs of block {block_hash}", ValueError("logs of another block"))
+            transfers.extend(found)
+        return transfers
 
     async def receipts(self, tx_hashes: Sequence[str]) -> list[Receipt | None]:
         answers = await self._reads.call([("eth_getTransactionReceipt", [tx_hash]) for tx_hash in tx_hashes])
@@ -288,6 +312,18 @@ def _node_message(error: Web3RPCError) -> str:
     if isinstance(node_error, dict) and node_error.get("message"):
         return str(node_error["message"])
     return error.message
+
+
+def _block(data: Any) -> Block:
+    bloom = data.get("logsBloom")
+    return Block(
+        number=data["number"],
+        hash=_hex(data["hash"]),
+        parent_hash=_hex(data["parentHash"]),
+        timestamp=data["timestamp"],
+        transactions=tuple(_hex(tx_hash) for tx_hash in data["transactions"]),
+        logs_bloom=None if bloom is None else _hex(bloom),
+    )
 
 
 def _hex(value: bytes | str) -> str:

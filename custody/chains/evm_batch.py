@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 
 from custody.chains.base import (
     Block,
@@ -39,6 +39,21 @@ log = logging.getLogger(__name__)
 # signature but indexes the token id too, so its logs have four topics and are skipped).
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 DECIMALS_SELECTOR = "0x313ce567"  # decimals()
+
+
+@lru_cache(maxsize=1024)
+def _bloom_bits(item: bytes) -> int:
+    # The yellow paper's M3:2048: the low 11 bits of each of the first three byte pairs of the
+    # item's keccak256 pick a bit of the 2048-bit filter (bit 0 the lowest of the big-endian bytes).
+    digest = keccak(item)
+    return sum({1 << (int.from_bytes(digest[index:index + 2], "big") & 2047)
+                for index in (0, 2, 4)})
+
+
+def bloom_may_contain(bloom: str, *items: bytes) -> bool:
+    """Whether a logsBloom (0x hex) may hold every one of ``items`` (an address or a topic, as bytes)."""
+    value = int(bloom, 16)
+    return all(value & bits == bits for bits in map(_bloom_bits, items))
 
 
 @lru_cache(maxsize=65_536)
@@ -126,6 +141,15 @@ def _error_message(item: dict[str, Any]) -> str:
     return str(error)[:300]
 
 
+def _bloom(value: Any) -> str | None:
+    if value is None:
+        return None  # a node that leaves it out: every empty log answer is asked again by hash
+    if not isinstance(value, str) or len(value) != 514 or not value.startswith("0x"):
+        raise ValueError(f"not a 256-byte logsBloom: {str(value)[:80]!r}")
+    int(value, 16)
+    return value.lower()
+
+
 def parse_block_transfers(data: dict[str, Any]) -> BlockTransfers:
     """A full block (``eth_getBlockByNumber(n, true)``) → the block and its native value transfers."""
     block = Block(
@@ -134,6 +158,7 @@ def parse_block_transfers(data: dict[str, Any]) -> BlockTransfers:
         parent_hash=_hash(data["parentHash"]),
         timestamp=_int(data["timestamp"]),
         transactions=tuple(_hash(tx["hash"]) for tx in data["transactions"]),
+        logs_bloom=_bloom(data.get("logsBloom")),
     )
     transfers = []
     for tx in data["transactions"]:
@@ -177,6 +202,7 @@ def parse_receipt(data: dict[str, Any]) -> Receipt:
         block_hash=_hash(data["blockHash"]),
         gas_used=_int(data.get("gasUsed", "0x0")),
         effective_gas_price=_int(data.get("effectiveGasPrice", "0x0")),
+        log_indexes=tuple(_int(entry["logIndex"]) for entry in data.get("logs") or []),
     )
 
 

@@ -5,7 +5,9 @@ An event names a transfer (native: the transaction's own value, ``log_index = -1
 transaction and its receipt: it must be mined in that very block, have succeeded, and move that
 amount of that asset to that deposit address. Anything else is refused (``event_mismatch``) and
 the refusal is itself audited. A verified event is recorded exactly as the scanner records what
-it reads, under the same unique key, so the same event from both — or twice — is one deposit.
+it reads, under the same unique key — the log's index within its transaction, which the receipt
+gives (``log_index``, the log's place in the block, is only what the watcher names) — so the same
+event from both, or twice, is one deposit.
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ async def ingest(session: AsyncSession, event: ChainEvent, *, chains: Sequence[C
     seen = Observed(chain=event.chain, tx_hash=event.tx_hash, log_index=event.log_index,
                     block_number=event.block_number, block_hash=event.block_hash,
                     from_address=None if found is None else _sender(found, event), to_address=event.to_address,
-                    user_id=owners[event.to_address], asset=event.asset, amount=amount)
+                    user_id=owners[event.to_address], asset=event.asset, amount=amount,
+                    tx_log_index=None if native or found is None else found.receipt.log_position(event.log_index))
     announcements = Announcements()
     (recorded,) = await record(session, [seen], announcements, required_confirmations=settings.confirmations,
                                source="ingest")

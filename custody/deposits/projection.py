@@ -3,7 +3,9 @@
 ``confirming`` is not an event: the scanner moves deposits there in bulk with their confirmation
 count, one statement per block, as the chain grows. Both sides of the replay therefore fold it
 into ``seen`` (not yet credited); every other state is recorded by an event. Confirmations, a
-function of the chain's height, are not replayed either.
+function of the chain's height, are not replayed either. Events written before migration 0023 name
+no index within the transaction, revision or receivable: the fold gives them what 0023 gave their
+rows (-1 for a native transfer, unknown for a token one; revision 1; nothing owed).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from custody import ledger
 from custody.deposits.models import CONFIRMING, SEEN, Deposit
 
 State = dict[str, Any]
-CHAIN_FIELDS = ("chain", "tx_hash", "log_index", "asset", "amount", "block_number", "block_hash", "to_address",
-                "required_confirmations")
+CHAIN_FIELDS = ("chain", "tx_hash", "log_index", "tx_log_index", "revision", "supersedes", "asset", "amount",
+                "block_number", "block_hash", "to_address", "required_confirmations")
 
 
 def _phase(state: str) -> str:
@@ -27,9 +29,14 @@ def _phase(state: str) -> str:
 
 def reduce_deposit(state: State | None, event: dict[str, Any]) -> State | None:
     data = event["data"]
-    state = dict(state or {"credits": 0, "credit_transfer_id": None})
-    # seen, moved, revived and reorged carry the whole view; credited and reversed a shorter one.
+    state = dict(state or {"credits": 0, "credit_transfer_id": None, "revision": 1, "supersedes": None,
+                           "receivable": "0"})
+    # seen, moved, revived, reorged and orphaned carry the whole view; credited and reversed a shorter one.
     state.update({field: data[field] for field in CHAIN_FIELDS if field in data})
+    if "tx_log_index" not in state and "log_index" in state:
+        state["tx_log_index"] = -1 if state["log_index"] == -1 else None
+    if "receivable" in data:  # reversed, credited and receivable_settled: what is still owed after it
+        state["receivable"] = data["receivable"]
     if "state" in data:
         state["state"] = _phase(data["state"])
     match event["type"]:
@@ -46,11 +53,13 @@ async def stored_deposit(session: AsyncSession, aggregate_id: str) -> State | No
         return None
     unit = await ledger.currency(session, deposit.asset)
     return {
-        "chain": deposit.chain, "tx_hash": deposit.tx_hash, "log_index": deposit.log_index, "asset": deposit.asset,
+        "chain": deposit.chain, "tx_hash": deposit.tx_hash, "log_index": deposit.log_index,
+        "tx_log_index": deposit.tx_log_index, "revision": deposit.revision,
+        "supersedes": None if deposit.supersedes is None else str(deposit.supersedes), "asset": deposit.asset,
         "amount": unit.format(deposit.amount), "block_number": deposit.block_number,
         "block_hash": deposit.block_hash, "to_address": deposit.to_address,
         "required_confirmations": deposit.required_confirmations, "state": _phase(deposit.state),
-        "credits": deposit.credits,
+        "credits": deposit.credits, "receivable": unit.format(deposit.receivable),
         "credit_transfer_id": None if deposit.credit_transfer_id is None else str(deposit.credit_transfer_id),
     }
 

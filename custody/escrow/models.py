@@ -20,7 +20,8 @@ class EscrowContract(IdMixin, TimestampMixin, Base):
     currency: Mapped[str] = mapped_column(String(10))
     state: Mapped[str] = mapped_column(String(20), default="created")
     buyer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
-    # The seller may not have an account yet: the contract names their email and links on sign-up.
+    # The seller may not have a verified account yet: the contract names their email and links to the
+    # account that verifies it (custody.onboarding).
     seller_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), index=True)
     seller_email: Mapped[str | None] = mapped_column(String(320), index=True)
     hold_id: Mapped[uuid.UUID | None]

@@ -124,7 +124,10 @@ async def create(session: AsyncSession, actor: Actor, *, title: str, description
         seller_email = seller_email.strip().lower()
         if seller_email == buyer.email:
             raise InvalidInput("The seller cannot be the buyer.", code="seller_is_buyer")
-        seller = await session.scalar(select(User).where(User.email == seller_email))
+        # Only an account that proved it owns the address: registering it proves nothing. Otherwise the
+        # contract waits for one (``link_seller``).
+        seller = await session.scalar(select(User).where(User.email == seller_email,
+                                                         User.email_verified_at.is_not(None)))
     contract = EscrowContract(id=uuid.uuid4(), title=title.strip(), description=description, amount=minor,
                               currency=unit.code, state="created", buyer_id=buyer.id,
                               seller_id=seller.id if seller else None, seller_email=seller_email)
@@ -138,7 +141,10 @@ async def create(session: AsyncSession, actor: Actor, *, title: str, description
 
 
 async def link_seller(session: AsyncSession, user: User) -> None:
-    """A new user named as seller by earlier contracts becomes their seller (called at sign-up)."""
+    """A user who has just proved they own their email becomes the seller of the contracts waiting for
+    it (``custody.onboarding`` calls it on verification, in that transaction); each link is audited."""
+    if not user.email_verified:
+        return
     linked = await session.scalars(
         update(EscrowContract)
         .where(EscrowContract.seller_email == user.email, EscrowContract.seller_id.is_(None),

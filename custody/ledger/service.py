@@ -365,18 +365,21 @@ async def _create_and_lock(session: AsyncSession, plan: _Plan) -> _Locked:
                     for row in rows}, created)
 
 
+def _insufficient(kind: str, code: str, balance: int, needed: int) -> InsufficientFunds:
+    info = _currencies[code]
+    return InsufficientFunds(
+        f"Not enough {kind} {code}: {info.format(balance)} there, {info.format(needed)} needed.",
+        details={"currency": code, "account": kind, "balance": info.format(balance), "required": info.format(needed)},
+    )
+
+
 def _check_funds(plan: _Plan, accounts: dict[Key, tuple[uuid.UUID, int]]) -> None:
     for key in _ordered(plan.legs):
         (account, code), amount = key, plan.legs[key]
         if account.is_user and amount < 0:
             balance = accounts[key][1] if key in accounts else 0
             if balance + amount < 0:
-                info = _currencies[code]
-                raise InsufficientFunds(
-                    f"Not enough {account.kind} {code}: {info.format(balance)} there, {info.format(-amount)} needed.",
-                    details={"currency": code, "account": account.kind, "balance": info.format(balance),
-                             "required": info.format(-amount)},
-                )
+                raise _insufficient(account.kind, code, balance, -amount)
 
 
 _WRITE = """
@@ -599,6 +602,16 @@ async def void_hold(session: AsyncSession, hold_id: uuid.UUID, *, type: str = "h
 
 
 # --- reads --------------------------------------------------------------------------------------
+
+async def check_available(session: AsyncSession, user_id: uuid.UUID, code: str, amount: int) -> None:
+    """Refuse now, as a hold of ``amount`` would (``InsufficientFunds``), when the user's available ``code``
+    is short. A read without a lock, for a caller whose refusals come in an order: the hold decides."""
+    await currency(session, code)  # loads what the refusal formats its amounts with
+    account = (AccountRef.user(user_id), code)
+    balance = await session.scalar(select(LedgerAccount.balance).where(_account_match(account))) or 0
+    if balance < amount:
+        raise _insufficient(AVAILABLE, code, balance, amount)
+
 
 async def balances(session: AsyncSession, user_id: uuid.UUID) -> list[Balance]:
     """Every currency the user has touched, plus USD always; by currency code."""

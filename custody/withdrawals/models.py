@@ -1,10 +1,11 @@
-"""Withdrawal tables: the withdrawal, its approvals, its transaction attempts, and hot wallet nonces.
+"""Withdrawal tables: the withdrawal, its approvals, its transaction attempts, hot wallet nonces, and
+the customer's address book.
 
-What the database enforces even if the service had a bug (migrations 0010, 0020): a known state;
+What the database enforces even if the service had a bug (migrations 0010, 0020, 0026): a known state;
 one approval per operator; attempts numbered once per withdrawal and answered once per digest
 within it; a transaction hash belongs to one attempt; a ``(chain, hot wallet, nonce)`` belongs to
 one withdrawal unless it was released (a refused withdrawal gives its nonce back), and to one live
-filler at most.
+filler at most; an address once per chain in a user's address book.
 """
 
 from __future__ import annotations
@@ -173,3 +174,33 @@ class NonceFiller(IdMixin, TimestampMixin, Base):
     gas_cost: Mapped[int | None] = mapped_column(Money)
     refusal: Mapped[str | None] = mapped_column(String(60))
     alert: Mapped[str | None] = mapped_column(String(60))  # fees above the cap: it waits (alerted once)
+
+
+class AddressBook(Base):
+    """A user's withdrawal address book settings; the row exists once the user first changed them."""
+
+    __tablename__ = "address_books"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    # On: a withdrawal goes only to a usable entry of the book for its chain (custody.withdrawals.address_book).
+    allowlist_enabled: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class AddressBookEntry(IdMixin, Base):
+    """A destination the user saved: one per (user, chain, address), the address EIP-55 as withdrawals store it."""
+
+    __tablename__ = "address_book_entries"
+    __table_args__ = (
+        UniqueConstraint("user_id", "chain", "address", name="uq_address_book_entries_destination"),
+        Index("ix_address_book_entries_user_created", "user_id", "created_at"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    chain: Mapped[str] = mapped_column(String(40))
+    address: Mapped[str] = mapped_column(String(42))
+    label: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # created_at plus the cooling-off in force when it was added: a later change of the setting
+    # neither shortens nor lengthens what the user was told.
+    usable_at: Mapped[datetime]

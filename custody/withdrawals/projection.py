@@ -4,17 +4,23 @@ Every step records the state it reached with the withdrawal's chain, asset and a
 (``service.record_step``); the request records the owner (its actor), destination, fee and the
 approvals it needs. Nonces, transaction hashes and gas belong to the signing attempts, which
 keep their own rows, and are not replayed here.
+
+A user's address book (``address_book``, its id the user's) folds out of its entries added and removed
+and its allowlist turned on and off.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
+from core.time import rfc3339
 from custody import ledger
-from custody.withdrawals.models import Withdrawal
+from custody.withdrawals.models import AddressBook, AddressBookEntry, Withdrawal
 
 State = dict[str, Any]
 STEP_FIELDS = ("state", "chain", "asset", "amount")
@@ -42,3 +48,37 @@ async def stored_withdrawal(session: AsyncSession, aggregate_id: str) -> State |
     }
 
 audit.register_projection("withdrawal", reduce_withdrawal, stored_withdrawal)
+
+
+ENTRY_FIELDS = ("chain", "address", "label", "usable_at")
+
+
+def reduce_address_book(state: State | None, event: dict[str, Any]) -> State | None:
+    data = event["data"]
+    state = {"allowlist_enabled": False, "entries": {}, **(state or {})}
+    match event["type"]:
+        case "address_book.entry_added":
+            state["entries"] = {**state["entries"], data["entry_id"]: {field: data[field] for field in ENTRY_FIELDS}}
+        case "address_book.entry_removed":
+            state["entries"] = {key: value for key, value in state["entries"].items() if key != data["entry_id"]}
+        case "address_book.allowlist_enabled":
+            state["allowlist_enabled"] = True
+        case "address_book.allowlist_disabled":
+            state["allowlist_enabled"] = False
+    return state
+
+
+async def stored_address_book(session: AsyncSession, aggregate_id: str) -> State | None:
+    try:
+        user_id = uuid.UUID(aggregate_id)
+    except ValueError:
+        return None
+    book = await session.get(AddressBook, user_id)
+    entries = list(await session.scalars(select(AddressBookEntry).where(AddressBookEntry.user_id == user_id)))
+    if book is None and not entries:
+        return None
+    return {"allowlist_enabled": book is not None and book.allowlist_enabled,
+            "entries": {str(entry.id): {"chain": entry.chain, "address": entry.address, "label": entry.label,
+                                        "usable_at": rfc3339(entry.usable_at)} for entry in entries}}
+
+audit.register_projection("address_book", reduce_address_book, stored_address_book)

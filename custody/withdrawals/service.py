@@ -1,12 +1,29 @@
 """Withdrawals as the API sees them: request, read, approve (sign), roll back.
 
-A request is refused with nothing held unless every check passes, in this order: the chain and
-asset, the address (EIP-55), the amount (the asset's decimals), the sanctions list, a withdrawal
-freeze, the KYC level's 24-hour limit (``compliance.kyc.limits``), the Travel Rule data, the node's
-pre-flight (``preflight``: a payment that would revert), the signer's limits (``limits``, under a lock
-per asset that also covers the four-eyes sum), the caller's step-up MFA code, and finally the
-balance — the hold of ``amount + fee`` is the last thing written. An MFA refusal is committed (it
-records the failed code), which is why nothing is written before it.
+A request is refused holding nothing (no withdrawal row, no hold; no freeze but the sanctions one)
+unless every check passes, in one order, which ``request`` reads top to bottom:
+
+- the body: the chain and asset, the address (EIP-55), the amount (the asset's decimals) — 422;
+- the account's email ownership (``identity.email_verification``) — 403 ``email_unverified``; it
+  only reads;
+- the caller's step-up MFA code — 401, 429 past the failures allowed. Before anything that has a
+  consequence: an attempt without a code freezes nobody. A wrong code is committed (its audit
+  event), which is why nothing is written before it;
+- the address book allowlist, when the user turned it on: the destination must be a usable entry of
+  their book for the chain (``address_book``) — 403;
+- the sanctions list — 403, and the attempt is committed and freezes the account's withdrawals —
+  then a withdrawal freeze — 403;
+- the balance (``amount + fee``) — 422: a customer short of funds hears it before any limit or
+  Travel Rule question;
+- the KYC level's 24-hour limit (``compliance.kyc.limits``), then the signer's limits (``limits``) — 403;
+- the Travel Rule data — 422;
+- the node's pre-flight (``preflight``: a payment that would revert) — 422, a network round trip,
+  after every rule of ours and before the lock below.
+
+Then, under a lock per asset that also covers the four-eyes sum, the signer's limits are read again
+(two requests at once may both have passed them above) and the hold of ``amount + fee`` is the last
+thing written; it checks the balance again, under the ledger's row locks. A refusal after the step-up
+rolls back with the rest and so spends no code — except the sanctions hit, committed as it is.
 
 Approving locks the withdrawal row, so two operators approving at once serialize; every approval
 needs the approver's own TOTP step-up (an approver without MFA approves nothing); the last required
@@ -38,16 +55,16 @@ from core.time import utcnow
 from custody import ledger
 from custody.chains import Chain
 from custody.freezes import freeze, require_not_frozen, withdrawals_frozen
-from custody.hd import checksum_address
-from custody.withdrawals import limits, metrics, preflight
+from custody.withdrawals import address_book, limits, metrics, preflight
+from custody.withdrawals.destinations import destination_address
 from custody.withdrawals.models import Withdrawal, WithdrawalApproval, WithdrawalAttempt
 from custody.withdrawals.policy import checks
 from custody.withdrawals.states import FINAL, transition
+from identity.email_verification import require_verified as require_email_verified
 from identity.models import User
 from identity.service import require_step_up
 from notifications import service as notifications
 
-ZERO_ADDRESS = "0x" + "0" * 40
 SIGN_WITHDRAWAL = jobs.name("custody.sign_withdrawal")
 CONFIRM_TRAVEL_RULE = jobs.name("compliance.confirm_travel_rule")  # the compliance worker answers
 MAX_PAGE = 100
@@ -104,17 +121,6 @@ def _threshold(unit: ledger.CurrencyInfo, table: dict[str, str]) -> int | None:
     return None if configured is None else unit.parse(configured, allow_zero=True)
 
 
-def _address(text: str) -> str:
-    try:
-        address = checksum_address(text)
-    except ValueError as error:
-        raise InvalidInput(str(error), code="invalid_address", details={"to_address": text[:100]}) from None
-    if address == ZERO_ADDRESS:
-        raise InvalidInput("The zero address burns what it receives.", code="invalid_address",
-                           details={"to_address": address})
-    return address
-
-
 async def record_step(session: AsyncSession, withdrawal: Withdrawal, unit: ledger.CurrencyInfo, event: str,
                   actor: uuid.UUID | str | None, data: dict[str, Any] | None = None) -> None:
     """The audit event, the owner's notification and the metric of one step; at a final state, the
@@ -133,43 +139,34 @@ async def record_step(session: AsyncSession, withdrawal: Withdrawal, unit: ledge
 async def request(session: AsyncSession, settings: Settings, sanctions: SanctionsList, actor: Actor, *, chain: str,
                   asset: str, to_address: str, amount: str, travel_rule: dict[str, Any] | None,
                   redis: Redis, totp_code: str | None, chains: Mapping[str, Chain] | None = None) -> WithdrawalView:
+    # The refusals, in their order (the module says why this one); none of them holds anything.
     chain_settings = settings.chain(chain)
     symbol = chain_settings.asset(asset)
-    destination = _address(to_address)
+    destination = destination_address(to_address)
     unit = await ledger.currency(session, symbol)
     minor = unit.parse(amount)
     fee = unit.parse(settings.withdrawal_fees.get(symbol, "0"), allow_zero=True)
-    # The configured list file and the lists loaded into compliance screening (OFAC SDN…).
-    hit = await checks().screen_destination(session, destination)
-    if destination in sanctions or hit is not None:
-        await audit.append(session, "user", actor.user_id, "withdrawal.sanctions_hit",
-                           {"chain": chain_settings.name, "asset": symbol, "to_address": destination,
-                            "amount": unit.format(minor), "screening": hit},
-                           actor=actor.user_id)
-        metrics.count("sanctions_hit", chain_settings.name, symbol)
-        # The attempt itself is a red flag: the customer's withdrawals stay frozen until an officer lifts it.
-        if not await withdrawals_frozen(session, actor.user_id):
-            await freeze(session, actor.user_id, f"withdrawal to sanctioned address {destination}")
-        raise SanctionedAddress(details={"to_address": destination})
+    # An account that has not proved it owns its email withdraws nothing; asked before the step-up
+    # code, so the refusal spends no code and writes nothing.
+    await require_email_verified(session, actor.user_id)
+    # Before anything with a consequence: without a valid code, a sanctioned destination freezes nobody.
+    await require_step_up(session, settings, redis, actor.user_id, totp_code)
+    # The user's own rule, before the sanctions list: an address they never listed freezes nobody.
+    await address_book.require_allowlisted(session, actor.user_id, chain_settings.name, destination)
+    await _screen(session, sanctions, actor.user_id, chain_settings.name, destination, unit, minor)
     await require_not_frozen(session, actor.user_id)
+    # Asked here so that a short balance is heard before the limits; the hold below is what decides.
+    await ledger.check_available(session, actor.user_id, symbol, minor + fee)
     await checks().check_limit(session, settings, actor.user_id, unit, minor)
-    travel_threshold = _threshold(unit, settings.withdrawal_travel_rule_thresholds)
-    # FATF R.16: the threshold is inclusive ("USD/EUR 1 000 or more").
-    above_threshold = travel_threshold is not None and minor >= travel_threshold
-    if above_threshold and not travel_rule:
-        raise TravelRuleRequired(details={"threshold": unit.format(travel_threshold), "asset": symbol})
-    # With the beneficiary VASP's Travel Address, that VASP must accept the transfer over TRP first.
-    counterparty = travel_rule.get("travel_address") if above_threshold and travel_rule else None
-    if counterparty:
-        checks().check_travel_rule(travel_rule)
-    # The node's verdict before any lock is taken: it is a network round trip.
+    now = utcnow()
+    await limits.check_signer_limits(session, settings, unit, minor, now)
+    counterparty = _travel_rule_counterparty(settings, unit, minor, travel_rule)
     await preflight.check_request(settings, chain_settings, chains or {}, destination=destination, amount=minor,
                                   asset=symbol)
-    now = utcnow()
-    await limits.lock_asset(session, symbol)  # held until commit: the sums below stay true until the row is in
-    await limits.check_signer_limits(session, settings, unit, minor, now)
-    await require_step_up(session, settings, redis, actor.user_id, totp_code)
 
+    # Binding: held until commit, the lock keeps the signer's and the four-eyes sums true until the row is in.
+    await limits.lock_asset(session, symbol)
+    await limits.check_signer_limits(session, settings, unit, minor, now)
     withdrawal_id = uuid.uuid4()
     hold = await ledger.hold(session, f"withdrawal:{withdrawal_id}", actor.user_id, symbol, minor + fee,
                              type="withdrawal_hold", reference_kind="withdrawal", reference_id=str(withdrawal_id))
@@ -190,6 +187,41 @@ async def request(session: AsyncSession, settings: Settings, sanctions: Sanction
         await record_step(session, withdrawal, unit, "withdrawal.awaiting_travel_rule", actor.user_id,
                           {"travel_rule_transfer_id": str(transfer_id)})
     return WithdrawalView(withdrawal, unit, 0)
+
+
+async def _screen(session: AsyncSession, sanctions: SanctionsList, user_id: uuid.UUID, chain: str, destination: str,
+                  unit: ledger.CurrencyInfo, amount: int) -> None:
+    """403 ``sanctioned_address`` for a destination on the configured list file or on a list loaded into
+    compliance screening (OFAC SDN…). The attempt itself is a red flag: it is audited, and the customer's
+    withdrawals stay frozen until an officer lifts it (both committed with the refusal)."""
+    hit = await checks().screen_destination(session, destination)
+    if destination not in sanctions and hit is None:
+        return
+    await audit.append(session, "user", user_id, "withdrawal.sanctions_hit",
+                       {"chain": chain, "asset": unit.code, "to_address": destination, "amount": unit.format(amount),
+                        "screening": hit},
+                       actor=user_id)
+    metrics.count("sanctions_hit", chain, unit.code)
+    if not await withdrawals_frozen(session, user_id):
+        await freeze(session, user_id, f"withdrawal to sanctioned address {destination}")
+    raise SanctionedAddress(details={"to_address": destination})
+
+
+def _travel_rule_counterparty(settings: Settings, unit: ledger.CurrencyInfo, amount: int,
+                              travel_rule: dict[str, Any] | None) -> str | None:
+    """422 ``travel_rule_required`` at or above the asset's threshold without beneficiary data (or with a
+    Travel Address but no VASP; ``travel_address_invalid`` when it does not decode). The beneficiary
+    VASP's Travel Address, when that VASP must accept the transfer over TRP first; else None."""
+    threshold = _threshold(unit, settings.withdrawal_travel_rule_thresholds)
+    # FATF R.16: the threshold is inclusive ("USD/EUR 1 000 or more").
+    if threshold is None or amount < threshold:
+        return None
+    if not travel_rule:
+        raise TravelRuleRequired(details={"threshold": unit.format(threshold), "asset": unit.code})
+    counterparty = travel_rule.get("travel_address")
+    if counterparty:
+        checks().check_travel_rule(travel_rule)
+    return counterparty
 
 
 def tell_travel_rule_counterparty(session: AsyncSession, withdrawal: Withdrawal) -> None:

@@ -1,4 +1,4 @@
-"""The scanner and the custody worker as real processes against Anvil, PostgreSQL and Redis.
+"""The scanner and the deposits worker as real processes against Anvil, PostgreSQL and Redis.
 
 Deposits are credited once after their confirmations; a scanner killed with SIGKILL while 50
 blocks of deposits are mined resumes at its cursor and credits them all; a credit whose block is
@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from identity.models import User
 from core.audit import AuditEvent
 from core.db import create_engine, session_factory, unit_of_work
+from core.migrate import upgrade
 from core.settings import ChainSettings
 from custody import ledger
 from custody.addresses.pool import refill_pool
@@ -46,6 +47,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 40.0  # a bound for a hung test, not a performance limit
 USDC = 10**6
 ETH = 10**18
+
+
+@pytest.fixture
+def database_url(postgres) -> str:
+    """A database of this test's own: `virtuoz ledger verify` proves all of it (withdrawals and deposits
+    against the books too), and the worker's shared one holds other tests' deliberately partial rows."""
+    name = f"virtuoz_e2e_scanner_{uuid.uuid4().hex[:8]}"
+    postgres.create_database(name)
+    url = postgres.url(name)
+    upgrade(url)
+    return url
 
 
 @pytest.fixture
@@ -142,7 +154,7 @@ async def test_scanner_and_worker_processes_credit_once_resume_after_a_kill_and_
 ) -> None:
     settings, wallet = chain
     start = processes["start"]
-    worker = start("worker-custody", "-m", "cli", "worker", "custody")
+    worker = start("worker-deposits", "-m", "cli", "worker", "deposits")
     scanner = start("scanner", "-m", "cli", "scanner", "--chain", settings.name)
     running = [worker, scanner]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
 import subprocess
 import time
 import urllib.request
@@ -128,3 +129,46 @@ def test_an_admin_test_send_lands_in_the_devnet_maildir(devnet):
     assert message["Subject"] == "Welcome to VirtuOZ, Ada <Lovelace>"
     assert message["Message-ID"] == f"<{queued['id']}@virtuoz>"
     assert "Ada &lt;Lovelace&gt;" in message.get_body(("html",)).get_content()
+
+
+def get_json(url: str, headers: dict[str, str]) -> dict:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_a_new_account_verifies_its_email_through_the_devnet_maildir_and_page(devnet):
+    _, manifest = devnet
+    api_url = manifest["api_url"]
+    api = api_url + "/api/v1"
+    # The demo users are verified: they can be sellers and withdraw.
+    customer = next(user for user in manifest["users"] if user["role"] == "customer")
+    status, login = post_json(f"{api}/auth/login", {"email": customer["email"], "password": customer["password"]})
+    assert status == 200, login
+    assert get_json(f"{api}/me", {"Authorization": f"Bearer {login['access_token']}"})["email_verified"] is True
+
+    recipient = f"verify-{uuid.uuid4().hex[:10]}@example.com"
+    password = "Verify-My-Address-42"
+    status, created = post_json(f"{api}/auth/register",
+                                {"email": recipient, "password": password, "display_name": "New User"})
+    assert status == 201, created
+    maildir = Path(manifest["smtp"]["maildir"])
+    deadline = time.monotonic() + MAIL_TIMEOUT
+    while True:
+        parsed = (email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+                  for path in maildir.glob("*.eml"))
+        found = [message for message in parsed if message["To"] == recipient
+                 and message["Subject"] == "Confirm your email address for VirtuOZ"]
+        if found:
+            break
+        assert time.monotonic() < deadline, f"no verification email for {recipient} in {maildir}"
+        time.sleep(0.2)
+    text = found[0].get_body(("plain",)).get_content()
+    # No front end on the devnet: the link points at the API, which serves the page itself.
+    [token] = set(re.findall(re.escape(api_url) + r"/verify-email\?token=([A-Za-z0-9_-]+)", text))
+    with urllib.request.urlopen(f"{api_url}/verify-email?token={token}", timeout=10) as page:
+        assert page.status == 200 and "/verify-email.js" in page.read().decode()
+
+    status, verified = post_json(f"{api}/auth/email/verify", {"token": token})  # what the page's button posts
+    assert (status, verified) == (200, {"email_verified": True})
+    status, login = post_json(f"{api}/auth/login", {"email": recipient, "password": password})
+    assert get_json(f"{api}/me", {"Authorization": f"Bearer {login['access_token']}"})["email_verified"] is True

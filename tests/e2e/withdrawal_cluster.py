@@ -127,13 +127,17 @@ class Cluster:
         status, created = await self.call("POST", "/auth/register",
                                           json_body={"email": email, "password": PASSWORD, "display_name": "W"})
         assert status == 201, created
-        if roles:
-            connection = await asyncpg.connect(self.database_url)
-            try:
+        connection = await asyncpg.connect(self.database_url)
+        try:
+            # Verified, as a customer who withdraws must be (the verification itself is tested in
+            # tests/integration/identity/test_email_verification.py); with ``roles`` instead of customer.
+            await connection.execute("UPDATE users SET email_verified_at = now() WHERE id = $1",
+                                     uuid.UUID(created["id"]))
+            if roles:
                 await connection.execute("UPDATE users SET roles = $1 WHERE id = $2", list(roles),
                                          uuid.UUID(created["id"]))
-            finally:
-                await connection.close()
+        finally:
+            await connection.close()
         status, login = await self.call("POST", "/auth/login", json_body={"email": email, "password": PASSWORD})
         assert status == 200, login
         return User(created["id"], email, {"Authorization": f"Bearer {login['access_token']}"})

@@ -44,8 +44,8 @@ async def client(make_client: ClientFactory, settings: Settings) -> TestClient:
 def login_as(database_url: str) -> Callable[..., Awaitable[LoggedIn]]:
     """Register a fresh user through the real routes (optionally with roles), log in, return Bearer headers."""
 
-    async def login(client: TestClient, *roles: str) -> LoggedIn:
-        return await factories.login_as(client, database_url, *roles)
+    async def login(client: TestClient, *roles: str, verified: bool = True) -> LoggedIn:
+        return await factories.login_as(client, database_url, *roles, verified=verified)
 
     return login
 

@@ -29,7 +29,7 @@ async def test_export_lists_a_users_events_in_order_with_a_valid_chain(make_clie
     response = await client.get(f"/api/v1/admin/events/export/user/{customer.user_id}", headers=admin.headers)
     assert response.status == 200
     items = (await response.json())["items"]
-    assert [item["type"] for item in items][:2] == ["user.registered", "user.logged_in"]
+    assert [item["type"] for item in items][:3] == ["user.registered", "user.email_verified", "user.logged_in"]
     assert [item["seq"] for item in items] == list(range(1, len(items) + 1))
     assert audit.verify_chain(items) == []
     ndjson = await client.get(f"/api/v1/admin/events/export/user/{customer.user_id}",

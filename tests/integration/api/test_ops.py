@@ -49,7 +49,8 @@ async def test_status_reports_version_environment_uptime_and_queues(client):
     assert re.fullmatch(r"\d+\.\d+\.\d+", body["version"])
     assert body["uptime_seconds"] >= 0 and body["time"].endswith("Z")
     assert body["chains"] == []
-    assert set(body["queues"]) == {"allocator", "custody", "signer", "compliance", "notifications", "reports"}
+    assert set(body["queues"]) == {"allocator", "custody", "deposits", "signer", "compliance", "notifications",
+                                   "reports"}
     assert all(isinstance(depth, int) for depth in body["queues"].values())
 
 
@@ -72,6 +73,15 @@ async def test_metrics_refused_outside_the_allowlist(make_client, settings):
     response = await client.get("/metrics")
     assert response.status == 403
     assert (await response.json())["error"]["code"] == "metrics_forbidden"
+
+
+async def test_metrics_behind_a_local_proxy_judge_the_client_not_the_proxy(make_client, settings):
+    # Behind a reverse proxy on the same host every peer is loopback, which the allowlist admits.
+    client = await make_client(settings.model_copy(update={"trusted_proxies": ["127.0.0.1/32"]}))
+    response = await client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert response.status == 403
+    assert (await response.json())["error"]["code"] == "metrics_forbidden"
+    assert (await client.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"})).status == 200
 
 
 async def test_openapi_is_valid_3_1(client):

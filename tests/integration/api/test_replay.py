@@ -7,7 +7,7 @@ from core import audit
 API = "/api/v1"
 # Every aggregate whose current state lives in a table of its own (DESIGN.md, "Audit events").
 AGGREGATES_WITH_A_TABLE = {"escrow", "withdrawal", "deposit", "user", "ticket", "kyc_case", "transaction_review",
-                           "travel_rule", "cms_document"}
+                           "travel_rule", "cms_document", "role_grant"}
 
 
 async def replay(client, admin, aggregate_type: str, aggregate_id: str) -> dict:

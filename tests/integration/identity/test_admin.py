@@ -44,7 +44,7 @@ async def test_list_filters_by_email_role_and_status_with_cursor_pages(client, a
     assert listed == [user["id"] for user in reversed(users)]  # newest first, each once
     item = first["items"][0]
     assert set(item) == {"id", "email", "display_name", "roles", "created_at", "mfa_enabled", "kyc_status", "locale",
-                         "status", "updated_at"}
+                         "email_verified", "status", "updated_at"}
 
     _, by_role = await list_users(client, admin, email=fragment, role="support")
     assert [item["id"] for item in by_role["items"]] == [users[0]["id"]]
@@ -100,13 +100,23 @@ async def test_get_one_user(client, admin):
         assert await error_code(response) == "user_not_found"
 
 
-async def test_role_change_and_unknown_roles(client, admin):
+async def test_role_change_and_unknown_roles(client, admin, database_url, redis_url):
     user = await register(client)
     url = f"{API}/admin/users/{user['id']}/role"
-    response = await client.post(url, json={"roles": ["compliance", "customer", "compliance"]}, headers=admin.headers)
+    response = await client.post(url, json={"roles": ["support", "customer", "support"]}, headers=admin.headers)
     body = await response.json()
     assert response.status == 200, body
-    assert body["roles"] == ["compliance", "customer"]
+    assert body["roles"] == ["customer", "support"]
+    # A privileged role takes a second admin (tests/integration/identity/test_role_grants.py).
+    response = await client.post(url, json={"roles": ["compliance", "customer", "support", "compliance"]},
+                                 headers=admin.headers)
+    grant = await response.json()
+    assert response.status == 202 and (grant["role"], grant["state"]) == ("compliance", "pending"), grant
+    second = await new_admin(client, database_url, redis_url)
+    response = await client.post(f"{API}/admin/role-grants/{grant['id']}/confirm", json={}, headers=second.headers)
+    assert response.status == 200, await response.text()
+    response = await client.get(f"{API}/admin/users/{user['id']}", headers=admin.headers)
+    assert (await response.json())["roles"] == ["compliance", "customer", "support"]
     for roles in (["root"], [], ["customer", "superuser"]):
         response = await client.post(url, json={"roles": roles}, headers=admin.headers)
         assert response.status == 422, roles

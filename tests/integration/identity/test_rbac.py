@@ -99,6 +99,10 @@ async def test_promotion_on_one_api_process_reaches_another(make_client, setting
 
     response = await app_a.post(f"{API}/admin/users/{user.user_id}/role", json={"roles": ["customer", "admin"]},
                                 headers=admin.headers)
+    assert response.status == 202, await response.text()  # a privileged role: a second admin confirms it
+    second = await new_admin(app_a, database_url, redis_url)
+    grant_id = (await response.json())["id"]
+    response = await app_a.post(f"{API}/admin/role-grants/{grant_id}/confirm", json={}, headers=second.headers)
     assert response.status == 200, await response.text()
 
     # the invalidation travels over Redis pub/sub and drops B's cached entry...

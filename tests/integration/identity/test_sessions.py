@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from sqlalchemy import text
+
 from api.keys import SETTINGS
+from core.db import create_engine
 from identity.tokens import issue_access_token
 from tests.factories import register
 from tests.integration.identity.conftest import API, audit_events, error_code, logged_in, login, new_admin, new_user
@@ -173,3 +176,40 @@ async def test_token_with_foreign_sub_is_refused(client, database_url, redis_url
     assert await me_status(client, attacker) == 200
     response = await client.get(f"{API}/admin/users", headers=admin.headers)
     assert response.status == 200
+
+
+async def _age_session(database_url: str, session_id: str, hours: float) -> None:
+    """Move the session's start ``hours`` into the past, as if it had been refreshed ever since."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE auth_sessions SET created_at = now() - make_interval(secs => :s) "
+                                          "WHERE id = :id"), {"s": hours * 3600, "id": session_id})
+    finally:
+        await engine.dispose()
+
+
+async def test_refresh_past_the_absolute_session_lifetime_is_401_session_expired(make_client, fast_settings,
+                                                                                database_url):
+    assert fast_settings.session_max_age_hours == 720
+    client = await make_client(fast_settings)
+    user = await new_user(client)
+    # Refreshed within its lifetime, a session goes on...
+    await _age_session(database_url, user.session_id, 719)
+    response = await client.post(f"{API}/auth/refresh", json={"refresh_token": user.refresh_token})
+    tokens = await response.json()
+    assert response.status == 200, tokens
+    # ...however often it is refreshed, it ends at its absolute lifetime, counted from the login.
+    await _age_session(database_url, user.session_id, 721)
+    response = await client.post(f"{API}/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert response.status == 401 and await error_code(response) == "session_expired"
+    # It is over, not just refused once: its access token ends too, and the ending is audited.
+    response = await client.get(f"{API}/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert response.status == 401 and await error_code(response) == "session_revoked"
+    response = await client.post(f"{API}/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert response.status == 401
+    events = await audit_events(database_url, "user", user.user_id)
+    assert [event["data"] for event in events if event["type"] == "session.expired"] == [
+        {"session_id": user.session_id, "max_age_hours": 720}]
+    # A new login is a new session with a lifetime of its own.
+    assert (await login(client, user.email)).status == 200

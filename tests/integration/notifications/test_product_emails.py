@@ -5,6 +5,7 @@ seeded template and hands it to a real SMTP server writing a maildir. Internal n
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from email.message import EmailMessage
 from pathlib import Path
@@ -29,6 +30,8 @@ from tests.integration.custody.withdrawals.conftest import DESTINATION, DEVNET_S
 pytestmark = pytest.mark.usefixtures("empty_notifications_queue", "seeded_templates")
 
 TICKETS = f"{API}/helpdesk/tickets"
+WELCOME = "Welcome to VirtuOZ, Test User"
+VERIFY = "Confirm your email address for VirtuOZ"  # every sign-up is also sent its verification link
 TX_HASH = "0x" + "ab" * 32
 
 
@@ -95,15 +98,27 @@ async def test_an_unknown_template_or_a_missing_ref_fails_in_the_transaction(dat
         await engine.dispose()
 
 
-async def test_sign_up_sends_the_welcome_email(client, login_as, settings, smtp_port, maildir, redis_url,
-                                               database_url):
-    user = await login_as(client)
+async def test_sign_up_sends_the_welcome_email_and_a_verification_link_that_works(
+        make_client, settings, login_as, smtp_port, maildir, redis_url, database_url):
+    client = await make_client(settings.model_copy(update={"public_url": "https://app.example.com"}))
+    user = await login_as(client, verified=False)
     await run_worker(settings, smtp_port, redis_url, database_url)
-    [welcome] = inbox(maildir, user.email)
-    assert welcome["Subject"] == "Welcome to VirtuOZ, Test User"
-    assert "your VirtuOZ account is ready" in text_of(welcome)
-    [row] = await deliveries(database_url, user.user_id)
-    assert (row.template_slug, row.state, row.recipient) == ("welcome", "sent", user.email)
+    assert subjects(maildir, user.email) == [VERIFY, WELCOME]
+    by_subject = {message["Subject"]: message for message in inbox(maildir, user.email)}
+    assert "your VirtuOZ account is ready" in text_of(by_subject[WELCOME])
+    rows = await deliveries(database_url, user.user_id)
+    assert sorted((row.template_slug, row.state, row.recipient) for row in rows) == [
+        ("email.verify", "sent", user.email), ("welcome", "sent", user.email)]
+
+    # The link as the user gets it, from the maildir: the front end posts its token.
+    [token] = set(re.findall(r"https://app\.example\.com/verify-email\?token=([A-Za-z0-9_-]+)",
+                             text_of(by_subject[VERIFY])))
+    assert f'href="https://app.example.com/verify-email?token={token}"' in \
+        by_subject[VERIFY].get_body(("html",)).get_content()
+    response = await client.post(f"{API}/auth/email/verify", json={"token": token})
+    assert response.status == 200, await response.text()
+    me = await (await client.get(f"{API}/me", headers=user.headers)).json()
+    assert me["email_verified"] is True
 
 
 async def test_escrow_funded_released_and_disputed_email_both_parties(make_client, settings, login_as, smtp_port,
@@ -129,7 +144,7 @@ async def test_escrow_funded_released_and_disputed_email_both_parties(make_clien
 
     for party in (buyer, seller):
         assert subjects(maildir, party.email) == sorted([
-            "Welcome to VirtuOZ, Test User",
+            WELCOME, VERIFY,
             f"Escrow “{released}” is funded", f"Escrow “{released}” was released",
             f"Escrow “{disputed}” is funded", f"Escrow “{disputed}” is disputed"]), party
         by_subject = {message["Subject"]: text_of(message) for message in inbox(maildir, party.email)}
@@ -168,10 +183,10 @@ async def test_a_staff_reply_emails_the_customer_and_internal_notes_email_nobody
     assert response.status == 201, await response.text()
     await run_worker(settings, smtp_port, redis_url, database_url)
 
-    assert subjects(maildir, customer.email) == ["Re: Withdrawal stuck", "Welcome to VirtuOZ, Test User"]
+    assert subjects(maildir, customer.email) == sorted(["Re: Withdrawal stuck", WELCOME, VERIFY])
     [reply] = [message for message in inbox(maildir, customer.email) if message["Subject"].startswith("Re:")]
     assert "We are checking the chain." in text_of(reply)
-    assert subjects(maildir, support.email) == ["Welcome to VirtuOZ, Test User"]  # a customer reply emails no one
+    assert subjects(maildir, support.email) == [VERIFY, WELCOME]  # a customer reply emails no one
     assert not [path for path in maildir.glob("*.eml") if secret in path.read_text(errors="replace")]
     leaked = await fetch_all(database_url, "SELECT id FROM email_deliveries WHERE subject LIKE :s OR text LIKE :s"
                              " OR html LIKE :s", s=f"%{secret}%")
@@ -211,7 +226,7 @@ async def test_a_confirmed_withdrawal_emails_its_owner(make_client, settings, lo
     assert confirmed["Subject"] == "Your withdrawal of 1.25 ETH is confirmed"
     assert f"confirmed on ethereum (transaction `{TX_HASH}`)" in text_of(confirmed)
     assert sorted((row.template_slug, row.state) for row in await deliveries(database_url, owner.user_id)) == [
-        ("welcome", "sent"), ("withdrawal.confirmed", "sent")]
+        ("email.verify", "sent"), ("welcome", "sent"), ("withdrawal.confirmed", "sent")]
 
 
 async def test_a_template_that_does_not_render_is_a_failed_delivery_not_a_failed_action(
@@ -239,7 +254,7 @@ async def test_a_template_that_does_not_render_is_a_failed_delivery_not_a_failed
     failed = await fetch_all(database_url, "SELECT last_error FROM email_deliveries WHERE user_id = :user"
                              " AND template_slug = 'ticket.reply'", user=customer.user_id)
     assert failed[0].last_error.startswith("missing_template_variable") and "agent_name" in failed[0].last_error
-    assert subjects(maildir, customer.email) == ["Welcome to VirtuOZ, Test User"]
+    assert subjects(maildir, customer.email) == [VERIFY, WELCOME]
 
 
 async def test_product_emails_are_written_in_the_users_locale_with_fallback(client, cms, settings, smtp_port,
@@ -253,10 +268,11 @@ async def test_product_emails_are_written_in_the_users_locale_with_fallback(clie
     await register(client, email=canadian, accept_language="fr-CA, fr;q=0.9, en;q=0.5")  # fr-CA → fr → en
     await register(client, email=plain)
     await run_worker(settings, smtp_port, redis_url, database_url)
-    [german] = inbox(maildir, austrian)
-    assert german["Subject"] == "Willkommen bei VirtuOZ, Test User"
+    # The verification link has no German text: de-AT → de → en answers in English.
+    assert subjects(maildir, austrian) == [VERIFY, "Willkommen bei VirtuOZ, Test User"]
+    [german] = [message for message in inbox(maildir, austrian) if message["Subject"].startswith("Willkommen")]
     assert "dein VirtuOZ-Konto ist bereit" in text_of(german)
-    assert subjects(maildir, canadian) == subjects(maildir, plain) == ["Welcome to VirtuOZ, Test User"]
+    assert subjects(maildir, canadian) == subjects(maildir, plain) == [VERIFY, WELCOME]
 
 
 async def test_the_locale_is_shown_changed_and_validated(client, login_as, database_url):

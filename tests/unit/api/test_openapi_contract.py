@@ -3,6 +3,8 @@ status and code; a body the route needs is marked required; Swagger UI reads in 
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,9 @@ from api.keys import OPENAPI
 from core.settings import Settings
 
 HTTP_METHODS = {"get", "post", "patch", "put", "delete"}
+ROOT = Path(__file__).parents[3]
+# Where errors are raised: every package the API's handlers reach.
+RAISING_PACKAGES = ("api", "core", "identity", "content", "custody", "compliance", "support", "notifications", "jobs")
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +89,69 @@ def test_the_codes_each_status_may_carry(document):
     evidence = document["paths"]["/api/v1/escrow/{escrow_id}/dispute/evidence"]["post"]
     assert {"too_many_fields", "validation_error"} <= set(codes(evidence, 422))
     assert "payload_too_large" in codes(evidence, 413) and "unsupported_media_type" in codes(evidence, 415)
+
+
+def raised_codes() -> set[str]:
+    """Every error code written where an error is made: a ``code`` class attribute (alone or in a
+    tuple assignment), a ``code=`` argument, or the not-found code given to ``path_uuid``. A route's
+    ``errors=`` declaration is none of these, so it cannot vouch for itself."""
+    found: set[str] = set()
+
+    def constant(node: ast.AST) -> None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.add(node.value)
+
+    for package in RAISING_PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.keyword) and node.arg in ("code", "not_found_code"):
+                    constant(node.value)
+                elif isinstance(node, ast.Assign):
+                    for target in node.targets:
+                        if isinstance(target, ast.Name) and target.id == "code":
+                            constant(node.value)
+                        elif isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+                            for name, value in zip(target.elts, node.value.elts, strict=False):
+                                if isinstance(name, ast.Name) and name.id == "code":
+                                    constant(value)
+                elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "path_uuid"
+                      and len(node.args) >= 3):
+                    constant(node.args[2])
+    return found
+
+
+def test_every_documented_code_is_raised_somewhere(document):
+    """No invented or misspelled code: each one the document lists is made by some error in the code."""
+    raised = raised_codes()
+    unknown = sorted({f"{method.upper()} {path} {status}: {code}"
+                      for path, method, operation in operations(document)
+                      for status, answer in operation["responses"].items()
+                      for code in answer.get("x-error-codes", []) if code not in raised})
+    assert not unknown, "\n".join(unknown)
+
+
+def test_every_operation_naming_an_object_id_documents_404(document):
+    missing = [f"{method.upper()} {path}" for path, method, operation in operations(document)
+               if "_id}" in path and not codes(operation, 404)]
+    assert not missing, missing
+
+
+def test_a_request_body_is_required_exactly_when_an_empty_one_is_invalid(document):
+    schemas = document["components"]["schemas"]
+    wrong: list[str] = []
+    for path, method, operation in operations(document):
+        body = operation.get("requestBody")
+        if body is None:
+            continue
+        json_body = body["content"].get("application/json")
+        if json_body is None:  # a form only: its file or fields are the request
+            expected = True
+        else:
+            schema = schemas[json_body["schema"]["$ref"].rsplit("/", 1)[-1]]
+            expected = bool(schema.get("required"))
+        if body["required"] is not expected:
+            wrong.append(f"{method.upper()} {path}: required={body['required']}")
+    assert not wrong, wrong
 
 
 def test_a_required_request_body_is_marked_required(document):

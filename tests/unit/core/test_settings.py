@@ -24,8 +24,8 @@ def test_settings_come_from_prefixed_environment(monkeypatch):
 
 
 def test_devnet_defaults_are_accepted():
-    Settings().check()
-    assert Settings().secure_cookies is False
+    Settings(env="devnet").check()
+    assert Settings(env="devnet").secure_cookies is False
     assert Settings(env="production", **{k: v for k, v in PRODUCTION_OK.items() if k != "env"}).secure_cookies
 
 
@@ -72,3 +72,27 @@ def test_the_signer_pause_point_is_refused_outside_tests(env, tmp_path):
     with pytest.raises(SettingsError, match="VIRTUOZ_SIGNER_TEST_PAUSE_FILE"):
         settings.check()
     Settings(env="test", signer_test_pause_file=tmp_path / "paused").check()
+
+
+def test_unset_env_refuses_default_secret(monkeypatch, tmp_path):
+    # Fail closed: a process started without VIRTUOZ_ENV is a production process, so the public
+    # default secret (and every other devnet shortcut) is refused, with a hint at the variable.
+    monkeypatch.delenv("VIRTUOZ_ENV", raising=False)
+    settings = Settings(database_url="postgresql://db/virtuoz", redis_url="redis://cache:6379/0")
+    assert settings.is_production and settings.secure_cookies
+    with pytest.raises(SettingsError, match="VIRTUOZ_SECRET_KEY is the public default") as refused:
+        settings.check()
+    assert "VIRTUOZ_ENV is unset" in str(refused.value)
+    Settings(**PRODUCTION_OK).check()  # a real production configuration still starts
+
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "api"],
+        env={"PATH": "/usr/bin:/bin", "VIRTUOZ_DATABASE_URL": "postgresql://db/virtuoz",
+             "VIRTUOZ_REDIS_URL": "redis://cache:6379/0"},
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "refusing to start in production" in result.stderr
+    assert "VIRTUOZ_SECRET_KEY is the public default" in result.stderr
+    assert "VIRTUOZ_ENV=devnet" in result.stderr  # the message says how to run locally
+    assert "Traceback" not in result.stderr

@@ -20,7 +20,7 @@ from compliance.travel_rule.actors import expire_travel_rule
 from core import audit
 from core.db import unit_of_work
 from core.errors import InvalidState
-from core.settings import ChainSettings, Settings
+from core.settings import ChainSettings, Settings, VaspDirectoryEntry
 from jobs.context import using_settings
 from jobs.registry import bind_broker
 from jobs.scheduler import build_scheduler
@@ -427,7 +427,7 @@ async def test_a_withdrawal_with_a_travel_address_waits_and_fails_when_its_trans
     bind_broker(factory, broker)  # as in the compliance worker: a failed withdrawal queues the TRP follow-up
     client = low_threshold_client
     owner = await login_as(client)
-    travel_address = trp.travel_address("https://127.0.0.1:1/inquiry/" + DESTINATION)
+    travel_address = trp.travel_address("https://vasp.example/inquiry/" + DESTINATION)
     response = await client.post(f"{API}/platform/crypto/withdrawals/request", headers=owner.headers, json={
         "chain": "ethereum", "asset": "ETH", "to_address": DESTINATION, "amount": "6",
         "travel_rule": {"beneficiary_name": "Grace Hopper", "beneficiary_vasp": "Example Exchange Ltd",
@@ -471,3 +471,84 @@ async def test_a_bad_travel_address_or_a_missing_vasp_is_refused_before_anything
         assert body["error"]["code"] == ("travel_address_invalid" if field is None else "travel_rule_required")
     listing = await (await client.get(f"{API}/platform/crypto/withdrawals", headers=owner.headers)).json()
     assert listing["items"] == []
+
+
+# --- where a Travel Address may point, and what a customer sees -----------------------------------
+
+PRIVATE_HOSTS = ("127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.1.20", "169.254.169.254", "0.0.0.0", "[::1]",
+                 "[fe80::1]", "[fd00::5]", "[::ffff:127.0.0.1]", "localhost", "LocalHost.", "api.localhost",
+                 "2130706433", "127.1", "0x7f.0.0.1")
+
+
+async def refused_code(client, user, body: dict[str, Any], path: str = UPSERT) -> tuple[int, str]:
+    response = await client.post(path, json=body, headers=user.headers)
+    return response.status, (await response.json()).get("error", {}).get("code", "")
+
+
+async def test_a_travel_address_at_a_private_address_is_refused(low_threshold_client, login_as) -> None:
+    from compliance.travel_rule import trp
+
+    client = low_threshold_client
+    officer, owner = await login_as(client, "compliance"), await login_as(client)
+    for host in PRIVATE_HOSTS:
+        url = f"https://{host}:8443/inquiry/{DESTINATION}"
+        for travel_address in (url, trp.travel_address(url)):  # TRP allows a plain https URL too
+            assert await refused_code(client, officer, payload(travel_address=travel_address)) == (
+                422, "travel_address_private"), travel_address
+    for host in ("127.0.0.1", "[fe80::1]", "localhost"):
+        body = {"chain": "ethereum", "asset": "ETH", "to_address": DESTINATION, "amount": "6", "travel_rule": {
+            "beneficiary_name": "Grace Hopper", "beneficiary_vasp": "Example Exchange Ltd",
+            "travel_address": trp.travel_address(f"https://{host}:8443/inquiry/{DESTINATION}")}}
+        assert await refused_code(client, owner, body, f"{API}/platform/crypto/withdrawals/request") == (
+            422, "travel_address_private"), host
+    listing = await (await client.get(f"{API}/platform/crypto/withdrawals", headers=owner.headers)).json()
+    assert listing["items"] == []  # refused before anything was held
+    # A public name is not resolved here: the compliance worker checks it when it connects.
+    assert (await upsert(client, officer, payload(travel_address="https://vasp.example/inquiry/1"), 201))["id"]
+
+
+async def test_a_private_address_is_accepted_for_a_vasp_in_the_directory(make_client, travel_settings,
+                                                                           login_as) -> None:
+    client = await make_client(travel_settings.model_copy(update={"travel_rule_vasp_directory": [
+        VaspDirectoryEntry(name="partner-vasp", legal_name="Partner VASP", url="https://10.1.2.3:8443")]}))
+    officer = await login_as(client, "compliance")
+    created = await upsert(client, officer, payload(travel_address="https://10.1.2.3:8443/inquiry/1"), 201)
+    assert created["travel_address"] == "https://10.1.2.3:8443/inquiry/1"
+    # Only that VASP: another port on the same host, or another private host, is still refused.
+    for address in ("https://10.1.2.3:9443/inquiry/1", "https://10.1.2.4:8443/inquiry/1"):
+        assert await refused_code(client, officer, payload(travel_address=address)) == (422, "travel_address_private")
+
+
+async def test_a_customer_never_sees_the_request_identifier(low_threshold_client, login_as, factory) -> None:
+    client = low_threshold_client
+    owner, officer = await login_as(client), await login_as(client, "compliance")
+    waiting = await (await client.post(f"{API}/platform/crypto/withdrawals/request", headers=owner.headers, json={
+        "chain": "ethereum", "asset": "ETH", "to_address": DESTINATION, "amount": "6", "travel_rule": {
+            "beneficiary_name": "Grace Hopper", "beneficiary_vasp": "Example Exchange Ltd",
+            "travel_address": "https://vasp.example/inquiry/1"}})).json()
+    assert waiting["state"] == "awaiting_travel_rule", waiting
+    async with unit_of_work(factory) as session:
+        transfer = await travel_rule.for_withdrawal(session, uuid.UUID(waiting["id"]), lock=True)
+        identifier = transfer.request_identifier
+        # As an approval records it: the counterparty's callback names the request identifier.
+        await travel_rule.record(session, transfer, actor="test",
+                                 data={"callback_url": f"https://vasp.example/confirm/{identifier}"})
+
+    small = await withdrawal(client, owner, "1")
+    filed = await client.post(UPSERT, json=payload(transfer={"withdrawal_id": small["id"]}), headers=owner.headers)
+    answers = [filed,
+               await client.get(f"{API}/platform/crypto/withdrawals/{waiting['id']}", headers=owner.headers),
+               await client.get(f"{API}/platform/crypto/withdrawals", headers=owner.headers)]
+    for answer in answers:
+        text = await answer.text()
+        assert answer.status in (200, 201), text
+        assert identifier not in text
+    mine = await filed.json()
+    assert (mine["request_identifier"], mine["callback_url"]) == (None, None)
+    async with factory() as session:
+        own_identifier = (await travel_rule.get(session, uuid.UUID(mine["id"]))).request_identifier
+    assert own_identifier not in await filed.text()
+    # Staff see it: they need it to follow a transfer with the counterparty.
+    seen = await upsert(client, officer, payload(external_id=mine["external_id"],
+                                                 transfer={"withdrawal_id": small["id"]}), 200)
+    assert seen["request_identifier"] == own_identifier

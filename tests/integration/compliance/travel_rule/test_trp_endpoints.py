@@ -1,7 +1,7 @@
 """The TRP endpoints of a VASP identity, over real mutual TLS, on the real database.
 
 The listener is the ``virtuoz trp`` app for identity ``beta``; requests come from identity
-``alpha``'s certificate, both signed by a CA made for the test.
+``alpha``'s certificate (or ``gamma``'s, a third VASP), all signed by a CA made for the test.
 """
 
 from __future__ import annotations
@@ -16,16 +16,24 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from compliance.screening import service as screening
-from compliance.travel_rule import service, trp
+from compliance.travel_rule import outbound, service, trp
+from compliance.travel_rule.directory import Directory
 from compliance.travel_rule.models import TravelRuleTransfer
 from compliance.travel_rule.server import create_trp_app
-from compliance.travel_rule.tls import client_context, ensure_devnet_pki, identity_files, server_context
+from compliance.travel_rule.tls import (
+    client_context,
+    ensure_devnet_pki,
+    fingerprint_of_file,
+    identity_files,
+    peer_name,
+    server_context,
+)
 from core import audit
 from core.db import unit_of_work
-from core.settings import ChainSettings, Settings, VaspIdentity
+from core.settings import ChainSettings, Settings, VaspDirectoryEntry, VaspIdentity
 from custody.addresses.models import DepositAddress
 from devnet.processes import free_port
 
@@ -38,21 +46,26 @@ class Peer:
     url: str
     context: Any
     factory: Any
+    pki: Path
+    settings: Settings
 
     async def post(self, path: str, body: Any, identifier: str | None = None,
-                   headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+                   headers: dict[str, str] | None = None, *, as_identity: str | None = None
+                   ) -> tuple[int, dict[str, Any]]:
+        """POST as ``alpha`` (or ``as_identity``, with that identity's client certificate)."""
         identifier = identifier or str(uuid.uuid4())
         sent = trp.headers(identifier) | (headers or {})
         data = body if isinstance(body, str) else trp.dumps(body)
+        context = client_context(identity_files(self.pki, as_identity)) if as_identity else self.context
         async with aiohttp.ClientSession() as http:
-            async with http.post(f"{self.url}{path}", data=data, headers=sent, ssl=self.context) as response:
+            async with http.post(f"{self.url}{path}", data=data, headers=sent, ssl=context) as response:
                 return response.status, trp.loads(await response.text())
 
 
 @pytest.fixture
 async def beta(settings: Settings, factory, tmp_path) -> AsyncIterator[Peer]:
     pki = tmp_path / "pki"
-    ensure_devnet_pki(pki, ["alpha", "beta"], ["127.0.0.1"])
+    ensure_devnet_pki(pki, ["alpha", "beta", "gamma"], ["127.0.0.1"])
     identity = VaspIdentity(name="beta", legal_name="Beta VASP", port=free_port())
     chain = ChainSettings(name="ethereum", chain_id=31337, rpc_url="http://127.0.0.1:1", native="ETH",
                           tokens={"USDC": USDC})
@@ -63,7 +76,7 @@ async def beta(settings: Settings, factory, tmp_path) -> AsyncIterator[Peer]:
     await web.TCPSite(runner, "127.0.0.1", identity.port,
                       ssl_context=server_context(identity_files(pki, "beta"))).start()
     try:
-        yield Peer(identity.base_url, client_context(identity_files(pki, "alpha")), factory)
+        yield Peer(identity.base_url, client_context(identity_files(pki, "alpha")), factory, pki, configured)
     finally:
         await runner.cleanup()
 
@@ -218,7 +231,9 @@ async def test_a_late_resolution_decides_our_outbound_transfer(beta, client, log
     created = await response.json()
     async with unit_of_work(factory) as session:
         transfer = await service.get(session, uuid.UUID(created["id"]), lock=True)
-        await service.transition(session, transfer, "send", actor="test")
+        # As delivery records it: the inquiry went to alpha, so alpha's certificate is the one pinned.
+        await service.transition(session, transfer, "send", actor="test", data={
+            "counterparty": "alpha", "counterparty_fingerprint": certificate_fingerprint(beta.pki, "alpha")})
         identifier = transfer.request_identifier
     status, _ = await beta.post(f"/callback/{identifier}", {"rejected": "beneficiary unknown"}, identifier)
     assert status == 200
@@ -227,3 +242,119 @@ async def test_a_late_resolution_decides_our_outbound_transfer(beta, client, log
     assert (transfer.state, transfer.reason) == ("rejected", "beneficiary unknown")
     status, answer = await beta.post(f"/callback/{uuid.uuid4()}", {"rejected": "x"})
     assert status == 422 and answer["error"]["code"] == "trp_invalid"  # the path and the header differ
+
+
+# --- pinning: a callback comes from the certificate the inquiry went to ---------------------------
+
+def certificate_fingerprint(pki: Path, name: str) -> str:
+    return fingerprint_of_file(identity_files(pki, name).cert)
+
+
+@pytest.fixture
+async def gamma(beta) -> AsyncIterator[tuple[str, list[str | None]]]:
+    """A third VASP's TRP listener (mTLS, gamma's certificate) that decides later: it answers an
+    inquiry with an empty resolution and will call back. → (its base URL, the peers it has seen)."""
+    seen: list[str | None] = []
+
+    async def undecided(request: web.Request) -> web.Response:
+        seen.append(peer_name(request.transport.get_extra_info("ssl_object").getpeercert()))
+        return web.Response(text="{}", content_type=trp.JSON)
+
+    app = web.Application()
+    app.router.add_post("/inquiry/{account}", undecided)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_context(identity_files(beta.pki, "gamma"))).start()
+    try:
+        yield f"https://127.0.0.1:{port}", seen
+    finally:
+        await runner.cleanup()
+
+
+async def outbound_draft(beta, login_as, client, travel_address: str, settings: Settings) -> uuid.UUID:
+    officer = await login_as(client, "compliance")
+    request = {
+        "originator": {"natural_person": {"name": {"name_identifiers": [{"primary_identifier": "Lovelace"}]},
+                                          "customer_identification": "c-1"}},
+        "beneficiary": {"natural_person": {"name": {"name_identifiers": [{"primary_identifier": "Hopper"}]}},
+                        "account_numbers": ["0x" + "12" * 20]},
+        "originating_vasp": {"legal_person": {"name": "Beta VASP"}},
+        "beneficiary_vasp": {"legal_person": {"name": "Gamma VASP"}},
+        "transfer": {"asset": "ETH", "amount": "2", "chain": "ethereum", "destination": "0x" + "12" * 20},
+        "travel_address": travel_address}
+    async with unit_of_work(beta.factory) as session:
+        transfer, _ = await service.upsert(session, service.Actor(officer.user_id, frozenset({"compliance"})),
+                                           request, directory=Directory.of(settings))
+        return transfer.id
+
+
+async def test_a_callback_is_accepted_only_from_the_certificate_the_inquiry_went_to(
+        beta, gamma, client, login_as) -> None:
+    gamma_url, seen = gamma
+    settings = beta.settings.model_copy(update={"travel_rule_vasp_directory": [
+        VaspDirectoryEntry(name="gamma", url=gamma_url)]})
+    transfer_id = await outbound_draft(beta, login_as, client, f"{gamma_url}/inquiry/{'0x' + '12' * 20}", settings)
+    async with unit_of_work(beta.factory) as session:
+        await outbound.deliver(session, transfer_id, settings)
+    assert seen == ["beta"]  # gamma got our inquiry, over mTLS, from our identity
+    async with beta.factory() as session:
+        transfer = await service.get(session, transfer_id)
+    assert (transfer.state, transfer.counterparty) == ("sent", "gamma")
+    assert transfer.counterparty_fingerprint == certificate_fingerprint(beta.pki, "gamma")
+    identifier = transfer.request_identifier
+    decision = {"approved": {"address": "0x" + "12" * 20, "callback": f"{gamma_url}/confirm/{identifier}"}}
+
+    # alpha is a VASP our CA trusts, and it knows the request identifier: still not the one we asked.
+    status, answer = await beta.post(f"/callback/{identifier}", decision, identifier)
+    assert (status, answer["error"]["code"]) == (403, "trp_peer_mismatch")
+    async with beta.factory() as session:
+        assert (await service.get(session, transfer_id)).state == "sent"
+        events = await audit.events_of(session, service.AGGREGATE, transfer_id)
+    refused = [event for event in events if event.type == "travel_rule.peer_refused"]
+    assert [(event.actor, event.data["message"], event.data["presented"]) for event in refused] == [
+        ("trp:alpha", "callback", certificate_fingerprint(beta.pki, "alpha"))]
+
+    status, _ = await beta.post(f"/callback/{identifier}", decision, identifier, as_identity="gamma")
+    assert status == 200
+    async with beta.factory() as session:
+        transfer = await service.get(session, transfer_id)
+    assert (transfer.state, transfer.callback_url) == ("accepted", f"{gamma_url}/confirm/{identifier}")
+
+
+async def test_a_confirmation_is_accepted_only_from_the_certificate_the_inquiry_came_from(
+        beta, client, login_as, factory) -> None:
+    _, account = await customer_address(client, login_as, factory)
+    identifier = str(uuid.uuid4())
+    status, answer = await beta.post(f"/inquiry/{account}", with_amount(inquiry(account), "1"), identifier)
+    assert status == 200 and "approved" in answer
+    (row,) = await inbound(factory, identifier)
+    assert row.counterparty_fingerprint == certificate_fingerprint(beta.pki, "alpha")
+    txid = "0x" + "ef" * 32
+    status, answer = await beta.post(f"/confirm/{identifier}", {"txid": txid}, identifier, as_identity="gamma")
+    assert (status, answer["error"]["code"]) == (403, "trp_peer_mismatch")
+    assert (await inbound(factory, identifier))[0].tx_hash is None
+    status, _ = await beta.post(f"/confirm/{identifier}", {"txid": txid}, identifier)
+    assert status == 200
+    assert (await inbound(factory, identifier))[0].tx_hash == txid
+
+
+async def test_delivery_never_connects_to_a_private_address_outside_the_directory(
+        beta, gamma, client, login_as) -> None:
+    """The Travel Address is checked when it is given; the worker checks where the name resolves
+    too, when it connects (a name may point at a private address, or start to later)."""
+    gamma_url, seen = gamma
+    port = gamma_url.rsplit(":", 1)[1]
+    transfer_id = await outbound_draft(beta, login_as, client, "https://vasp.example/inquiry/1", beta.settings)
+    async with unit_of_work(beta.factory) as session:  # as a record from before the input check would be
+        await session.execute(update(TravelRuleTransfer).where(TravelRuleTransfer.id == transfer_id)
+                              .values(travel_address=f"https://localhost:{port}/inquiry/1"))
+    async with unit_of_work(beta.factory) as session:
+        await outbound.deliver(session, transfer_id, beta.settings)
+    assert seen == []  # nothing left this machine for the private address
+    async with beta.factory() as session:
+        transfer = await service.get(session, transfer_id)
+        events = await audit.events_of(session, service.AGGREGATE, transfer_id)
+    assert transfer.state == "draft"
+    refused = [event for event in events if event.type == "travel_rule.delivery_refused"]
+    assert [event.data["code"] for event in refused] == ["travel_address_private"]

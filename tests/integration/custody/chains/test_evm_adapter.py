@@ -150,6 +150,36 @@ async def test_estimate_gas_runs_the_transaction_and_names_a_revert(chain: EvmCh
     assert custom.value.details["data"] == "0xf4d678b8"
 
 
+async def test_a_token_transfer_shows_in_its_blocks_bloom_and_by_block_hash(chain: EvmChain, anvil_chain: AnvilChain,  # noqa: F811
+                                                                            usdc_artifact, tmp_path) -> None:  # noqa: F811
+    token = await asyncio.to_thread(deploy_usdc, anvil_chain.rpc_url, usdc_artifact, tmp_path / "token.json")
+    other = await asyncio.to_thread(deploy_usdc, anvil_chain.rpc_url, usdc_artifact, tmp_path / "other.json")
+    transaction = {"type": 2, "chainId": TEST_CHAIN_ID, "nonce": await chain.nonce(FAUCET.address), "to": token,
+                   "value": 0, "data": erc20_transfer_data(RECIPIENT, 5), "gas": 100_000,
+                   "maxFeePerGas": 100 * GWEI, "maxPriorityFeePerGas": 1 * GWEI}
+    receipt = await wait_for_receipt(chain, await chain.broadcast(FAUCET.sign_transaction(transaction).raw_transaction))
+    (read,) = await chain.transfers([receipt.block_number])
+    block = read.block
+
+    # The header's bloom holds the token and the Transfer topic: the real bytes Anvil hashed.
+    assert block.logs_bloom == (await chain.block(block.number)).logs_bloom
+    assert chain.may_have_token_transfers(block, [token])
+    assert chain.may_have_token_transfers(block, [other, token])
+    assert not chain.may_have_token_transfers(block, [other])  # a false positive here is ~1e-7 in a block this quiet
+    (by_hash,) = await chain.token_transfers_in([block.hash], [token])
+    assert (by_hash.tx_hash, by_hash.to_address, by_hash.value) == (receipt.tx_hash, RECIPIENT, 5)
+    assert [by_hash] == await chain.token_transfers(block.number, block.number, [token])
+    assert await chain.token_transfers_in([block.hash], [other]) == []
+
+
+async def test_finalized_is_a_block_of_the_chain_below_the_head(chain: EvmChain) -> None:
+    head = await chain.head()
+    final = await chain.finalized()
+    assert final.number <= max(0, await chain.head() - 64)  # Anvil: two epochs of 32 slots behind
+    assert final.number >= max(0, head - 64)
+    assert (await chain.block(final.number)).hash == final.hash
+
+
 async def test_a_closed_port_is_unavailable_at_once() -> None:
     chain = EvmChain("nowhere", f"http://127.0.0.1:{free_port()}", timeout=2.0)
     started = time.monotonic()

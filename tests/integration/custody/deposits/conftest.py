@@ -95,8 +95,9 @@ async def factory(database_url: str, broker: RedisBroker,
 
 @pytest.fixture
 def custody_worker(broker: RedisBroker) -> Iterator[None]:
-    """A real Dramatiq worker on the custody queue (the credit and reversal jobs)."""
-    worker = start_worker(broker, ["custody"], worker_threads=2, poll_ms=50)
+    """A real Dramatiq worker on the deposits queue (the credit and reversal jobs), as `virtuoz worker
+    deposits` runs it; the fixture keeps the custody domain's name."""
+    worker = start_worker(broker, ["deposits"], worker_threads=2, poll_ms=50)
     yield
     worker.stop(timeout=10_000)
 

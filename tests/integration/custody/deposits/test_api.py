@@ -29,10 +29,10 @@ ETH = 10**18
 
 @pytest.fixture
 def app_worker(redis_url: str, database_url: str) -> Iterator[RedisBroker]:
-    """A custody worker on the namespace the app sends to (this pytest worker's own Redis)."""
+    """A deposits worker on the namespace the app sends to (this pytest worker's own Redis)."""
     broker = create_broker(redis_url, database_url=database_url, database_pool_size=4)
     broker.flush_all()
-    worker = start_worker(broker, ["custody"], worker_threads=2, poll_ms=50)
+    worker = start_worker(broker, ["deposits"], worker_threads=2, poll_ms=50)
     yield broker
     worker.stop(timeout=10_000)
     broker.flush_all()
@@ -190,7 +190,7 @@ async def test_the_same_deposit_from_the_scanner_and_from_ingest_is_credited_onc
     async def both_workers_done() -> bool:
         """The app's credit messages (its namespace) and the scanner's (the test's) have all been run."""
         await tracking.drain_sends()
-        return consumed(app_worker, "custody") and consumed(broker, "custody")
+        return consumed(app_worker, "deposits") and consumed(broker, "deposits")
 
     await deposits.wait_for(both_workers_done, "both workers done with their messages")
     (row,) = await deposits.deposits(user)

@@ -70,7 +70,9 @@ async def test_native_and_usdc_deposits_are_credited_once_after_the_confirmation
     assert await deposits.available(user, "USDC") == 125_500_000
     for row in rows.values():
         (transfer,) = await deposits.transfers(row.key)
-        assert transfer.reference == f"deposit:{chain_settings.name}:{row.tx_hash}:{row.log_index}"
+        # Keyed on the log's index within its transaction (-1 for the native coin), not its place in the block.
+        assert transfer.reference == f"deposit:{chain_settings.name}:{row.tx_hash}:{row.tx_log_index}"
+        assert row.tx_log_index == (-1 if row.asset == "ETH" else 0)
         assert transfer.type == "deposit" and transfer.tx_hash == row.tx_hash and transfer.id == row.credit_transfer_id
         async with deposits.factory() as session:
             chain_of_events = [as_dict(event) for event in await events_of(session, "deposit", row.id)]

@@ -14,9 +14,11 @@ from tests.unit import state_tables
 # out: a deposit may be credited straight from ``seen`` (a chain needing one confirmation), every
 # new block re-counts a ``confirming`` one, a reorged transfer mined again ``reappear``s as
 # ``seen``, and a transfer found in another block ``move``s (counting starts again unless the
-# credit is in force). Not derived from TRANSITIONS.
-STATES = ("seen", "confirming", "credited", "reorged")
-ACTIONS = ("confirm", "credit", "orphan", "reappear", "move")
+# credit is in force). A deposit key found again with another recipient, asset or amount is
+# ``supersede``d from any state but ``orphaned``: the old row is ``orphaned`` for good (its credit
+# reversed) and a new revision of the key is recorded. Not derived from TRANSITIONS.
+STATES = ("seen", "confirming", "credited", "reorged", "orphaned")
+ACTIONS = ("confirm", "credit", "orphan", "reappear", "move", "supersede")
 EXPECTED = {
     ("seen", "confirm"): "confirming",
     ("confirming", "confirm"): "confirming",
@@ -29,6 +31,10 @@ EXPECTED = {
     ("seen", "move"): "seen",
     ("confirming", "move"): "seen",
     ("credited", "move"): "credited",
+    ("seen", "supersede"): "orphaned",
+    ("confirming", "supersede"): "orphaned",
+    ("credited", "supersede"): "orphaned",
+    ("reorged", "supersede"): "orphaned",
 }
 LEGAL, ILLEGAL = state_tables.split(STATES, ACTIONS, EXPECTED)
 
@@ -58,5 +64,10 @@ def test_only_a_waiting_deposit_can_be_credited_and_a_credit_is_never_undone_but
     assert set(LIVE) == {"seen", "confirming", "credited"}
     assert {state for state, action in EXPECTED if action == "credit"} == set(WAITING)
     leaving_credited = {action for (state, action), to in EXPECTED.items() if state == "credited" and to != "credited"}
-    assert leaving_credited == {"orphan"}
+    assert leaving_credited == {"orphan", "supersede"}
     assert {state for state, action in EXPECTED if action == "orphan"} == set(LIVE)
+
+
+def test_an_orphaned_deposit_is_final() -> None:
+    assert not [action for state, action in EXPECTED if state == "orphaned"]
+    assert {state for state, action in EXPECTED if action == "supersede"} == {*LIVE, "reorged"}

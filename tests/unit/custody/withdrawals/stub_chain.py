@@ -113,6 +113,15 @@ class StubChain(Chain):
     async def token_transfers(self, from_block: int, to_block: int, tokens: Sequence[str]) -> list[TokenTransfer]:
         return []
 
+    def may_have_token_transfers(self, block: Block, tokens: Sequence[str]) -> bool:
+        return False  # the stub's blocks carry no token logs
+
+    async def token_transfers_in(self, block_hashes: Sequence[str], tokens: Sequence[str]) -> list[TokenTransfer]:
+        return []
+
+    async def finalized(self) -> Block:
+        return await self.block(max(0, self.head_number - 64))  # as Anvil answers: two epochs of 32 slots behind
+
     async def receipts(self, tx_hashes: Sequence[str]) -> list[Receipt | None]:
         return [await self.receipt(tx_hash) for tx_hash in tx_hashes]
 
