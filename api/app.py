@@ -50,8 +50,10 @@ from api.ops import routes as ops
 from api.principal import IdentityCache
 from api.probes import VERSION, ProbeCache
 from api.registry import Routes
+from api.reserves import routes as reserves_routes
 from api.storage import routes as storage_routes
 from api.stream import close_streams
+from api.treasury import routes as treasury_routes
 from api.verify_email_page import verify_email_page
 from api.wallet import routes as wallet_routes
 from api.withdrawals import routes as withdrawal_routes
@@ -81,7 +83,7 @@ def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
         cms_routes.cms_admin, cms_routes.email_templates,
         i18n_routes.platform_content, compliance_routes.kyc_routes, compliance_routes.compliance_routes,
         compliance_routes.admin_compliance_routes, compliance_routes.transaction_review_routes,
-        freeze_routes.freezes,
+        freeze_routes.freezes, treasury_routes.treasury, reserves_routes.reserves,
     ]
     return root, v1
 

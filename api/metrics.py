@@ -9,6 +9,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from core.time import utcnow
 from custody.deposits.queries import ScannerPosition
+from custody.treasury.hot_cold_models import HotWalletLevel
 
 UNMATCHED = "unmatched"
 
@@ -50,6 +51,16 @@ class HttpMetrics:
                                   "its node for the head (alert when it grows: the scanner is down).", ["chain"],
                                   registry=self.registry)
 
+        # Treasury: each hot wallet against its levels, as the treasury worker's last check saw it.
+        self.hot_balance = Gauge("virtuoz_treasury_hot_balance_minor", "The hot wallet's balance at the treasury's "
+                                 "last check, minor units.", ["chain", "asset"], registry=self.registry)
+        self.hot_below_floor = Gauge("virtuoz_treasury_hot_below_floor", "1 while the hot wallet is below its floor "
+                                     "(a refill from the cold wallet is needed).", ["chain", "asset"],
+                                     registry=self.registry)
+        self.hot_above_ceiling = Gauge("virtuoz_treasury_hot_above_ceiling", "1 while the hot wallet is above its "
+                                       "ceiling (its surplus is on its way to the cold wallet).", ["chain", "asset"],
+                                       registry=self.registry)
+
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         self.latency.labels(request.method, route_template(request), str(status)).observe(seconds)
 
@@ -61,6 +72,12 @@ class HttpMetrics:
             if position.lag is not None:
                 self.scanner_lag.labels(chain).set(position.lag)
             self.scanner_idle.labels(chain).set(max(0.0, (now - position.checked_at).total_seconds()))
+
+    def set_hot_levels(self, levels: list[HotWalletLevel]) -> None:
+        for level in levels:
+            self.hot_balance.labels(level.chain, level.asset).set(level.balance)
+            self.hot_below_floor.labels(level.chain, level.asset).set(1 if level.state == "below_floor" else 0)
+            self.hot_above_ceiling.labels(level.chain, level.asset).set(1 if level.state == "above_ceiling" else 0)
 
     def set_queue_depths(self, depths: dict[str, int]) -> None:
         for queue, depth in depths.items():

@@ -27,6 +27,8 @@ from core.time import rfc3339, utcnow
 from custody.chains import EvmChain
 from custody.deposits import queries as deposit_queries
 from custody.deposits.queries import ScannerPosition
+from custody.treasury import hot_cold
+from custody.treasury.hot_cold_models import HotWalletLevel
 from jobs.broker import queue_depths
 from jobs.registry import QUEUES
 
@@ -158,6 +160,18 @@ async def scanner_positions(deps: Dependencies, timeout: float) -> dict[str, Sca
         return await asyncio.wait_for(read(), timeout)
     except Exception:  # status and metrics report what they can
         return {}
+
+
+async def hot_levels(deps: Dependencies, timeout: float) -> list[HotWalletLevel]:
+    """The hot wallets' levels at the treasury's last check; empty when the database does not answer in time."""
+    async def read() -> list[HotWalletLevel]:
+        async with deps.sessions() as session:
+            return await hot_cold.levels(session)
+
+    try:
+        return await asyncio.wait_for(read(), timeout)
+    except Exception:  # metrics report what they can
+        return []
 
 
 async def current_status(deps: Dependencies, settings: Settings, started_at: float) -> StatusOut:

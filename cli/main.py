@@ -14,6 +14,7 @@ from compliance.travel_rule.cli import add_commands as add_trp_commands
 from core.logging import configure_logging
 from core.settings import Settings, SettingsError, load_settings
 from custody.books.cli import add_commands as add_ledger_commands
+from custody.treasury.reserves_cli import add_commands as add_reserves_commands
 from custody.withdrawals.cli import add_commands as add_hot_wallet_commands
 from jobs.registry import WORKERS
 from scanner.cli import add_commands as add_scanner_commands
@@ -80,6 +81,7 @@ def parser() -> argparse.ArgumentParser:
     add_audit_commands(commands)
     add_signer_commands(commands)
     add_ledger_commands(commands)
+    add_reserves_commands(commands)
     add_hot_wallet_commands(commands)
     add_compliance_commands(commands)
     add_scanner_commands(commands)
@@ -92,6 +94,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "offline", False):  # reads no setting: a customer checking a proof has none
+        return args.run(None, args)
     registry.load()
     try:
         settings = load_settings()

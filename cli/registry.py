@@ -4,8 +4,10 @@ The domains never import each other upwards. Where a lower one needs something f
 defines a seam and this module, at the top, fills it: the job names a service sends are answered
 by the actors imported here (``jobs.registry``), the replay asks the projections registered here
 (``core.audit``), product emails read the variables the owning domains register
-(``notifications.emails``), and custody's withdrawal checks get compliance's implementation
-(``custody.withdrawals.policy``). Alembic sees the tables of every models module imported here.
+(``notifications.emails``), custody's withdrawal checks get compliance's implementation
+(``custody.withdrawals.policy``), and the signer's replies to the treasury's hot → cold transfers
+reach it (``custody.withdrawals.requesters``). Alembic sees the tables of every models module
+imported here.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ import custody.escrow.models  # noqa: F401
 import custody.escrow.projection  # noqa: F401
 import custody.freezes  # noqa: F401
 import custody.ledger.models  # noqa: F401
+import custody.treasury.actors  # noqa: F401
+import custody.treasury.hot_cold_actors  # noqa: F401
+import custody.treasury.hot_cold_models  # noqa: F401
+import custody.treasury.models  # noqa: F401
+import custody.treasury.reserves_actors  # noqa: F401
+import custody.treasury.reserves_models  # noqa: F401
 import custody.withdrawals.actors  # noqa: F401
 import custody.withdrawals.emails  # noqa: F401
 import custody.withdrawals.models  # noqa: F401
@@ -54,9 +62,13 @@ import support.emails  # noqa: F401
 import support.models  # noqa: F401
 import support.projection  # noqa: F401
 from compliance.withdrawal_checks import ComplianceWithdrawalChecks
-from custody.withdrawals import policy
+from custody.treasury.hot_cold import COLD_TRANSFER_REQUESTER
+from custody.treasury.requests import TOPUP_NONCES
+from custody.withdrawals import policy, requesters
 
 
 def load() -> None:
     """Install the implementations the lower layers asked for (idempotent: any process, any test)."""
     policy.install(ComplianceWithdrawalChecks())
+    requesters.install(COLD_TRANSFER_REQUESTER)  # hot → cold transfers: the signer answers them as withdrawals
+    requesters.install(TOPUP_NONCES)  # sweeps' gas top-ups hold hot wallet nonces too

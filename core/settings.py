@@ -7,8 +7,10 @@ The README documents each field. No other module reads ``os.environ`` for config
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import timedelta
+from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property, lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from eth_utils import to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -71,6 +74,16 @@ class ChainSettings(BaseModel):
     # (proof-of-stake finality: no reorg undoes a finalized block, however many confirmations a
     # deeper one would have beaten). Production refuses to start unless every chain sets it.
     finality: Literal["confirmations", "finalized"] = "confirmations"
+    # Treasury: the chain's cold wallet, watch-only — its keys never touch the platform. The hot
+    # wallet's surplus above its ceiling goes there (the signer checks it against its own copy,
+    # VIRTUOZ_SIGNER_COLD_WALLETS), and refills of the hot wallet come from there, signed offline.
+    # Unset: nothing moves between hot and cold on this chain (levels are still watched).
+    cold_wallet: str | None = None
+
+    @field_validator("cold_wallet")
+    @classmethod
+    def _cold_wallet_is_an_address(cls, value: str | None) -> str | None:
+        return None if value is None else checksum_address(value, "cold_wallet")
 
     @model_validator(mode="before")
     @classmethod
@@ -102,6 +115,63 @@ class ChainSettings(BaseModel):
             raise InvalidInput(f"{symbol!r} is not an asset on {self.name}.", code="asset_not_on_chain",
                                details={"chain": self.name, "asset": symbol, "assets": self.assets})
         return found
+
+
+def checksum_address(value: str, what: str) -> str:
+    """``value`` as EIP-55; a settings error (ValueError) for anything but a 20-byte hex address."""
+    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+        raise ValueError(f"{what}: {value!r} is not a 0x-prefixed 20-byte hex address")
+    if value != value.lower() and value[2:] != value[2:].upper() and to_checksum_address(value) != value:
+        raise ValueError(f"{what}: {value!r} has a wrong EIP-55 checksum")
+    return to_checksum_address(value)
+
+
+class HotWalletLevels(BaseModel):
+    """What the hot wallet should hold of one asset on one chain, in major units of the asset.
+
+    Below ``hot_floor`` a refill from the cold wallet is asked for (up to ``hot_target``); above
+    ``hot_ceiling`` the surplus down to ``hot_target`` is sent to the cold wallet
+    (``custody.treasury.hot_cold``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    hot_floor: str
+    hot_target: str
+    hot_ceiling: str
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HotWalletLevels:
+        levels = []
+        for name in ("hot_floor", "hot_target", "hot_ceiling"):
+            text = getattr(self, name)
+            whole, _, fraction = text.partition(".")
+            if not whole.isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > 36:
+                raise ValueError(f"{name}: {text!r} is not a plain decimal string")
+            levels.append(Decimal(text))
+        if not levels[0] <= levels[1] <= levels[2]:
+            raise ValueError("hot_floor ≤ hot_target ≤ hot_ceiling, in major units")
+        return self
+
+    def minor(self, decimals: int) -> tuple[int, int, int]:
+        """(floor, target, ceiling) in minor units of an asset with ``decimals``."""
+        def scaled(text: str) -> int:
+            whole, _, fraction = text.partition(".")
+            if len(fraction.rstrip("0")) > decimals:
+                raise ValueError(f"{text!r} has more than {decimals} decimals")
+            return int(whole + fraction[:decimals].ljust(decimals, "0"))
+        return scaled(self.hot_floor), scaled(self.hot_target), scaled(self.hot_ceiling)
+
+
+def _default_hot_levels() -> dict[str, dict[str, HotWalletLevels]]:
+    # The devnet chains. The devnet funds each hot wallet with 1000 of the native coin and 1,000,000
+    # USDC, above these ceilings: a fresh devnet sends the surplus to its cold wallet.
+    return {
+        "ethereum": {"ETH": HotWalletLevels(hot_floor="2", hot_target="20", hot_ceiling="50"),
+                     "USDC": HotWalletLevels(hot_floor="1000", hot_target="20000", hot_ceiling="50000")},
+        "polygon": {"POL": HotWalletLevels(hot_floor="20", hot_target="200", hot_ceiling="500"),
+                    "USDC": HotWalletLevels(hot_floor="1000", hot_target="20000", hot_ceiling="50000")},
+    }
 
 
 class UnknownChain(InvalidInput):
@@ -245,7 +315,7 @@ class ReadinessPolicy(BaseModel):
     redis: bool = True
     chains: bool = True
     workers: list[str] = Field(default_factory=lambda: ["custody", "deposits", "compliance", "notifications",
-                                                        "allocator"])
+                                                        "allocator", "treasury"])
     timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     heartbeat_max_age_seconds: float = Field(default=30.0, gt=0)
 
@@ -400,6 +470,24 @@ class Settings(BaseSettings):
     withdrawal_resend_seconds: float = Field(default=15.0, gt=0)
     withdrawal_track_seconds: float = Field(default=2.0, gt=0)  # how often the scheduler asks for tracking
 
+    # Treasury, hot and cold (custody.treasury.hot_cold). Per chain name, per asset: the hot wallet's
+    # floor, target and ceiling (major units); a chain or asset not listed is not watched.
+    treasury_hot_levels: dict[str, dict[str, HotWalletLevels]] = Field(default_factory=_default_hot_levels)
+    treasury_check_seconds: float = Field(default=60.0, gt=0)  # how often the scheduler asks for the check
+    # The signer's own copy of each chain's cold wallet (chain name → address): it signs a hot → cold
+    # transfer only to this address, whatever the request or the platform's settings say.
+    signer_cold_wallets: dict[str, str] = Field(default_factory=dict)
+
+    # Treasury, sweeps (custody.treasury): deposit addresses holding at least the minimum of an asset
+    # (major units; an asset not listed is never swept) are swept to the hot wallet. The scheduler
+    # looks for them every sweep_interval_seconds and drives sweeps in flight every
+    # sweep_track_seconds; a refused top-up is asked again, and the address of a failed sweep swept
+    # again, after sweep_retry_seconds.
+    sweep_minimums: dict[str, str] = Field(default_factory=lambda: {"ETH": "0.01", "POL": "1", "USDC": "10"})
+    sweep_interval_seconds: float = Field(default=60.0, gt=0)
+    sweep_track_seconds: float = Field(default=5.0, gt=0)
+    sweep_retry_seconds: float = Field(default=300.0, gt=0)
+
     # Scanner: `virtuoz scanner --chain NAME`, one process per chain (README, "Deposits").
     scanner_poll_seconds: float = Field(default=0.5, gt=0, le=60)  # an idle scanner asks for a new head this often
     scanner_batch_blocks: int = Field(default=50, ge=1, le=1000)  # blocks per batched JSON-RPC request
@@ -546,6 +634,15 @@ class Settings(BaseSettings):
                     raise ValueError(f"level {level} {asset}: {amount!r} is not a plain decimal string")
         return value
 
+    @field_validator("sweep_minimums")
+    @classmethod
+    def _sweep_minimums_are_decimals(cls, value: dict[str, str]) -> dict[str, str]:
+        for asset, amount in value.items():
+            whole, _, fraction = amount.partition(".")
+            if not whole.isdigit() or (fraction and not fraction.isdigit()):
+                raise ValueError(f"sweep minimum of {asset}: {amount!r} is not a plain decimal string")
+        return value
+
     @field_validator("ingest_hmac_secret")
     @classmethod
     def _ingest_secret_is_long(cls, value: SecretStr | None) -> SecretStr | None:
@@ -569,6 +666,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"{hot[chain.hot_account]} and {chain.name} share hot_account {chain.hot_account}")
             hot[chain.hot_account] = chain.name
         return value
+
+    @field_validator("signer_cold_wallets")
+    @classmethod
+    def _cold_wallets_are_addresses(cls, value: dict[str, str]) -> dict[str, str]:
+        return {chain: checksum_address(address, f"cold wallet of {chain}") for chain, address in value.items()}
 
     @field_validator("metrics_allowlist", "trusted_proxies")
     @classmethod

@@ -46,6 +46,17 @@ decides what it is:
   (a self-transfer at a nonce signed for another id is ``nonce_taken``).
 
 Nothing else is ever signed at a nonce that has a self-transfer: no fee bump, no second one.
+
+Hot → cold transfers (``custody.treasury.hot_cold``). The hot wallet's surplus goes to the chain's
+cold wallet through its own actor, ``signer.sign_cold_transfer(transfer_id, unsigned_tx,
+authorization)``: the authorization is the custody request key's over
+``cold_transfer_authorization_message`` (a domain of its own, so a withdrawal's authorization can
+never be passed off as one, nor the reverse). The signer signs it only from the chain's hot wallet
+to the cold wallet of *its own* configuration (``signer_cold_wallets``), else ``not_cold_wallet``;
+the money stays in custody, so the per-asset value limits do not apply, while the fee caps, the
+journal and the hot wallet's nonce rules do (the nonce comes from the same sequence as
+withdrawals'). The answer is the usual ``custody.withdrawal_signed`` / ``custody.withdrawal_refused``,
+naming the transfer's id.
 """
 
 from __future__ import annotations
@@ -70,8 +81,10 @@ CUSTODY_QUEUE = "custody"
 SIGN_ACTOR = "signer.sign_withdrawal"
 SIGNED_ACTOR = "custody.withdrawal_signed"
 REFUSED_ACTOR = "custody.withdrawal_refused"
+SIGN_COLD_TRANSFER_ACTOR = "signer.sign_cold_transfer"
 
 AUTHORIZATION_DOMAIN = b"virtuoz/withdrawal-sign-request/v1"
+COLD_TRANSFER_AUTHORIZATION_DOMAIN = b"virtuoz/cold-transfer-sign-request/v1"
 # The signer key signs two kinds of thing; a prefix each, so one can never be passed off as the other
 # (nor as a custody authorization).
 REPLY_DOMAIN = b"virtuoz/signer-reply/v1"
@@ -99,6 +112,8 @@ REFUSAL_REASONS = (
     "total_fee_above_cap",  # gas limit × max fee per gas is above the chain's per-transaction cap
     "fee_budget_exceeded",  # the worst-case fees signed on the chain in a rolling 24 h would pass its budget
     "too_many_replacements",  # the nonce already has its first transaction and every replacement allowed
+    # Hot → cold: not from the chain's hot wallet to the cold wallet of the signer's own configuration.
+    "not_cold_wallet",
 )
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -190,6 +205,11 @@ def check_withdrawal_id(withdrawal_id: Any) -> str:
 def authorization_message(withdrawal_id: str, unsigned_tx: str) -> bytes:
     """What the custody request key signs: the domain, the withdrawal and the exact transaction text."""
     return AUTHORIZATION_DOMAIN + b"\n" + withdrawal_id.encode() + b"\n" + unsigned_tx.encode()
+
+
+def cold_transfer_authorization_message(transfer_id: str, unsigned_tx: str) -> bytes:
+    """What the custody request key signs for a hot → cold transfer: its own domain, the transfer, the transaction."""
+    return COLD_TRANSFER_AUTHORIZATION_DOMAIN + b"\n" + transfer_id.encode() + b"\n" + unsigned_tx.encode()
 
 
 def request_digest(unsigned_tx: str) -> str:

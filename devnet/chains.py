@@ -39,6 +39,10 @@ ANVIL_DEV_KEYS: tuple[str, ...] = (
     "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
 )
 FAUCET_KEY = ANVIL_DEV_KEYS[0]
+# The devnet's cold wallet on every chain: Anvil's dev account 9 of the same public mnemonic, never
+# part of the signer's seed. Devnet only — a real cold wallet's key never touches the platform; here
+# devnet.json hands it out so anyone can play the cold custodian and sign a refill offline.
+DEVNET_COLD_WALLET_KEY = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6"
 
 # Anvil dumps its state on SIGTERM and on SIGINT alike (checked on 1.7.1); SIGTERM is also what
 # PR_SET_PDEATHSIG delivers, so the chain is saved even when the devnet itself is killed.
@@ -248,6 +252,7 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
 
 __all__ = [
     "ANVIL_DEV_KEYS",
+    "DEVNET_COLD_WALLET_KEY",
     "FAUCET_KEY",
     "AnvilChain",
     "DevnetToolingMissing",

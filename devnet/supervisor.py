@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eth_account import Account
+
 from compliance.travel_rule.tls import ensure_devnet_pki
 from core.migrate import upgrade
 from core.settings import ChainSettings, Environment, Settings, SettingsError, VaspIdentity
 from core.sign_requests import load_signer_public_key
 from custody.hd import load_xpubs
 from custody.withdrawals.authorization import ensure_request_key_pair
-from devnet.chains import ANVIL_DEV_KEYS, AnvilChain, compile_usdc, deploy_usdc, fund_wallet
+from devnet.chains import ANVIL_DEV_KEYS, DEVNET_COLD_WALLET_KEY, AnvilChain, compile_usdc, deploy_usdc, fund_wallet
 from devnet.content import ensure_demo_content
 from devnet.processes import ManagedProcess, port_open, stop_all
 from devnet.servers import EmbeddedPostgres, EmbeddedRedis
@@ -69,6 +71,8 @@ SERVICES = (
     ("worker-compliance", ["worker", "compliance"]),
     ("worker-notifications", ["worker", "notifications"]),
     ("worker-allocator", ["worker", "allocator"]),
+    # Treasury: sweeps of deposit addresses to the hot wallet (and the other treasury jobs).
+    ("worker-treasury", ["worker", "treasury"]),
     ("scheduler", ["scheduler"]),
     # Travel Rule: the TRP endpoints of both devnet VASP identities, over mTLS.
     ("trp", ["trp", "serve"]),
@@ -176,7 +180,8 @@ def run_devnet(settings: Settings) -> int:
                 usdc = deploy_usdc(anvil.rpc_url, artifact, data_dir / "chains" / "contracts.json")
                 chains.append(ChainSettings(name=spec.name, chain_id=spec.chain_id, rpc_url=anvil.rpc_url,
                                             native=spec.native, confirmations=spec.confirmations,
-                                            tokens={"USDC": usdc}, account=account))
+                                            tokens={"USDC": usdc}, account=account,
+                                            cold_wallet=Account.from_key(DEVNET_COLD_WALLET_KEY).address))
             keystore_dir, xpub_file, public_key_file = _ensure_devnet_keystore(settings, data_dir, chains)
             # Withdrawals: the custody request key pair, and hot wallets the faucet keeps funded.
             ensure_request_key_pair(data_dir / "custody-request-key.pem", data_dir / "custody-request-key.pub")
@@ -213,6 +218,8 @@ def run_devnet(settings: Settings) -> int:
                 "VIRTUOZ_XPUB_FILE": str(xpub_file),
                 "VIRTUOZ_SIGNER_PUBLIC_KEY_FILE": str(public_key_file),
                 "VIRTUOZ_SANCTIONS_LIST_FILE": str(settings.sanctions_list_file or DEVNET_SANCTIONS_LIST),
+                # The signer's own copy of the cold wallets: the only place it sends a hot wallet's surplus.
+                "VIRTUOZ_SIGNER_COLD_WALLETS": json.dumps({chain.name: chain.cold_wallet for chain in chains}),
                 # Play money so the seed's examples (fund an 8000.00 USD escrow) work on a fresh devnet.
                 "VIRTUOZ_SANDBOX_CREDIT": settings.sandbox_credit or DEVNET_SANDBOX_CREDIT,
                 "VIRTUOZ_TRAVEL_RULE_IDENTITIES": json.dumps([vasp.model_dump() for vasp in vasps]),
@@ -237,7 +244,9 @@ def run_devnet(settings: Settings) -> int:
                 "smtp": {"host": smtp_host, "port": settings.devnet_smtp_port, "maildir": str(mail_dir)},
                 "chains": [
                     {**chain.model_dump(), "faucet_private_key": ANVIL_DEV_KEYS[0],
-                     "hot_wallet": xpubs[chain.name].hot_wallet} for chain in chains
+                     "hot_wallet": xpubs[chain.name].hot_wallet,
+                     # cold_wallet (from the chain's settings) is watch-only; its key is here on devnet only.
+                     "cold_wallet_private_key": DEVNET_COLD_WALLET_KEY} for chain in chains
                 ],
                 "users": users,
                 "travel_rule": {"pki_dir": str(pki_dir), "identities": [

@@ -34,7 +34,7 @@ from core.db import after_commit
 # One Dramatiq queue per consumer kind (DESIGN.md). Deposit credits and reversals have their own
 # (`deposits`): withdrawals in trouble (a node timing out, fee bumps, a signer down) fill the
 # custody queue, and a customer's credit must never wait behind them.
-QUEUES = ("allocator", "custody", "deposits", "signer", "compliance", "notifications", "reports")
+QUEUES = ("allocator", "custody", "deposits", "signer", "compliance", "notifications", "reports", "treasury")
 
 # `virtuoz worker NAME` consumes these queues. The first queue of each worker also carries its
 # heartbeat job, so a fresh heartbeat proves that worker is draining that queue.
@@ -44,6 +44,7 @@ WORKERS: dict[str, list[str]] = {
     "compliance": ["compliance", "reports"],
     "notifications": ["notifications"],
     "allocator": ["allocator"],
+    "treasury": ["treasury"],
 }
 
 # Retries use Dramatiq's exponential backoff from 15 s: the 10th retry waits about 4 hours, so a

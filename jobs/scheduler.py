@@ -69,6 +69,19 @@ SCHEDULE: list[ScheduleEntry] = [
     ScheduleEntry("withdrawal-tracking",
                   send("custody.track_withdrawals"),
                   lambda settings: IntervalTrigger(seconds=settings.withdrawal_track_seconds)),
+    # Treasury: deposit addresses holding at least the minimum swept to the hot wallet (planned every
+    # interval), and the sweeps in flight driven (top-ups, signatures, broadcasts, confirmations).
+    ScheduleEntry("treasury-sweeps",
+                  send("treasury.find_sweeps"),
+                  lambda settings: IntervalTrigger(seconds=settings.sweep_interval_seconds), run_at_start=True),
+    ScheduleEntry("treasury-sweep-tracking",
+                  send("treasury.track_sweeps"),
+                  lambda settings: IntervalTrigger(seconds=settings.sweep_track_seconds)),
+    # Treasury: each hot wallet against its floor and ceiling (a refill request below, the surplus to the
+    # cold wallet above), and the tracking of those transfers and refills.
+    ScheduleEntry("treasury-hot-levels",
+                  send("treasury.check_levels"),
+                  lambda settings: IntervalTrigger(seconds=settings.treasury_check_seconds), run_at_start=True),
     # Compliance: yesterday's large_transactions and last month's monthly reports per
     # configured jurisdiction, at 00:15 UTC; a unique key per period makes repeated or catch-up runs
     # queue nothing. Then the automatic transaction rules (compliance.review.rules), every interval.
@@ -89,6 +102,12 @@ SCHEDULE: list[ScheduleEntry] = [
     ScheduleEntry("travel-rule-expiry",
                   send("compliance.expire_travel_rule"),
                   lambda settings: IntervalTrigger(hours=1)),
+    # Proof of reserves: the day's epoch (Merkle sum trees of the liabilities, reserves on chain) at
+    # 00:30 UTC, and at start; the day is the epoch's unique slot, so a restart or a redelivered
+    # message builds nothing twice.
+    ScheduleEntry("treasury-reserves",
+                  send("treasury.build_reserves"),
+                  lambda settings: CronTrigger(hour=0, minute=30, timezone=UTC), run_at_start=True),
 ]
 
 

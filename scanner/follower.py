@@ -12,6 +12,10 @@ The loop, each step:
    to the common ancestor, mark the deposits above it ``reorged`` (the worker reverses credits),
    move the cursor back there, and read forward again.
 
+A transfer to a deposit address from one of the platform's own addresses (the hot wallet's gas
+top-up of a sweep, an internal move) is recorded as an internal movement (``custody.treasury.movements``),
+never as a customer's deposit (``custody.deposits.senders``).
+
 Two answers of the node are checked against each other before they are believed. Token
 ``Transfer`` logs are read by range; a node lagging behind its own blocks may answer a range with
 nothing. A block whose ``logsBloom`` says a watched token's Transfer may be in it, and of which the
@@ -48,8 +52,9 @@ from core.settings import ChainSettings, Settings, SettingsError
 from custody import ledger
 from custody.chains import Block, Chain, ChainError, ChainRejected, Receipt, TokenTransfer
 from custody.chains.evm_batch import checksum
-from custody.deposits import tracking
+from custody.deposits import senders, tracking
 from custody.deposits.tracking import Observed
+from custody.treasury import movements
 from scanner import store
 from scanner.addresses import AddressBook
 from scanner.metrics import ScannerMetrics
@@ -382,8 +387,11 @@ class Scanner:
                                            announcements)
             # Deposits seen before count the new blocks; those found now are counted as they are recorded.
             await tracking.confirm(session, self.name, blocks[-1].number, finalized=finalized)
+            # What the platform's own addresses sent (gas top-ups, internal moves) is no customer's deposit.
+            observed, internal = await senders.split(session, self.name, observed)
             await tracking.record(session, observed, announcements, required_confirmations=self.settings.confirmations,
                                   source="scanner", height=blocks[-1].number, finalized=finalized)
+            await movements.record(session, internal)
             # Only recent blocks can be walked back through: older ones are not worth a row.
             await store.store_blocks(session, self.name, [block for block in blocks if block.number > head - window])
             await store.forget_below(session, self.name, blocks[-1].number - window)
@@ -440,6 +448,7 @@ class Scanner:
         announcements = tracking.Announcements()
         async with unit_of_work(self.sessions) as session:
             orphaned = await tracking.orphan_above(session, self.name, ancestor[0], cursor.height, announcements)
+            await movements.forget_above(session, self.name, ancestor[0])
             self.cursor = await store.rewind(session, cursor, *ancestor)
             await announcements.write(session, actor="scanner")
         depth = cursor.height - ancestor[0]

@@ -6,10 +6,14 @@ The signer may import only ``core`` (import-linter), so it cannot declare its ac
 
 Message contract (``core.sign_requests``, documented there and in ``custody.withdrawals.actors``):
 
-- consumes ``signer.sign_withdrawal(withdrawal_id, unsigned_tx, authorization)`` on queue ``signer``;
+- consumes ``signer.sign_withdrawal(withdrawal_id, unsigned_tx, authorization)`` on queue ``signer``, and
+  ``signer.sign_cold_transfer(transfer_id, unsigned_tx, authorization)`` (hot → cold, ``core.sign_requests``);
 - answers ``custody.withdrawal_signed(withdrawal_id, request_digest, raw_tx, tx_hash, signature)`` or
   ``custody.withdrawal_refused(withdrawal_id, request_digest, reason, message, signature)`` on queue
-  ``custody``, ``signature`` by the signer key over the reply (``core.sign_requests.sign_reply``).
+  ``custody``, ``signature`` by the signer key over the reply (``core.sign_requests.sign_reply``);
+- consumes ``signer.sign_sweep(request_id, kind, index, unsigned_tx, authorization)`` (sweeps and gas
+  top-ups, ``core.sweep_requests``, ``signer.sweeps``) and answers ``treasury.sweep_signed`` /
+  ``treasury.sweep_refused`` on queue ``treasury``, signed likewise.
 
 The reply is sent only after the journal has committed (fsync). A crash (even SIGKILL) between
 the two leaves the request unacknowledged: it is delivered again, or the custody worker asks
@@ -38,6 +42,7 @@ from core.sign_requests import (
     REFUSED_ACTOR,
     REFUSED_REPLY,
     SIGN_ACTOR,
+    SIGN_COLD_TRANSFER_ACTOR,
     SIGNED_ACTOR,
     SIGNED_REPLY,
     SIGNER_QUEUE,
@@ -50,6 +55,8 @@ from signer.keystore import unlock_keystore
 from signer.passphrase import read_passphrase
 from signer.policy import Policy
 from signer.service import Refused, Signed, Signer
+from signer.sweeps import SweepSigner
+from signer.sweeps import declare_actor as declare_sweep_actor
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +91,8 @@ def build_signer(settings: Settings, passphrase: str) -> tuple[Signer, Ed25519Pr
     seed = unlock_keystore(settings.signer_keystore_dir, passphrase)  # type: ignore[arg-type]
     sanctions = SanctionsList(settings.signer_sanctions_list_file)
     sanctions.addresses()  # a missing or malformed list refuses to start, not to sign
-    policy = Policy(settings.chains, settings.signer_limits, sanctions, fee_caps=settings.signer_fee_caps)
+    policy = Policy(settings.chains, settings.signer_limits, sanctions, fee_caps=settings.signer_fee_caps,
+                    cold_wallets=settings.signer_cold_wallets)
     journal = Journal(settings.signer_journal_file)  # type: ignore[arg-type]
     return Signer(seed, settings.chains, policy, journal, request_public_key(settings)), signer_key(seed)
 
@@ -134,6 +142,20 @@ def declare_actor(broker: RedisBroker, signer: Signer, key: Ed25519PrivateKey,
 
     dramatiq.actor(sign_withdrawal, broker=broker, actor_name=SIGN_ACTOR, queue_name=SIGNER_QUEUE)
 
+    def sign_cold_transfer(*args: Any, **kwargs: Any) -> None:
+        # Hot → cold: the same shape and the same answers as a withdrawal's, its own checks (Signer).
+        shaped = len(args) == 3 and not kwargs
+        transfer_id, unsigned_tx, authorization = args if shaped else (None, None, None)
+        outcome = signer.handle_cold_transfer(transfer_id, unsigned_tx, authorization)
+        if isinstance(outcome, Signed):
+            log.info("signed cold transfer %s: %s%s", outcome.withdrawal_id, outcome.tx_hash,
+                     " (repeat)" if outcome.repeated else "")
+        else:
+            log.warning("refused cold transfer %s: %s (%s)", outcome.withdrawal_id, outcome.reason, outcome.message)
+        broker.enqueue(reply_for(outcome, key))
+
+    dramatiq.actor(sign_cold_transfer, broker=broker, actor_name=SIGN_COLD_TRANSFER_ACTOR, queue_name=SIGNER_QUEUE)
+
 
 def run_signer(settings: Settings, *, namespace: str = DEFAULT_NAMESPACE) -> int:
     """Run until SIGTERM/SIGINT; the passphrase from its file (devnet and test: the variable)."""
@@ -141,6 +163,11 @@ def run_signer(settings: Settings, *, namespace: str = DEFAULT_NAMESPACE) -> int
     signer, key = build_signer(settings, read_passphrase(settings))
     broker = create_signer_broker(settings.require_redis_url(), namespace=namespace)
     declare_actor(broker, signer, key, settings.signer_test_pause_file)
+    # Sweeps and gas top-ups (core.sweep_requests): the same keys, journal and fee caps, their own rules.
+    pause_file = settings.signer_test_pause_file
+    declare_sweep_actor(broker, SweepSigner(signer, request_public_key(settings),
+                                            token_gas_limit=settings.withdrawal_gas_limit_token), key,
+                        None if pause_file is None else lambda request_id: _pause_after_journal(pause_file, request_id))
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -50,8 +50,11 @@ class ChainPolicy:
 
 class Policy:
     def __init__(self, chains: Sequence[ChainSettings], limits: dict[str, WithdrawalLimit],
-                 sanctions: SanctionsList, *, fee_caps: Mapping[str, FeeCaps] | None = None) -> None:
-        """``fee_caps`` by chain name; None: the settings' defaults (the devnet chains)."""
+                 sanctions: SanctionsList, *, fee_caps: Mapping[str, FeeCaps] | None = None,
+                 cold_wallets: Mapping[str, str] | None = None) -> None:
+        """``fee_caps`` by chain name; None: the settings' defaults (the devnet chains). ``cold_wallets``
+        by chain name (EIP-55): the signer's own copy, the only place a hot → cold transfer may go."""
+        self.cold_wallets = dict(cold_wallets or {})
         self.chains = {
             chain.chain_id: ChainPolicy(chain.name, chain.chain_id, chain.account, chain.native,
                                         {address.lower(): symbol for symbol, address in chain.tokens.items()})
@@ -98,6 +101,18 @@ class Policy:
                                                   f"{payment.amount} would pass the daily limit {daily} "
                                                   f"({payment.asset}, minor units)")
 
+    def check_cold_transfer(self, payment: Payment) -> None:
+        """A hot → cold transfer goes to the chain's cold wallet of this signer's configuration, or nowhere.
+
+        Its value limits do not apply (the money stays in custody); this check is what replaces them.
+        """
+        cold = self.cold_wallets.get(payment.chain)
+        if cold is None:
+            raise Refusal("not_cold_wallet", f"no cold wallet is configured on this signer for {payment.chain}")
+        if payment.destination != cold:
+            raise Refusal("not_cold_wallet", f"{payment.destination} is not the cold wallet of {payment.chain} "
+                                             f"({cold})")
+
     def check_fees(self, unsigned: UnsignedTx, signed_at_nonce: int, fees_last_24h: int) -> None:
         """The chain's fee caps, then its replacements per nonce, then its rolling 24 h fee budget.
 
@@ -119,3 +134,39 @@ class Policy:
         if fees_last_24h + worst_case > caps.daily_fee_budget:
             raise Refusal("fee_budget_exceeded", f"{fees_last_24h} wei of fees signed on {chain.name} in 24 h; another "
                                                  f"{worst_case} would pass the budget {caps.daily_fee_budget}")
+
+    # --- sweeps and gas top-ups (signer.sweeps, core.sweep_requests) ------------------------------
+
+    def check_sweep(self, unsigned: UnsignedTx, payment: Payment, *, deposit: str, hot_wallet: str) -> None:
+        """A sweep goes from the deposit address the signer derived to its own hot wallet, nowhere else.
+
+        No value limit: the money stays in custody. The fee caps still apply (``check_fees``).
+        """
+        if unsigned.sender != deposit:
+            raise Refusal("wrong_sender", f"{unsigned.sender} is not the deposit address {deposit} of the index "
+                                          "the request names")
+        if payment.destination != hot_wallet:
+            raise Refusal("wrong_destination", f"a sweep goes to the hot wallet {hot_wallet} of {payment.chain}, "
+                                               f"not to {payment.destination}")
+
+    def check_topup(self, unsigned: UnsignedTx, payment: Payment, *, deposit: str, hot_wallet: str,
+                    gas_limit: int) -> None:
+        """A gas top-up: the hot wallet pays the derived deposit address the native coin of one token
+        transfer's gas — at most ``gas_limit`` × the top-up's own max fee per gas (the quote it was made
+        at), and never more than the chain's per-transaction fee cap lets that transfer cost."""
+        chain = self.chain(unsigned)
+        if unsigned.sender != hot_wallet:
+            raise Refusal("wrong_sender", f"{unsigned.sender} is not the hot wallet of {chain.name}: only it tops up")
+        if payment.asset != chain.native:
+            raise Refusal("unknown_asset", f"a top-up pays {chain.native}, not {payment.asset}")
+        if payment.destination != deposit:
+            raise Refusal("wrong_destination", f"a top-up goes to the deposit address {deposit} of the index the "
+                                               f"request names, not to {payment.destination}")
+        caps = self.fee_caps.get(chain.name)
+        if caps is None:
+            raise Refusal("no_fee_caps", f"no fee caps are configured for {chain.name}")
+        most = min(gas_limit * unsigned.max_fee_per_gas, caps.max_fee_per_tx)
+        if payment.amount > most:
+            raise Refusal("topup_above_gas", f"a top-up of {payment.amount} wei is above the gas of one token "
+                                             f"transfer, {most} wei ({gas_limit} gas × {unsigned.max_fee_per_gas} "
+                                             f"wei/gas, capped at {caps.max_fee_per_tx})")

@@ -13,11 +13,16 @@ the keystore's seed, derived in memory at start; no key ever leaves this object.
 before the move, ``m/44'/60'/{account}'/1/0``, signs only what cannot hurt: the fee bumps (and the
 cancel) of a payment it signed back then, fillers, and transfers to the new hot wallet, which move
 money inside custody and so count against no limit.
+
+Hot → cold transfers (``handle_cold_transfer``, ``core.sign_requests``) come with an authorization of
+their own kind, and go only from the chain's hot wallet to the cold wallet of this signer's own
+configuration; like a move out of the retired wallet they count against no value limit, and like
+everything else they go through the journal and the fee caps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bip_utils import Bip32Secp256k1
@@ -37,10 +42,11 @@ from core.sign_requests import (
     UnsignedTx,
     authorization_message,
     check_withdrawal_id,
+    cold_transfer_authorization_message,
     request_digest,
 )
 from core.signing import b64url_decode
-from signer.derivation import hot_wallet_path, retired_hot_wallet_path
+from signer.derivation import DEPOSIT_CHANGE, account_path, hot_wallet_path, retired_hot_wallet_path
 from signer.journal import Journal, Signature
 from signer.policy import Payment, Policy, Refusal
 
@@ -80,12 +86,35 @@ class Signer:
                 private = root.DerivePath(path).PrivateKey().Raw().ToBytes()
                 addresses[chain.chain_id] = Account.from_key(private).address
                 self._keys[addresses[chain.chain_id]] = keys.PrivateKey(private)
+        # Sweeps (signer.sweeps): each deposit key is derived when a sweep names its index, never kept.
+        self._deposit_accounts = {chain.chain_id: root.DerivePath(account_path(chain.account)) for chain in chains}
         self.policy = policy
         self.journal = journal
         self._request_key = request_public_key
 
     def hot_wallet(self, chain_id: int) -> str:
         return self._addresses[chain_id]
+
+    def deposit_wallet(self, chain_id: int, index: int) -> str:
+        """The deposit address ``m/44'/60'/{account}'/0/{index}`` of ``chain_id``, derived here (sweeps)."""
+        return Account.from_key(self._deposit_key(chain_id, index)).address
+
+    def sign_bytes(self, unsigned: UnsignedTx, *, deposit_index: int | None = None) -> tuple[str, str]:
+        """``(raw_tx, tx_hash)`` of ``unsigned`` signed by its sender: a hot wallet of this signer, or the
+        deposit address ``deposit_index`` (``signer.sweeps``, which has checked the policy first)."""
+        if deposit_index is None:
+            key = self._keys[unsigned.sender]
+        else:
+            private = self._deposit_key(unsigned.chain_id, deposit_index)
+            key = keys.PrivateKey(private)
+            if key.public_key.to_checksum_address() != unsigned.sender:
+                raise Refusal("wrong_sender", f"{unsigned.sender} is not deposit address {deposit_index}")
+        raw = sign_transaction_dict(key, unsigned.for_signing())[3]
+        return "0x" + bytes(raw).hex(), "0x" + keccak(raw).hex()
+
+    def _deposit_key(self, chain_id: int, index: int) -> bytes:
+        account = self._deposit_accounts[chain_id]
+        return account.ChildKey(DEPOSIT_CHANGE).ChildKey(index).PrivateKey().Raw().ToBytes()
 
     def handle(self, withdrawal_id: object, unsigned_text: object, authorization: object) -> Signed | Refused:
         """Sign or refuse one request; never raises for a bad request (it is refused with a reason)."""
@@ -107,17 +136,40 @@ class Signer:
                 # so a forgery cannot make the genuine request be refused.
                 return self._refuse(withdrawal, digest, refusal, sticky=True)
 
-    def _verify(self, withdrawal_id: str, unsigned_text: str, authorization: object) -> None:
+    def handle_cold_transfer(self, transfer_id: object, unsigned_text: object, authorization: object
+                             ) -> Signed | Refused:
+        """Sign or refuse a hot → cold transfer: ``handle``'s checks, with the cold kind's authorization, and
+        the cold wallet of this signer's configuration in place of the value limits."""
+        digest = request_digest(unsigned_text) if isinstance(unsigned_text, str) else ""
+        label = transfer_id if isinstance(transfer_id, str) else repr(transfer_id)
+        try:
+            transfer = check_withdrawal_id(transfer_id)
+            unsigned = UnsignedTx.parse(unsigned_text)
+            self._verify(transfer, unsigned_text, authorization,  # type: ignore[arg-type]
+                         message=cold_transfer_authorization_message)
+        except MalformedSignRequest as malformed:
+            return self._refuse(label[:80], digest, Refusal("malformed_request", str(malformed)))
+        except Refusal as refusal:
+            return self._refuse(transfer, digest, refusal)
+        with self.journal.lock:
+            try:
+                return self._sign(transfer, unsigned, unsigned_text, digest, cold=True)  # type: ignore[arg-type]
+            except Refusal as refusal:
+                return self._refuse(transfer, digest, refusal, sticky=True)
+
+    def _verify(self, withdrawal_id: str, unsigned_text: str, authorization: object,
+                message: Callable[[str, str], bytes] = authorization_message) -> None:
         try:
             if not isinstance(authorization, str):
                 raise ValueError
             signature = b64url_decode(authorization)
-            self._request_key.verify(signature, authorization_message(withdrawal_id, unsigned_text))
+            self._request_key.verify(signature, message(withdrawal_id, unsigned_text))
         except (ValueError, InvalidSignature):
             raise Refusal("invalid_authorization",
                           "the authorization is not the custody request key's signature of this request") from None
 
-    def _sign(self, withdrawal_id: str, unsigned: UnsignedTx, unsigned_text: str, digest: str) -> Signed:
+    def _sign(self, withdrawal_id: str, unsigned: UnsignedTx, unsigned_text: str, digest: str, *,
+              cold: bool = False) -> Signed:
         journal = self.journal
         known = journal.by_digest(digest)
         if known is not None and known.withdrawal_id == withdrawal_id:
@@ -127,6 +179,8 @@ class Signer:
         earlier = journal.for_withdrawal(withdrawal_id)
         try:
             payment = self._payment(unsigned, earlier)
+            if cold:
+                self._check_cold_transfer(unsigned, payment)
             moving_out = self._moves_out_of_retired(unsigned, payment)
             at_nonce = journal.at_nonce(unsigned.chain_id, unsigned.sender, unsigned.nonce)
             if unsigned.is_self_transfer():
@@ -139,7 +193,7 @@ class Signer:
                 if holder is not None:
                     raise Refusal("nonce_taken", f"nonce {unsigned.nonce} of {unsigned.sender} is signed for "
                                                  f"withdrawal {holder}")
-                if not moving_out:
+                if not moving_out and not cold:
                     self.policy.check(payment, journal.signed_since(payment.asset))
             self.policy.check_fees(unsigned, len(at_nonce), journal.fees_since(unsigned.chain_id))
         except Refusal as refusal:
@@ -154,7 +208,7 @@ class Signer:
         journal.record(Signature(withdrawal_id, digest, unsigned.chain_id, unsigned.sender, unsigned.nonce,
                                  payment.asset, payment.amount, unsigned.max_fee_per_gas,
                                  unsigned.max_priority_fee_per_gas, unsigned_text, raw_tx, tx_hash),
-                       payment.destination, first=not earlier and not moving_out)
+                       payment.destination, first=not earlier and not moving_out and not cold)
         return Signed(withdrawal_id, digest, raw_tx, tx_hash, repeated=False)
 
     def _payment(self, unsigned: UnsignedTx, earlier: list[Signature]) -> Payment:
@@ -168,6 +222,13 @@ class Signer:
             raise Refusal("wrong_sender", f"{unsigned.sender} is the retired hot wallet of {chain.name}: it pays only "
                                           f"the new one, {self._addresses[unsigned.chain_id]}")
         return payment
+
+    def _check_cold_transfer(self, unsigned: UnsignedTx, payment: Payment) -> None:
+        """From the chain's hot wallet (never the retired one) to the cold wallet of this signer's configuration."""
+        if self._addresses.get(unsigned.chain_id) != unsigned.sender:
+            raise Refusal("wrong_sender", f"{unsigned.sender} is not the hot wallet of {payment.chain}: only it pays "
+                                          "the cold wallet")
+        self.policy.check_cold_transfer(payment)
 
     def _moves_out_of_retired(self, unsigned: UnsignedTx, payment: Payment) -> bool:
         """The retired hot wallet paying the new one: money that stays in custody."""

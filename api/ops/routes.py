@@ -70,6 +70,7 @@ async def metrics(request: web.Request) -> web.Response:
         pass
     timeout = settings.readiness.timeout_seconds
     registry.set_scanner_positions(await service.scanner_positions(_dependencies(request), timeout))
+    registry.set_hot_levels(await service.hot_levels(_dependencies(request), timeout))
     return web.Response(body=registry.exposition(), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
 

@@ -46,13 +46,14 @@ class Holding:
     block: int | None  # None: the chain began after the moment (it held nothing then)
     asset: str
     hot_wallet: int  # minor units
+    cold_wallet: int  # the chain's watch-only cold address: platform money as much as the hot wallet's
     deposit_addresses: int
     addresses: int  # deposit addresses read
     note: str = ""
 
     @property
     def total(self) -> int:
-        return self.hot_wallet + self.deposit_addresses
+        return self.hot_wallet + self.cold_wallet + self.deposit_addresses
 
 
 def hot_wallets(xpub_file: Path | None, public_key_file: Path | None) -> dict[str, list[str]]:
@@ -81,19 +82,21 @@ async def holdings(session: AsyncSession, chains: Sequence[ChainSettings], xpub_
             DepositAddress.chain == chain.name, DepositAddress.user_id.is_not(None))
             .order_by(DepositAddress.address)))
         hot = wallets.get(chain.name, [])
+        cold = [chain.cold_wallet] if chain.cold_wallet else []
         note = "" if hot else f"no hot wallet: the xpub file has no xpub for {chain.name}"
         assets = {chain.native: None, **{symbol: contract for symbol, contract in chain.tokens.items()}}
         try:
             async with chain_for(chain) as adapter:
                 block = await adapter.block_at(int(moment.timestamp()))
                 balances = {} if block is None else await adapter.balances(
-                    [*hot, *addresses], list(chain.tokens.values()), block.number)
+                    [*hot, *cold, *addresses], list(chain.tokens.values()), block.number)
         except ChainUnavailable as error:
             raise ChainsUnavailable(f"{chain.name}: {error.message}") from error
         for asset, token in assets.items():
             found.append(Holding(
                 chain.name, None if block is None else block.number, asset,
                 sum(balances.get((wallet, token), 0) for wallet in hot),
+                sum(balances.get((wallet, token), 0) for wallet in cold),
                 sum(balances.get((address, token), 0) for address in addresses), len(addresses),
                 note if block is not None else f"{chain.name} has no block at or before the moment"))
     return found

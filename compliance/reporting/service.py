@@ -335,7 +335,8 @@ async def _reconciliation(session: AsyncSession, report: ComplianceReport, juris
         text = functools.partial(_major_text, decimals=digits)
         liabilities, customers = owed.get(currency, (0, 0))
         row: Row = {"currency": currency, "as_of": rfc3339(report.period_end), "customer_liabilities": text(liabilities),
-                    "customers": customers, "onchain_balance": "", "hot_wallets": "", "deposit_addresses": "",
+                    "customers": customers, "onchain_balance": "", "hot_wallets": "", "cold_wallets": "",
+                    "deposit_addresses": "",
                     "difference": "", "status": "not_compared", "blocks": "",
                     "note": "no configured chain carries this asset"}
         if currency in held:
@@ -343,6 +344,7 @@ async def _reconciliation(session: AsyncSession, report: ComplianceReport, juris
             total = sum(part.total for part in parts)
             row.update({
                 "onchain_balance": text(total), "hot_wallets": text(sum(part.hot_wallet for part in parts)),
+                "cold_wallets": text(sum(part.cold_wallet for part in parts)),
                 "deposit_addresses": text(sum(part.deposit_addresses for part in parts)),
                 "difference": text(total - liabilities), "status": "covered" if total >= liabilities else "shortfall",
                 "blocks": ";".join(f"{part.chain}@{'' if part.block is None else part.block}" for part in parts),
@@ -367,7 +369,7 @@ COLUMNS = {
     "suspicious_activity": ["subject", "subject_id", "occurred_at", "indicator", "matched", "list_source", "state",
                             "resolution_note"],
     "reconciliation": ["currency", "as_of", "customer_liabilities", "customers", "onchain_balance", "hot_wallets",
-                       "deposit_addresses", "difference", "status", "blocks", "note"],
+                       "cold_wallets", "deposit_addresses", "difference", "status", "blocks", "note"],
 }
 
 

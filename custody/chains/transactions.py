@@ -64,20 +64,29 @@ def tx_hash(raw_tx: str) -> str:
     return "0x" + keccak(HexBytes(raw_tx)).hex()
 
 
-def check_signed(raw_tx: str, expected: UnsignedTx) -> str:
-    """The hash of ``raw_tx`` if it is ``expected`` signed by ``expected.sender``; ``SignedTxMismatch`` if not."""
+def decode_signed(raw_tx: str) -> UnsignedTx:
+    """What a signed transaction says, its ``sender`` recovered from the signature; ``SignedTxMismatch``
+    for anything but a plain EIP-1559 transaction (type 2, no access list) that decodes and recovers."""
     try:
         raw = HexBytes(raw_tx)
         decoded = TypedTransaction.from_bytes(raw).as_dict()
         signer = Account.recover_transaction(raw)
+        fields = UnsignedTx(
+            chain_id=decoded["chainId"], sender=signer, nonce=decoded["nonce"],
+            to=to_checksum_address(HexBytes(decoded["to"])), value=decoded["value"],
+            data="0x" + HexBytes(decoded["data"]).hex(), gas=decoded["gas"], max_fee_per_gas=decoded["maxFeePerGas"],
+            max_priority_fee_per_gas=decoded["maxPriorityFeePerGas"],
+        )
     except Exception as error:  # eth-account raises several unrelated types for garbage bytes
         raise SignedTxMismatch(f"not a signed EIP-1559 transaction: {type(error).__name__}") from None
-    fields = UnsignedTx(
-        chain_id=decoded["chainId"], sender=signer, nonce=decoded["nonce"],
-        to=to_checksum_address(HexBytes(decoded["to"])), value=decoded["value"],
-        data="0x" + HexBytes(decoded["data"]).hex(), gas=decoded["gas"], max_fee_per_gas=decoded["maxFeePerGas"],
-        max_priority_fee_per_gas=decoded["maxPriorityFeePerGas"],
-    )
-    if decoded.get("type") != 2 or decoded.get("accessList") or fields != expected:
+    if decoded.get("type") != 2 or decoded.get("accessList"):
+        raise SignedTxMismatch("not a plain EIP-1559 transaction (type 2, no access list)")
+    return fields
+
+
+def check_signed(raw_tx: str, expected: UnsignedTx) -> str:
+    """The hash of ``raw_tx`` if it is ``expected`` signed by ``expected.sender``; ``SignedTxMismatch`` if not."""
+    fields = decode_signed(raw_tx)
+    if fields != expected:
         raise SignedTxMismatch("the signed transaction differs from the one requested")
     return tx_hash(raw_tx)

@@ -24,6 +24,7 @@ from core.settings import ChainSettings, chain_named
 from custody import ledger
 from custody.chains import Chain, TransactionTransfers
 from custody.chains.evm_batch import checksum
+from custody.deposits import senders
 from custody.deposits.models import CONFIRMING, NATIVE_LOG_INDEX, SEEN, Deposit, deposit_key
 from custody.deposits.queries import DepositItem
 from custody.deposits.states import WAITING
@@ -118,6 +119,8 @@ async def ingest(session: AsyncSession, event: ChainEvent, *, chains: Sequence[C
     owners = await deposit_owners(session, event.chain, [event.to_address])
     if event.to_address not in owners:
         reasons.append("not_a_deposit_address")
+    if found is not None and await senders.is_internal(session, event.chain, _sender(found, event), event.tx_hash):
+        reasons.append("internal_transfer")  # a gas top-up or an internal move: never a customer's deposit
     if reasons:
         await audit.append(session, EVENT_AGGREGATE, event_aggregate_id(event.chain, event.tx_hash, event.log_index),
                            "deposit.event_mismatch", {**asdict(event), "reasons": reasons}, actor=actor)

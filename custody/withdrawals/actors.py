@@ -31,7 +31,7 @@ import jobs
 from core.db import rollback
 from core.sign_requests import REFUSED_ACTOR, SIGNED_ACTOR
 from custody.chains import ChainError
-from custody.withdrawals import fillers, hot_wallet_move, metrics, pipeline
+from custody.withdrawals import fillers, hot_wallet_move, metrics, pipeline, requesters
 from custody.withdrawals.cancels import CANCEL_WITHDRAWAL
 from custody.withdrawals.pipeline import BROADCAST_WITHDRAWAL
 from custody.withdrawals.service import SIGN_WITHDRAWAL
@@ -61,6 +61,10 @@ async def withdrawal_signed(session: AsyncSession, withdrawal_id: str, request_d
         await hot_wallet_move.on_signed(session, current_settings(), withdrawal_id, request_digest, raw_tx, tx_hash,
                                         signature)
         return
+    if (requester := await requesters.owner_of(session, withdrawal_id)) is not None:  # e.g. hot → cold transfers
+        await requester.on_signed(session, current_settings(), withdrawal_id, request_digest, raw_tx, tx_hash,
+                                  signature)
+        return
     await pipeline.on_signed(session, current_settings(), withdrawal_id, request_digest, raw_tx, tx_hash, signature)
 
 
@@ -70,6 +74,10 @@ async def withdrawal_refused(session: AsyncSession, withdrawal_id: str, request_
     if await hot_wallet_move.is_move(session, withdrawal_id):
         await hot_wallet_move.on_refused(session, current_settings(), withdrawal_id, request_digest, reason, message,
                                          signature)
+        return
+    if (requester := await requesters.owner_of(session, withdrawal_id)) is not None:
+        await requester.on_refused(session, current_settings(), withdrawal_id, request_digest, reason, message,
+                                   signature)
         return
     await pipeline.on_refused(session, current_settings(), withdrawal_id, request_digest, reason, message, signature)
 

@@ -30,7 +30,7 @@ from core.time import utcnow
 from custody.chains import Chain, ChainRejected, chain_for
 from custody.chains.transactions import Fees, SignedTxMismatch, check_signed
 from custody.withdrawals import attempts as sign_requests
-from custody.withdrawals import fee_caps, gas, metrics
+from custody.withdrawals import fee_caps, gas, metrics, requesters
 from custody.withdrawals.authorization import authorize, request_key
 from custody.withdrawals.models import NonceFiller, ReleasedNonce, Withdrawal
 from custody.withdrawals.nonces import release_nonce, take_released
@@ -87,7 +87,10 @@ async def _later_nonce_held(session: AsyncSession, chain: str, address: str, non
                                 Withdrawal.nonce > nonce, Withdrawal.nonce_released.is_(False))
     filler = exists().where(NonceFiller.chain == chain, NonceFiller.address == address, NonceFiller.nonce > nonce,
                             NonceFiller.state != "refused")
-    return bool(await session.scalar(select(withdrawal | filler)))
+    if await session.scalar(select(withdrawal | filler)):
+        return True
+    # The hot wallet's nonces are shared with other custody domains' requests (hot → cold transfers).
+    return await requesters.nonce_held_above(session, chain, address, nonce)
 
 
 async def active_fillers(session: AsyncSession) -> list[str]:

@@ -115,7 +115,11 @@ class WithdrawalAttempt(IdMixin, Base):
 
 
 class HotWalletNonce(Base):
-    """The next nonce of a hot wallet: assigned under this row's lock, never read from the node's pending count."""
+    """The next nonce of a hot wallet: assigned under this row's lock, never read from the node's pending count.
+
+    Every address the platform signs from keeps its nonce here, deposit addresses being swept included
+    (``custody.treasury``): so a row also says "the platform sends from this address" (``custody.deposits.senders``).
+    """
 
     __tablename__ = "hot_wallet_nonces"
 

@@ -42,7 +42,7 @@ ETH = 10**18
 def chain_settings(anvil_chain, usdc_address: str) -> ChainSettings:  # noqa: F811
     return ChainSettings(name=f"recon{uuid.uuid4().hex[:8]}", chain_id=31337, rpc_url=anvil_chain.rpc_url,
                          native="ETH", confirmations=1, tokens={"USDC": usdc_address},
-                         account=random.randrange(1_000, 2**31 - 1))
+                         account=random.randrange(1_000, 2**31 - 1), cold_wallet=Account.create().address)
 
 
 @pytest.fixture
@@ -86,6 +86,8 @@ async def test_the_job_compares_hot_wallet_and_deposit_addresses_with_the_liabil
     into_deposit = await asyncio.to_thread(wallet.send_native, deposit_address, 3 * ETH // 4)
     await asyncio.to_thread(wallet.send_native, hot, 2 * ETH)
     await asyncio.to_thread(wallet.send_native, retired, ETH // 2)
+    # What the treasury sent to cold storage is still the platform's.
+    await asyncio.to_thread(wallet.send_native, chain_settings.cold_wallet, 2 * ETH // 5)
     usdc = await asyncio.to_thread(wallet.send_usdc, deposit_address, 30_000_000)
     await mined(wallet, usdc, depth=1)
     await credited_deposit(factory, chain_settings, user.user_id, into_deposit, deposit_address, "ETH", 3 * ETH // 4)
@@ -102,8 +104,10 @@ async def test_the_job_compares_hot_wallet_and_deposit_addresses_with_the_liabil
     rows = {row["currency"]: row for row in json.loads(Path(report.json_path).read_bytes())["rows"]}
     head = await asyncio.to_thread(wallet.head)
     eth, usdc_row = rows["ETH"], rows["USDC"]
-    assert (eth["hot_wallets"], eth["deposit_addresses"], eth["onchain_balance"]) == ("2.5", "0.75", "3.25")
-    assert (usdc_row["hot_wallets"], usdc_row["deposit_addresses"], usdc_row["onchain_balance"]) == ("0", "30", "30")
+    assert (eth["hot_wallets"], eth["cold_wallets"], eth["deposit_addresses"], eth["onchain_balance"]) == (
+        "2.5", "0.4", "0.75", "3.65")
+    assert (usdc_row["hot_wallets"], usdc_row["cold_wallets"], usdc_row["deposit_addresses"],
+            usdc_row["onchain_balance"]) == ("0", "0", "30", "30")
     block = int(eth["blocks"].split("@")[1])
     assert eth["blocks"].startswith(f"{chain_settings.name}@") and usdc.block_number <= block <= head
     for row, currency in ((eth, "ETH"), (usdc_row, "USDC")):

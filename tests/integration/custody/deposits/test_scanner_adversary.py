@@ -156,11 +156,14 @@ async def test_reorg_deeper_than_window_halts_scanner(deposits, wallet, chain_se
     await asyncio.to_thread(wallet.mine, 10)  # the deposit's block is now well below the window
     await deposits.wait_for(lambda: _cursor_at_head(deposits, wallet), "the scanner at the head")
     await deposits.wait_for(lambda: _has(deposits, user, sent.tx_hash), "the deposit seen")
-    async with deposits.factory() as session:
-        before = await session.get(ScannerCursor, chain_settings.name)
 
     await asyncio.to_thread(wallet.reorg_from, sent.block_number)  # replaces more blocks than the window holds
     metrics = run.scanner.metrics
+    await wait_until(lambda: counter(metrics.failures, chain_settings.name, "deep_reorg") >= 1,
+                     what="the scanner refusing the deep reorg")
+    # Where it halted (the scanner may have taken a block or two of the old chain before the reorg).
+    async with deposits.factory() as session:
+        before = await session.get(ScannerCursor, chain_settings.name)
     await wait_until(lambda: counter(metrics.failures, chain_settings.name, "deep_reorg") >= 3,
                      what="the scanner refusing the deep reorg, again and again")
     assert metrics.halted._value.get() == 1

@@ -1,0 +1,1 @@
+"""Proof of reserves: the latest published roots (public) and the caller's own proof."""

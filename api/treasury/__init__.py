@@ -1,0 +1,1 @@
+"""Treasury (`/admin/treasury/...`): operator views of sweeps and wallets."""

@@ -1,0 +1,113 @@
+"""The sweep path as real processes: the API, the allocator, the scanner, the deposits and treasury workers,
+the scheduler and the signer, on a fresh Anvil chain.
+
+One cluster per test module (per pytest worker), built like the withdrawal cluster
+(``tests.e2e.withdrawal_cluster``, whose ``Cluster`` it reuses): its own database, Redis and Anvil chain
+(0.2 s blocks, 2 confirmations, so that waiting for a top-up's confirmations shows), USDC, a keystore
+made with the public devnet passphrase, the custody request key pair and a funded hot wallet. Only the
+processes the sweep path needs run (the CI machine has 2 cores); the scheduler looks for sweeps every
+second and drives them twice a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from core.migrate import upgrade
+from core.settings import default_signer_fee_caps
+from core.sign_requests import load_signer_public_key
+from custody.hd import load_xpubs
+from custody.withdrawals.authorization import ensure_request_key_pair
+from devnet.chains import AnvilChain, deploy_usdc, fund_wallet
+from devnet.processes import ManagedProcess, free_port
+from devnet.servers import EmbeddedPostgres, EmbeddedRedis
+from signer.derivation import ChainKeys
+from signer.keystore import DEVNET_PASSPHRASE, MIN_SCRYPT_N, init_keystore
+from tests.e2e.withdrawal_cluster import CHAIN_ID, REPO_ROOT, Cluster
+
+BLOCK_TIME = 0.2
+CONFIRMATIONS = 2
+SWEEP_MINIMUMS = {"ETH": "0.01", "USDC": "10"}
+
+
+def start_signer(cluster: Cluster, *, pause_file: Path | None = None, max_gas: int | None = None) -> ManagedProcess:
+    """The signer; ``pause_file``: it stops after journaling its first new signature, before answering
+    (the window a crash test must hit); ``max_gas``: a signer whose own fee caps allow less gas per
+    transaction than the treasury believes (a token sweep is then refused, its top-up signed)."""
+    env = {**cluster.env, "VIRTUOZ_SIGNER_PASSPHRASE": DEVNET_PASSPHRASE}
+    if pause_file is not None:
+        env["VIRTUOZ_SIGNER_TEST_PAUSE_FILE"] = str(pause_file)
+    if max_gas is not None:
+        caps = default_signer_fee_caps()["ethereum"].model_copy(update={"max_gas": max_gas})
+        env["VIRTUOZ_SIGNER_FEE_CAPS"] = json.dumps({"ethereum": caps.model_dump()})
+    return cluster.start("signer", ["signer"], env)
+
+
+def kill(cluster: Cluster, name: str) -> None:
+    process = cluster.processes[name].process
+    assert process is not None
+    process.kill()
+    process.wait(10)
+
+
+def ledger_verify(cluster: Cluster) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli", "ledger", "verify"], env=cluster.env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def build_sweep_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, Any]) -> Cluster:
+    data_dir = root / "data"
+    (data_dir / "logs").mkdir(parents=True)
+    database = f"sweeps_{uuid.uuid4().hex[:8]}"
+    postgres.create_database(database)
+    database_url = postgres.url(database)
+    upgrade(database_url)
+    redis = EmbeddedRedis(root / "redis", free_port(), log_dir=data_dir / "logs").start()
+    anvil = AnvilChain("ethereum", CHAIN_ID, free_port(), root / "anvil", block_time=BLOCK_TIME,
+                       log_dir=data_dir / "logs").start()
+    usdc = deploy_usdc(anvil.rpc_url, artifact, root / "contracts.json")
+    xpub_file, public_key_file = data_dir / "xpubs.json", data_dir / "signer-key.pub"
+    init_keystore(data_dir / "signer", xpub_file, DEVNET_PASSPHRASE, [ChainKeys.default("ethereum", 0)],
+                  public_key_file=public_key_file, scrypt_n=MIN_SCRYPT_N)
+    ensure_request_key_pair(data_dir / "custody-request-key.pem", data_dir / "custody-request-key.pub")
+    hot_wallet = load_xpubs(xpub_file, load_signer_public_key(public_key_file))["ethereum"].hot_wallet
+    fund_wallet(anvil.rpc_url, hot_wallet, artifact, usdc, native_wei=100 * 10**18, usdc_minor=10**9)
+    api_port = free_port()
+    chains = [{"name": "ethereum", "chain_id": CHAIN_ID, "rpc_url": anvil.rpc_url, "native": "ETH",
+               "confirmations": CONFIRMATIONS, "tokens": {"USDC": usdc}, "account": 0, "start_height": 0}]
+    env = {
+        **{name: value for name, value in os.environ.items() if not name.startswith("VIRTUOZ_")},
+        "VIRTUOZ_ENV": "test",
+        "VIRTUOZ_DATA_DIR": str(data_dir),
+        "VIRTUOZ_DATABASE_URL": database_url,
+        "VIRTUOZ_REDIS_URL": redis.url(),
+        "VIRTUOZ_CHAINS": json.dumps(chains),
+        "VIRTUOZ_API_PORT": str(api_port),
+        "VIRTUOZ_LOG_JSON": "false",
+        "VIRTUOZ_HEARTBEAT_INTERVAL_SECONDS": "2",
+        "VIRTUOZ_WORKER_POLL_MS": "50",
+        "VIRTUOZ_SCANNER_POLL_SECONDS": "0.1",
+        "VIRTUOZ_ADDRESS_POOL_LOW_WATER": "4",
+        "VIRTUOZ_ADDRESS_POOL_BATCH": "8",
+        "VIRTUOZ_SWEEP_MINIMUMS": json.dumps(SWEEP_MINIMUMS),
+        "VIRTUOZ_SWEEP_INTERVAL_SECONDS": "1",
+        "VIRTUOZ_SWEEP_TRACK_SECONDS": "0.5",
+        "VIRTUOZ_SWEEP_RETRY_SECONDS": "2",
+        "VIRTUOZ_WITHDRAWAL_RESEND_SECONDS": "2",
+    }
+    cluster = Cluster(data_dir, database_url, redis.url(), anvil, usdc, artifact["abi"], hot_wallet,
+                      f"http://127.0.0.1:{api_port}", env, [])
+    cluster.redis_server = redis  # type: ignore[attr-defined]
+    start_signer(cluster)
+    for name in ("allocator", "deposits", "treasury"):
+        cluster.start(f"worker-{name}", ["worker", name])
+    cluster.start("scanner", ["scanner", "--chain", "ethereum"])
+    cluster.start("scheduler", ["scheduler"])
+    cluster.start("api", ["api"])
+    return cluster
