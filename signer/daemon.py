@@ -31,7 +31,10 @@ from typing import Any
 
 import dramatiq
 import redis
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AgeLimit, Retries, ShutdownNotifications
 
@@ -46,9 +49,9 @@ from core.sign_requests import (
     SIGNED_ACTOR,
     SIGNED_REPLY,
     SIGNER_QUEUE,
-    sign_reply,
 )
 from core.signing import load_public_key
+from signer.answers import Replies, answer, reply_message
 from signer.derivation import signer_key
 from signer.journal import Journal
 from signer.keystore import unlock_keystore
@@ -105,16 +108,12 @@ def create_signer_broker(redis_url: str, *, namespace: str = DEFAULT_NAMESPACE) 
                                    Retries(max_retries=20, min_backoff=1_000, max_backoff=30_000)])
 
 
+WITHDRAWAL_REPLIES = Replies(CUSTODY_QUEUE, signed=(SIGNED_REPLY, SIGNED_ACTOR), refused=(REFUSED_REPLY, REFUSED_ACTOR))
+
+
 def reply_for(outcome: Signed | Refused, key: Ed25519PrivateKey) -> dramatiq.Message[Any]:
-    """The reply to the custody worker, signed by the signer key (it believes nothing else)."""
-    if isinstance(outcome, Signed):
-        kind, actor, fields = SIGNED_REPLY, SIGNED_ACTOR, (outcome.raw_tx, outcome.tx_hash)
-    else:
-        kind, actor, fields = REFUSED_REPLY, REFUSED_ACTOR, (outcome.reason, outcome.message)
-    signature = sign_reply(key, kind, outcome.withdrawal_id, outcome.request_digest, fields)
-    return dramatiq.Message(queue_name=CUSTODY_QUEUE, actor_name=actor,
-                            args=(outcome.withdrawal_id, outcome.request_digest, *fields, signature), kwargs={},
-                            options={})
+    """The reply to the custody worker (withdrawals and cold transfers)."""
+    return reply_message(outcome, key, WITHDRAWAL_REPLIES)
 
 
 def _pause_after_journal(pause_file: Path, withdrawal_id: str) -> None:
@@ -125,20 +124,14 @@ def _pause_after_journal(pause_file: Path, withdrawal_id: str) -> None:
 
 def declare_actor(broker: RedisBroker, signer: Signer, key: Ed25519PrivateKey,
                   pause_file: Path | None = None) -> None:
+    pause = None if pause_file is None else (lambda request_id: _pause_after_journal(pause_file, request_id))
+
     def sign_withdrawal(*args: Any, **kwargs: Any) -> None:
         # Any other shape is refused as malformed (never retried: it would be refused again).
         shaped = len(args) == 3 and not kwargs
         withdrawal_id, unsigned_tx, authorization = args if shaped else (None, None, None)
         outcome = signer.handle(withdrawal_id, unsigned_tx, authorization)
-        if isinstance(outcome, Signed):
-            log.info("signed withdrawal %s: %s%s", outcome.withdrawal_id, outcome.tx_hash,
-                     " (repeat)" if outcome.repeated else "")
-        else:
-            log.warning("refused withdrawal %s: %s (%s)", outcome.withdrawal_id, outcome.reason, outcome.message)
-        if pause_file is not None and isinstance(outcome, Signed) and not outcome.repeated:
-            _pause_after_journal(pause_file, outcome.withdrawal_id)
-        # Raises if Redis is down: the request is retried, and the journal answers it identically.
-        broker.enqueue(reply_for(outcome, key))
+        answer(broker, outcome, reply_for(outcome, key), "withdrawal", pause)
 
     dramatiq.actor(sign_withdrawal, broker=broker, actor_name=SIGN_ACTOR, queue_name=SIGNER_QUEUE)
 
@@ -147,12 +140,7 @@ def declare_actor(broker: RedisBroker, signer: Signer, key: Ed25519PrivateKey,
         shaped = len(args) == 3 and not kwargs
         transfer_id, unsigned_tx, authorization = args if shaped else (None, None, None)
         outcome = signer.handle_cold_transfer(transfer_id, unsigned_tx, authorization)
-        if isinstance(outcome, Signed):
-            log.info("signed cold transfer %s: %s%s", outcome.withdrawal_id, outcome.tx_hash,
-                     " (repeat)" if outcome.repeated else "")
-        else:
-            log.warning("refused cold transfer %s: %s (%s)", outcome.withdrawal_id, outcome.reason, outcome.message)
-        broker.enqueue(reply_for(outcome, key))
+        answer(broker, outcome, reply_for(outcome, key), "cold transfer")
 
     dramatiq.actor(sign_cold_transfer, broker=broker, actor_name=SIGN_COLD_TRANSFER_ACTOR, queue_name=SIGNER_QUEUE)
 

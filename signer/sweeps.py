@@ -20,7 +20,6 @@ them (``first=False`` in the journal); every fee counts toward the fee budget.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +37,6 @@ from core.sign_requests import (
     UnsignedTx,
     check_withdrawal_id,
     request_digest,
-    sign_reply,
 )
 from core.signing import b64url_decode
 from core.sweep_requests import (
@@ -53,11 +51,10 @@ from core.sweep_requests import (
     check_kind,
     sweep_authorization_message,
 )
+from signer.answers import Replies, answer, reply_message
 from signer.journal import Signature
 from signer.policy import Refusal
 from signer.service import UNSAFE_REFUSALS, Refused, Signed, Signer
-
-log = logging.getLogger(__name__)
 
 
 class SweepSigner:
@@ -174,16 +171,13 @@ class _Repeated(Refusal):
 
 # --- the daemon's side ---------------------------------------------------------------------------
 
+SWEEP_REPLIES = Replies(TREASURY_QUEUE, signed=(SWEEP_SIGNED_REPLY, SWEEP_SIGNED_ACTOR),
+                        refused=(SWEEP_REFUSED_REPLY, SWEEP_REFUSED_ACTOR))
+
+
 def reply_for(outcome: Signed | Refused, key: Ed25519PrivateKey) -> dramatiq.Message[Any]:
     """The reply to the treasury worker, signed by the signer key under the sweep reply kinds."""
-    if isinstance(outcome, Signed):
-        kind, actor, fields = SWEEP_SIGNED_REPLY, SWEEP_SIGNED_ACTOR, (outcome.raw_tx, outcome.tx_hash)
-    else:
-        kind, actor, fields = SWEEP_REFUSED_REPLY, SWEEP_REFUSED_ACTOR, (outcome.reason, outcome.message)
-    signature = sign_reply(key, kind, outcome.withdrawal_id, outcome.request_digest, fields)
-    return dramatiq.Message(queue_name=TREASURY_QUEUE, actor_name=actor,
-                            args=(outcome.withdrawal_id, outcome.request_digest, *fields, signature), kwargs={},
-                            options={})
+    return reply_message(outcome, key, SWEEP_REPLIES)
 
 
 def declare_actor(broker: RedisBroker, sweeps: SweepSigner, key: Ed25519PrivateKey,
@@ -195,14 +189,6 @@ def declare_actor(broker: RedisBroker, sweeps: SweepSigner, key: Ed25519PrivateK
         shaped = len(args) == 5 and not kwargs
         request_id, kind, index, unsigned_tx, authorization = args if shaped else (None,) * 5
         outcome = sweeps.handle(request_id, kind, index, unsigned_tx, authorization)
-        if isinstance(outcome, Signed):
-            log.info("signed %s %s: %s%s", kind, outcome.withdrawal_id, outcome.tx_hash,
-                     " (repeat)" if outcome.repeated else "")
-        else:
-            log.warning("refused %s %s: %s (%s)", kind, outcome.withdrawal_id, outcome.reason, outcome.message)
-        if pause is not None and isinstance(outcome, Signed) and not outcome.repeated:
-            pause(outcome.withdrawal_id)
-        # Raises if Redis is down: the request is retried, and the journal answers it identically.
-        broker.enqueue(reply_for(outcome, key))
+        answer(broker, outcome, reply_for(outcome, key), str(kind), pause)
 
     dramatiq.actor(sign_sweep, broker=broker, actor_name=SIGN_SWEEP_ACTOR, queue_name=SIGNER_QUEUE)
