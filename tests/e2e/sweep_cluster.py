@@ -15,21 +15,14 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
-from core.migrate import upgrade
 from core.settings import default_signer_fee_caps
-from core.sign_requests import load_signer_public_key
-from custody.hd import load_xpubs
-from custody.withdrawals.authorization import ensure_request_key_pair
-from devnet.chains import AnvilChain, deploy_usdc, fund_wallet
 from devnet.processes import ManagedProcess, free_port
-from devnet.servers import EmbeddedPostgres, EmbeddedRedis
-from signer.derivation import ChainKeys
-from signer.keystore import DEVNET_PASSPHRASE, MIN_SCRYPT_N, init_keystore
-from tests.e2e.withdrawal_cluster import CHAIN_ID, REPO_ROOT, Cluster
+from devnet.servers import EmbeddedPostgres
+from signer.keystore import DEVNET_PASSPHRASE
+from tests.e2e.withdrawal_cluster import CHAIN_ID, REPO_ROOT, Cluster, lay_ground
 
 BLOCK_TIME = 0.2
 CONFIRMATIONS = 2
@@ -62,22 +55,9 @@ def ledger_verify(cluster: Cluster) -> subprocess.CompletedProcess[str]:
 
 
 def build_sweep_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, Any]) -> Cluster:
-    data_dir = root / "data"
-    (data_dir / "logs").mkdir(parents=True)
-    database = f"sweeps_{uuid.uuid4().hex[:8]}"
-    postgres.create_database(database)
-    database_url = postgres.url(database)
-    upgrade(database_url)
-    redis = EmbeddedRedis(root / "redis", free_port(), log_dir=data_dir / "logs").start()
-    anvil = AnvilChain("ethereum", CHAIN_ID, free_port(), root / "anvil", block_time=BLOCK_TIME,
-                       log_dir=data_dir / "logs").start()
-    usdc = deploy_usdc(anvil.rpc_url, artifact, root / "contracts.json")
-    xpub_file, public_key_file = data_dir / "xpubs.json", data_dir / "signer-key.pub"
-    init_keystore(data_dir / "signer", xpub_file, DEVNET_PASSPHRASE, [ChainKeys.default("ethereum", 0)],
-                  public_key_file=public_key_file, scrypt_n=MIN_SCRYPT_N)
-    ensure_request_key_pair(data_dir / "custody-request-key.pem", data_dir / "custody-request-key.pub")
-    hot_wallet = load_xpubs(xpub_file, load_signer_public_key(public_key_file))["ethereum"].hot_wallet
-    fund_wallet(anvil.rpc_url, hot_wallet, artifact, usdc, native_wei=100 * 10**18, usdc_minor=10**9)
+    ground = lay_ground(root, postgres, artifact, database_prefix="sweeps", native_wei=100 * 10**18,
+                        usdc_minor=10**9)
+    data_dir, anvil, usdc = ground.data_dir, ground.anvil, ground.usdc
     api_port = free_port()
     chains = [{"name": "ethereum", "chain_id": CHAIN_ID, "rpc_url": anvil.rpc_url, "native": "ETH",
                "confirmations": CONFIRMATIONS, "tokens": {"USDC": usdc}, "account": 0, "start_height": 0}]
@@ -85,8 +65,8 @@ def build_sweep_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[s
         **{name: value for name, value in os.environ.items() if not name.startswith("VIRTUOZ_")},
         "VIRTUOZ_ENV": "test",
         "VIRTUOZ_DATA_DIR": str(data_dir),
-        "VIRTUOZ_DATABASE_URL": database_url,
-        "VIRTUOZ_REDIS_URL": redis.url(),
+        "VIRTUOZ_DATABASE_URL": ground.database_url,
+        "VIRTUOZ_REDIS_URL": ground.redis.url(),
         "VIRTUOZ_CHAINS": json.dumps(chains),
         "VIRTUOZ_API_PORT": str(api_port),
         "VIRTUOZ_LOG_JSON": "false",
@@ -101,9 +81,7 @@ def build_sweep_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[s
         "VIRTUOZ_SWEEP_RETRY_SECONDS": "2",
         "VIRTUOZ_WITHDRAWAL_RESEND_SECONDS": "2",
     }
-    cluster = Cluster(data_dir, database_url, redis.url(), anvil, usdc, artifact["abi"], hot_wallet,
-                      f"http://127.0.0.1:{api_port}", env, [])
-    cluster.redis_server = redis  # type: ignore[attr-defined]
+    cluster = ground.cluster(artifact, f"http://127.0.0.1:{api_port}", env)
     start_signer(cluster)
     for name in ("allocator", "deposits", "treasury"):
         cluster.start(f"worker-{name}", ["worker", name])

@@ -12,25 +12,21 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from eth_account import Account
 
-from core.migrate import upgrade
-from core.sign_requests import load_signer_public_key
 from custody.books.cli import verify as verify_books
-from custody.hd import load_xpubs
-from custody.withdrawals.authorization import ensure_request_key_pair
-from devnet.chains import AnvilChain, deploy_usdc, fund_wallet
-from devnet.processes import free_port
-from devnet.servers import EmbeddedRedis
-from signer.derivation import ChainKeys
-from signer.keystore import DEVNET_PASSPHRASE, MIN_SCRYPT_N, init_keystore
 from tests.chain_fixtures import usdc_artifact, usdc_cache_dir  # noqa: F401 - fixtures
-from tests.e2e.withdrawal_cluster import BLOCK_TIME, CHAIN_ID, CUSTODY_SIGNER_LIMITS, Cluster, stop_cluster
+from tests.e2e.withdrawal_cluster import (
+    CHAIN_ID,
+    CUSTODY_SIGNER_LIMITS,
+    Cluster,
+    lay_ground,
+    stop_cluster,
+)
 
 pytestmark = pytest.mark.e2e
 ETH = 10**18
@@ -40,23 +36,10 @@ LEVELS = {"ethereum": {"ETH": {"hot_floor": "2", "hot_target": "20", "hot_ceilin
 
 
 def build_treasury_cluster(root: Path, postgres, artifact) -> tuple[Cluster, str]:
-    data_dir = root / "data"
-    (data_dir / "logs").mkdir(parents=True)
-    database = f"hot_cold_{uuid.uuid4().hex[:8]}"
-    postgres.create_database(database)
-    database_url = postgres.url(database)
-    upgrade(database_url)
-    redis = EmbeddedRedis(root / "redis", free_port(), log_dir=data_dir / "logs").start()
-    anvil = AnvilChain("ethereum", CHAIN_ID, free_port(), root / "anvil", block_time=BLOCK_TIME,
-                       log_dir=data_dir / "logs").start()
-    usdc = deploy_usdc(anvil.rpc_url, artifact, root / "contracts.json")
-    xpub_file, public_key_file = data_dir / "xpubs.json", data_dir / "signer-key.pub"
-    init_keystore(data_dir / "signer", xpub_file, DEVNET_PASSPHRASE, [ChainKeys.default("ethereum", 0)],
-                  public_key_file=public_key_file, scrypt_n=MIN_SCRYPT_N)
-    ensure_request_key_pair(data_dir / "custody-request-key.pem", data_dir / "custody-request-key.pub")
-    hot_wallet = load_xpubs(xpub_file, load_signer_public_key(public_key_file))["ethereum"].hot_wallet
     # Far above the ceilings (50 ETH, 50,000 USDC).
-    fund_wallet(anvil.rpc_url, hot_wallet, artifact, usdc, native_wei=500 * ETH, usdc_minor=1_000_000 * USDC)
+    ground = lay_ground(root, postgres, artifact, database_prefix="hot_cold", native_wei=500 * ETH,
+                        usdc_minor=1_000_000 * USDC)
+    data_dir, anvil, usdc = ground.data_dir, ground.anvil, ground.usdc
     cold = Account.create().address  # watch-only: nobody here needs its key
     chains = [{"name": "ethereum", "chain_id": CHAIN_ID, "rpc_url": anvil.rpc_url, "native": "ETH",
                "confirmations": 1, "tokens": {"USDC": usdc}, "account": 0, "cold_wallet": cold}]
@@ -64,8 +47,8 @@ def build_treasury_cluster(root: Path, postgres, artifact) -> tuple[Cluster, str
         **{name: value for name, value in os.environ.items() if not name.startswith("VIRTUOZ_")},
         "VIRTUOZ_ENV": "test",
         "VIRTUOZ_DATA_DIR": str(data_dir),
-        "VIRTUOZ_DATABASE_URL": database_url,
-        "VIRTUOZ_REDIS_URL": redis.url(),
+        "VIRTUOZ_DATABASE_URL": ground.database_url,
+        "VIRTUOZ_REDIS_URL": ground.redis.url(),
         "VIRTUOZ_CHAINS": json.dumps(chains),
         "VIRTUOZ_LOG_JSON": "false",
         "VIRTUOZ_HEARTBEAT_INTERVAL_SECONDS": "1",
@@ -76,8 +59,7 @@ def build_treasury_cluster(root: Path, postgres, artifact) -> tuple[Cluster, str
         # The signer's own copy: the only address it pays a hot wallet's surplus to.
         "VIRTUOZ_SIGNER_COLD_WALLETS": json.dumps({"ethereum": cold}),
     }
-    cluster = Cluster(data_dir, database_url, redis.url(), anvil, usdc, artifact["abi"], hot_wallet, "", env, [])
-    cluster.redis_server = redis  # type: ignore[attr-defined]
+    cluster = ground.cluster(artifact, "", env)
     cluster.start_signer()
     cluster.start("worker-custody", ["worker", "custody"])
     cluster.start("worker-treasury", ["worker", "treasury"])

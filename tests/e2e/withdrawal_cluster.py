@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,10 +231,31 @@ def fresh_address() -> str:
     return Web3.to_checksum_address("0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8])
 
 
-def build_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, Any]) -> Cluster:
+@dataclass
+class Ground:
+    """What every cluster stands on: its data dir, database, Redis, Anvil with USDC, the signer's
+    keystore and exports, the custody request key pair, and a funded hot wallet."""
+
+    data_dir: Path
+    database_url: str
+    redis: EmbeddedRedis
+    anvil: AnvilChain
+    usdc: str
+    hot_wallet: str
+
+    def cluster(self, artifact: dict[str, Any], api_url: str, env: dict[str, str],
+                vasps: list[dict[str, Any]] | None = None) -> Cluster:
+        cluster = Cluster(self.data_dir, self.database_url, self.redis.url(), self.anvil, self.usdc,
+                          artifact["abi"], self.hot_wallet, api_url, env, vasps or [])
+        cluster.redis_server = self.redis  # type: ignore[attr-defined]
+        return cluster
+
+
+def lay_ground(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, Any], *, database_prefix: str,
+               native_wei: int, usdc_minor: int) -> Ground:
     data_dir = root / "data"
     (data_dir / "logs").mkdir(parents=True)
-    database = f"withdrawals_{uuid.uuid4().hex[:8]}"
+    database = f"{database_prefix}_{uuid.uuid4().hex[:8]}"
     postgres.create_database(database)
     database_url = postgres.url(database)
     upgrade(database_url)
@@ -248,7 +269,15 @@ def build_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, An
                   public_key_file=public_key_file, scrypt_n=MIN_SCRYPT_N)
     ensure_request_key_pair(data_dir / "custody-request-key.pem", data_dir / "custody-request-key.pub")
     hot_wallet = load_xpubs(xpub_file, load_signer_public_key(public_key_file))["ethereum"].hot_wallet
-    fund_wallet(anvil.rpc_url, hot_wallet, artifact, usdc, native_wei=500 * 10**18, usdc_minor=10**12)
+    fund_wallet(anvil.rpc_url, hot_wallet, artifact, usdc, native_wei=native_wei, usdc_minor=usdc_minor)
+    return Ground(data_dir, database_url, redis, anvil, usdc, hot_wallet)
+
+
+def build_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, Any]) -> Cluster:
+    ground = lay_ground(root, postgres, artifact, database_prefix="withdrawals", native_wei=500 * 10**18,
+                        usdc_minor=10**12)
+    data_dir, database_url, redis, anvil, usdc = (ground.data_dir, ground.database_url, ground.redis, ground.anvil,
+                                                  ground.usdc)
     api_port = free_port()
     # Travel Rule: two VASP identities over mTLS, this platform's and a counterparty's.
     vasps = [{"name": "virtuoz", "legal_name": "VirtuOZ Test VASP", "port": free_port()},
@@ -285,9 +314,7 @@ def build_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, An
         "VIRTUOZ_SIGNER_LIMITS": json.dumps(CUSTODY_SIGNER_LIMITS),
         "VIRTUOZ_KYC_WITHDRAWAL_LIMITS": "{}",  # the customers here are unverified (compliance.kyc.limits)
     }
-    cluster = Cluster(data_dir, database_url, redis.url(), anvil, usdc, artifact["abi"], hot_wallet,
-                      f"http://127.0.0.1:{api_port}", env, vasps)
-    cluster.redis_server = redis  # type: ignore[attr-defined]
+    cluster = ground.cluster(artifact, f"http://127.0.0.1:{api_port}", env, vasps)
     cluster.start_signer()
     cluster.start("worker-custody", ["worker", "custody"])
     cluster.start("worker-compliance", ["worker", "compliance"])
