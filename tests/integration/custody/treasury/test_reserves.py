@@ -113,14 +113,14 @@ async def test_every_customers_proof_verifies_against_the_published_root_with_th
     assets = {item["asset"]: item for item in published["assets"]}
     # The on-chain currencies (other tests of this worker may add their own): fiat is not in a proof.
     assert {"ETH", "POL", "USDC"} <= set(assets) and "USD" not in assets
-    for asset, item in assets.items():
+    for asset, decimals in (("ETH", 18), ("POL", 18), ("USDC", 6)):
+        item = assets[asset]
         # The leaves sum to the ledger's customer liabilities at the snapshot (nothing moved since).
         async with factory() as session:
             leaves = await session.scalar(select(func.sum(ReserveNode.sum)).where(
                 ReserveNode.epoch_id == published["epoch"], ReserveNode.asset == asset, ReserveNode.level == 0))
         liabilities = await owed(factory, asset)
         assert int(leaves or 0) == int(item["root"]["sum"]) == liabilities
-        decimals = {"ETH": 18, "POL": 18, "USDC": 6}[asset]
         assert ledger.CurrencyInfo(asset, decimals, "token", ()).format(liabilities) == item["liabilities"]
         assert item["reserves"] == "0" and item["blocks"] == {}  # no chain configured in this app
         assert item["ratio"] == (None if liabilities == 0 else "0.0000")
