@@ -126,14 +126,12 @@ async def test_kill9_mid_flow_loses_nothing(cluster: tuple[Cluster, EmbeddedPost
     # Approved before the first fault: from here on the withdrawals move only through the workers,
     # the signer and the chain, the processes being killed.
     await cluster.approve_all(approvers, withdrawal_ids)
-    sent = []
     faults: list[tuple[str, str]] = []
     found: list[tuple[str, str]] = []
     # Deposits and faults interleaved: each fault lands while money is moving.
     schedule = ["worker-custody", "signer", "worker-deposits", "scanner", "postgres", "redis"]
     for index in range(IN_FLIGHT):
-        sent.append(await asyncio.to_thread(wallet.send_native, addresses[index % DEPOSITORS], DEPOSIT_WEI,
-                                            wait=False))
+        await asyncio.to_thread(wallet.send_native, addresses[index % DEPOSITORS], DEPOSIT_WEI, wait=False)
         if index % 3 == 2 and schedule:
             fault = schedule.pop(0)
             started = time.monotonic()
