@@ -16,6 +16,7 @@ from api import docs
 from api.address_book import routes as address_book_routes
 from api.addresses import routes as address_routes
 from api.admin import routes as admin_routes
+from api.api_keys import routes as api_key_routes
 from api.audit import routes as audit_routes
 from api.auth import routes as auth_routes
 from api.cms import routes as cms_routes
@@ -47,7 +48,7 @@ from api.middleware import MIDDLEWARES
 from api.notifications import routes as notification_routes
 from api.openapi import build_openapi
 from api.ops import routes as ops
-from api.principal import IdentityCache
+from api.principal import IdentityCache, add_quota_headers, record_key_use
 from api.probes import VERSION, ProbeCache
 from api.registry import Routes
 from api.reserves import routes as reserves_routes
@@ -56,6 +57,7 @@ from api.stream import close_streams
 from api.treasury import routes as treasury_routes
 from api.verify_email_page import verify_email_page
 from api.wallet import routes as wallet_routes
+from api.webhooks import routes as webhook_routes
 from api.withdrawals import routes as withdrawal_routes
 from core.db import create_engine, session_factory
 from core.http_guards import add_security_headers
@@ -75,7 +77,8 @@ def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
     if settings.env is Environment.DEVNET:  # elsewhere the integrator's front end serves /verify-email
         root.append(verify_email_page)
     v1 = [
-        ops.v1, auth_routes.auth, auth_routes.profile, admin_routes.admin_users, audit_routes.audit_events,
+        ops.v1, auth_routes.auth, auth_routes.profile, api_key_routes.api_keys, admin_routes.admin_users,
+        audit_routes.audit_events,
         notification_routes.notifications, escrow_routes.escrow, escrow_routes.escrow_admin, storage_routes.storage,
         address_routes.addresses, withdrawal_routes.withdrawals, deposit_routes.scanner_ingest, wallet_routes.wallet,
         address_book_routes.address_book,
@@ -83,7 +86,7 @@ def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
         cms_routes.cms_admin, cms_routes.email_templates,
         i18n_routes.platform_content, compliance_routes.kyc_routes, compliance_routes.compliance_routes,
         compliance_routes.admin_compliance_routes, compliance_routes.transaction_review_routes,
-        freeze_routes.freezes, treasury_routes.treasury, reserves_routes.reserves,
+        freeze_routes.freezes, treasury_routes.treasury, reserves_routes.reserves, webhook_routes.webhooks,
     ]
     return root, v1
 
@@ -131,8 +134,8 @@ def create_app(settings: Settings, *, extra_routes: Sequence[Routes] = ()) -> we
     app[PROBE_CACHE] = ProbeCache(settings.probe_cache_seconds)
     app[FILE_STORE] = LocalFileStore(settings.data_dir / "evidence")
     app.on_shutdown.append(close_streams)
-    app.on_response_prepare.append(add_security_headers)
-    app.cleanup_ctx.extend([_database, _redis, control_context, _chains])
+    app.on_response_prepare.extend([add_security_headers, add_quota_headers])
+    app.cleanup_ctx.extend([_database, _redis, control_context, _chains, record_key_use])
 
     root_tables, v1_tables = route_tables(settings)
     v1_tables = [*v1_tables, *extra_routes]

@@ -110,7 +110,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if allowed:
         response.headers["Access-Control-Allow-Origin"] = origin  # type: ignore[assignment]
         response.headers["Access-Control-Allow-Credentials"] = "true"
-        response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After"
+        response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
         response.headers.add("Vary", "Origin")
     return response
 

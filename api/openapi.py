@@ -33,6 +33,7 @@ TAGS = [
     ("withdrawals", "Request, approve, roll back and follow withdrawals."),
     ("escrow", "Escrow contracts, disputes and evidence."),
     ("helpdesk", "Support tickets, replies, internal notes and context links."),
+    ("webhooks", "Your endpoints for signed event deliveries, their secrets and their deliveries."),
     ("cms", "Published content, and the CMS workflow and email templates for editors."),
     ("compliance", "KYC review, Travel Rule transfers, reports."),
     ("admin", "Users, audit events, escrow oversight, transaction review, freezes."),
@@ -64,6 +65,11 @@ def error_codes(spec: RouteSpec) -> dict[int, list[str]]:
             found[403].add("forbidden")
         if spec.method not in SAFE_METHODS:
             found[403].add("csrf_origin_refused")
+    if not access.public or access.service_signature:
+        # What an API key may be answered, on every route that authenticates (api.principal).
+        found[401] |= {"invalid_api_key", "api_key_revoked", "api_key_expired"}
+        found[403] |= {"insufficient_scope", "ip_not_allowed"}
+        found[429].add("rate_limited")
     if spec.path_params:
         found[404].add("not_found")
         found[422].add("validation_error")  # e.g. text PostgreSQL cannot store
@@ -179,6 +185,7 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any], definitions: dict[str, Any
         "tags": [spec.tag],
         "responses": responses,
         "x-access": spec.access.describe(),
+        "x-api-key-scope": spec.scope,
     }
     if spec.description and spec.description != spec.summary:
         operation["description"] = spec.description
@@ -232,6 +239,9 @@ def build_openapi(tables: list[tuple[str, Routes]], *, version: str, server_url:
             "schemas": definitions,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "apiKey": {"type": "http", "scheme": "bearer", "bearerFormat": "vz_<live|test>_<prefix>_<secret>",
+                           "description": "A scoped API key (POST /api/v1/api-keys): each operation's "
+                                          "`x-api-key-scope` names the scope it needs; null: not open to keys."},
                 "cookie": {"type": "apiKey", "in": "cookie", "name": "access_token"},
             },
         },

@@ -1,34 +1,69 @@
-"""Who is calling, and may they: token → active session → current roles, checked on every request.
+"""Who is calling, and may they: token → active session (or API key) → current roles, on every request.
 
-Role lookups and session liveness are cached per API process (sessions for at most
-``session_cache_seconds``, ≤ 1 s, so a revoked session stops working at once); role caches are
-dropped on a Redis pub/sub invalidation that every API process receives (api/control.py).
+Role lookups, session liveness and API keys are cached per API process (sessions and keys for at
+most ``session_cache_seconds``, ≤ 1 s, so a revoked session or key stops working at once); role
+caches are dropped on a Redis pub/sub invalidation that every API process receives (api/control.py).
+
+An API key (``Bearer vz_…``) acts as its owner with the owner's current roles, on the routes its
+scopes cover (each route declares its scope in the registry), from its allowed networks, within
+its rate limit. Its last use is written in batches (``record_key_use``), not on every request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from api.access import Access
-from api.keys import IDENTITY_CACHE, PRINCIPAL, SESSIONS, SETTINGS
+from api.client_ip import client_ip
+from api.keys import IDENTITY_CACHE, PRINCIPAL, REDIS, SESSIONS, SETTINGS
 from core.errors import Forbidden, Unauthorized
+from core.time import utcnow
 from identity import service
+from identity.api_keys import rate_limit
+from identity.api_keys import service as api_keys
+from identity.api_keys.models import ApiKey
 from identity.models import STAFF_ROLES
 from identity.tokens import decode_access_token
+
+log = logging.getLogger(__name__)
 
 ACCESS_COOKIE = "access_token"
 REFRESH_COOKIE = "refresh_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_CACHED = 50_000
+KEY_USE_FLUSH_SECONDS = 5.0
+QUOTA = web.RequestKey("api_key_quota", rate_limit.Quota)
 
 
 class SessionRevoked(Unauthorized):
     code, message = "session_revoked", "This session has ended; log in again."
+
+
+class InsufficientScope(Forbidden):
+    code, message = "insufficient_scope", "This API key's scopes do not cover this route."
+
+
+class AddressNotAllowed(Forbidden):
+    code, message = "ip_not_allowed", "This API key may not be used from this address."
+
+
+@dataclass(frozen=True)
+class KeyGrant:
+    """What an API key allows, beyond its owner's roles."""
+
+    id: uuid.UUID
+    scopes: frozenset[str]
+    stepped_up: bool  # created with a fresh TOTP code
 
 
 @dataclass(frozen=True)
@@ -38,6 +73,7 @@ class Principal:
     roles: frozenset[str]
     via_cookie: bool
     expires_at: int = 0  # the access token's ``exp`` (epoch seconds)
+    api_key: KeyGrant | None = None  # set when the caller authenticated with an API key
 
     @property
     def is_staff(self) -> bool:
@@ -53,6 +89,8 @@ class IdentityCache:
     # keyed by (sid, sub): a session is live only for the user it belongs to
     sessions: dict[tuple[uuid.UUID, uuid.UUID], tuple[bool, float]] = field(default_factory=dict)
     access: dict[uuid.UUID, tuple[list[str], str]] = field(default_factory=dict)
+    keys: dict[str, tuple[ApiKey | None, float]] = field(default_factory=dict)  # by prefix
+    key_uses: dict[uuid.UUID, datetime] = field(default_factory=dict)  # not yet written
 
     def drop_roles(self, user_id: uuid.UUID | None = None) -> None:
         if user_id is None:
@@ -62,6 +100,7 @@ class IdentityCache:
 
     def drop_sessions(self) -> None:
         self.sessions.clear()
+        self.keys.clear()
 
 
 def _bearer(request: web.Request) -> tuple[str | None, bool]:
@@ -76,29 +115,62 @@ async def authenticate(request: web.Request) -> Principal | None:
     if not token:
         return None
     app = request.config_dict
-    claims = decode_access_token(app[SETTINGS], token)
     cache: IdentityCache = app[IDENTITY_CACHE]
+    if len(cache.sessions) > MAX_CACHED or len(cache.access) > MAX_CACHED or len(cache.keys) > MAX_CACHED:
+        cache.drop_sessions()  # bounded memory: a full cache starts over, it is only a cache
+        cache.drop_roles()
+    if api_keys.is_api_key(token) and not via_cookie:
+        return await _authenticate_key(request, cache, token)
+    claims = decode_access_token(app[SETTINGS], token)
     now = time.monotonic()
     key = (claims.session_id, claims.user_id)
     cached = cache.sessions.get(key)
-    access = cache.access.get(claims.user_id)
-    if len(cache.sessions) > MAX_CACHED or len(cache.access) > MAX_CACHED:
-        cache.drop_sessions()  # bounded memory: a full cache starts over, it is only a cache
-        cache.drop_roles()
-    if cached is None or cached[1] < now or access is None:
+    stale = cached is None or cached[1] < now
+    if stale:
         async with app[SESSIONS]() as session:
             active = await service.session_is_active(session, claims.session_id, claims.user_id)
-            access = await service.user_access(session, claims.user_id)
-        cache.sessions[key] = (active, now + cache.session_ttl)
-        if access is not None:
-            cache.access[claims.user_id] = access
         cached = (active, now + cache.session_ttl)
-    if not cached[0] or access is None:
+        cache.sessions[key] = cached
+    if not cached[0]:
         raise SessionRevoked()
+    roles = await _roles(request, cache, claims.user_id, refresh=stale)
+    return Principal(claims.user_id, claims.session_id, roles, via_cookie, claims.expires_at)
+
+
+async def _roles(request: web.Request, cache: IdentityCache, user_id: uuid.UUID, *, refresh: bool) -> frozenset[str]:
+    """The user's current roles (read again with the session or key they came with, and whenever an
+    invalidation dropped them); 401 for a user that is gone, 403 for a suspended one."""
+    access = None if refresh else cache.access.get(user_id)
+    if access is None:
+        async with request.config_dict[SESSIONS]() as session:
+            access = await service.user_access(session, user_id)
+        if access is None:
+            raise SessionRevoked()
+        cache.access[user_id] = access
     roles, status = access
     if status != "active":
         raise service.AccountSuspended()
-    return Principal(claims.user_id, claims.session_id, frozenset(roles), via_cookie, claims.expires_at)
+    return frozenset(roles)
+
+
+async def _authenticate_key(request: web.Request, cache: IdentityCache, token: str) -> Principal:
+    prefix = api_keys.parse(token)
+    now = time.monotonic()
+    cached = cache.keys.get(prefix)
+    stale = cached is None or cached[1] < now
+    if stale:
+        async with request.config_dict[SESSIONS]() as session:
+            found = await api_keys.find(session, prefix)
+        cached = (found, now + cache.session_ttl)
+        cache.keys[prefix] = cached
+    key = api_keys.check(cached[0], token, utcnow())
+    if not api_keys.allowed_from(key, client_ip(request)):
+        raise AddressNotAllowed(details={"client_ip": client_ip(request)})
+    roles = await _roles(request, cache, key.user_id, refresh=stale)
+    request[QUOTA] = await rate_limit.take(request.config_dict[REDIS], key.id,
+                                           request.config_dict[SETTINGS].api_key_requests_per_minute)
+    cache.key_uses[key.id] = utcnow()
+    return Principal(key.user_id, key.id, roles, False, 0, KeyGrant(key.id, frozenset(key.scopes), key.stepped_up))
 
 
 def _allowed_origins(request: web.Request) -> set[str]:
@@ -117,13 +189,18 @@ def check_origin(request: web.Request) -> None:
         raise Forbidden("Cross-site request refused.", code="csrf_origin_refused", details={"origin": origin})
 
 
-async def authorize(request: web.Request, access: Access) -> Principal | None:
-    """Enforce a route's declared access; the principal is then ``request[PRINCIPAL]``."""
+async def authorize(request: web.Request, access: Access, scope: str | None = None) -> Principal | None:
+    """Enforce a route's declared access (and, for an API key, its ``scope``: None, not open to
+    keys); the principal is then ``request[PRINCIPAL]``."""
     if access.public:
         return None
     principal = await authenticate(request)
     if principal is None:
         raise Unauthorized("Log in first: send the access token as a cookie or a Bearer header.")
+    if principal.api_key is not None and (scope is None or scope not in principal.api_key.scopes):
+        raise InsufficientScope(
+            "This route is not open to API keys." if scope is None else f"This route needs the scope {scope}.",
+            details={"required_scope": scope})
     # CSRF: a cookie rides along with cross-site requests, a Bearer header never does.
     if principal.via_cookie:
         check_origin(request)
@@ -136,3 +213,38 @@ async def authorize(request: web.Request, access: Access) -> Principal | None:
 def current(request: web.Request) -> Principal:
     """The caller of a route that declared non-public access (authorize ran before the handler)."""
     return request[PRINCIPAL]
+
+
+async def add_quota_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """An API key's answers say how much of its rate limit is left (RateLimit-* headers)."""
+    quota = request.get(QUOTA)
+    if quota is not None:
+        response.headers.update(quota.headers())
+
+
+async def flush_key_uses(app: web.Application) -> None:
+    cache: IdentityCache = app[IDENTITY_CACHE]
+    used, cache.key_uses = cache.key_uses, {}
+    if used:
+        async with app[SESSIONS].begin() as session:
+            await api_keys.record_use(session, used)
+
+
+async def record_key_use(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the keys' last uses, written every few seconds and at shutdown."""
+
+    async def every_few_seconds() -> None:
+        while True:
+            await asyncio.sleep(KEY_USE_FLUSH_SECONDS)
+            try:
+                await flush_key_uses(app)
+            except Exception:  # the database is away: the uses are lost, never the requests
+                log.warning("could not record API key uses", exc_info=True)
+
+    task = asyncio.create_task(every_few_seconds())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    with contextlib.suppress(Exception):
+        await flush_key_uses(app)

@@ -10,6 +10,10 @@ A domain declares its routes on a ``Routes`` table::
 The wrapper parses and validates the declared body and query models (415/400/413/422 as JSON),
 injects them as ``body=`` and ``query=``, and serializes a returned pydantic model with the
 first 2xx status declared. A handler may also return a ``web.StreamResponse`` of its own.
+
+API keys reach a route only through its scope: a table names its domain's scopes
+(``Routes(tag="escrow", scopes="escrow")``: GET needs ``escrow:read``, the rest ``escrow:write``), a
+route may name another (``scope="withdrawals:read"``) or none (``scope=None``: sessions only).
 """
 
 from __future__ import annotations
@@ -36,6 +40,14 @@ Handler = Callable[..., Awaitable[Any]]
 ResponseSpec = type[BaseModel] | str | None  # a model (JSON), a media type, or no body
 
 PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+class Inherit:
+    """A route's scope left to its table's default."""
+
+
+INHERIT = Inherit()
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,7 @@ class RouteSpec:
     # The route's own refusals by status (``{409: ("invalid_state",)}``); what follows from its
     # access, path, query, body and form is added by the OpenAPI builder (api/openapi.py).
     errors: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    scope: str | None = None  # what an API key needs to call it; None: not open to API keys
 
     @property
     def path_params(self) -> list[str]:
@@ -71,7 +84,13 @@ class Routes:
     """The routes of one domain, mounted on an app (root or the ``/api/v1`` sub-app)."""
 
     tag: str
+    scopes: str | None = None  # the scopes' domain ("escrow" → escrow:read, escrow:write); None: no API keys
     specs: list[RouteSpec] = field(default_factory=list)
+
+    def default_scope(self, method: str) -> str | None:
+        if self.scopes is None:
+            return None
+        return f"{self.scopes}:{'read' if method in SAFE_METHODS else 'write'}"
 
     def route(
         self,
@@ -87,6 +106,7 @@ class Routes:
         idempotent: bool = False,
         form: type[BaseModel] | None = None,
         errors: dict[int, tuple[str, ...]] | None = None,
+        scope: str | None | Inherit = INHERIT,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             doc = (handler.__doc__ or "").strip()
@@ -105,6 +125,7 @@ class Routes:
                 idempotent=idempotent,
                 form=form,
                 errors=errors or {},
+                scope=self.default_scope(method.upper()) if isinstance(scope, Inherit) else scope,
             )
             self.specs.append(spec)
             return handler
@@ -143,7 +164,7 @@ def _endpoint(spec: RouteSpec) -> Handler:
     @functools.wraps(spec.handler)
     async def endpoint(request: web.Request) -> web.StreamResponse:
         request[ROUTE_SPEC] = spec
-        principal = await authorize(request, spec.access)
+        principal = await authorize(request, spec.access, spec.scope)
         if spec.access.service_signature:
             await signatures.caller(request, spec.access)
         key = read_idempotency_key(request) if spec.idempotent else None

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from api.access import Access
 from api.client_ip import client_ip
-from api.keys import CALLER, SETTINGS
+from api.keys import CALLER, ROUTE_SPEC, SETTINGS
 from api.principal import authorize
 from core.errors import Unauthorized
 
@@ -44,7 +44,7 @@ async def caller(request: web.Request, access: Access) -> str:
 async def _identify(request: web.Request, access: Access) -> str:
     header = request.headers.get(SIGNATURE_HEADER)
     if header is None:
-        principal = await authorize(request, Access(roles=access.roles))
+        principal = await authorize(request, Access(roles=access.roles), request[ROUTE_SPEC].scope)
         assert principal is not None
         return str(principal.user_id)
     secret = request.config_dict[SETTINGS].ingest_hmac_secret

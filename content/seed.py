@@ -5,8 +5,9 @@ state, edited or not) is left alone, so re-running never overwrites an editor's 
 Email template variables (``metadata.variables`` lists them; product emails always also get
 ``display_name`` and ``email``): ``email.verify`` takes ``verify_url`` (the link, which carries
 its token); ``escrow.*`` take ``escrow_title``, ``amount``, ``currency``; ``withdrawal.confirmed``
-takes ``amount``, ``currency``, ``chain``, ``tx_hash``; ``ticket.reply`` takes ``ticket_subject``
-and ``reply``.
+takes ``amount``, ``currency``, ``chain``, ``tx_hash``; ``address_book.entry_added`` takes ``label``,
+``address``, ``chain``, ``asset`` (empty: any asset) and ``usable_at``; ``ticket.reply`` takes
+``ticket_subject`` and ``reply``; ``webhook.disabled`` takes ``endpoint_url`` (without its query) and ``failing_since``.
 """
 
 from __future__ import annotations
@@ -88,9 +89,20 @@ SEEDS: tuple[Seed, ...] = (
     _email("withdrawal.confirmed", "Your withdrawal of {{ amount }} {{ currency }} is confirmed",
            "Hello {{ display_name }},\n\nyour withdrawal of {{ amount }} {{ currency }} is confirmed on "
            "{{ chain }} (transaction `{{ tx_hash }}`).\n", ["display_name", "amount", "currency", "chain", "tx_hash"]),
+    _email("address_book.entry_added", "A withdrawal address was added to your address book",
+           "Hello {{ display_name }},\n\n**{{ label }}**, `{{ address }}` on {{ chain }}"
+           "{% if asset %} (for {{ asset }} only){% endif %}, was added to your withdrawal address book. While "
+           "your withdrawal allowlist is on, withdrawals may go to it from {{ usable_at }}.\n\nIf this was not "
+           "you, remove the address, change your password and contact support at once.\n",
+           ["display_name", "label", "address", "chain", "asset", "usable_at"]),
     _email("ticket.reply", "Re: {{ ticket_subject }}",
            "Hello {{ display_name }},\n\nsupport replied to your ticket “{{ ticket_subject }}”:\n\n"
            "> {{ reply }}\n", ["display_name", "ticket_subject", "reply"]),
+    _email("webhook.disabled", "Your webhook endpoint was disabled",
+           "Hello {{ display_name }},\n\nyour webhook endpoint {{ endpoint_url }} has failed every delivery since "
+           "{{ failing_since }}, so it was disabled and receives no events. Fix the endpoint, then enable it again "
+           "from your webhook settings; the deliveries it missed are listed there.\n",
+           ["display_name", "endpoint_url", "failing_since"]),
 )
 
 

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, UniqueConstraint, insert, select, text
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    UniqueConstraint,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -41,6 +49,22 @@ class AuditEvent(Base):
     occurred_at: Mapped[datetime]
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# --- observers: a higher layer hears every appended event, inside the appending transaction -------
+
+# ``observer(session, aggregate_type, aggregate_id, type, data)``, awaited right after the event's
+# insert: what it writes commits or rolls back with the change (the webhooks outbox, installed by
+# cli.registry). ``data`` is the event's data as stored (plain JSON).
+Observer = Callable[[AsyncSession, str, str, str, dict[str, Any]], Awaitable[None]]
+
+_observers: list[Observer] = []
+
+
+def install_observer(observer: Observer) -> None:
+    """Called once at process start by the process wiring; installing the same observer again changes nothing."""
+    if observer not in _observers:
+        _observers.append(observer)
 
 
 def canonical(value: Any) -> bytes:
@@ -100,6 +124,8 @@ async def append(
     # A Core insert, not an ORM object: nothing reads the row back, and the flush is costly.
     await session.execute(insert(AuditEvent).values(
         **{**event, "occurred_at": occurred_at}, prev_hash=prev_hash, hash=event_hash(event, prev_hash)))
+    for observer in _observers:
+        await observer(session, aggregate_type, aggregate, type, event["data"])
 
 
 _LAST = text("SELECT seq, hash FROM audit_events WHERE aggregate_type = :type AND aggregate_id = :id"
@@ -166,6 +192,9 @@ async def append_first(
     await session.execute(_INSERT_FIRST, {"aggregate_type": aggregate_type, "actor": None if actor is None else str(actor),
                                           "occurred_at": occurred_at, "genesis": GENESIS, "ids": ids, "types": types,
                                           "documents": documents, "hashes": hashes})
+    for observer in _observers:
+        for aggregate, event_type, document in zip(ids, types, documents, strict=True):
+            await observer(session, aggregate_type, aggregate, event_type, json.loads(document))
 
 
 _INSERT_FIRST = text(

@@ -19,7 +19,15 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from eth_utils import to_checksum_address
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import InvalidInput
@@ -31,7 +39,13 @@ MIN_SECRET_LENGTH = 32
 MAX_ACCOUNT = 2**31 - 1  # BIP44 accounts are hardened indexes: 0 … 2**31 - 1
 REGISTRATIONS_PER_HOUR = 20
 LOCAL_REGISTRATIONS_PER_HOUR = 100_000  # devnet and test: every account comes from loopback
-ADDRESS_BOOK_COOLING_HOURS = 24.0
+ADDRESS_COOLING_OFF_HOURS = 24.0
+# Webhook retries and disabling when unset (Settings.webhook_*): production's, and the devnet's and
+# tests', short enough to watch a retry, a failure for good and a disabled endpoint happen.
+WEBHOOK_PRODUCTION = {"retry_base_seconds": 30.0, "retry_max_seconds": 3600.0, "retry_window_hours": 24.0,
+                      "disable_after_hours": 72.0}
+WEBHOOK_LOCAL = {"retry_base_seconds": 1.0, "retry_max_seconds": 30.0, "retry_window_hours": 1.0,
+                 "disable_after_hours": 2.0}
 
 
 @lru_cache(maxsize=64)
@@ -315,7 +329,7 @@ class ReadinessPolicy(BaseModel):
     redis: bool = True
     chains: bool = True
     workers: list[str] = Field(default_factory=lambda: ["custody", "deposits", "compliance", "notifications",
-                                                        "allocator", "treasury"])
+                                                        "allocator", "treasury", "webhooks"])
     timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     heartbeat_max_age_seconds: float = Field(default=30.0, gt=0)
 
@@ -325,7 +339,9 @@ class SettingsError(RuntimeError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VIRTUOZ_", extra="ignore")
+    # validate_by_name: a field read from the environment under an alias (a renamed setting that keeps
+    # its old name) is still given by its name in code, Settings(field=...).
+    model_config = SettingsConfigDict(env_prefix="VIRTUOZ_", extra="ignore", validate_by_name=True)
 
     # Fail closed: a process started without VIRTUOZ_ENV is a production process. The public default
     # secret and non-Secure cookies are accepted only when devnet or test is asked for by name
@@ -365,6 +381,10 @@ class Settings(BaseSettings):
     # the right-most address that is not a trusted proxy; from anyone else, the peer itself.
     trusted_proxies: list[str] = Field(default_factory=list)
     session_cache_seconds: float = Field(default=1.0, ge=0, le=1.0)
+    # API keys: active keys per user (409 past it), and each key's rate limit, a token bucket of
+    # this many requests refilled evenly over a minute (429 with Retry-After when empty).
+    api_key_max_per_user: int = Field(default=20, ge=1, le=1000)
+    api_key_requests_per_minute: int = Field(default=600, ge=1)
     mfa_issuer: str = "VirtuOZ"
     # Email ownership: a new account is emailed a single-use link, {public base URL}/verify-email?token=…,
     # valid this long; the owner may ask for a new one this many times per window (429 past it).
@@ -430,10 +450,13 @@ class Settings(BaseSettings):
     # requested over a rolling 24 hours, the new one included, reach this amount.
     withdrawal_four_eyes_thresholds: dict[str, str] = Field(
         default_factory=lambda: {"ETH": "10", "POL": "20000", "USDC": "10000"})
-    # A new address book entry is usable by a withdrawal under the allowlist this many hours after it
-    # was added: a stolen session (and code) cannot add an address and drain to it at once. Unset: 24,
-    # or 0 in devnet and test.
-    address_book_cooling_hours: float | None = Field(default=None, ge=0, le=24 * 30)
+    # The address book's cooling-off, in hours: a new entry is usable by a withdrawal under the allowlist
+    # this long after it was added, and turning the allowlist off takes effect this long after it was
+    # asked: a stolen session (and code) cannot add an address, or lift the allowlist, and drain at once.
+    # Unset: 24, or 0 in devnet and test. VIRTUOZ_ADDRESS_BOOK_COOLING_HOURS is its former name, still read.
+    address_cooling_off_hours: float | None = Field(
+        default=None, ge=0, le=24 * 30,
+        validation_alias=AliasChoices("VIRTUOZ_ADDRESS_COOLING_OFF_HOURS", "VIRTUOZ_ADDRESS_BOOK_COOLING_HOURS"))
     # One address per line, '#' comments. The API refuses destinations on it; the signer reads its
     # own copy (signer_sanctions_list_file, default: the same file). Unset: an empty list.
     sanctions_list_file: Path | None = None
@@ -531,6 +554,28 @@ class Settings(BaseSettings):
     smtp_max_retries: int = Field(default=8, ge=0, le=20)
     smtp_retry_backoff_ms: int = Field(default=15_000, ge=1)
     devnet_smtp_port: int = Field(default=8025, ge=1, le=65535)
+
+    # Webhooks (notifications.webhooks; README, "Webhooks"). The webhooks worker POSTs a delivery and
+    # waits webhook_timeout_seconds for a 2xx; a failure is retried with exponential backoff and full
+    # jitter (from the base, capped) until the window after the event has passed, then `failed`. An
+    # endpoint failing for webhook_disable_after_hours is disabled. Unset: production's values (30 s,
+    # 1 h, 24 h, 72 h), or short ones in devnet and test (WEBHOOK_LOCAL). The scheduler re-sends due
+    # deliveries (retries, messages lost in a crash) every webhook_dispatch_seconds, at most a batch each.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_dispatch_seconds: float = Field(default=5.0, gt=0)
+    webhook_dispatch_batch: int = Field(default=500, ge=1, le=10_000)
+    webhook_retry_base_seconds: float | None = Field(default=None, gt=0)
+    webhook_retry_max_seconds: float | None = Field(default=None, gt=0)
+    webhook_retry_window_hours: float | None = Field(default=None, gt=0, le=24 * 30)
+    webhook_disable_after_hours: float | None = Field(default=None, gt=0)
+    # Endpoints on loopback or private networks, over plain http: an SSRF hole in production, where an
+    # endpoint must be https on a public address. Unset: false, or true in devnet and test.
+    webhook_allow_private: bool | None = None
+    # Endpoints per user (409 webhook_limit_reached past it): each one is a worker's time on every event.
+    webhook_max_per_user: int = Field(default=10, ge=1, le=100)
+    # After a secret rotation the previous secret still signs (a second v1=) this long, so a receiver
+    # can switch to the new one without refusing a delivery in between; 0: it stops at once.
+    webhook_secret_rotation_hours: float = Field(default=24.0, ge=0, le=24 * 30)
 
     # Compliance. Jurisdictions are data: unset, the packaged compliance/jurisdictions.json.
     compliance_jurisdictions_file: Path | None = None
@@ -705,10 +750,38 @@ class Settings(BaseSettings):
         return REGISTRATIONS_PER_HOUR if self.is_production else LOCAL_REGISTRATIONS_PER_HOUR
 
     @property
-    def address_book_cooling(self) -> timedelta:
-        if self.address_book_cooling_hours is not None:
-            return timedelta(hours=self.address_book_cooling_hours)
-        return timedelta(hours=ADDRESS_BOOK_COOLING_HOURS if self.is_production else 0)
+    def address_cooling_off(self) -> timedelta:
+        if self.address_cooling_off_hours is not None:
+            return timedelta(hours=self.address_cooling_off_hours)
+        return timedelta(hours=ADDRESS_COOLING_OFF_HOURS if self.is_production else 0)
+
+    def _webhook(self, name: str) -> float:
+        value = getattr(self, f"webhook_{name}")
+        if value is not None:
+            return float(value)
+        return (WEBHOOK_PRODUCTION if self.is_production else WEBHOOK_LOCAL)[name]
+
+    @property
+    def webhook_retry_base(self) -> timedelta:
+        return timedelta(seconds=self._webhook("retry_base_seconds"))
+
+    @property
+    def webhook_retry_max(self) -> timedelta:
+        return timedelta(seconds=self._webhook("retry_max_seconds"))
+
+    @property
+    def webhook_retry_window(self) -> timedelta:
+        return timedelta(hours=self._webhook("retry_window_hours"))
+
+    @property
+    def webhook_disable_after(self) -> timedelta:
+        return timedelta(hours=self._webhook("disable_after_hours"))
+
+    @property
+    def webhook_private_allowed(self) -> bool:
+        if self.webhook_allow_private is not None:
+            return self.webhook_allow_private
+        return not self.is_production
 
     @property
     def secure_cookies(self) -> bool:
@@ -749,6 +822,8 @@ class Settings(BaseSettings):
             problems.append("VIRTUOZ_SANDBOX_CREDIT is set: play money is for devnet and tests only")
         if not self.secure_cookies:
             problems.append("VIRTUOZ_COOKIE_SECURE=false: production cookies must be Secure")
+        if self.webhook_allow_private:
+            problems.append("VIRTUOZ_WEBHOOK_ALLOW_PRIVATE=true: webhooks to private addresses are for devnet and tests only")
         # Finality is a decision about money at risk, never a default someone did not notice.
         unset = [chain.name for chain in self.chains if "finality" not in chain.model_fields_set]
         if unset:

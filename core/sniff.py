@@ -10,8 +10,8 @@ from __future__ import annotations
 import codecs
 import re
 import unicodedata
-from urllib.parse import unquote
 from collections.abc import AsyncIterator
+from urllib.parse import unquote
 
 import puremagic
 

@@ -73,6 +73,8 @@ SERVICES = (
     ("worker-allocator", ["worker", "allocator"]),
     # Treasury: sweeps of deposit addresses to the hot wallet (and the other treasury jobs).
     ("worker-treasury", ["worker", "treasury"]),
+    # Webhooks: signed POSTs of the outbox's events to integrators' endpoints, retried.
+    ("worker-webhooks", ["worker", "webhooks"]),
     ("scheduler", ["scheduler"]),
     # Travel Rule: the TRP endpoints of both devnet VASP identities, over mTLS.
     ("trp", ["trp", "serve"]),

@@ -33,8 +33,10 @@ from core.db import after_commit
 
 # One Dramatiq queue per consumer kind (DESIGN.md). Deposit credits and reversals have their own
 # (`deposits`): withdrawals in trouble (a node timing out, fee bumps, a signer down) fill the
-# custody queue, and a customer's credit must never wait behind them.
-QUEUES = ("allocator", "custody", "deposits", "signer", "compliance", "notifications", "reports", "treasury")
+# custody queue, and a customer's credit must never wait behind them. Webhooks have theirs too: an
+# integrator's slow endpoint holds a worker thread for up to its timeout, never an email's.
+QUEUES = ("allocator", "custody", "deposits", "signer", "compliance", "notifications", "reports", "treasury",
+          "webhooks")
 
 # `virtuoz worker NAME` consumes these queues. The first queue of each worker also carries its
 # heartbeat job, so a fresh heartbeat proves that worker is draining that queue.
@@ -45,6 +47,7 @@ WORKERS: dict[str, list[str]] = {
     "notifications": ["notifications"],
     "allocator": ["allocator"],
     "treasury": ["treasury"],
+    "webhooks": ["webhooks"],
 }
 
 # Retries use Dramatiq's exponential backoff from 15 s: the 10th retry waits about 4 hours, so a

@@ -102,6 +102,11 @@ SCHEDULE: list[ScheduleEntry] = [
     ScheduleEntry("travel-rule-expiry",
                   send("compliance.expire_travel_rule"),
                   lambda settings: IntervalTrigger(hours=1)),
+    # Webhooks: pending deliveries whose time has come (retries after their backoff, and messages lost
+    # in a crash) are sent to the webhooks worker again.
+    ScheduleEntry("webhook-dispatch",
+                  send("webhooks.dispatch_due"),
+                  lambda settings: IntervalTrigger(seconds=settings.webhook_dispatch_seconds), run_at_start=True),
     # Proof of reserves: the day's epoch (Merkle sum trees of the liabilities, reserves on chain) at
     # 00:30 UTC, and at start; the day is the epoch's unique slot, so a restart or a redelivered
     # message builds nothing twice.

@@ -36,7 +36,10 @@ TEMPLATES: dict[str, str | None] = {
     "escrow.released": "escrow",
     "escrow.disputed": "escrow",
     "withdrawal.confirmed": "withdrawal",
+    # security notice: a new withdrawal destination, usable after the cooling-off, is how a thief drains
+    "address_book.entry_added": "address_book_entry",
     "ticket.reply": "ticket_message",  # a public staff message: internal notes are never emailed
+    "webhook.disabled": "webhook_endpoint",  # failing too long: its owner must fix it and enable it again
 }
 
 Variables = dict[str, str]

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from custody.withdrawals.address_book import BookPage, usable
+from custody.withdrawals.address_book import Allowlist, BookPage, usable
 from custody.withdrawals.models import AddressBookEntry
 
 TOTP_CODE = "A current TOTP code, the same step-up as a withdrawal request: required when the account has MFA on."
@@ -17,6 +17,9 @@ class EntryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     chain: str = Field(min_length=1, max_length=40, examples=["ethereum"])
+    asset: str | None = Field(default=None, min_length=1, max_length=10, examples=["USDC"],
+                              description="A currency code of the chain: the entry takes withdrawals of that asset "
+                                          "only. Absent: any asset of the chain.")
     address: str = Field(min_length=1, max_length=100, description="EIP-55 checksummed (or all one case).",
                          examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"])
     label: str = Field(min_length=1, max_length=100, examples=["My hardware wallet"])
@@ -26,6 +29,7 @@ class EntryIn(BaseModel):
 class EntryOut(BaseModel):
     id: uuid.UUID
     chain: str
+    asset: str | None = Field(description="The only asset a withdrawal to it may move; null: any asset of the chain.")
     address: str = Field(description="EIP-55, as a withdrawal request stores its destination.")
     label: str
     created_at: datetime
@@ -35,7 +39,7 @@ class EntryOut(BaseModel):
 
     @classmethod
     def of(cls, entry: AddressBookEntry) -> EntryOut:
-        return cls(id=entry.id, chain=entry.chain, address=entry.address, label=entry.label,
+        return cls(id=entry.id, chain=entry.chain, asset=entry.asset, address=entry.address, label=entry.label,
                    created_at=entry.created_at, usable_at=entry.usable_at, usable=usable(entry))
 
 
@@ -44,15 +48,20 @@ class BookQuery(BaseModel):
     cursor: str | None = Field(default=None, max_length=500, description="`next_cursor` of the previous page.")
 
 
+OFF_AT = "While a turn-off is pending: when the allowlist stops applying (asked + the cooling-off). Else null."
+
+
 class BookOut(BaseModel):
-    allowlist_enabled: bool = Field(description="On: withdrawals go only to usable entries of this book.")
+    allowlist_enabled: bool = Field(description="On: withdrawals go only to usable entries of this book (still on "
+                                                "while a turn-off is pending).")
+    allowlist_off_at: datetime | None = Field(description=OFF_AT)
     items: list[EntryOut]
     next_cursor: str | None
 
     @classmethod
     def of(cls, page: BookPage) -> BookOut:
-        return cls(allowlist_enabled=page.allowlist_enabled, items=[EntryOut.of(entry) for entry in page.items],
-                   next_cursor=page.next_cursor)
+        return cls(allowlist_enabled=page.allowlist.enabled, allowlist_off_at=page.allowlist.off_at,
+                   items=[EntryOut.of(entry) for entry in page.items], next_cursor=page.next_cursor)
 
 
 class AllowlistIn(BaseModel):
@@ -64,4 +73,9 @@ class AllowlistIn(BaseModel):
 
 
 class AllowlistOut(BaseModel):
-    enabled: bool
+    enabled: bool = Field(description="Whether the allowlist applies now (still true while a turn-off is pending).")
+    off_at: datetime | None = Field(description=OFF_AT)
+
+    @classmethod
+    def of(cls, allowlist: Allowlist) -> AllowlistOut:
+        return cls(enabled=allowlist.enabled, off_at=allowlist.off_at)

@@ -16,7 +16,7 @@ from api.registry import Routes
 from core.errors import Forbidden
 from custody.addresses import service
 
-addresses = Routes(tag="deposits")
+addresses = Routes(tag="deposits", scopes="deposits")
 
 # Staff who may act for another user; a customer only ever gets their own address.
 ACTS_FOR_OTHERS = ("operator", "admin")

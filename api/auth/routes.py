@@ -11,6 +11,7 @@ from api.auth.schemas import (
     EmailVerifyIn,
     LoginIn,
     LogoutAllOut,
+    MeOut,
     MfaCodeIn,
     MfaDisableIn,
     MfaEnrollIn,
@@ -19,7 +20,6 @@ from api.auth.schemas import (
     OkOut,
     PasswordChangedOut,
     PasswordChangeIn,
-    ProfileOut,
     ProfileUpdateIn,
     RbacInvalidateIn,
     RefreshIn,
@@ -42,6 +42,7 @@ from core.control import invalidate_rbac
 from core.errors import Unauthorized
 from core.locales import from_accept_language
 from custody import onboarding
+from custody.withdrawals import address_book
 from identity import service, throttle
 from notifications.emails import product_email
 
@@ -242,16 +243,34 @@ async def readiness_policy_reload(request: web.Request, body: SignedEnvelopeIn) 
     return await _reload(request, body, "readiness_policy")
 
 
-@profile.get("/me", access=AUTHENTICATED, responses={200: ProfileOut})
-async def me(request: web.Request) -> ProfileOut:
-    """The caller's profile."""
-    user = await service.get_user(db_session(request), current(request).user_id)
-    return ProfileOut.model_validate(user)
+@profile.get("/me", access=AUTHENTICATED, responses={200: MeOut})
+async def me(request: web.Request) -> MeOut:
+    """The caller's profile, and whether their withdrawal allowlist is on (and until when, while a turn-off
+    is pending)."""
+    session, user_id = db_session(request), current(request).user_id
+    user = await service.get_user(session, user_id)
+    allowlist = await address_book.allowlist(session, user_id)
+    return MeOut.of(user, withdrawal_allowlist=allowlist.enabled, off_at=allowlist.off_at)
 
 
-@profile.patch("/me", access=AUTHENTICATED, body=ProfileUpdateIn, responses={200: ProfileOut})
-async def update_me(request: web.Request, body: ProfileUpdateIn) -> ProfileOut:
-    """Change your display name or the locale of the emails we send you (`de`, `de-AT`, …)."""
-    user = await service.update_profile(db_session(request), current(request).user_id,
-                                        body.model_dump(exclude_unset=True, exclude_none=True))
-    return ProfileOut.model_validate(user)
+@profile.patch("/me", access=AUTHENTICATED, body=ProfileUpdateIn, responses={200: MeOut},
+               errors={401: ("mfa_required", "invalid_mfa_code"), 422: ("invalid_locale",),
+                       429: ("too_many_attempts",)})
+async def update_me(request: web.Request, body: ProfileUpdateIn) -> MeOut:
+    """Change your display name, the locale of the emails we send you (`de`, `de-AT`, …) or your withdrawal
+    allowlist (`withdrawal_allowlist`, as PUT /wallet/address-book/allowlist: on at once; off with the
+    step-up, `totp_code` when MFA is on, after the cooling-off).
+
+    Refusals of turning the allowlist off: mfa_required / invalid_mfa_code (401), too_many_attempts (429);
+    nothing else changes then.
+    """
+    settings, session, user_id = request.config_dict[SETTINGS], db_session(request), current(request).user_id
+    # The allowlist first: a wrong code is committed (its audit event) and must carry no profile change
+    # with it; and the book's lock comes before the user row's, the order every change of the book takes.
+    if body.withdrawal_allowlist is None:
+        allowlist = await address_book.allowlist(session, user_id)
+    else:
+        allowlist = await address_book.set_allowlist(session, settings, request.config_dict[REDIS], user_id,
+                                                     enabled=body.withdrawal_allowlist, totp_code=body.totp_code)
+    user = await service.update_profile(session, user_id, body.profile_changes())
+    return MeOut.of(user, withdrawal_allowlist=allowlist.enabled, off_at=allowlist.off_at)

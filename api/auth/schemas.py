@@ -29,6 +29,17 @@ class ProfileUpdateIn(BaseModel):
 
     display_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
     locale: str | None = Field(default=None, max_length=MAX_LOCALE_LENGTH, pattern=LOCALE_PATTERN, examples=["fr"])
+    withdrawal_allowlist: bool | None = Field(
+        default=None, description="Withdrawals only to usable entries of your address book: on at once (cancelling a "
+                                  "pending turn-off); off with `totp_code` when MFA is on, and only after the "
+                                  "cooling-off (`withdrawal_allowlist_off_at`). As PUT /wallet/address-book/allowlist.")
+    totp_code: str | None = Field(default=None, max_length=20,
+                                  description="A current TOTP code: turning the withdrawal allowlist off asks for it "
+                                              "when the account has MFA on.")
+
+    def profile_changes(self) -> dict[str, str]:
+        """What identity stores: the allowlist is custody's (the address book), and the code is spent there."""
+        return self.model_dump(exclude_unset=True, exclude_none=True, exclude={"withdrawal_allowlist", "totp_code"})
 
 
 class LoginIn(BaseModel):
@@ -57,6 +68,21 @@ class ProfileOut(UserOut):
                                              "until then you are nobody's escrow seller and cannot withdraw.")
     kyc_status: str
     locale: str | None
+
+
+class MeOut(ProfileOut):
+    """``GET`` and ``PATCH /me``: your profile, and your withdrawal allowlist (custody's address book)."""
+
+    withdrawal_allowlist: bool = Field(description="Whether withdrawals go only to usable entries of your address "
+                                                   "book (still true while a turn-off is pending).")
+    withdrawal_allowlist_off_at: datetime | None = Field(
+        description="While a turn-off is pending: when the allowlist stops applying (asked + the cooling-off). "
+                    "Else null.")
+
+    @classmethod
+    def of(cls, user: object, *, withdrawal_allowlist: bool, off_at: datetime | None) -> MeOut:
+        return cls(**ProfileOut.model_validate(user).model_dump(), withdrawal_allowlist=withdrawal_allowlist,
+                   withdrawal_allowlist_off_at=off_at)
 
 
 class AdminUserOut(ProfileOut):

@@ -47,10 +47,10 @@ from compliance.travel_rule import service as travel_rule
 from compliance.travel_rule.directory import Directory
 from core.storage import IncomingFile
 
-kyc_routes = Routes(tag="compliance")
-compliance_routes = Routes(tag="compliance")
-admin_compliance_routes = Routes(tag="admin")
-transaction_review_routes = Routes(tag="admin")
+kyc_routes = Routes(tag="compliance", scopes="compliance")
+compliance_routes = Routes(tag="compliance", scopes="compliance")
+admin_compliance_routes = Routes(tag="admin", scopes="compliance")
+transaction_review_routes = Routes(tag="admin", scopes="compliance")
 
 OFFICERS = roles("compliance", "admin")
 
@@ -59,7 +59,7 @@ KYC_CASE_NOT_FOUND = {404: ("kyc_case_not_found",)}
 TRANSACTION_NOT_FOUND = {404: ("transaction_not_found",)}
 
 
-@kyc_routes.post("/me/kyc", access=AUTHENTICATED, body=KycSubmitIn, form=KycSubmitForm, responses={201: KycMineOut},
+@kyc_routes.post("/me/kyc", access=AUTHENTICATED, scope=None, body=KycSubmitIn, form=KycSubmitForm, responses={201: KycMineOut},
                  name="kyc_submit",
                  errors={409: ("kyc_invalid_state",), 422: ("too_many_files", "unexpected_file")})
 async def kyc_submit(request: web.Request, body: KycSubmitIn | None) -> KycMineOut:
@@ -243,8 +243,8 @@ async def compliance_transaction_resolve(request: web.Request, body: ResolveIn) 
                                                   body.note, current(request).user_id))
 
 
-@compliance_routes.post("/compliance/travel-rule", access=AUTHENTICATED, body=TravelRuleUpsertIn,
-                        responses={201: TravelRuleTransferOut, 200: TravelRuleTransferOut},
+@compliance_routes.post("/compliance/travel-rule", access=AUTHENTICATED, scope="withdrawals:write",
+                        body=TravelRuleUpsertIn, responses={201: TravelRuleTransferOut, 200: TravelRuleTransferOut},
                         name="compliance_travel_rule_upsert",
                         errors={403: ("travel_rule_forbidden",),
                                 404: ("travel_rule_transfer_not_found", "withdrawal_not_found", "deposit_not_found"),

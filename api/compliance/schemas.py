@@ -119,11 +119,13 @@ class KycMineOut(BaseModel):
     level: int
     submitted_at: datetime
     documents: list[KycDocumentOut] = Field(default_factory=list, description="The documents of this submission.")
+    reason: str | None = Field(default=None, description="needs_info only: what the officer asks for. The reason "
+                                                          "of any other decision stays internal.")
 
     @classmethod
     def of(cls, case: KycCase, documents: Sequence[Any] = ()) -> KycMineOut:
         return cls(user_id=case.user_id, state=case.state, level=case.level,  # type: ignore[arg-type]
-                   submitted_at=case.submitted_at,
+                   submitted_at=case.submitted_at, reason=case.reason if case.state == "needs_info" else None,
                    documents=[KycDocumentOut(**document.as_dict(), submitted_at=case.submitted_at,
                                              created_at=case.submitted_at) for document in documents])
 

@@ -16,7 +16,7 @@ from api.registry import Routes
 from custody.deposits import ingest, queries
 
 scanner_ingest = Routes(tag="deposits")
-deposits = Routes(tag="deposits")
+deposits = Routes(tag="deposits", scopes="deposits")
 
 INGEST_ACCESS = roles_or_service_signature(*ACTS_FOR_OTHERS)
 

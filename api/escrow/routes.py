@@ -28,7 +28,7 @@ from api.schemas import Empty
 from core.storage import IncomingFile
 from custody.escrow import evidence, service
 
-escrow = Routes(tag="escrow")
+escrow = Routes(tag="escrow", scopes="escrow")
 escrow_admin = Routes(tag="admin")
 
 ESCROW = {200: EscrowOut}
@@ -172,7 +172,7 @@ async def delete_evidence(request: web.Request, body: Empty) -> EvidenceOut:
     return EvidenceOut.model_validate(hidden, from_attributes=True)
 
 
-@escrow.post("/escrow/{escrow_id}/dispute/resolve", access=roles("compliance", "admin"), body=ResolveIn,
+@escrow.post("/escrow/{escrow_id}/dispute/resolve", access=roles("compliance", "admin"), scope=None, body=ResolveIn,
              responses=ESCROW, idempotent=True,
              errors={**NOT_FOUND, 403: ("arbiter_only", "party_to_dispute", "withdrawals_frozen"),
                      409: ("invalid_state", "seller_required"),
@@ -190,7 +190,7 @@ async def resolve_dispute(request: web.Request, body: ResolveIn) -> EscrowOut:
                                               fee_bps=settings.escrow_fee_bps))
 
 
-@escrow.post("/escrow/{escrow_id}/dispute/reject", access=roles("compliance", "admin"), body=RejectIn,
+@escrow.post("/escrow/{escrow_id}/dispute/reject", access=roles("compliance", "admin"), scope=None, body=RejectIn,
              responses=ESCROW, errors={**STATE, 403: ("arbiter_only", "party_to_dispute")})
 async def reject_dispute(request: web.Request, body: RejectIn) -> EscrowOut:
     """Reject a dispute: the escrow is funded again, its hold untouched.

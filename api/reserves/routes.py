@@ -11,7 +11,7 @@ from api.registry import Routes
 from api.reserves.schemas import ProofQuery, ReservesOut, ReservesProofOut
 from custody.treasury import reserves as service
 
-reserves = Routes(tag="wallet")
+reserves = Routes(tag="wallet", scopes="wallet")
 
 
 @reserves.get("/reserves/latest", access=PUBLIC, responses={200: ReservesOut}, errors={404: ("no_reserves_epoch",)})

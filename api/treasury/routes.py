@@ -23,8 +23,8 @@ from api.treasury.schemas import (
     WalletsOut,
 )
 from custody import ledger
-from custody.treasury import refills, reserves
 from custody.treasury import queries as sweep_queries
+from custody.treasury import refills, reserves
 from custody.treasury import wallets as wallet_views
 
 treasury = Routes(tag="admin")  # the Swagger tags are a fixed list (api.openapi.TAGS)

@@ -17,7 +17,7 @@ from api.wallet.schemas import (
 )
 from custody import ledger
 
-wallet = Routes(tag="wallet")
+wallet = Routes(tag="wallet", scopes="wallet")
 
 
 @wallet.get("/wallet/balances", access=AUTHENTICATED, responses={200: BalancesOut})

@@ -24,13 +24,15 @@ from api.withdrawals.schemas import (
 from core.sanctions import sanctions_list
 from custody.withdrawals import cancels, service
 
-withdrawals = Routes(tag="withdrawals")
+withdrawals = Routes(tag="withdrawals", scopes="withdrawals")
 
 APPROVERS = ("operator", "admin")
 
 
 def _actor(principal: Principal) -> service.Actor:
-    return service.Actor(principal.user_id, is_staff=principal.is_staff, may_approve=principal.has_any(*APPROVERS))
+    key = principal.api_key
+    return service.Actor(principal.user_id, is_staff=principal.is_staff, may_approve=principal.has_any(*APPROVERS),
+                         standing_step_up=key is not None and key.stepped_up and "withdrawals:write" in key.scopes)
 
 
 def _withdrawal_id(request: web.Request) -> uuid.UUID:
@@ -56,14 +58,15 @@ async def request_withdrawal(request: web.Request, body: WithdrawalRequestIn) ->
     Refusals hold nothing, and come in this order: unknown_chain, asset_not_on_chain, invalid_address,
     invalid_amount (422); email_unverified (403: the account has not proved it owns its email);
     mfa_required / invalid_mfa_code (401), too_many_attempts (429); address_not_allowlisted (403: the
-    caller's allowlist is on and the address is not a usable entry of their address book for the chain);
+    caller's allowlist is on and the address is not a usable entry of their address book for the chain and asset);
     sanctioned_address (403, and it freezes the account's withdrawals), withdrawals_frozen (403);
     insufficient_funds (422); kyc_limit_exceeded (403), signer_limit_exceeded (403: above the signer's
     per-withdrawal or rolling 24-hour limit of the asset); travel_rule_required / travel_address_invalid (422); would_revert (422: the
     node, running the payment from the hot wallet now, says it would revert); travel_address_private (422: the
     Travel Address is a private, loopback or link-local address of a VASP not in the directory). With a
     `travel_rule.travel_address` at or above the Travel Rule threshold the withdrawal starts in
-    `awaiting_travel_rule` until the beneficiary's VASP accepts it over TRP.
+    `awaiting_travel_rule` until the beneficiary's VASP accepts it over TRP. An API key created with a
+    TOTP code and `withdrawals:write` needs no `totp_code` for an address active in the owner's address book.
     """
     settings, session, principal = request.config_dict[SETTINGS], db_session(request), current(request)
     view = await service.request(
@@ -92,7 +95,7 @@ async def get_withdrawal(request: web.Request) -> WithdrawalOut:
     return WithdrawalOut.of(view)
 
 
-@withdrawals.post("/platform/crypto/withdrawals/{withdrawal_id}/sign", access=roles(*APPROVERS), body=ApprovalIn,
+@withdrawals.post("/platform/crypto/withdrawals/{withdrawal_id}/sign", access=roles(*APPROVERS), scope=None, body=ApprovalIn,
                   responses={200: WithdrawalOut}, idempotent=True,
                   errors={**APPROVER_STEP_UP, **NOT_FOUND,
                           403: ("own_withdrawal", "withdrawals_frozen", "mfa_required_for_approval"),
@@ -123,7 +126,7 @@ async def rollback_withdrawal(request: web.Request, body: Empty) -> WithdrawalOu
     return WithdrawalOut.of(view)
 
 
-@withdrawals.post("/platform/crypto/withdrawals/{withdrawal_id}/cancel", access=roles(*APPROVERS), body=CancelIn,
+@withdrawals.post("/platform/crypto/withdrawals/{withdrawal_id}/cancel", access=roles(*APPROVERS), scope=None, body=CancelIn,
                   responses={202: WithdrawalOut}, idempotent=True,
                   errors={**APPROVER_STEP_UP, **NOT_FOUND, 409: ("invalid_state", "cancel_requested")})
 async def cancel_withdrawal(request: web.Request, body: CancelIn) -> WithdrawalOut:

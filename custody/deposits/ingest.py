@@ -25,10 +25,22 @@ from custody import ledger
 from custody.chains import Chain, TransactionTransfers
 from custody.chains.evm_batch import checksum
 from custody.deposits import senders
-from custody.deposits.models import CONFIRMING, NATIVE_LOG_INDEX, SEEN, Deposit, deposit_key
+from custody.deposits.models import (
+    CONFIRMING,
+    NATIVE_LOG_INDEX,
+    SEEN,
+    Deposit,
+    deposit_key,
+)
 from custody.deposits.queries import DepositItem
 from custody.deposits.states import WAITING
-from custody.deposits.tracking import Announcements, Observed, deposit_owners, record, request_credits
+from custody.deposits.tracking import (
+    Announcements,
+    Observed,
+    deposit_owners,
+    record,
+    request_credits,
+)
 
 
 @dataclass(frozen=True)

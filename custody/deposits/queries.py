@@ -62,12 +62,25 @@ async def deposits_of(session: AsyncSession, user_id: uuid.UUID, *, limit: int =
         query = query.where(keyset_before(cursor, Deposit.created_at, Deposit.id))
     rows, next_cursor = next_page(list(await session.scalars(query)), limit)
     units = await ledger.currencies(session, {row.asset for row in rows})
-    heights = {chain: position.height for chain, position in (await scanner_positions(session)).items()}
-    items = []
-    for row in rows:
-        confirmations = row.confirmations
-        height = heights.get(row.chain)
-        if row.state in LIVE and height is not None and height >= row.block_number:
-            confirmations = max(confirmations, height - row.block_number + 1)
-        items.append(DepositItem(row, units[row.asset], confirmations))
-    return DepositPage(items, next_cursor)
+    heights = await _heights(session)
+    return DepositPage([DepositItem(row, units[row.asset], _confirmations(row, heights)) for row in rows], next_cursor)
+
+
+async def deposit_item(session: AsyncSession, deposit_id: uuid.UUID) -> DepositItem | None:
+    """One deposit as its owner's list shows it (what a webhook about it carries); None if there is none."""
+    row = await session.get(Deposit, deposit_id)
+    if row is None:
+        return None
+    return DepositItem(row, await ledger.currency(session, row.asset), _confirmations(row, await _heights(session)))
+
+
+async def _heights(session: AsyncSession) -> dict[str, int | None]:
+    return {chain: position.height for chain, position in (await scanner_positions(session)).items()}
+
+
+def _confirmations(row: Deposit, heights: dict[str, int | None]) -> int:
+    """Counted up to the scanner's latest block: the stored count moves only when the scanner confirms."""
+    height = heights.get(row.chain)
+    if row.state in LIVE and height is not None and height >= row.block_number:
+        return max(row.confirmations, height - row.block_number + 1)
+    return row.confirmations

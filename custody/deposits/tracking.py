@@ -27,7 +27,14 @@ from core.db import after_commit
 from core.time import utcnow
 from custody import ledger
 from custody.addresses.models import DepositAddress
-from custody.deposits.models import CONFIRMING, CREDITED, NATIVE_LOG_INDEX, REORGED, SEEN, Deposit
+from custody.deposits.models import (
+    CONFIRMING,
+    CREDITED,
+    NATIVE_LOG_INDEX,
+    REORGED,
+    SEEN,
+    Deposit,
+)
 from custody.deposits.states import LIVE, UNDONE, WAITING, transition
 from jobs.registry import broker_of
 from notifications.service import notify_many

@@ -43,7 +43,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import jobs
 from core import audit
 from core.errors import InvalidInput
-from core.settings import ChainSettings, HotWalletLevels, Settings, SettingsError, UnknownChain
+from core.settings import (
+    ChainSettings,
+    HotWalletLevels,
+    Settings,
+    SettingsError,
+    UnknownChain,
+)
 from core.sign_requests import (
     REFUSED_REPLY,
     SIGN_COLD_TRANSFER_ACTOR,
@@ -60,7 +66,11 @@ from custody.chains import ChainError, ChainRejected, EvmChain, chain_for
 from custody.chains.transactions import Fees, SignedTxMismatch, check_signed, payment_tx
 from custody.hd import XpubError
 from custody.treasury import refills
-from custody.treasury.hot_cold_models import COLD_TRANSFER_ACTIVE, ColdTransfer, HotWalletLevel
+from custody.treasury.hot_cold_models import (
+    COLD_TRANSFER_ACTIVE,
+    ColdTransfer,
+    HotWalletLevel,
+)
 from custody.withdrawals import fee_caps, fillers, gas, replies
 from custody.withdrawals.authorization import request_key
 from custody.withdrawals.models import Withdrawal

@@ -35,7 +35,13 @@ from core.sign_requests import UnsignedTx, decode_erc20_transfer
 from core.time import utcnow
 from custody import ledger
 from custody.chains import ChainRejected, EvmChain, chain_for
-from custody.chains.transactions import Fees, SignedTxMismatch, decode_signed, payment_call, tx_hash
+from custody.chains.transactions import (
+    Fees,
+    SignedTxMismatch,
+    decode_signed,
+    payment_call,
+    tx_hash,
+)
 from custody.treasury.hot_cold_models import REFILL_ACTIVE, Refill
 from custody.withdrawals import gas as network_gas
 from custody.withdrawals.preflight import gas_limit

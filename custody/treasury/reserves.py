@@ -45,7 +45,12 @@ from core.settings import ChainSettings, Settings, SettingsError
 from custody import ledger
 from custody.addresses.models import DepositAddress
 from custody.chains import Block, ChainError, ChainUnavailable, chain_for
-from custody.hd import XpubError, checksum_address, retired_hot_wallet_address, signed_xpubs
+from custody.hd import (
+    XpubError,
+    checksum_address,
+    retired_hot_wallet_address,
+    signed_xpubs,
+)
 from custody.ledger.models import LedgerAccount
 from custody.treasury import merkle
 from custody.treasury.reserves_models import (

@@ -29,7 +29,14 @@ import jobs
 from core import audit
 from core.audit import AuditEvent
 from core.settings import ChainSettings, Settings
-from core.sign_requests import REFUSED_REPLY, SIGN_ACTOR, SIGNED_REPLY, SIGNER_QUEUE, UnsignedTx, request_digest
+from core.sign_requests import (
+    REFUSED_REPLY,
+    SIGN_ACTOR,
+    SIGNED_REPLY,
+    SIGNER_QUEUE,
+    UnsignedTx,
+    request_digest,
+)
 from custody import ledger
 from custody.chains import EvmChain
 from custody.chains.transactions import Fees, SignedTxMismatch, check_signed, payment_tx

@@ -1,7 +1,7 @@
 """Withdrawal tables: the withdrawal, its approvals, its transaction attempts, hot wallet nonces, and
 the customer's address book.
 
-What the database enforces even if the service had a bug (migrations 0010, 0020, 0026): a known state;
+What the database enforces even if the service had a bug (migrations 0010, 0020, 0026, 0032): a known state;
 one approval per operator; attempts numbered once per withdrawal and answered once per digest
 within it; a transaction hash belongs to one attempt; a ``(chain, hot wallet, nonce)`` belongs to
 one withdrawal unless it was released (a refused withdrawal gives its nonce back), and to one live
@@ -14,8 +14,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, SmallInteger, String, Text, \
-    UniqueConstraint, func, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -186,8 +197,12 @@ class AddressBook(Base):
     __tablename__ = "address_books"
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
-    # On: a withdrawal goes only to a usable entry of the book for its chain (custody.withdrawals.address_book).
+    # The owner's choice. On: a withdrawal goes only to a usable entry of the book for its chain and asset
+    # (custody.withdrawals.address_book).
     allowlist_enabled: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # Turned off with a cooling-off: the allowlist still applies until then (a stolen session that turns
+    # it off cannot withdraw anywhere at once). Cleared when it is turned on again.
+    allowlist_off_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
@@ -204,6 +219,8 @@ class AddressBookEntry(IdMixin, Base):
     chain: Mapped[str] = mapped_column(String(40))
     address: Mapped[str] = mapped_column(String(42))
     label: Mapped[str] = mapped_column(String(100))
+    # A currency code of the chain: the entry takes withdrawals of that asset only. None: any asset of the chain.
+    asset: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     # created_at plus the cooling-off in force when it was added: a later change of the setting
     # neither shortens nor lengthens what the user was told.

@@ -6,7 +6,8 @@ approvals it needs. Nonces, transaction hashes and gas belong to the signing att
 keep their own rows, and are not replayed here.
 
 A user's address book (``address_book``, its id the user's) folds out of its entries added and removed
-and its allowlist turned on and off.
+and its allowlist turned on and off: the owner's choice and, turned off, from when (``off_at``: the
+cooling-off), as stored — whether a turn-off is still pending is a matter of the clock, not of the fold.
 """
 
 from __future__ import annotations
@@ -50,21 +51,23 @@ async def stored_withdrawal(session: AsyncSession, aggregate_id: str) -> State |
 audit.register_projection("withdrawal", reduce_withdrawal, stored_withdrawal)
 
 
-ENTRY_FIELDS = ("chain", "address", "label", "usable_at")
+ENTRY_FIELDS = ("chain", "asset", "address", "label", "usable_at")
 
 
 def reduce_address_book(state: State | None, event: dict[str, Any]) -> State | None:
     data = event["data"]
-    state = {"allowlist_enabled": False, "entries": {}, **(state or {})}
+    state = {"allowlist_enabled": False, "allowlist_off_at": None, "entries": {}, **(state or {})}
     match event["type"]:
         case "address_book.entry_added":
-            state["entries"] = {**state["entries"], data["entry_id"]: {field: data[field] for field in ENTRY_FIELDS}}
+            # An event from before entries had an asset lacks the key: any asset, as then.
+            entry = {field: data.get(field) for field in ENTRY_FIELDS}
+            state["entries"] = {**state["entries"], data["entry_id"]: entry}
         case "address_book.entry_removed":
             state["entries"] = {key: value for key, value in state["entries"].items() if key != data["entry_id"]}
         case "address_book.allowlist_enabled":
-            state["allowlist_enabled"] = True
-        case "address_book.allowlist_disabled":
-            state["allowlist_enabled"] = False
+            state["allowlist_enabled"], state["allowlist_off_at"] = True, None
+        case "address_book.allowlist_disabled":  # no off_at before turning off had a cooling-off: at once
+            state["allowlist_enabled"], state["allowlist_off_at"] = False, data.get("off_at")
     return state
 
 
@@ -77,8 +80,10 @@ async def stored_address_book(session: AsyncSession, aggregate_id: str) -> State
     entries = list(await session.scalars(select(AddressBookEntry).where(AddressBookEntry.user_id == user_id)))
     if book is None and not entries:
         return None
-    return {"allowlist_enabled": book is not None and book.allowlist_enabled,
-            "entries": {str(entry.id): {"chain": entry.chain, "address": entry.address, "label": entry.label,
-                                        "usable_at": rfc3339(entry.usable_at)} for entry in entries}}
+    off_at = None if book is None or book.allowlist_off_at is None else rfc3339(book.allowlist_off_at)
+    return {"allowlist_enabled": book is not None and book.allowlist_enabled, "allowlist_off_at": off_at,
+            "entries": {str(entry.id): {"chain": entry.chain, "asset": entry.asset, "address": entry.address,
+                                        "label": entry.label, "usable_at": rfc3339(entry.usable_at)}
+                        for entry in entries}}
 
 audit.register_projection("address_book", reduce_address_book, stored_address_book)

@@ -10,7 +10,7 @@ unless every check passes, in one order, which ``request`` reads top to bottom:
   consequence: an attempt without a code freezes nobody. A wrong code is committed (its audit
   event), which is why nothing is written before it;
 - the address book allowlist, when the user turned it on: the destination must be a usable entry of
-  their book for the chain (``address_book``) — 403;
+  their book for the chain and asset (``address_book``) — 403;
 - the sanctions list — 403, and the attempt is committed and freezes the account's withdrawals —
   then a withdrawal freeze — 403;
 - the balance (``amount + fee``) — 422: a customer short of funds hears it before any limit or
@@ -75,6 +75,9 @@ class Actor:
     user_id: uuid.UUID
     is_staff: bool = False  # may read every withdrawal
     may_approve: bool = False  # operator or admin
+    # An API key created under step-up with withdrawals:write: its creation stands for the TOTP code,
+    # but only towards an address active in the owner's book (what a stolen key cannot add to).
+    standing_step_up: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,9 +153,11 @@ async def request(session: AsyncSession, settings: Settings, sanctions: Sanction
     # code, so the refusal spends no code and writes nothing.
     await require_email_verified(session, actor.user_id)
     # Before anything with a consequence: without a valid code, a sanctioned destination freezes nobody.
-    await require_step_up(session, settings, redis, actor.user_id, totp_code)
+    if not (actor.standing_step_up
+            and await address_book.is_usable(session, actor.user_id, chain_settings.name, destination, symbol)):
+        await require_step_up(session, settings, redis, actor.user_id, totp_code)
     # The user's own rule, before the sanctions list: an address they never listed freezes nobody.
-    await address_book.require_allowlisted(session, actor.user_id, chain_settings.name, destination)
+    await address_book.require_allowlisted(session, actor.user_id, chain_settings.name, destination, asset=symbol)
     await _screen(session, sanctions, actor.user_id, chain_settings.name, destination, unit, minor)
     await require_not_frozen(session, actor.user_id)
     # Asked here so that a short balance is heard before the limits; the hold below is what decides.

@@ -50,7 +50,7 @@ async def test_status_reports_version_environment_uptime_and_queues(client):
     assert body["uptime_seconds"] >= 0 and body["time"].endswith("Z")
     assert body["chains"] == []
     assert set(body["queues"]) == {"allocator", "custody", "deposits", "signer", "compliance", "notifications",
-                                   "reports", "treasury"}
+                                   "reports", "treasury", "webhooks"}
     assert all(isinstance(depth, int) for depth in body["queues"].values())
 
 

@@ -211,7 +211,8 @@ async def test_me_returns_the_profile(client):
     response = await client.get(f"{API}/me", headers=session.headers)
     body = await response.json()
     assert response.status == 200
-    assert body == {**user, "mfa_enabled": False, "kyc_status": "unverified", "locale": None, "email_verified": True}
+    assert body == {**user, "mfa_enabled": False, "kyc_status": "unverified", "locale": None, "email_verified": True,
+                    "withdrawal_allowlist": False, "withdrawal_allowlist_off_at": None}
 
 
 async def test_wrong_mfa_codes_count_towards_the_lockout(make_client, settings):

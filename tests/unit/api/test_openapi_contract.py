@@ -165,7 +165,7 @@ def test_a_required_request_body_is_marked_required(document):
 
 def test_swagger_tags_in_a_newcomers_order(document):
     order = [tag["name"] for tag in document["tags"]]
-    assert order == ["auth", "me", "wallet", "deposits", "withdrawals", "escrow", "helpdesk", "cms",
+    assert order == ["auth", "me", "wallet", "deposits", "withdrawals", "escrow", "helpdesk", "webhooks", "cms",
                      "compliance", "admin", "platform", "operations"]
     used = {tag for _, _, operation in operations(document) for tag in operation["tags"]}
     assert used <= set(order), used - set(order)

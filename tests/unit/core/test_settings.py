@@ -41,6 +41,7 @@ def test_production_accepts_a_real_configuration():
         ({"secret_key": SecretStr(DEFAULT_SECRET_KEY)}, "public default"),
         ({"secret_key": SecretStr("short-secret")}, "shorter than 32"),
         ({"cookie_secure": False}, "must be Secure"),
+        ({"webhook_allow_private": True}, "WEBHOOK_ALLOW_PRIVATE"),
     ],
 )
 def test_production_refuses_unsafe_configuration(override, reason):

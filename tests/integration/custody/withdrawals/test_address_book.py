@@ -1,18 +1,29 @@
 """The withdrawal address book and its allowlist: entries are the caller's own, adding one and turning
-the allowlist off take the same step-up as a withdrawal, and with the allowlist on a withdrawal goes
-only to a usable entry of the book (403 ``address_not_allowlisted`` otherwise, holding nothing)."""
+the allowlist off take the same step-up as a withdrawal and the cooling-off, and with the allowlist on a
+withdrawal goes only to a usable entry of the book for its chain and asset (403 ``address_not_allowlisted``
+otherwise, holding nothing). Adding an entry emails the owner."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import text
 
+from api.keys import OPENAPI
+from content.seed import seed_content
+from core.db import create_engine, session_factory, unit_of_work
 from core.settings import Settings
+from custody.withdrawals.address_book import AddressNotAllowlisted, require_allowlisted
+from devnet.processes import free_port
+from devnet.smtp import start_smtp_server
+from jobs.broker import close_broker, create_broker
 from tests.factories import enable_mfa
 from tests.integration.custody.withdrawals.conftest import (
     API,
@@ -22,8 +33,10 @@ from tests.integration.custody.withdrawals.conftest import (
     error_code,
     withdrawal_count,
 )
+from tests.integration.notifications.conftest import messages, notifications_worker
 
 BOOK = f"{API}/wallet/address-book"
+ME = f"{API}/me"
 ALLOWLIST = f"{BOOK}/allowlist"
 REQUEST = f"{API}/platform/crypto/withdrawals/request"
 OTHER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"  # Anvil's dev account 2
@@ -51,6 +64,28 @@ async def allowlist(client: TestClient, user, enabled: bool, **extra: Any) -> di
     return await response.json()
 
 
+async def me(client: TestClient, user) -> dict[str, Any]:
+    response = await client.get(ME, headers=user.headers)
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def patch_me(client: TestClient, user, **changes: Any) -> dict[str, Any]:
+    response = await client.patch(ME, json=changes, headers=user.headers)
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+def allowlist_of(profile: dict[str, Any]) -> tuple[bool, datetime | None]:
+    off_at = profile["withdrawal_allowlist_off_at"]
+    return profile["withdrawal_allowlist"], None if off_at is None else datetime.fromisoformat(off_at)
+
+
+def documented(client: TestClient, method: str, path: str, status: int) -> list[str]:
+    responses = client.app[OPENAPI]["paths"][path][method.lower()]["responses"]
+    return responses.get(str(status), {}).get("x-error-codes", [])
+
+
 async def holds_of(db, user_id: uuid.UUID) -> int:
     async with db() as session:
         return await session.scalar(text("SELECT count(*) FROM ledger_holds WHERE user_id = :user"), {"user": user_id})
@@ -64,7 +99,8 @@ async def events_of(client: TestClient, auditor, user_id: uuid.UUID) -> list[dic
 
 async def test_entries_are_listed_normalised_and_removed(client, login_as) -> None:
     user, admin = await login_as(client), await login_as(client, "admin")
-    assert await book(client, user) == {"allowlist_enabled": False, "items": [], "next_cursor": None}
+    assert await book(client, user) == {"allowlist_enabled": False, "allowlist_off_at": None, "items": [],
+                                        "next_cursor": None}
 
     # All one case is accepted and stored as the withdrawal request stores it (EIP-55).
     added = await add(client, user, address=DESTINATION.lower())
@@ -96,15 +132,37 @@ async def test_entries_are_listed_normalised_and_removed(client, login_as) -> No
 
 async def test_a_bad_entry_is_refused(client, login_as) -> None:
     user = await login_as(client)
-    for overrides, status, code in [
-        ({"address": DESTINATION.replace("C5", "c5")}, 422, "invalid_address"),  # a wrong EIP-55 checksum
-        ({"address": "0x" + "0" * 40}, 422, "invalid_address"),
-        ({"chain": "bitcoin"}, 422, "unknown_chain"),
-        ({"label": ""}, 422, "validation_error"),
+    for overrides, code, field in [
+        ({"address": DESTINATION.replace("C5", "c5")}, "invalid_address", "address"),  # a wrong EIP-55 checksum
+        ({"address": "0x" + "0" * 40}, "invalid_address", "address"),
+        ({"chain": "bitcoin"}, "unknown_chain", "chain"),
+        ({"asset": "DOGE"}, "asset_not_on_chain", "asset"),
+        ({"asset": "POL"}, "asset_not_on_chain", "asset"),  # polygon's coin, not this chain's
+        ({"label": ""}, "validation_error", None),
     ]:
         response = await client.post(BOOK, json=entry(**overrides), headers=user.headers)
-        assert (response.status, await error_code(response)) == (status, code), overrides
+        assert (response.status, await error_code(response)) == (422, code), overrides
+        if field is not None:  # the refusal names the field it is about
+            assert (await response.json())["error"]["details"][field] == overrides[field], overrides
+        assert code in documented(client, "POST", BOOK, 422), code
     assert (await book(client, user))["items"] == []
+
+
+async def test_an_entry_may_be_for_one_asset_of_its_chain(client, login_as) -> None:
+    user, admin = await login_as(client), await login_as(client, "admin")
+    any_asset = await add(client, user, address=OTHER)
+    usdc = await add(client, user, asset="usdc")  # stored as the chain configures it
+    assert (any_asset["asset"], usdc["asset"]) == (None, "USDC")
+    listed = {item["id"]: item["asset"] for item in (await book(client, user))["items"]}
+    assert listed == {any_asset["id"]: None, usdc["id"]: "USDC"}
+    # Still one entry per chain and address, whatever its asset.
+    duplicate = await client.post(BOOK, json=entry(asset="ETH", label="Again"), headers=user.headers)
+    assert (duplicate.status, await error_code(duplicate)) == (409, "address_already_in_book")
+
+    events = await events_of(client, admin, user.user_id)
+    assert [event["data"]["asset"] for event in events] == [None, "USDC"]
+    replayed = await client.post(f"{API}/admin/events/replay/address_book/{user.user_id}", headers=admin.headers)
+    assert (await replayed.json())["drift"] == []
 
 
 async def test_a_duplicate_entry_is_a_conflict(client, login_as) -> None:
@@ -181,7 +239,7 @@ async def test_allowlist_refuses_unlisted_destination(client, db, login_as) -> N
 
 @pytest.fixture
 def cooling_settings(withdrawal_settings: Settings) -> Settings:
-    return withdrawal_settings.model_copy(update={"address_book_cooling_hours": 24})
+    return withdrawal_settings.model_copy(update={"address_cooling_off_hours": 24})
 
 
 async def test_a_new_entry_waits_out_the_cooling_off(make_client, cooling_settings, db, login_as) -> None:
@@ -204,3 +262,186 @@ async def test_a_new_entry_waits_out_the_cooling_off(make_client, cooling_settin
     assert (await book(client, user))["items"][0]["usable"] is True
     accepted = await client.post(REQUEST, json=body(), headers=user.headers)
     assert accepted.status == 201, await accepted.text()
+
+
+async def test_an_entry_for_one_asset_takes_withdrawals_of_that_asset_only(client, db, login_as) -> None:
+    user = await login_as(client)
+    await add(client, user, asset="USDC")  # DESTINATION, for USDC only
+    await add(client, user, address=OTHER, label="Any asset")
+    await allowlist(client, user, True)
+
+    response = await client.post(REQUEST, json=body(), headers=user.headers)  # ETH to the USDC entry
+    assert (response.status, await error_code(response)) == (403, "address_not_allowlisted"), await response.text()
+    details = (await response.json())["error"]["details"]
+    assert (details["to_address"], details["entry_asset"]) == (DESTINATION, "USDC")
+    assert await withdrawal_count(db, user.user_id) == 0
+    assert await holds_of(db, user.user_id) == 0
+
+    accepted = await client.post(REQUEST, json=body(to_address=OTHER), headers=user.headers)
+    assert accepted.status == 201, await accepted.text()
+    assert (await accepted.json())["to_address"] == OTHER
+
+
+async def test_the_allowlist_check_reads_the_asset_of_the_entry(client, db, login_as) -> None:
+    user = await login_as(client)
+    await add(client, user, asset="USDC")
+    await add(client, user, address=OTHER, label="Any asset")
+    await allowlist(client, user, True)
+    async with db() as session:
+        await require_allowlisted(session, user.user_id, "ethereum", DESTINATION, asset="USDC")
+        await require_allowlisted(session, user.user_id, "ethereum", OTHER, asset="ETH")
+        await require_allowlisted(session, user.user_id, "ethereum", OTHER)
+        with pytest.raises(AddressNotAllowlisted) as other_asset:
+            await require_allowlisted(session, user.user_id, "ethereum", DESTINATION, asset="ETH")
+        assert other_asset.value.details == {"chain": "ethereum", "to_address": DESTINATION, "asset": "ETH",
+                                             "entry_asset": "USDC"}
+        # A caller that does not say what it withdraws gets the narrowest reading: an entry for any asset.
+        with pytest.raises(AddressNotAllowlisted):
+            await require_allowlisted(session, user.user_id, "ethereum", DESTINATION)
+
+
+async def test_turning_the_allowlist_off_waits_out_the_cooling_off(make_client, cooling_settings, db,
+                                                                    login_as) -> None:
+    client = await make_client(cooling_settings)
+    user, admin = await login_as(client), await login_as(client, "admin")
+    assert allowlist_of(await me(client, user)) == (False, None)
+    assert allowlist_of(await patch_me(client, user, withdrawal_allowlist=True)) == (True, None)  # at once
+    refused = await client.post(REQUEST, json=body(), headers=user.headers)
+    assert (refused.status, await error_code(refused)) == (403, "address_not_allowlisted")
+
+    before = datetime.now(UTC)
+    enabled, off_at = allowlist_of(await patch_me(client, user, withdrawal_allowlist=False))
+    assert enabled is True and off_at is not None
+    assert before + timedelta(hours=24) <= off_at <= datetime.now(UTC) + timedelta(hours=24)
+    # Until off_at the allowlist still applies, wherever it is read.
+    assert allowlist_of(await me(client, user)) == (True, off_at)
+    listed = await book(client, user)
+    assert (listed["allowlist_enabled"], datetime.fromisoformat(listed["allowlist_off_at"])) == (True, off_at)
+    still = await client.post(REQUEST, json=body(), headers=user.headers)
+    assert (still.status, await error_code(still)) == (403, "address_not_allowlisted")
+    assert await withdrawal_count(db, user.user_id) == 0
+    # Asked again, by either route: nothing changes, the cooling-off does not start over.
+    assert allowlist_of(await patch_me(client, user, withdrawal_allowlist=False)) == (True, off_at)
+    put = await allowlist(client, user, False)
+    assert (put["enabled"], datetime.fromisoformat(put["off_at"])) == (True, off_at)
+
+    events = await events_of(client, admin, user.user_id)
+    assert [event["type"] for event in events] == ["address_book.allowlist_enabled", "address_book.allowlist_disabled"]
+    assert datetime.fromisoformat(events[1]["data"]["off_at"]) == off_at
+    replayed = await client.post(f"{API}/admin/events/replay/address_book/{user.user_id}", headers=admin.headers)
+    assert (await replayed.json())["drift"] == []
+
+    # Once off_at has passed (here: moved back by a day), the allowlist is off.
+    async with db() as session, session.begin():
+        await session.execute(text("UPDATE address_books SET allowlist_off_at = allowlist_off_at - interval '1 day'"
+                                   " WHERE user_id = :user"), {"user": user.user_id})
+    assert allowlist_of(await me(client, user)) == (False, None)
+    assert (await book(client, user))["allowlist_off_at"] is None
+    accepted = await client.post(REQUEST, json=body(), headers=user.headers)
+    assert accepted.status == 201, await accepted.text()
+
+
+async def test_turning_the_allowlist_on_cancels_a_pending_turn_off(make_client, cooling_settings, db,
+                                                                   login_as) -> None:
+    client = await make_client(cooling_settings)
+    user, admin = await login_as(client), await login_as(client, "admin")
+    await patch_me(client, user, withdrawal_allowlist=True)
+    _, off_at = allowlist_of(await patch_me(client, user, withdrawal_allowlist=False))
+    assert off_at is not None
+    assert await allowlist(client, user, True) == {"enabled": True, "off_at": None}  # the other route, same rule
+    assert allowlist_of(await me(client, user)) == (True, None)
+    async with db() as session:
+        stored = (await session.execute(text("SELECT allowlist_enabled, allowlist_off_at FROM address_books"
+                                             " WHERE user_id = :user"), {"user": user.user_id})).one()
+    assert tuple(stored) == (True, None)  # nothing left to go off later
+
+    events = await events_of(client, admin, user.user_id)
+    assert [event["type"] for event in events] == ["address_book.allowlist_enabled", "address_book.allowlist_disabled",
+                                                   "address_book.allowlist_enabled"]
+    assert datetime.fromisoformat(events[2]["data"]["cancelled_off_at"]) == off_at
+    replayed = await client.post(f"{API}/admin/events/replay/address_book/{user.user_id}", headers=admin.headers)
+    assert (await replayed.json())["drift"] == []
+
+
+async def test_patch_me_turns_the_allowlist_off_with_the_step_up(client, db, login_as) -> None:
+    user = await login_as(client)
+    totp = await enable_mfa(client, user)
+    assert allowlist_of(await patch_me(client, user, withdrawal_allowlist=True)) == (True, None)  # no code
+    missing = await client.patch(ME, json={"withdrawal_allowlist": False, "display_name": "Someone else"},
+                                 headers=user.headers)
+    assert (missing.status, await error_code(missing)) == (401, "mfa_required")
+    wrong = f"{(int(await totp.code()) + 1) % 1_000_000:06d}"
+    refused = await client.patch(ME, json={"withdrawal_allowlist": False, "display_name": "Someone else",
+                                           "totp_code": wrong}, headers=user.headers)
+    assert (refused.status, await error_code(refused)) == (401, "invalid_mfa_code")
+    for code in ("mfa_required", "invalid_mfa_code"):
+        assert code in documented(client, "PATCH", ME, 401), code
+    profile = await me(client, user)
+    assert allowlist_of(profile) == (True, None) and profile["display_name"] == "Test User"  # nothing changed
+
+    # With the test's cooling-off of 0, off at once; the other fields change in the same request.
+    changed = await patch_me(client, user, withdrawal_allowlist=False, display_name="Ada",
+                             totp_code=await totp.code())
+    assert allowlist_of(changed) == (False, None) and changed["display_name"] == "Ada"
+
+
+async def test_with_no_cooling_off_the_allowlist_is_off_at_once(client, db, login_as) -> None:
+    user = await login_as(client)  # no MFA: no step-up, as for a withdrawal
+    await patch_me(client, user, withdrawal_allowlist=True)
+    refused = await client.post(REQUEST, json=body(), headers=user.headers)
+    assert (refused.status, await error_code(refused)) == (403, "address_not_allowlisted")
+    assert allowlist_of(await patch_me(client, user, withdrawal_allowlist=False)) == (False, None)
+    accepted = await client.post(REQUEST, json=body(), headers=user.headers)
+    assert accepted.status == 201, await accepted.text()
+
+
+@pytest.fixture
+def mailbox(tmp_path: Path, redis_url: str) -> Iterator[tuple[int, Path]]:
+    """A real SMTP server writing a maildir; the notifications queue emptied of other tests' messages."""
+    broker = create_broker(redis_url)
+    broker.flush("notifications")
+    close_broker(broker)
+    port, maildir = free_port(), tmp_path / "mail"
+    controller = start_smtp_server("127.0.0.1", port, maildir)
+    yield port, maildir
+    controller.stop()
+
+
+async def test_adding_an_entry_emails_the_owner(client, withdrawal_settings, login_as, mailbox, redis_url,
+                                                database_url) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with unit_of_work(session_factory(engine)) as session:
+            await seed_content(session)  # the devnet's templates, published
+    finally:
+        await engine.dispose()
+    user = await login_as(client)
+    await add(client, user, asset="USDC", label="Exchange deposit")
+    # Removed before the email went: the owner is told all the same.
+    removed = await add(client, user, address=OTHER, label="Gone at once")
+    assert (await client.delete(f"{BOOK}/{removed['id']}", headers=user.headers)).status == 204
+
+    port, maildir = mailbox
+    worker_settings = withdrawal_settings.model_copy(update={"smtp_port": port})
+    async with notifications_worker(redis_url, database_url, worker_settings) as broker:
+        await asyncio.to_thread(broker.join, "notifications", timeout=90_000)
+    inbox = [message for message in messages(maildir) if message["To"] == user.email]
+    texts = [message.get_body(("plain",)).get_content() for message in inbox
+             if message["Subject"] == "A withdrawal address was added to your address book"]
+    assert len(texts) == 2, [message["Subject"] for message in inbox]
+    [usdc] = [text for text in texts if "Exchange deposit" in text]
+    assert DESTINATION in usdc and "for USDC only" in usdc and "If this was not you" in usdc
+    [gone] = [text for text in texts if "Gone at once" in text]
+    assert OTHER in gone and "only" not in gone  # an entry for any asset
+
+
+def test_the_cooling_off_is_read_under_its_name_and_its_former_one(monkeypatch) -> None:
+    monkeypatch.delenv("VIRTUOZ_ADDRESS_COOLING_OFF_HOURS", raising=False)
+    monkeypatch.delenv("VIRTUOZ_ADDRESS_BOOK_COOLING_HOURS", raising=False)
+    assert Settings(env="test").address_cooling_off == timedelta(0)
+    assert Settings(env="production").address_cooling_off == timedelta(hours=24)
+    monkeypatch.setenv("VIRTUOZ_ADDRESS_BOOK_COOLING_HOURS", "6")
+    assert Settings(env="test").address_cooling_off == timedelta(hours=6)
+    monkeypatch.setenv("VIRTUOZ_ADDRESS_COOLING_OFF_HOURS", "2")
+    assert Settings(env="test").address_cooling_off == timedelta(hours=2)  # the current name wins
+    assert Settings(env="test", address_cooling_off_hours=1).address_cooling_off == timedelta(hours=1)

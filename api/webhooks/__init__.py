@@ -1,0 +1,1 @@
+"""The caller's webhook endpoints (`/webhooks`): register, change, rotate the secret, follow deliveries."""
