@@ -174,3 +174,19 @@ async def test_a_webhooks_worker_killed_mid_post_loses_nothing(cluster, receiver
                                 uuid.UUID(held.event_id))
     assert tuple(row) == (1, 200)
     receiver.release()
+
+
+async def test_a_receiver_answering_500_then_200_gets_the_same_event_again(cluster, receiver, integrator) -> None:
+    customer, secret = integrator
+    receiver.answer(Reply(status=500, body=b"try later", event_type="deposit.credited"))
+    _, tx_hash = await deposit(cluster, customer)
+
+    failed, retried = await credited_event(cluster, receiver, tx_hash, count=2)
+    assert retried.event_id == failed.event_id and retried.body == failed.body and retried.verifies(secret)
+
+    async def delivered() -> bool:
+        rows = await cluster.query("SELECT state, attempts, last_status_code FROM webhook_deliveries"
+                                   " WHERE event_id = $1", uuid.UUID(failed.event_id))
+        return [tuple(row) for row in rows] == [("delivered", 2, 200)]
+
+    await cluster.wait_for(delivered, "the delivery recorded as delivered on its second attempt", TIMEOUT)
