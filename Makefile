@@ -15,7 +15,7 @@ install: $(INSTALLED) $(NODE_MODULES)
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,devnet]'
 	touch $@
 
 $(NODE_MODULES): deploy/devnet/package.json deploy/devnet/package-lock.json
@@ -27,6 +27,7 @@ devnet: install
 
 lint: $(INSTALLED)
 	$(BIN)/lint-imports
+	$(BIN)/hadolint --failure-threshold warning deploy/Dockerfile
 
 test: install lint
 	VIRTUOZ_ENV=test $(BIN)/pytest $(PYTEST_ARGS)

@@ -36,7 +36,10 @@ from api.keys import (
     METRICS,
     OPENAPI,
     PROBE_CACHE,
+    READ_ENGINE,
+    READ_SESSIONS,
     REDIS,
+    REPORT_STORE,
     ROUTE_TABLES,
     SESSIONS,
     SETTINGS,
@@ -60,9 +63,9 @@ from api.wallet import routes as wallet_routes
 from api.webhooks import routes as webhook_routes
 from api.withdrawals import routes as withdrawal_routes
 from core.db import create_engine, session_factory
+from core.file_stores import file_store
 from core.http_guards import add_security_headers
 from core.settings import Environment, Settings
-from core.storage import LocalFileStore
 from custody.chains import chain_for
 from jobs.broker import close_broker, create_broker
 from jobs.registry import bind_broker
@@ -93,11 +96,15 @@ def route_tables(settings: Settings) -> tuple[list[Routes], list[Routes]]:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    # No pre-ping (three round trips per checkout): see core.db.create_engine and api.middleware.
     engine = create_engine(settings.require_database_url(), pool_size=settings.database_pool_size,
-                           connect_timeout=settings.readiness.timeout_seconds)
-    app[ENGINE] = engine
-    app[SESSIONS] = session_factory(engine)
+                           connect_timeout=settings.readiness.timeout_seconds, pre_ping=False)
+    read_engine = create_engine(settings.require_database_url(), pool_size=settings.database_pool_size,
+                                connect_timeout=settings.readiness.timeout_seconds, pre_ping=False, read_only=True)
+    app[ENGINE], app[READ_ENGINE] = engine, read_engine
+    app[SESSIONS], app[READ_SESSIONS] = session_factory(engine), session_factory(read_engine)
     yield
+    await read_engine.dispose()
     await engine.dispose()
 
 
@@ -113,6 +120,16 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     await client.aclose()
 
 
+async def _file_stores(app: web.Application) -> AsyncIterator[None]:
+    """Evidence and KYC documents, and the reports the compliance worker writes: local directories,
+    or the S3 bucket every replica shares (VIRTUOZ_FILE_STORE)."""
+    evidence, reports = file_store(app[SETTINGS], "evidence"), file_store(app[SETTINGS], "reports")
+    app[FILE_STORE], app[REPORT_STORE] = evidence, reports
+    yield
+    await evidence.close()
+    await reports.close()
+
+
 async def _chains(app: web.Application) -> AsyncIterator[None]:
     chains = [chain_for(chain) for chain in app[SETTINGS].chains]
     app[CHAINS] = chains
@@ -121,21 +138,23 @@ async def _chains(app: web.Application) -> AsyncIterator[None]:
         await chain.close()
 
 
-def create_app(settings: Settings, *, extra_routes: Sequence[Routes] = ()) -> web.Application:
+def create_app(settings: Settings, *, extra_routes: Sequence[Routes] = (),
+               metrics: HttpMetrics | None = None) -> web.Application:
     """Build the application. ``extra_routes`` mounts more tables under /api/v1 (tests use it to
-    exercise the middleware with routes of their own)."""
+    exercise the middleware with routes of their own); ``metrics``, the metrics of one worker of
+    several (``cli.api_workers``), else this process's own."""
     settings.check()
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
-    app[METRICS] = HttpMetrics()
+    app[METRICS] = metrics or HttpMetrics()
     app[STARTED_AT] = time.monotonic()
     app[IDENTITY_CACHE] = IdentityCache(session_ttl=settings.session_cache_seconds)
     app[STREAMS] = set()
     app[PROBE_CACHE] = ProbeCache(settings.probe_cache_seconds)
-    app[FILE_STORE] = LocalFileStore(settings.data_dir / "evidence")
     app.on_shutdown.append(close_streams)
     app.on_response_prepare.extend([add_security_headers, add_quota_headers])
-    app.cleanup_ctx.extend([_database, _redis, control_context, _chains, record_key_use])
+    app.cleanup_ctx.extend([_database, _redis, control_context, _chains, _file_stores,
+                             record_key_use])
 
     root_tables, v1_tables = route_tables(settings)
     v1_tables = [*v1_tables, *extra_routes]

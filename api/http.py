@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import aclosing
 from itertools import islice
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import orjson
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ValidationError
 
@@ -117,15 +119,34 @@ def read_path(request: web.Request) -> None:
     check_text(dict(request.match_info))
 
 
+def json_bytes(payload: BaseModel | dict[str, Any]) -> bytes:
+    """The JSON body of a response, byte for byte what ``model_dump_json`` / ``json.dumps`` wrote.
+
+    A model goes through pydantic's own (Rust) serializer straight to bytes: its decimal strings,
+    RFC 3339 times with ``Z`` and UUIDs exactly as ``model_dump_json`` writes them, without a str in
+    between. A dict goes through orjson, compact as ``json.dumps(separators=(",", ":"))``, and through
+    ``json.dumps`` itself where the two would differ: what orjson refuses (an int past 64 bits, a
+    key that is not a string) and text ``json.dumps`` escapes (``ensure_ascii``: anything past
+    ASCII, and DEL). Floats below 1e-4, which no payload carries, would be written in another
+    notation of the same number.
+    """
+    if isinstance(payload, BaseModel):
+        return payload.__pydantic_serializer__.to_json(payload)
+    try:
+        encoded = orjson.dumps(payload)
+    except TypeError:
+        encoded = b"\x7f"
+    if encoded.isascii() and b"\x7f" not in encoded:
+        return encoded
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
 def json_response(payload: BaseModel | dict[str, Any] | None, *, status: int = 200,
                   headers: dict[str, str] | None = None) -> web.Response:
     if payload is None:
         return web.Response(status=status, headers=headers)
-    if isinstance(payload, BaseModel):
-        text = payload.model_dump_json()
-    else:
-        text = json.dumps(payload, separators=(",", ":"))
-    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+    return web.Response(body=json_bytes(payload), status=status, content_type="application/json", charset="utf-8",
+                        headers=headers)
 
 
 def path_uuid(request: web.Request, name: str, not_found_code: str = "not_found") -> uuid.UUID:
@@ -249,8 +270,20 @@ async def stored_file(request: web.Request, file_id: uuid.UUID, *, filename: str
         "Content-Length": str(size),
         **(headers or {}),
     })
-    await response.prepare(request)
-    async for chunk in request.config_dict[FILE_STORE].read(str(file_id)):
-        await response.write(chunk)
+    return await streamed(request, response, request.config_dict[FILE_STORE].read(str(file_id)))
+
+
+async def streamed(request: web.Request, response: web.StreamResponse,
+                   chunks: AsyncIterator[bytes]) -> web.StreamResponse:
+    """Send ``chunks`` (a file store's ``read``) as ``response``'s body. The first chunk is read before
+    the status goes out, so a file the store cannot give (an S3 error) is an error body, not a 200 cut
+    short; the read is closed however the response ends (a client that goes away included)."""
+    async with aclosing(chunks) as reading:  # type: ignore[type-var]
+        first = await anext(reading, b"")
+        await response.prepare(request)
+        if first:
+            await response.write(first)
+        async for chunk in reading:
+            await response.write(chunk)
     await response.write_eof()
     return response

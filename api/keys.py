@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
+# Read-only routes and the authentication reads: autocommit connections PostgreSQL keeps read-only.
+READ_ENGINE = web.AppKey("read_engine", AsyncEngine)
+READ_SESSIONS = web.AppKey("read_sessions", async_sessionmaker[AsyncSession])
 REDIS = web.AppKey("redis", Redis)
 BROKER = web.AppKey("broker", "RedisBroker")
 CHAINS = web.AppKey("chains", "list[EvmChain]")
@@ -26,7 +29,8 @@ STARTED_AT = web.AppKey("started_at", float)
 OPENAPI = web.AppKey("openapi", dict)
 IDENTITY_CACHE = web.AppKey("identity_cache", "IdentityCache")
 LIVE = web.AppKey("live", "LiveConfig")
-FILE_STORE = web.AppKey("file_store", "FileStore")
+FILE_STORE = web.AppKey("file_store", "FileStore")  # evidence and KYC documents
+REPORT_STORE = web.AppKey("report_store", "FileStore")  # compliance reports, written by the compliance worker
 STREAMS = web.AppKey("streams", "set[asyncio.Task[object]]")
 PROBE_CACHE = web.AppKey("probe_cache", "ProbeCache")
 

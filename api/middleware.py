@@ -1,6 +1,10 @@
 """Request id, CORS, metrics, the error renderer, body timeouts and the transaction boundary.
 
 Order (outermost first): request id → CORS → metrics → errors → body timeouts → transaction.
+A route that writes runs in one transaction, committed here once; a read-only route (every GET
+unless its registry entry says otherwise) runs on the read-only engine: no BEGIN/COMMIT round
+trips, PostgreSQL refusing any write, and once more on a fresh connection when the first one
+turns out dead (``retry_read``): nothing it ran can have changed anything.
 Every error, aiohttp's own 404/405/413 included, leaves as the JSON body of DESIGN.md. The body
 timeouts and the reading of aiohttp's own refusals are core.http_guards', shared with the TRP listener.
 """
@@ -11,14 +15,29 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.http import json_response
-from api.keys import METRICS, REQUEST_ID, SESSION, SESSIONS, SETTINGS
-from core.db import DatabaseUnavailable, commit, database_unavailable, rollback
+from api.keys import (
+    METRICS,
+    READ_SESSIONS,
+    REQUEST_ID,
+    ROUTE_SPEC,
+    SESSION,
+    SESSIONS,
+    SETTINGS,
+)
+from core.db import (
+    DatabaseUnavailable,
+    commit,
+    connection_lost,
+    database_unavailable,
+    rollback,
+)
 from core.errors import AppError
 from core.http_guards import body_timeout_middleware, http_error
 from core.logging import request_id_var
@@ -29,6 +48,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 Handler = Any
+T = TypeVar("T")
 
 
 @web.middleware
@@ -116,11 +136,29 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def db_session(request: web.Request) -> AsyncSession:
-    """The request's session, opened on first use; the transaction middleware commits it once."""
+    """The request's session, opened on first use; the transaction middleware commits it once.
+    A read-only route's session is on the read-only engine: it never opens a transaction."""
     session = request.get(SESSION)
     if session is None:
-        session = request[SESSION] = request.config_dict[SESSIONS]()
+        spec = request.get(ROUTE_SPEC)
+        sessions = READ_SESSIONS if spec is not None and spec.read_only else SESSIONS
+        session = request[SESSION] = request.config_dict[sessions]()
     return session
+
+
+async def retry_read(request: web.Request, run: Callable[[], Awaitable[T]]) -> T:
+    """``run`` a read-only route's handler; if its connection is found dead under a statement
+    (PostgreSQL restarted since the connection was pooled), once more on a fresh one. Only a
+    route on the read-only engine comes here: nothing the first run did can have written."""
+    try:
+        return await run()
+    except Exception as error:
+        if not connection_lost(error):
+            raise
+        log.warning("connection lost on %s %s; running it once more: %s", request.method, request.path, error)
+    if (session := request.pop(SESSION, None)) is not None:
+        await session.close()  # gives the dead connection back to be discarded
+    return await run()
 
 
 @web.middleware

@@ -3,6 +3,9 @@
 Role lookups, session liveness and API keys are cached per API process (sessions and keys for at
 most ``session_cache_seconds``, ≤ 1 s, so a revoked session or key stops working at once); role
 caches are dropped on a Redis pub/sub invalidation that every API process receives (api/control.py).
+A verified access token's claims are kept until its ``exp``: the same token string verifies to the
+same claims, so only its expiry needs checking again. The lookups are Core statements on the
+read-only engine, each run once more on a fresh connection if the first turned out dead.
 
 An API key (``Bearer vz_…``) acts as its owner with the owner's current roles, on the routes its
 scopes cover (each route declares its scope in the registry), from its allowed networks, within
@@ -16,24 +19,35 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from api.access import Access
 from api.client_ip import client_ip
-from api.keys import IDENTITY_CACHE, PRINCIPAL, REDIS, SESSIONS, SETTINGS
+from api.keys import (
+    IDENTITY_CACHE,
+    PRINCIPAL,
+    READ_ENGINE,
+    READ_SESSIONS,
+    REDIS,
+    SESSIONS,
+    SETTINGS,
+)
+from core.db import connection_lost
 from core.errors import Forbidden, Unauthorized
+from core.settings import Settings
 from core.time import utcnow
 from identity import service
 from identity.api_keys import rate_limit
 from identity.api_keys import service as api_keys
 from identity.api_keys.models import ApiKey
 from identity.models import STAFF_ROLES
-from identity.tokens import decode_access_token
+from identity.tokens import AccessClaims, decode_access_token
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +57,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_CACHED = 50_000
 KEY_USE_FLUSH_SECONDS = 5.0
 QUOTA = web.RequestKey("api_key_quota", rate_limit.Quota)
+T = TypeVar("T")
 
 
 class SessionRevoked(Unauthorized):
@@ -90,6 +105,7 @@ class IdentityCache:
     sessions: dict[tuple[uuid.UUID, uuid.UUID], tuple[bool, float]] = field(default_factory=dict)
     access: dict[uuid.UUID, tuple[list[str], str]] = field(default_factory=dict)
     keys: dict[str, tuple[ApiKey | None, float]] = field(default_factory=dict)  # by prefix
+    tokens: dict[str, AccessClaims] = field(default_factory=dict)  # verified access tokens, until their exp
     key_uses: dict[uuid.UUID, datetime] = field(default_factory=dict)  # not yet written
 
     def drop_roles(self, user_id: uuid.UUID | None = None) -> None:
@@ -101,6 +117,17 @@ class IdentityCache:
     def drop_sessions(self) -> None:
         self.sessions.clear()
         self.keys.clear()
+        self.tokens.clear()
+
+    def claims(self, settings: Settings, token: str) -> AccessClaims:
+        """The token's claims, verified (signature, algorithm, required claims) the first time it is seen.
+        A hit is the very string that verified, so only the expiry is checked again, as PyJWT does it
+        (valid while ``exp`` is after now); an expired token is decoded again and refused there."""
+        claims = self.tokens.get(token)
+        if claims is None or claims.expires_at <= time.time():
+            claims = decode_access_token(settings, token)
+            self.tokens[token] = claims
+        return claims
 
 
 def _bearer(request: web.Request) -> tuple[str | None, bool]:
@@ -116,24 +143,26 @@ async def authenticate(request: web.Request) -> Principal | None:
         return None
     app = request.config_dict
     cache: IdentityCache = app[IDENTITY_CACHE]
-    if len(cache.sessions) > MAX_CACHED or len(cache.access) > MAX_CACHED or len(cache.keys) > MAX_CACHED:
+    if (len(cache.sessions) > MAX_CACHED or len(cache.access) > MAX_CACHED or len(cache.keys) > MAX_CACHED
+            or len(cache.tokens) > MAX_CACHED):
         cache.drop_sessions()  # bounded memory: a full cache starts over, it is only a cache
         cache.drop_roles()
     if api_keys.is_api_key(token) and not via_cookie:
         return await _authenticate_key(request, cache, token)
-    claims = decode_access_token(app[SETTINGS], token)
+    claims = cache.claims(app[SETTINGS], token)
     now = time.monotonic()
     key = (claims.session_id, claims.user_id)
     cached = cache.sessions.get(key)
-    stale = cached is None or cached[1] < now
-    if stale:
-        async with app[SESSIONS]() as session:
-            active = await service.session_is_active(session, claims.session_id, claims.user_id)
-        cached = (active, now + cache.session_ttl)
+    if cached is None or cached[1] < now:
+        # The session and the user's current roles, read again together (one statement).
+        access = await _read(request, lambda db: service.session_access(db, claims.session_id, claims.user_id))
+        cached = (access is not None, now + cache.session_ttl)
         cache.sessions[key] = cached
+        if access is not None:
+            cache.access[claims.user_id] = access
     if not cached[0]:
         raise SessionRevoked()
-    roles = await _roles(request, cache, claims.user_id, refresh=stale)
+    roles = await _roles(request, cache, claims.user_id, refresh=False)
     return Principal(claims.user_id, claims.session_id, roles, via_cookie, claims.expires_at)
 
 
@@ -142,8 +171,7 @@ async def _roles(request: web.Request, cache: IdentityCache, user_id: uuid.UUID,
     invalidation dropped them); 401 for a user that is gone, 403 for a suspended one."""
     access = None if refresh else cache.access.get(user_id)
     if access is None:
-        async with request.config_dict[SESSIONS]() as session:
-            access = await service.user_access(session, user_id)
+        access = await _read(request, lambda db: service.user_access(db, user_id))
         if access is None:
             raise SessionRevoked()
         cache.access[user_id] = access
@@ -153,14 +181,29 @@ async def _roles(request: web.Request, cache: IdentityCache, user_id: uuid.UUID,
     return frozenset(roles)
 
 
+async def _read(request: web.Request, query: Callable[[Any], Awaitable[T]], *, orm: bool = False) -> T:
+    """One lookup on a read-only connection (no transaction; a session when ``orm``); once more on a
+    fresh connection if the first was found dead (PostgreSQL restarted since it was pooled): a read
+    changes nothing, so running it again is safe whatever the request is."""
+    app = request.config_dict
+    for attempt in (1, 2):
+        try:
+            async with app[READ_SESSIONS]() if orm else app[READ_ENGINE].connect() as db:
+                return await query(db)
+        except Exception as error:
+            if attempt == 2 or not connection_lost(error):
+                raise
+            log.warning("connection lost while authenticating; reading once more: %s", error)
+    raise AssertionError("unreachable")
+
+
 async def _authenticate_key(request: web.Request, cache: IdentityCache, token: str) -> Principal:
     prefix = api_keys.parse(token)
     now = time.monotonic()
     cached = cache.keys.get(prefix)
     stale = cached is None or cached[1] < now
     if stale:
-        async with request.config_dict[SESSIONS]() as session:
-            found = await api_keys.find(session, prefix)
+        found = await _read(request, lambda session: api_keys.find(session, prefix), orm=True)
         cached = (found, now + cache.session_ttl)
         cache.keys[prefix] = cached
     key = api_keys.check(cached[0], token, utcnow())

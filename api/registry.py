@@ -14,6 +14,10 @@ first 2xx status declared. A handler may also return a ``web.StreamResponse`` of
 API keys reach a route only through its scope: a table names its domain's scopes
 (``Routes(tag="escrow", scopes="escrow")``: GET needs ``escrow:read``, the rest ``escrow:write``), a
 route may name another (``scope="withdrawals:read"``) or none (``scope=None``: sessions only).
+
+A GET runs read-only (``read_only``): no transaction, on a connection PostgreSQL keeps read-only,
+and once more if that connection turns out dead (api.middleware). A GET whose handler writes says
+``read_only=False`` and gets the transaction every other method gets.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from api.http import json_response, read_body, read_path, read_query
 from api.idempotency import read_key as read_idempotency_key
 from api.idempotency import run_idempotently
 from api.keys import ROUTE_SPEC, SESSIONS
-from api.middleware import db_session, error_response
+from api.middleware import db_session, error_response, retry_read
 from api.principal import authorize
 
 Handler = Callable[..., Awaitable[Any]]
@@ -69,6 +73,16 @@ class RouteSpec:
     # access, path, query, body and form is added by the OpenAPI builder (api/openapi.py).
     errors: dict[int, tuple[str, ...]] = field(default_factory=dict)
     scope: str | None = None  # what an API key needs to call it; None: not open to API keys
+    # Nothing the handler calls writes: no BEGIN/COMMIT, a connection that refuses writes, and a
+    # lost connection retried once (api.middleware). Every GET unless it says otherwise.
+    read_only: bool = False
+
+    @property
+    def retries_lost_connection(self) -> bool:
+        """Run again on a fresh connection when the first turned out dead: a read-only route whose
+        JSON answer the registry writes after the handler returned. A handler that streams its own
+        answer (a media type, not a model) may already have sent part of it."""
+        return self.read_only and not self.idempotent and not isinstance(self.responses.get(self.success_status), str)
 
     @property
     def path_params(self) -> list[str]:
@@ -107,6 +121,7 @@ class Routes:
         form: type[BaseModel] | None = None,
         errors: dict[int, tuple[str, ...]] | None = None,
         scope: str | None | Inherit = INHERIT,
+        read_only: bool | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             doc = (handler.__doc__ or "").strip()
@@ -126,6 +141,7 @@ class Routes:
                 form=form,
                 errors=errors or {},
                 scope=self.default_scope(method.upper()) if isinstance(scope, Inherit) else scope,
+                read_only=method.upper() in SAFE_METHODS if read_only is None else read_only,
             )
             self.specs.append(spec)
             return handler
@@ -168,6 +184,8 @@ def _endpoint(spec: RouteSpec) -> Handler:
         if spec.access.service_signature:
             await signatures.caller(request, spec.access)
         key = read_idempotency_key(request) if spec.idempotent else None
+        if spec.retries_lost_connection:
+            return await retry_read(request, lambda: handle(request))
         if key is None or principal is None:
             return await handle(request)
         return await run_idempotently(

@@ -46,6 +46,7 @@ from eth_account import Account
 from sqlalchemy import select
 from web3 import HTTPProvider, Web3
 
+import cli.registry  # noqa: F401  (the process wiring: the deposits worker's actors answer the credit requests)
 from core.db import create_engine, session_factory, unit_of_work
 from core.migrate import upgrade
 from core.settings import ChainSettings, Settings
@@ -242,7 +243,7 @@ def percentile(values: list[float], fraction: float) -> float:
 async def bench(database_url: str, redis_url: str, rpc_url: str, usdc: dict[str, Any], args: argparse.Namespace) -> int:
     defaults = Settings()
     config = ScanConfig.from_settings(defaults)
-    engine = create_engine(database_url, pool_size=config.concurrency + 4)
+    engine = create_engine(database_url, pool_size=config.concurrency + 4, pre_ping=False)  # as scanner/cli.py
     sessions = session_factory(engine)
     broker = create_broker(redis_url, database_url=database_url, database_pool_size=4)
     bind_broker(sessions, broker)

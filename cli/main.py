@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from cli import registry
 from cli.admin import add_commands as add_admin_commands
@@ -22,13 +23,12 @@ from signer.cli import add_commands as add_signer_commands
 
 
 def _api(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
+    from cli.api_workers import run_api, run_worker
 
-    from api.app import create_app
-
-    web.run_app(create_app(settings), host=args.host or settings.api_host, port=args.port or settings.api_port,
-                access_log=None, print=None)
-    return 0
+    host, port = args.host or settings.api_host, args.port or settings.api_port
+    if args.worker is not None:
+        return run_worker(settings, host, port, args.worker, args.metrics_dir)
+    return run_api(settings, host, port)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -63,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
+    # Internal: one of the VIRTUOZ_API_WORKERS processes a `virtuoz api` parent starts (cli.api_workers).
+    api.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    api.add_argument("--metrics-dir", type=Path, help=argparse.SUPPRESS)
     api.set_defaults(run=_api, process="api")
 
     worker = commands.add_parser("worker", help="run a Dramatiq worker (" + ", ".join(WORKERS) + ")")

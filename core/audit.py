@@ -2,7 +2,8 @@
 
 Events are hash-chained per aggregate: ``hash = SHA-256(canonical JSON of the event + prev_hash)``,
 so an auditor can verify an export offline. ``seq`` is gap-free per aggregate: it is assigned
-under a transaction-scoped advisory lock on the aggregate, and a unique constraint backs it.
+under a transaction-scoped advisory lock on the aggregate (``core.db.advisory_lock``'s, taken by
+``audit_append()``), and a unique constraint backs it.
 The table refuses UPDATE and DELETE (a trigger, in the migration).
 """
 
@@ -21,7 +22,6 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
-    insert,
     select,
     text,
 )
@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, advisory_lock
+from core.db import Base
 from core.time import rfc3339, utcnow
 
 GENESIS = "0" * 64
@@ -105,31 +105,40 @@ async def append(
     ``data`` must never hold secrets (passwords, tokens, TOTP secrets, keys): events are exported.
     """
     aggregate = str(aggregate_id)
-    # The lock is its own statement: under READ COMMITTED the next statement's snapshot then
-    # includes every event committed by whoever held the lock before us.
-    await advisory_lock(session, f"{aggregate_type}:{aggregate}")
-    last = (await session.execute(_LAST, {"type": aggregate_type, "id": aggregate})).first()
-    seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
     # Microseconds are what PostgreSQL keeps: hash exactly what will be read back.
     occurred_at = utcnow()
+    document = canonical(data or {})
     event = {
         "aggregate_type": aggregate_type,
         "aggregate_id": aggregate,
-        "seq": seq,
         "type": type,
-        "data": json.loads(canonical(data or {})),
+        "data": json.loads(document),
         "actor": None if actor is None else str(actor),
         "occurred_at": rfc3339(occurred_at),
     }
-    # A Core insert, not an ORM object: nothing reads the row back, and the flush is costly.
-    await session.execute(insert(AuditEvent).values(
-        **{**event, "occurred_at": occurred_at}, prev_hash=prev_hash, hash=event_hash(event, prev_hash)))
+    head, tail = hashed_around_seq(event)
+    # One round trip: audit_append() (migration 0033) takes the aggregate's advisory lock, then, in
+    # a statement of its own (a fresh snapshot under READ COMMITTED, which sees every event
+    # committed by whoever held the lock before us), reads the last seq and hash and inserts.
+    await session.execute(_APPEND, {"aggregate_type": aggregate_type, "aggregate_id": aggregate, "type": type,
+                                    "data": document.decode(), "actor": event["actor"], "occurred_at": occurred_at,
+                                    "genesis": GENESIS, "head": head, "tail": tail})
     for observer in _observers:
         await observer(session, aggregate_type, aggregate, type, event["data"])
 
 
-_LAST = text("SELECT seq, hash FROM audit_events WHERE aggregate_type = :type AND aggregate_id = :id"
-             " ORDER BY seq DESC LIMIT 1")
+def hashed_around_seq(event: dict[str, Any]) -> tuple[bytes, bytes]:
+    """What ``event_hash`` hashes before and after the value of ``seq``, for an event without one:
+    ``head + str(seq).encode() + tail + prev_hash`` is the hashed text. Canonical JSON sorts its
+    keys, and "seq" and "type" sort last."""
+    body = {key: event[key] for key in ("aggregate_type", "aggregate_id", "data", "actor", "occurred_at")}
+    return canonical(body)[:-1] + b',"seq":', b',"type":' + canonical(event["type"]) + b"}"
+
+
+_APPEND = text(
+    "SELECT audit_append(:aggregate_type, :aggregate_id, :type, CAST(:data AS jsonb), :actor, :occurred_at, :genesis,"
+    " :head, :tail)"
+)
 
 
 async def events_of(session: AsyncSession, aggregate_type: str, aggregate_id: uuid.UUID | str) -> list[AuditEvent]:

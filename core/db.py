@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import DateTime, MetaData, Numeric, func, text
+from sqlalchemy import DateTime, MetaData, Numeric, event, func, text
 from sqlalchemy.dialects.postgresql import UUID
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -86,21 +86,57 @@ def async_url(url: str) -> str:
 
 
 def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0,
-                  server_settings: dict[str, str] | None = None) -> AsyncEngine:
-    """``server_settings``: PostgreSQL settings of every connection of this engine (``SET`` at connect)."""
-    # pre_ping: after PostgreSQL restarts, stale pooled connections are replaced instead of
-    # failing the next request — readiness recovers without restarting the process.
+                  server_settings: dict[str, str] | None = None, pre_ping: bool = True,
+                  read_only: bool = False) -> AsyncEngine:
+    """``server_settings``: PostgreSQL settings of every connection of this engine (``SET`` at connect).
+
+    ``pre_ping`` (daemons): every checkout first asks the server whether the connection still
+    works, so after PostgreSQL restarts a stale pooled connection is replaced instead of failing
+    the next unit of work. That question is three round trips (BEGIN, a ping, ROLLBACK) per
+    checkout; the API turns it off and relies on ``_drop_closed_on_checkout`` and on retrying
+    read-only requests instead (api.middleware).
+
+    ``read_only``: the connections never open a transaction (autocommit: no BEGIN, no COMMIT, one
+    round trip per statement) and PostgreSQL refuses every write on them
+    (``default_transaction_read_only``), so nothing a read-only route runs can change the database,
+    and a statement that failed on a dead connection can be run again on another.
+    """
     connect_args: dict[str, Any] = {"timeout": connect_timeout, "command_timeout": 30}
-    if server_settings:
-        connect_args["server_settings"] = server_settings
-    return create_async_engine(
+    settings = dict(server_settings or {})
+    options: dict[str, Any] = {}
+    if read_only:
+        # Each statement is its own transaction, as each already has its own snapshot under the
+        # READ COMMITTED default: a read gives up no consistency it had inside BEGIN … COMMIT.
+        settings["default_transaction_read_only"] = "on"
+        options["isolation_level"] = "AUTOCOMMIT"
+    if settings:
+        connect_args["server_settings"] = settings
+    engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_timeout=connect_timeout,
         connect_args=connect_args,
+        **options,
     )
+    if not pre_ping:
+        event.listen(engine.sync_engine.pool, "checkout", _drop_closed_on_checkout)
+    return engine
+
+
+def _drop_closed_on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Replace a pooled connection whose socket is already closed, without a round trip.
+
+    A restarting PostgreSQL ends every connection (FATAL, then the socket closes) and asyncpg notes it
+    as the event loop reads the close, long before the server is back: the checkout after a restart
+    then gets a fresh connection, as pre-ping would give. A connection lost without a word (a network
+    cut) still fails its first statement: ``connection_lost`` tells the caller, and the pool drops
+    every connection older than that failure.
+    """
+    driver = record.driver_connection
+    if driver is not None and driver.is_closed():
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 class DatabaseUnavailable(ServiceUnavailable):
@@ -126,6 +162,14 @@ def database_unavailable(error: BaseException) -> bool:
             return True
         seen = seen.__cause__ or getattr(seen, "orig", None)
     return False
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` is a connection found dead under a statement (PostgreSQL restarted, a cut
+    connection): SQLAlchemy has invalidated it, and with it every connection the pool handed out
+    before, so a read run again gets a fresh one. Not a refused connection or an exhausted pool:
+    running again then only waits as long once more."""
+    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -2,11 +2,14 @@
 
 Values come from the environment with the prefix ``VIRTUOZ_`` (``VIRTUOZ_API_PORT=8480``);
 lists and nested objects are JSON (``VIRTUOZ_CORS_ORIGINS='["https://app.example"]'``).
+Secret ones may come from a file instead, ``VIRTUOZ_<NAME>_FILE`` (``SECRET_FILE_SETTINGS``).
 The README documents each field. No other module reads ``os.environ`` for configuration.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Sequence
 from datetime import timedelta
@@ -25,10 +28,11 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.errors import InvalidInput
 from core.signing import load_public_key
@@ -338,16 +342,79 @@ class SettingsError(RuntimeError):
     """The configuration cannot run in this environment; the message says why."""
 
 
+# Settings that may come from a file, VIRTUOZ_<NAME>_FILE=/run/secrets/…, instead of the environment:
+# a value in the environment shows in `docker inspect`, `/proc/<pid>/environ` and crash reports. The
+# chains are among them because RPC provider URLs carry API keys. The signer passphrase and the
+# custody request key have had file settings of their own from the start.
+SECRET_FILE_SETTINGS = ("secret_key", "database_url", "redis_url", "jwt_private_key", "jwt_public_key",
+                        "smtp_password", "ingest_hmac_secret", "chains", "s3_access_key_id", "s3_secret_access_key")
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """``VIRTUOZ_<NAME>_FILE`` for each of ``SECRET_FILE_SETTINGS``: the file's text, without its final newline.
+
+    Setting both the variable and its file is refused rather than letting one silently win; so is
+    a file that cannot be read or is empty (an empty secret key or URL is never what was meant).
+    """
+
+    def get_field_value(self, field: object, field_name: str) -> tuple[object, str, bool]:
+        return None, field_name, False  # every value is read at once, in __call__
+
+    def __call__(self) -> dict[str, object]:
+        values: dict[str, object] = {}
+        for name in SECRET_FILE_SETTINGS:
+            variable = f"VIRTUOZ_{name.upper()}"
+            path = os.environ.get(f"{variable}_FILE")
+            if not path:
+                continue
+            if os.environ.get(variable) is not None:
+                raise SettingsError(f"{variable} and {variable}_FILE are both set: keep one")
+            try:
+                text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeError) as error:
+                raise SettingsError(f"{variable}_FILE: cannot read {path}: {error}") from None
+            if not text:
+                raise SettingsError(f"{variable}_FILE: {path} is empty")
+            values[name] = text
+            if self.field_is_complex(self.settings_cls.model_fields[name]):  # JSON, as in the environment
+                try:
+                    values[name] = json.loads(text)
+                except ValueError:
+                    raise SettingsError(f"{variable}_FILE: {path} is not JSON") from None
+        return values
+
+
 class Settings(BaseSettings):
     # validate_by_name: a field read from the environment under an alias (a renamed setting that keeps
     # its old name) is still given by its name in code, Settings(field=...).
     model_config = SettingsConfigDict(env_prefix="VIRTUOZ_", extra="ignore", validate_by_name=True)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keyword overrides, then the environment, then VIRTUOZ_<NAME>_FILE (SecretFiles refuses both).
+        return init_settings, env_settings, SecretFiles(settings_cls), dotenv_settings, file_secret_settings
 
     # Fail closed: a process started without VIRTUOZ_ENV is a production process. The public default
     # secret and non-Secure cookies are accepted only when devnet or test is asked for by name
     # (`make devnet`, `make test` and `make bench` export it; the devnet passes it to its children).
     env: Environment = Environment.PRODUCTION
     data_dir: Path = Path(".devnet")
+
+    # Files: dispute evidence, KYC documents, compliance reports (core.storage.file_store). Unset: local
+    # directories (<data_dir>/evidence, the reports directory), which only one host sees. `s3://bucket/prefix`:
+    # an S3-compatible bucket that every API replica and the compliance worker share, under the same
+    # sharded keys (<prefix>/evidence/ab/cd/<id>, <prefix>/reports/…). Credentials never go in a URL.
+    file_store: str | None = None
+    s3_endpoint_url: str | None = None  # MinIO, moto or another S3-compatible service; unset: AWS
+    s3_region: str | None = None  # unset: botocore's own (AWS_REGION, ~/.aws/config)
+    # Both or neither; neither: botocore's credential chain (an instance or pod role, AWS_* variables).
+    # Secret, both of them: never logged, never in an error.
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
 
     # Unset means "embedded": `virtuoz devnet` and the test fixtures start PostgreSQL and Redis
     # and hand their URLs to every child process. Production requires both.
@@ -357,6 +424,9 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8480, ge=1, le=65535)
+    # `virtuoz api` processes sharing the port (SO_REUSEPORT), each with its own database pool; 1 serves
+    # in the one process. One per core by default: one event loop runs Python on one core at a time.
+    api_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     public_url: str | None = None
 
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
@@ -659,6 +729,31 @@ class Settings(BaseSettings):
             if identity.name == wanted:
                 return identity
         raise SettingsError(f"no Travel Rule identity named {wanted!r} in VIRTUOZ_TRAVEL_RULE_IDENTITIES")
+
+    @field_validator("file_store", "s3_endpoint_url")
+    @classmethod
+    def _storage_urls_parse(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        variable = f"VIRTUOZ_{(info.field_name or '').upper()}"
+        parts = urlsplit(value)
+        if "@" in parts.netloc:
+            # A SettingsError, not a ValueError: pydantic would quote the value, credentials and all.
+            raise SettingsError(f"{variable} carries credentials: give them in VIRTUOZ_S3_ACCESS_KEY_ID and "
+                                "VIRTUOZ_S3_SECRET_ACCESS_KEY")
+        if info.field_name == "file_store":
+            if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+                raise ValueError("the file store is s3://bucket or s3://bucket/prefix (unset: the local directories)")
+        elif parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("the S3 endpoint is an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _s3_keys_come_in_pairs(self) -> Settings:
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise SettingsError("VIRTUOZ_S3_ACCESS_KEY_ID and VIRTUOZ_S3_SECRET_ACCESS_KEY are given together, or "
+                                "neither (botocore's own credentials)")
+        return self
 
     @field_validator("reconciliation_interval_hours")
     @classmethod

@@ -1,8 +1,11 @@
-"""File storage for evidence and KYC documents: sharded paths, atomic writes, streamed size limits.
+"""File storage for evidence, KYC documents and compliance reports: sharded paths, atomic writes,
+streamed size limits.
 
-The interface (``FileStore``) is what services use; ``LocalFileStore`` keeps files under a
-directory. An S3-compatible store implements the same four methods. Paths always come from the
-file's id (``shard_path``), never from a client's filename.
+The interface (``FileStore``) is what services use; ``core.file_stores.file_store(settings, area)`` builds the one
+the settings ask for: ``LocalFileStore`` keeps files under a directory of this host,
+``core.storage_s3.S3FileStore`` (``VIRTUOZ_FILE_STORE=s3://bucket/prefix``) in a bucket every API
+replica and worker shares, with the same guarantees. Paths always come from the file's id
+(``shard_path``), never from a client's filename.
 """
 
 from __future__ import annotations
@@ -14,11 +17,17 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import Literal, Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db import after_commit, on_rollback
 from core.errors import InvalidInput, PayloadTooLarge
 
 CHUNK = 64 * 1024
+
+# Evidence and KYC documents share one area (their ids are UUIDs); reports have their own.
+Area = Literal["evidence", "reports"]
 
 
 class InvalidStorageKey(InvalidInput):
@@ -52,13 +61,27 @@ class StoredFile:
 
 
 class FileStore(Protocol):
+    """``save`` streams, refuses past ``max_bytes`` and makes the file visible only once complete
+    (a failed save leaves nothing); ``read`` streams (``FileNotFoundError`` for an unknown key);
+    ``discard`` of a missing file is not an error; ``close`` releases connections (the store is
+    not used after it)."""
+
     async def save(self, key: str, chunks: AsyncIterator[bytes], *, max_bytes: int) -> StoredFile: ...
 
-    async def read(self, key: str) -> AsyncIterator[bytes]: ...
+    def read(self, key: str) -> AsyncIterator[bytes]: ...
 
     async def exists(self, key: str) -> bool: ...
 
     async def discard(self, key: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def close_after_transaction(session: AsyncSession, store: FileStore) -> None:
+    """Close ``store`` once ``session``'s transaction is settled: its rollback may still discard
+    files through it (``on_rollback(session, store.discard, key)``)."""
+    after_commit(session, store.close)
+    on_rollback(session, store.close)
 
 
 class LocalFileStore:
@@ -108,3 +131,6 @@ class LocalFileStore:
     async def discard(self, key: str) -> None:
         """Remove a file whose database row did not commit (never used to delete evidence)."""
         await asyncio.to_thread(self._path(key).unlink, True)
+
+    async def close(self) -> None:
+        """Nothing to release: every call opens and closes its own file."""

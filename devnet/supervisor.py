@@ -214,6 +214,7 @@ def run_devnet(settings: Settings) -> int:
                 "VIRTUOZ_REDIS_URL": redis.url(),
                 "VIRTUOZ_CHAINS": json.dumps([chain.model_dump() for chain in chains]),
                 "VIRTUOZ_API_PORT": str(settings.api_port),
+                "VIRTUOZ_API_WORKERS": str(settings.api_workers),
                 "VIRTUOZ_SMTP_HOST": smtp_host,
                 "VIRTUOZ_SMTP_PORT": str(settings.devnet_smtp_port),
                 "VIRTUOZ_SIGNER_KEYSTORE_DIR": str(keystore_dir),
@@ -240,6 +241,7 @@ def run_devnet(settings: Settings) -> int:
             _wait_ready(api_url, children, READY_TIMEOUT)
             document = {
                 "api_url": api_url,
+                "api_workers": settings.api_workers,
                 "docs_url": f"{api_url}/docs",
                 "database_url": database_url,
                 "redis_url": redis.url(),

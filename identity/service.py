@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from redis.asyncio import Redis
-from sqlalchemy import any_, select, update
+from sqlalchemy import any_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core import audit
 from core.control import invalidate_rbac
@@ -238,13 +238,26 @@ async def active_sessions(session: AsyncSession, user_id: uuid.UUID) -> list[Aut
     return list(result)
 
 
-async def session_is_active(session: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-    """Whether ``session_id`` is a live session *of* ``user_id``: a token's ``sid`` proves nothing about
-    its ``sub`` unless the two are looked up together."""
-    row = (await session.execute(
-        select(AuthSession.revoked_at).where(AuthSession.id == session_id, AuthSession.user_id == user_id)
-    )).first()
-    return row is not None and row.revoked_at is None
+_SESSIONS = AuthSession.__table__.c
+_USERS = User.__table__.c
+# The reads of authenticated requests (api.principal) as Core statements on the tables, built once:
+# no ORM compilation or result handling, on a session or straight on a connection.
+_SESSION_ACCESS = (
+    select(_USERS.roles, _USERS.status)
+    .join_from(AuthSession.__table__, User.__table__, _USERS.id == _SESSIONS.user_id)
+    .where(_SESSIONS.id == bindparam("session_id"), _SESSIONS.user_id == bindparam("user_id"),
+           _SESSIONS.revoked_at.is_(None))
+)
+_USER_ACCESS = select(_USERS.roles, _USERS.status).where(_USERS.id == bindparam("user_id"))
+
+
+async def session_access(db: AsyncSession | AsyncConnection, session_id: uuid.UUID,
+                         user_id: uuid.UUID) -> tuple[list[str], str] | None:
+    """(roles, status) of ``user_id`` while ``session_id`` is a live session *of* theirs, else None: a
+    token's ``sid`` proves nothing about its ``sub`` unless the two are looked up together. The
+    session check and the RBAC lookup in one round trip."""
+    row = (await db.execute(_SESSION_ACCESS, {"session_id": session_id, "user_id": user_id})).first()
+    return (list(row.roles), row.status) if row else None
 
 
 async def session_in_force(session: AsyncSession, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
@@ -477,9 +490,9 @@ async def set_status(session: AsyncSession, redis: Redis, actor: uuid.UUID, user
     return user
 
 
-async def user_access(session: AsyncSession, user_id: uuid.UUID) -> tuple[list[str], str] | None:
+async def user_access(db: AsyncSession | AsyncConnection, user_id: uuid.UUID) -> tuple[list[str], str] | None:
     """(roles, status) of a user, for the per-process RBAC cache."""
-    row = (await session.execute(select(User.roles, User.status).where(User.id == user_id))).first()
+    row = (await db.execute(_USER_ACCESS, {"user_id": user_id})).first()
     return (list(row.roles), row.status) if row else None
 
 

@@ -5,8 +5,11 @@ The loop, each step:
 1. ask the node for its head; if the scanner is at it, check the tip's hash (a reorg to a chain
    no longer than ours shows only there) and rest for ``poll_seconds``;
 2. otherwise read ``cursor+1 .. head`` in batched requests (``batch_blocks`` blocks each: the full
-   blocks, and the token ``Transfer`` logs of the same range), ``concurrency`` batches in flight,
-   while a single writer commits them **in order**, several ready batches per transaction;
+   blocks, and the token ``Transfer`` logs of the same range; then the receipts of the transfers to
+   deposit addresses, asked for together with other batches', ``scanner.receipts``), ``concurrency``
+   batches in flight and at most a transaction's worth read ahead, while a single writer commits
+   them **in order**: each transaction takes the batches read by the time the previous one
+   committed (up to ``commit_blocks`` blocks), so recording one range overlaps reading the next;
 3. before committing, check that each block's parent is the block before it (the cursor's hash
    for the first one). A break is a reorg: walk back through the stored hashes of recent blocks
    to the common ancestor, mark the deposits above it ``reorged`` (the worker reverses credits),
@@ -58,6 +61,7 @@ from custody.treasury import movements
 from scanner import store
 from scanner.addresses import AddressBook
 from scanner.metrics import ScannerMetrics
+from scanner.receipts import ReceiptReader
 from scanner.store import Cursor, CursorMoved
 
 log = logging.getLogger(__name__)
@@ -257,15 +261,17 @@ class Scanner:
             await self.addresses.refresh(session)
         ranges = self._ranges(self.cursor.height + 1, head)
         final = await self.chain.finalized() if self.settings.finality == "finalized" else None
-        # Read ahead of the writer by up to a transaction's worth of blocks, with at most
-        # ``concurrency`` requests at the node at once.
+        # Read ahead of the writer by up to a transaction's worth of blocks (bounded: a reorg found
+        # in a batch read ahead discards it and everything after it), with at most ``concurrency``
+        # batches at the node at once.
         requests = asyncio.Semaphore(self.config.concurrency)
+        receipts = ReceiptReader(self.chain)
         ahead = max(self.config.concurrency, -(-self.config.commit_blocks // self.config.batch_blocks))
         in_flight: deque[asyncio.Task[Fetched]] = deque()
 
         def refill() -> None:
             while len(in_flight) < ahead and (batch := next(ranges, None)) is not None:
-                in_flight.append(asyncio.create_task(self._fetch(*batch, requests)))
+                in_flight.append(asyncio.create_task(self._fetch(*batch, requests, receipts)))
 
         processed = 0
         try:
@@ -274,10 +280,12 @@ class Scanner:
                 group = [await in_flight.popleft()]
                 size = len(group[0].blocks)
                 refill()
-                # Catching up, one transaction takes up to ``commit_blocks`` blocks (the reads of the
-                # next ones go on meanwhile); at the head, a new block is committed on its own at once.
-                while in_flight and size < self.config.commit_blocks:
-                    group.append(await in_flight.popleft())
+                # One transaction takes the batches already read, in order, up to ``commit_blocks``
+                # blocks; the next ones are read while it commits. Waiting for more would leave the
+                # database idle while the node answers, and the last transaction of a catch-up,
+                # which nothing overlaps, bigger. At the head, a new block is committed on its own.
+                while in_flight and in_flight[0].done() and size < self.config.commit_blocks:
+                    group.append(in_flight.popleft().result())
                     size += len(group[-1].blocks)
                     refill()
                 await self._commit(group, head, final)
@@ -286,12 +294,15 @@ class Scanner:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
+            await receipts.close()
         return processed
 
-    async def _fetch(self, first: int, last: int, requests: asyncio.Semaphore) -> Fetched:
+    async def _fetch(self, first: int, last: int, requests: asyncio.Semaphore, receipts: ReceiptReader) -> Fetched:
         async with requests:
             blocks, logs = await asyncio.gather(self.chain.transfers(list(range(first, last + 1))),
                                                 self.chain.token_transfers(first, last, list(self.tokens)))
+        # The receipts are not asked for under ``requests``: the receipt reader has one request of its
+        # own at the node, for every batch at once, and this batch's place goes to the next batch.
         hashes = {item.block.number: item.block.hash for item in blocks}
         if any(hashes.get(log.block_number) != log.block_hash for log in logs):
             raise ReorgDetected(f"logs of {first}-{last} come from other blocks than the blocks read")
@@ -300,26 +311,25 @@ class Scanner:
         doubtful = [item.block for item in blocks if watched and item.block.number not in found_in
                     and self.chain.may_have_token_transfers(item.block, watched)]
         if doubtful:
-            logs = [*logs, *await self._refetch(doubtful, requests)]
+            logs = [*logs, *await self._refetch(doubtful)]
         owners = self.addresses.owners
         native = [transfer for item in blocks for transfer in item.transfers if transfer.to_address in owners]
         tokens = [log for log in logs if log.token in self.tokens and log.value > 0 and log.to_address in owners]
-        receipts: dict[str, Receipt] = {}
+        mined: dict[str, Receipt] = {}
         if native or tokens:
             # A transaction's value moves only if it succeeded (a contract recipient may revert); a
             # token deposit is keyed on its log's index within its transaction, which only the
             # receipt's log list gives (a reorg may mine the transaction at another place in a block).
             wanted = [*native, *tokens]
             tx_hashes = list(dict.fromkeys(item.tx_hash for item in wanted))
-            async with requests:
-                answers = dict(zip(tx_hashes, await self.chain.receipts(tx_hashes), strict=True))
+            answers = dict(zip(tx_hashes, await receipts.receipts(tx_hashes), strict=True))
             if any((receipt := answers[item.tx_hash]) is None or receipt.block_hash != item.block_hash
                    for item in wanted):
                 raise ReorgDetected(f"receipts of {first}-{last} come from other blocks than the blocks read")
-            receipts = {tx_hash: receipt for tx_hash, receipt in answers.items() if receipt is not None}
-            if any(receipts[log.tx_hash].log_position(log.log_index) is None for log in tokens):
+            mined = {tx_hash: receipt for tx_hash, receipt in answers.items() if receipt is not None}
+            if any(mined[log.tx_hash].log_position(log.log_index) is None for log in tokens):
                 raise ReorgDetected(f"logs of {first}-{last} are not in their transactions' receipts")
-            native = [transfer for transfer in native if receipts[transfer.tx_hash].status == 1]
+            native = [transfer for transfer in native if mined[transfer.tx_hash].status == 1]
         observed = [
             Observed(self.name, transfer.tx_hash, -1, transfer.block_number, transfer.block_hash, transfer.from_address,
                      transfer.to_address, owners[transfer.to_address], self.settings.native, transfer.value)
@@ -327,15 +337,14 @@ class Scanner:
         ] + [
             Observed(self.name, log.tx_hash, log.log_index, log.block_number, log.block_hash, log.from_address,
                      log.to_address, owners[log.to_address], self.tokens[log.token], log.value,
-                     tx_log_index=receipts[log.tx_hash].log_position(log.log_index))
+                     tx_log_index=mined[log.tx_hash].log_position(log.log_index))
             for log in tokens
         ]
         return Fetched([item.block for item in blocks], observed, frozenset(block.number for block in doubtful))
 
-    async def _refetch(self, doubtful: list[Block], requests: asyncio.Semaphore) -> list[TokenTransfer]:
+    async def _refetch(self, doubtful: list[Block]) -> list[TokenTransfer]:
         """The range answer had no log of blocks whose blooms say there may be some: ask for them by hash."""
-        async with requests:
-            found = await self.chain.token_transfers_in([block.hash for block in doubtful], list(self.tokens))
+        found = await self.chain.token_transfers_in([block.hash for block in doubtful], list(self.tokens))
         lagged = sorted({log.block_number for log in found})
         self.metrics.refetched("found", len(lagged))
         self.metrics.refetched("empty", len(doubtful) - len(lagged))
@@ -393,9 +402,9 @@ class Scanner:
                                   source="scanner", height=blocks[-1].number, finalized=finalized)
             await movements.record(session, internal)
             # Only recent blocks can be walked back through: older ones are not worth a row.
-            await store.store_blocks(session, self.name, [block for block in blocks if block.number > head - window])
-            await store.forget_below(session, self.name, blocks[-1].number - window)
-            cursor = await store.advance(session, self.cursor, blocks[-1], head, finalized=finalized)
+            cursor = await store.advance(session, self.cursor, blocks[-1], head, finalized=finalized,
+                                         recent=[block for block in blocks if block.number > head - window],
+                                         forget_below=blocks[-1].number - window)
             await announcements.write(session, actor="scanner")  # last: after every row lock
         self.cursor = cursor
         self._count_contradictions(blocks, frozenset().union(*(fetched.contradicted for fetched in group)))

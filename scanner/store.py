@@ -50,19 +50,44 @@ async def create(session: AsyncSession, chain: str, before: Block | None, start_
     return cursor
 
 
+_ADVANCE = text(
+    # One round trip for the three writes that end every committed batch. The ranges are disjoint
+    # (stored: above the head minus the window; forgotten: below the new cursor minus the window),
+    # as one statement must not touch a row twice.
+    "WITH stored AS ("
+    " INSERT INTO scanned_blocks (chain, number, hash, parent_hash)"
+    " SELECT :chain, x.number, x.hash, x.parent_hash"
+    " FROM unnest(CAST(:numbers AS bigint[]), CAST(:hashes AS varchar[]), CAST(:parents AS varchar[]))"
+    " AS x(number, hash, parent_hash)"
+    " ON CONFLICT (chain, number) DO UPDATE SET hash = EXCLUDED.hash, parent_hash = EXCLUDED.parent_hash),"
+    " forgotten AS (DELETE FROM scanned_blocks WHERE chain = :chain AND number < CAST(:forget_below AS bigint))"
+    " UPDATE scanner_cursors SET height = CAST(:height AS bigint), hash = :hash, head = CAST(:head AS bigint),"
+    " progressed_at = now(), checked_at = now(), finality = :finality, finalized = CAST(:finalized AS bigint)"
+    " WHERE chain = :chain AND height = CAST(:was AS bigint)"
+    " RETURNING chain"
+)
+
+
 async def advance(session: AsyncSession, cursor: Cursor, block: Block, head: int | None, *,
-                  finalized: int | None = None) -> Cursor:
+                  finalized: int | None = None, recent: Sequence[Block] = (),
+                  forget_below: int | None = None) -> Cursor:
     """Move the cursor to ``block`` (processed in this transaction); ``CursorMoved`` if it was not at ``cursor``.
 
     ``finalized``: on a chain whose finality is "finalized", the node's finalized height as checked
     against the blocks processed (None on the other chains): what the crediting worker checks.
+    ``recent``: blocks to keep the hashes of (a reorg walks back through them); ``forget_below``:
+    the stored blocks below it are dropped (a reorg deeper than the window cannot be walked back).
     """
-    moved = await session.execute(
-        update(ScannerCursor)
-        .where(ScannerCursor.chain == cursor.chain, ScannerCursor.height == cursor.height)
-        .values(height=block.number, hash=block.hash, head=head, progressed_at=func.now(), checked_at=func.now(),
-                finality="confirmations" if finalized is None else "finalized", finalized=finalized))
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    if recent and forget_below is not None and forget_below > min(item.number for item in recent):
+        raise ValueError("the blocks stored and the blocks forgotten overlap")
+    moved = await session.execute(_ADVANCE, {
+        "chain": cursor.chain, "numbers": [item.number for item in recent], "hashes": [item.hash for item in recent],
+        "parents": [item.parent_hash for item in recent],
+        "forget_below": -1 if forget_below is None else forget_below,  # -1: no block is below it
+        "height": block.number, "hash": block.hash, "head": head,
+        "finality": "confirmations" if finalized is None else "finalized", "finalized": finalized,
+        "was": cursor.height})
+    if moved.first() is None:
         raise CursorMoved(f"{cursor.chain}: the cursor is no longer at {cursor.height}")
     return Cursor(cursor.chain, block.number, block.hash, cursor.start_height)
 
@@ -101,11 +126,6 @@ async def store_blocks(session: AsyncSession, chain: str, blocks: Sequence[Block
         await session.execute(_STORE_BLOCKS, {"chain": chain, "numbers": [block.number for block in blocks],
                                               "hashes": [block.hash for block in blocks],
                                               "parents": [block.parent_hash for block in blocks]})
-
-
-async def forget_below(session: AsyncSession, chain: str, number: int) -> None:
-    """Only the recent blocks are kept: a reorg deeper than the window cannot be walked back anyway."""
-    await session.execute(delete(ScannedBlock).where(ScannedBlock.chain == chain, ScannedBlock.number < number))
 
 
 async def recent_hashes(session: AsyncSession, chain: str, at_most: int, limit: int) -> dict[int, str]:

@@ -17,7 +17,8 @@ Message contract (``core.sign_requests``, documented there and in ``custody.with
 
 The reply is sent only after the journal has committed (fsync). A crash (even SIGKILL) between
 the two leaves the request unacknowledged: it is delivered again, or the custody worker asks
-again, and the journal answers with the same raw transaction.
+again, and the journal answers with the same raw transaction. ``SIGNER_THREADS`` requests are
+handled at once, so one fsync covers the signatures of several (group commit, ``signer.journal``).
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ from signer.sweeps import declare_actor as declare_sweep_actor
 log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "dramatiq"  # the one jobs.broker uses: the custody worker's queues live there
-SIGNER_THREADS = 2  # signing is CPU work under one journal lock; more threads only queue on it
+# Requests handled at once. Signing is CPU work, one decision at a time under the journal's hold;
+# what threads buy is the fsync: requests that arrive while one is in progress share the next
+# (signer.journal, group commit), and replies go to Redis while others are signed.
+SIGNER_THREADS = 8
 SHUTDOWN_TIMEOUT_MS = 10_000
 # A dead signer's unacknowledged messages go back to the queue after this long (Dramatiq's own
 # recovery; the custody worker also re-asks after withdrawal_resend_seconds).

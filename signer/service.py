@@ -6,7 +6,9 @@ repeat (answered with the same raw transaction); the sender is this signer's hot
 chain; what the transaction really pays (``policy``); the journal's one-withdrawal-one-nonce
 rules (and its one self-transfer per nonce: a filler or a cancel, ``core.sign_requests``); sanctions
 and limits; the chain's fee caps, replacements per nonce and 24 h fee budget; then the signature,
-journaled (fsync) before it is returned.
+journaled (fsync) before it is returned. The checks and the journal write are one step under the
+journal's hold, so concurrent requests see each other's signatures; the fsync is shared with the
+requests in flight (``signer.journal``, group commit).
 
 Keys (``signer.derivation``): the hot wallet of each chain is ``m/44'/60'/{hot_account}'/0/0`` of
 the keystore's seed, derived in memory at start; no key ever leaves this object. The hot wallet of
@@ -117,7 +119,16 @@ class Signer:
         return account.ChildKey(DEPOSIT_CHANGE).ChildKey(index).PrivateKey().Raw().ToBytes()
 
     def handle(self, withdrawal_id: object, unsigned_text: object, authorization: object) -> Signed | Refused:
-        """Sign or refuse one request; never raises for a bad request (it is refused with a reason)."""
+        """Sign or refuse one request; never raises for a bad request (it is refused with a reason).
+
+        Returns only once the journal holds the outcome durably (``Journal.sync``): callers answer at once.
+        """
+        try:
+            return self._handle(withdrawal_id, unsigned_text, authorization)
+        finally:
+            self.journal.sync()
+
+    def _handle(self, withdrawal_id: object, unsigned_text: object, authorization: object) -> Signed | Refused:
         digest = request_digest(unsigned_text) if isinstance(unsigned_text, str) else ""
         label = withdrawal_id if isinstance(withdrawal_id, str) else repr(withdrawal_id)
         try:
@@ -128,7 +139,7 @@ class Signer:
             return self._refuse(label[:80], digest, Refusal("malformed_request", str(malformed)))
         except Refusal as refusal:
             return self._refuse(withdrawal, digest, refusal)
-        with self.journal.lock:
+        with self.journal.held():
             try:
                 return self._sign(withdrawal, unsigned, unsigned_text, digest)  # type: ignore[arg-type]
             except Refusal as refusal:
@@ -140,6 +151,13 @@ class Signer:
                              ) -> Signed | Refused:
         """Sign or refuse a hot → cold transfer: ``handle``'s checks, with the cold kind's authorization, and
         the cold wallet of this signer's configuration in place of the value limits."""
+        try:
+            return self._handle_cold_transfer(transfer_id, unsigned_text, authorization)
+        finally:
+            self.journal.sync()
+
+    def _handle_cold_transfer(self, transfer_id: object, unsigned_text: object, authorization: object
+                              ) -> Signed | Refused:
         digest = request_digest(unsigned_text) if isinstance(unsigned_text, str) else ""
         label = transfer_id if isinstance(transfer_id, str) else repr(transfer_id)
         try:
@@ -151,7 +169,7 @@ class Signer:
             return self._refuse(label[:80], digest, Refusal("malformed_request", str(malformed)))
         except Refusal as refusal:
             return self._refuse(transfer, digest, refusal)
-        with self.journal.lock:
+        with self.journal.held():
             try:
                 return self._sign(transfer, unsigned, unsigned_text, digest, cold=True)  # type: ignore[arg-type]
             except Refusal as refusal:
@@ -205,10 +223,10 @@ class Signer:
 
         raw = sign_transaction_dict(self._keys[unsigned.sender], unsigned.for_signing())[3]
         raw_tx, tx_hash = "0x" + bytes(raw).hex(), "0x" + keccak(raw).hex()
-        journal.record(Signature(withdrawal_id, digest, unsigned.chain_id, unsigned.sender, unsigned.nonce,
-                                 payment.asset, payment.amount, unsigned.max_fee_per_gas,
-                                 unsigned.max_priority_fee_per_gas, unsigned_text, raw_tx, tx_hash),
-                       payment.destination, first=not earlier and not moving_out and not cold)
+        journal.write(Signature(withdrawal_id, digest, unsigned.chain_id, unsigned.sender, unsigned.nonce,
+                                payment.asset, payment.amount, unsigned.max_fee_per_gas,
+                                unsigned.max_priority_fee_per_gas, unsigned_text, raw_tx, tx_hash),
+                      payment.destination, first=not earlier and not moving_out and not cold)
         return Signed(withdrawal_id, digest, raw_tx, tx_hash, repeated=False)
 
     def _payment(self, unsigned: UnsignedTx, earlier: list[Signature]) -> Payment:
@@ -273,8 +291,8 @@ class Signer:
 
     def _refuse(self, withdrawal_id: str, digest: str, refusal: Refusal, *, sticky: bool = False) -> Refused:
         if not isinstance(refusal, _Repeated):
-            with self.journal.lock:
-                self.journal.record_refusal(withdrawal_id, digest, refusal.reason, refusal.message, sticky=sticky)
+            with self.journal.held():
+                self.journal.write_refusal(withdrawal_id, digest, refusal.reason, refusal.message, sticky=sticky)
         return Refused(withdrawal_id, digest, refusal.reason, refusal.message)
 
 

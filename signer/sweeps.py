@@ -71,7 +71,15 @@ class SweepSigner:
 
     def handle(self, request_id: object, kind: object, index: object, unsigned_text: object,
                authorization: object) -> Signed | Refused:
-        """Sign or refuse one request; never raises for a bad request (it is refused with a reason)."""
+        """Sign or refuse one request; never raises for a bad request (it is refused with a reason).
+        Returns once the journal holds the outcome durably (``Journal.sync``)."""
+        try:
+            return self._handle(request_id, kind, index, unsigned_text, authorization)
+        finally:
+            self.journal.sync()
+
+    def _handle(self, request_id: object, kind: object, index: object, unsigned_text: object,
+                authorization: object) -> Signed | Refused:
         digest = request_digest(unsigned_text) if isinstance(unsigned_text, str) else ""
         label = request_id if isinstance(request_id, str) else repr(request_id)
         try:
@@ -84,7 +92,7 @@ class SweepSigner:
             return self._refuse(label[:80], digest, Refusal("malformed_request", str(malformed)))
         except Refusal as refusal:
             return self._refuse(request, digest, refusal)
-        with self.journal.lock:
+        with self.journal.held():
             try:
                 return self._sign(request, kind, index, unsigned, unsigned_text, digest)  # type: ignore[arg-type]
             except _Repeated as repeated:
@@ -139,15 +147,15 @@ class SweepSigner:
                 raise Refusal("replacement_not_allowed", f"{refusal.reason}: {refusal.message}") from None
             raise
         raw_tx, tx_hash = self.signer.sign_bytes(unsigned, deposit_index=index if kind == SWEEP else None)
-        journal.record(Signature(request_id, digest, unsigned.chain_id, unsigned.sender, unsigned.nonce,
-                                 payment.asset, payment.amount, unsigned.max_fee_per_gas,
-                                 unsigned.max_priority_fee_per_gas, unsigned_text, raw_tx, tx_hash),
-                       payment.destination, first=False)
+        journal.write(Signature(request_id, digest, unsigned.chain_id, unsigned.sender, unsigned.nonce,
+                                payment.asset, payment.amount, unsigned.max_fee_per_gas,
+                                unsigned.max_priority_fee_per_gas, unsigned_text, raw_tx, tx_hash),
+                      payment.destination, first=False)
         return Signed(request_id, digest, raw_tx, tx_hash, repeated=False)
 
     def _refuse(self, request_id: str, digest: str, refusal: Refusal, *, sticky: bool = False) -> Refused:
-        with self.journal.lock:
-            self.journal.record_refusal(request_id, digest, refusal.reason, refusal.message, sticky=sticky)
+        with self.journal.held():
+            self.journal.write_refusal(request_id, digest, refusal.reason, refusal.message, sticky=sticky)
         return Refused(request_id, digest, refusal.reason, refusal.message)
 
 

@@ -76,5 +76,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Unset means production (fail closed): the in-process apps' settings and every process a test
     # spawns with the inherited environment run as `test`, whatever the developer's shell exported.
     os.environ["VIRTUOZ_ENV"] = "test"
+    # Every `virtuoz api` a test starts runs two workers: the multi-process path, and not one
+    # process per core of a large CI machine.
+    os.environ.setdefault("VIRTUOZ_API_WORKERS", "2")
     os.environ.setdefault("XDG_RUNTIME_DIR", str(Path("/tmp") / f"virtuoz-runtime-{os.getuid()}"))
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, exist_ok=True)

@@ -32,8 +32,8 @@ from api.compliance.schemas import (
     TravelRuleTransferOut,
     TravelRuleUpsertIn,
 )
-from api.http import json_response, multipart_files, path_uuid, stored_file
-from api.keys import CHAINS, FILE_STORE, SETTINGS
+from api.http import json_response, multipart_files, path_uuid, stored_file, streamed
+from api.keys import CHAINS, FILE_STORE, REPORT_STORE, SETTINGS
 from api.middleware import db_session
 from api.principal import current
 from api.registry import Routes
@@ -159,13 +159,16 @@ async def compliance_report_download(request: web.Request, query: DownloadQuery)
     """The report file (`format=csv` or `json`); `X-Content-SHA256` is the hash recorded at generation."""
     report = await reports.get(db_session(request), path_uuid(request, "report_id", "report_not_found"),
                                _jurisdiction(request))
-    path = reports.file_of(report, query.format)
+    key = reports.file_of(report, query.format)
     digest = report.sha256 if query.format == "csv" else report.json_sha256
     media = "text/csv; charset=utf-8" if query.format == "csv" else "application/json"
-    # Streamed from disk: a year of transactions is not read into memory.
-    return web.FileResponse(path, headers={
-        "Content-Type": media, "X-Content-SHA256": digest or "",
-        "Content-Disposition": f'attachment; filename="{report.jurisdiction}-{report.type}-{report.id}.{query.format}"'})
+    headers = {"Content-Type": media, "X-Content-SHA256": digest or "",
+               "Content-Disposition": f'attachment; filename="{report.jurisdiction}-{report.type}-{report.id}.'
+                                      f'{query.format}"'}
+    if reports.is_local_path(key):  # written before reports went through the file store
+        return web.FileResponse(key, headers=headers)
+    # Streamed from the reports store: a year of transactions is not read into memory.
+    return await streamed(request, web.StreamResponse(headers=headers), request.config_dict[REPORT_STORE].read(key))
 
 
 @admin_compliance_routes.get("/admin/compliance/reports", access=roles("admin"), query=AdminReportListQuery,

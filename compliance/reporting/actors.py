@@ -4,29 +4,31 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from compliance.reporting import service as reports
-from core.settings import Settings
+from core.file_stores import file_store
+from core.storage import close_after_transaction
 from core.time import utcnow
 from jobs.context import current_settings
 from jobs.registry import job
-
-
-def reports_dir(settings: Settings) -> Path:
-    return settings.compliance_reports_dir or settings.data_dir / "reports"
 
 
 # A year of a busy jurisdiction's transfers takes longer than the default minute.
 @job(reports.GENERATE_REPORT, queue="reports", time_limit_ms=15 * 60_000)
 async def generate_report(session: AsyncSession, report_id: str) -> None:
     settings = current_settings()
-    await reports.generate(session, uuid.UUID(report_id), reports_dir=reports_dir(settings),
-                           jurisdictions_file=settings.compliance_jurisdictions_file,
-                           chains=settings.chains, xpub_file=settings.xpub_file,  # reconciliation reads the chains
-                           signer_public_key_file=settings.signer_public_key_file)
+    # The reports store (a directory, or the bucket the API replicas read from), open until the
+    # transaction is settled: a rollback removes the files through it.
+    store = file_store(settings, "reports")
+    try:
+        await reports.generate(session, uuid.UUID(report_id), store=store,
+                               jurisdictions_file=settings.compliance_jurisdictions_file,
+                               chains=settings.chains, xpub_file=settings.xpub_file,  # reconciliation reads the chains
+                               signer_public_key_file=settings.signer_public_key_file)
+    finally:
+        close_after_transaction(session, store)
 
 
 @job("compliance.schedule_reports", queue="reports")

@@ -34,6 +34,8 @@ class ComplianceReport(IdMixin, TimestampMixin, Base):
     rows: Mapped[int | None]
     sha256: Mapped[str | None] = mapped_column(String(64))  # of the CSV file
     json_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Keys in the reports file store (core.storage), "<id>.csv" and "<id>.json"; reports written before
+    # the store have paths on the worker's host here.
     csv_path: Mapped[str | None] = mapped_column(String(500))
     json_path: Mapped[str | None] = mapped_column(String(500))
     parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # threshold, currency, source used

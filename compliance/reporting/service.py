@@ -28,11 +28,10 @@ import functools
 import hashlib
 import io
 import json
-import os
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -57,6 +56,7 @@ from core.db import on_rollback
 from core.errors import AppError, InvalidInput, NotFound
 from core.pagination import keyset_before, next_page
 from core.settings import ChainSettings
+from core.storage import FileStore
 from core.time import rfc3339, utcnow
 from custody.ledger.models import Currency, LedgerAccount, LedgerPosting, LedgerTransfer
 
@@ -139,22 +139,28 @@ async def search(session: AsyncSession, *, jurisdiction: str | None = None, type
     return ReportPage(items, next_cursor)
 
 
-def file_of(report: ComplianceReport, format: str) -> Path:
+def file_of(report: ComplianceReport, format: str) -> str:
+    """The key of the report's file in the reports file store; a report written before reports went
+    through the store has a path on the worker's host instead (``is_local_path``)."""
     if report.state != "ready":
         raise AppError("The report is not ready.", code="report_not_ready", status=409,
                        details={"state": report.state})
-    path = report.csv_path if format == "csv" else report.json_path
-    assert path is not None
-    return Path(path)
+    key = report.csv_path if format == "csv" else report.json_path
+    assert key is not None
+    return key
+
+
+def is_local_path(key: str) -> bool:
+    return "/" in key or "\\" in key  # store keys are single path segments (core.storage.shard_path)
 
 
 # --- generation (the compliance worker) --------------------------------------------------------
 
-async def generate(session: AsyncSession, report_id: uuid.UUID, *, reports_dir: Path,
+async def generate(session: AsyncSession, report_id: uuid.UUID, *, store: FileStore,
                    jurisdictions_file: Path | None, chains: Sequence[ChainSettings] = (),
                    xpub_file: Path | None = None, signer_public_key_file: Path | None = None
                    ) -> ComplianceReport | None:
-    """Build the report's rows, write its files, record hashes; a second delivery changes nothing."""
+    """Build the report's rows, write its files to ``store``, record hashes; a second delivery changes nothing."""
     report = await session.get(ComplianceReport, report_id, with_for_update=True)
     if report is None or report.state in ("ready", "failed"):
         return report
@@ -178,26 +184,27 @@ async def generate(session: AsyncSession, report_id: uuid.UUID, *, reports_dir: 
     header = {"id": str(report.id), "jurisdiction": report.jurisdiction, "type": report.type,
               "period_start": rfc3339(report.period_start), "period_end": rfc3339(report.period_end),
               "parameters": parameters}
-    directory = reports_dir / report.jurisdiction
     csv_bytes, json_bytes = _csv(rows, COLUMNS[report.type]), _json(header, rows)
-    csv_path, json_path = directory / f"{report.id}.csv", directory / f"{report.id}.json"
-    _write(session, csv_path, csv_bytes)
-    _write(session, json_path, json_bytes)
+    csv_key, json_key = f"{report.id}.csv", f"{report.id}.json"
+    await _write(session, store, csv_key, csv_bytes)
+    await _write(session, store, json_key, json_bytes)
     report.state, report.finished_at, report.rows, report.parameters = "ready", utcnow(), len(rows), parameters
     report.sha256, report.json_sha256 = hashlib.sha256(csv_bytes).hexdigest(), hashlib.sha256(json_bytes).hexdigest()
-    report.csv_path, report.json_path = str(csv_path), str(json_path)
+    report.csv_path, report.json_path = csv_key, json_key
     await audit.append(session, AGGREGATE, report.id, "report.ready",
                        {"rows": report.rows, "sha256": report.sha256, "json_sha256": report.json_sha256})
     return report
 
 
-def _write(session: AsyncSession, path: Path, content: bytes) -> None:
-    """Atomically (rename), and removed again if the transaction recording it rolls back."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_bytes(content)
-    os.replace(partial, path)
-    on_rollback(session, path.unlink, True)
+async def _write(session: AsyncSession, store: FileStore, key: str, content: bytes) -> None:
+    """Whole or not at all (the store's guarantee), and removed again if the transaction recording it
+    rolls back. The key is the report's id: a retried job writes over what a failed one left."""
+
+    async def whole() -> AsyncIterator[bytes]:
+        yield content
+
+    await store.save(key, whole(), max_bytes=len(content))
+    on_rollback(session, store.discard, key)
 
 
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from custody.addresses.models import DepositAddress
@@ -31,11 +31,11 @@ async def platform_senders(session: AsyncSession, chain: str, candidates: Collec
     if not candidates:
         return set()
     wanted = list(candidates)
-    wallets = await session.scalars(select(HotWalletNonce.address).where(
-        HotWalletNonce.chain == chain, HotWalletNonce.address.in_(wanted)))
-    deposits = await session.scalars(select(DepositAddress.address).where(
-        DepositAddress.chain == chain, DepositAddress.address.in_(wanted), DepositAddress.user_id.is_not(None)))
-    return {*wallets, *deposits}
+    # One round trip for both sets: the scanner asks once per transaction it commits.
+    return set(await session.scalars(union_all(
+        select(HotWalletNonce.address).where(HotWalletNonce.chain == chain, HotWalletNonce.address.in_(wanted)),
+        select(DepositAddress.address).where(DepositAddress.chain == chain, DepositAddress.address.in_(wanted),
+                                             DepositAddress.user_id.is_not(None)))))
 
 
 async def withdrawal_payments(session: AsyncSession, chain: str, tx_hashes: Collection[str]) -> set[str]:

@@ -36,7 +36,7 @@ from custody.deposits.models import (
     Deposit,
 )
 from custody.deposits.states import LIVE, UNDONE, WAITING, transition
-from jobs.registry import broker_of
+from jobs.registry import broker_of, enqueue_many
 from notifications.service import notify_many
 
 log = logging.getLogger(__name__)
@@ -391,12 +391,11 @@ async def orphan_above(session: AsyncSession, chain: str, above: int, through: i
     return rows
 
 
-_REPLACED = text(
-    "SELECT d.id FROM deposits AS d"
-    " JOIN unnest(CAST(:numbers AS bigint[]), CAST(:hashes AS varchar[])) AS b(number, hash)"
-    " ON d.block_number = b.number"
-    " WHERE d.chain = :chain AND d.state IN ('seen', 'confirming', 'credited') AND d.block_hash <> b.hash"
-    " ORDER BY d.id FOR UPDATE OF d"
+# The live deposits of a range of heights (ix_deposits_chain_block), with the hash they were recorded under.
+_LIVE_IN_RANGE = text(
+    "SELECT id, block_number, block_hash FROM deposits"
+    " WHERE chain = :chain AND block_number BETWEEN CAST(:first AS bigint) AND CAST(:last AS bigint)"
+    " AND state IN ('seen', 'confirming', 'credited')"
 )
 
 
@@ -406,9 +405,17 @@ async def orphan_replaced(session: AsyncSession, chain: str, canonical: dict[int
     (an ingested event whose block was replaced before the scanner got there) are ``reorged``."""
     if not canonical:
         return []
-    ids = list(await session.scalars(_REPLACED, {"chain": chain, "numbers": list(canonical),
-                                                 "hashes": list(canonical.values())}))
-    stale = list(await session.scalars(select(Deposit).where(Deposit.id.in_(ids)).order_by(Deposit.id))) if ids else []
+    # Catching up, the range holds no deposit yet (only ingested events can be ahead of the
+    # scanner): one index range scan, instead of joining a thousand (height, hash) pairs.
+    rows = await session.execute(_LIVE_IN_RANGE, {"chain": chain, "first": min(canonical), "last": max(canonical)})
+    ids = [row.id for row in rows if row.block_number in canonical and row.block_hash != canonical[row.block_number]]
+    if not ids:
+        return []
+    # Locked, then checked again: a concurrent ingest may have moved one since it was read.
+    locked = await session.scalars(select(Deposit).where(Deposit.id.in_(ids)).order_by(Deposit.id).with_for_update()
+                                   .execution_options(populate_existing=True))
+    stale = [row for row in locked if row.state in LIVE and row.block_number in canonical
+             and row.block_hash != canonical[row.block_number]]
     await _orphan(session, stale, announcements)
     return stale
 
@@ -461,21 +468,18 @@ _sending: set[asyncio.Future[None]] = set()
 def send_after_commit(session: AsyncSession, job_name: str, deposit_ids: Sequence[uuid.UUID]) -> None:
     """One message per deposit, sent once the transaction commits.
 
-    A catch-up confirms hundreds at once: they go in one trip to a worker thread (RedisBroker
-    blocks), and the caller does not wait for it — its next transaction need not wait for Redis.
-    A message lost with a crashing process is sent again by the scanner (``resend_stale_requests``).
+    A catch-up confirms hundreds at once: they go to a worker thread (RedisBroker blocks) and to
+    Redis in one round trip (``enqueue_many``), and the caller does not wait for it — its next
+    transaction need not wait for Redis. A message lost with a crashing process is sent again by the
+    scanner (``resend_stale_requests``).
     """
     if not deposit_ids:
         return
     messages = [jobs.message(job_name, str(deposit_id)) for deposit_id in deposit_ids]
     broker = broker_of(session)
 
-    def send_all() -> None:
-        for message in messages:
-            broker.enqueue(message)
-
     def send() -> None:
-        future = asyncio.get_running_loop().run_in_executor(None, send_all)
+        future = asyncio.get_running_loop().run_in_executor(None, enqueue_many, broker, messages)
         _sending.add(future)
         future.add_done_callback(_sent)
 

@@ -15,13 +15,15 @@ Rules (DESIGN.md, "Money"):
   ``void_hold`` returns it. A hold resolves exactly once (row lock + a partial UNIQUE index).
   Only holds touch ``held`` accounts, so a user's held balance is the sum of their pending holds.
 
-Concurrency: account rows are created with ``INSERT … ON CONFLICT DO NOTHING`` (which holds no
-lock on rows that already exist) and then locked with ``SELECT … ORDER BY id FOR UPDATE``: every
-transaction takes its account locks in the same order, so two transfers never deadlock on each
-other, first use of a brand-new account included. Accounts already seen are locked by id in one
-statement (ids never change). A hold's own row is locked before its accounts. The funds check
-reads the locked balances; then one statement writes the transfer, its postings, the balances
-and the hold.
+Concurrency: a transfer is one call of ``ledger_post()`` (migration 0033), one round trip. It
+creates the missing accounts with ``INSERT … ON CONFLICT DO NOTHING`` (which holds no lock on rows
+that already exist), in one fixed order of account keys, then locks them all with
+``SELECT … ORDER BY id FOR UPDATE``: every transaction takes its account locks in the same order, so
+two transfers never deadlock on each other, first use of a brand-new account included. Settling a
+hold is one call of ``ledger_resolve_hold()``, which locks the hold's own row before its accounts.
+The funds check reads the locked balances; then the same call writes the transfer, its postings,
+the balances and the hold. The rules stay here: the functions check and write what they are given
+(a settlement's legs, which follow from the hold, are derived there as ``post_hold`` says).
 
 Activity (``activity``) is derived from the postings on the user's **available** accounts: it is
 the story of spendable money. Placing a hold shows as ``out`` when the money stops being
@@ -35,14 +37,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, or_, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import and_, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -227,9 +228,8 @@ class _Plan:
     reference_kind: str | None
     reference_id: str | None
     tx_hash: str | None
-    hold_id: uuid.UUID | None = None  # the hold this transfer creates (new_hold) or resolves (resolution)
+    hold_id: uuid.UUID | None = None  # the hold this transfer creates (new_hold)
     new_hold: tuple[uuid.UUID, str, int] | None = None  # (user_id, currency, amount); the transfer id is hold_id
-    resolution: tuple[str, int | None, int | None] | None = None  # (state, posted_amount, fee)
 
 
 def _text_field(name: str, value: str | None, limit: int, *, required: bool = False) -> None:
@@ -290,81 +290,6 @@ def _key_of(owner_type: str, user_id: uuid.UUID | None, kind: str, code: str) ->
     return (AccountRef(kind, user_id if owner_type == "user" else None), code)
 
 
-@dataclass(frozen=True)
-class _Locked:
-    accounts: dict[Key, tuple[uuid.UUID, int]]  # {key: (id, balance)}, row-locked
-    created: list[uuid.UUID]  # accounts this transaction just created
-
-
-# Account ids never change and accounts are never deleted, so the id of an account once seen is
-# remembered (per database, bounded): a transfer between known accounts then locks them by id in
-# one statement instead of creating-if-missing and looking them up by key.
-_KNOWN_ACCOUNTS_MAX = 100_000
-_known_accounts: OrderedDict[tuple[Any, Key], uuid.UUID] = OrderedDict()
-
-_LOCK_BY_ID = text(
-    "SELECT id, balance FROM ledger_accounts WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
-)
-
-
-_CREATED = "ledger.created_accounts"  # session.info: accounts this session created (maybe uncommitted)
-
-
-def _database(session: AsyncSession) -> Any:
-    return None if session.bind is None else session.bind.url
-
-
-async def _lock_accounts(session: AsyncSession, plan: _Plan) -> _Locked:
-    """The transfer's accounts, created if need be, row-locked in id order (the one lock order)."""
-    database, keys = _database(session), _ordered(plan.legs)
-    known = {key: account_id for key in keys if (account_id := _known_accounts.get((database, key)))}
-    if database is not None and len(known) == len(keys):
-        ids = sorted(set(known.values()))
-        balances = {row.id: int(row.balance) for row in await session.execute(_LOCK_BY_ID, {"ids": ids})}
-        if len(balances) == len(ids):
-            for key in keys:
-                _known_accounts.move_to_end((database, key))
-            return _Locked({key: (known[key], balances[known[key]]) for key in keys}, [])
-        # Remembered from another database at the same URL: forget, and take the long way.
-        for key in keys:
-            _known_accounts.pop((database, key), None)
-    locked = await _create_and_lock(session, plan)
-    created = session.info.setdefault(_CREATED, set())
-    created.update(locked.created)
-    if database is not None:
-        for key, (account_id, _) in locked.accounts.items():
-            if account_id not in created:  # committed by someone else: it exists for good
-                _known_accounts[(database, key)] = account_id
-        while len(_known_accounts) > _KNOWN_ACCOUNTS_MAX:
-            _known_accounts.popitem(last=False)
-    return locked
-
-
-async def _create_and_lock(session: AsyncSession, plan: _Plan) -> _Locked:
-    """Create the missing accounts (``ON CONFLICT DO NOTHING`` takes no lock on existing rows),
-    then lock them all in id order."""
-    # A user account that would be debited must already exist (else there is nothing to spend).
-    to_create = [key for key in _ordered(plan.legs) if plan.legs[key] > 0 or not key[0].is_user]
-    created: list[uuid.UUID] = []
-    if to_create:
-        created = list(await session.scalars(
-            insert(LedgerAccount)
-            .values([{"id": uuid.uuid4(), "currency": code, "owner_type": "user" if account.is_user else "system",
-                      "user_id": account.user_id, "kind": account.kind, "balance": 0} for account, code in to_create])
-            .on_conflict_do_nothing()
-            .returning(LedgerAccount.id)
-        ))
-    rows = await session.execute(
-        select(LedgerAccount.id, LedgerAccount.owner_type, LedgerAccount.user_id, LedgerAccount.kind,
-               LedgerAccount.currency, LedgerAccount.balance)
-        .where(or_(*(_account_match(key) for key in _ordered(plan.legs))))
-        .order_by(LedgerAccount.id)
-        .with_for_update()
-    )
-    return _Locked({_key_of(row.owner_type, row.user_id, row.kind, row.currency): (row.id, row.balance)
-                    for row in rows}, created)
-
-
 def _insufficient(kind: str, code: str, balance: int, needed: int) -> InsufficientFunds:
     info = _currencies[code]
     return InsufficientFunds(
@@ -373,88 +298,48 @@ def _insufficient(kind: str, code: str, balance: int, needed: int) -> Insufficie
     )
 
 
-def _check_funds(plan: _Plan, accounts: dict[Key, tuple[uuid.UUID, int]]) -> None:
-    for key in _ordered(plan.legs):
-        (account, code), amount = key, plan.legs[key]
-        if account.is_user and amount < 0:
-            balance = accounts[key][1] if key in accounts else 0
-            if balance + amount < 0:
-                raise _insufficient(account.kind, code, balance, -amount)
-
-
-_WRITE = """
-WITH t AS (
-    INSERT INTO ledger_transfers (id, reference, type, reference_kind, reference_id, tx_hash, hold_id, created_at)
-    VALUES (:id, :reference, :type, :reference_kind, :reference_id, :tx_hash, :hold_id, clock_timestamp())
-    ON CONFLICT (reference) DO NOTHING
-    RETURNING id, created_at
-), p AS (
-    INSERT INTO ledger_postings (id, transfer_id, account_id, currency, amount, created_at)
-    SELECT x.id, t.id, x.account_id, x.currency, x.amount, t.created_at
-    FROM t, unnest(CAST(:posting_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:currencies AS varchar[]),
-                   CAST(:amounts AS numeric[])) AS x(id, account_id, currency, amount)
-    RETURNING account_id, amount
-), u AS (
-    UPDATE ledger_accounts AS a SET balance = a.balance + p.amount FROM p WHERE a.id = p.account_id
-    RETURNING a.id
-){hold}
-SELECT t.id, t.created_at FROM t
-"""
-_NEW_HOLD = """, h AS (
-    INSERT INTO ledger_holds (id, user_id, currency, amount, state, created_at)
-    SELECT t.id, :hold_user_id, :hold_currency, :hold_amount, 'pending', t.created_at FROM t
-    RETURNING id
-)"""
-_RESOLVE_HOLD = """, r AS (
-    UPDATE ledger_holds AS hold SET state = :hold_state, posted_amount = :posted_amount, fee = :fee,
-        resolved_at = t.created_at
-    FROM t WHERE hold.id = :hold_id AND hold.state = 'pending'
-    RETURNING hold.id
-)"""
-# One statement writes the transfer, its postings, the balances and the hold: one round trip,
-# and when the reference already exists (ON CONFLICT) the CTEs that depend on it write nothing.
-_STATEMENTS = {
-    None: text(_WRITE.format(hold="")),
-    "new": text(_WRITE.format(hold=_NEW_HOLD)),
-    "resolve": text(_WRITE.format(hold=_RESOLVE_HOLD)),
-}
+# One round trip per transfer: ledger_post() (migration 0033) creates the missing accounts, locks
+# them in id order, refuses a user balance below zero, then writes the transfer (once per
+# reference), its postings, the balances and the hold. It checks and writes only what the plan
+# says: the rules are the ones above.
+_POST = text(
+    "SELECT outcome, posted_at, short_leg, short_balance FROM ledger_post("
+    "CAST(:id AS uuid), :reference, :type, :reference_kind, :reference_id, :tx_hash, CAST(:hold_id AS uuid),"
+    " CAST(:owner_types AS varchar[]), CAST(:user_ids AS uuid[]), CAST(:kinds AS varchar[]),"
+    " CAST(:currencies AS varchar[]), CAST(:amounts AS numeric[]), :hold_action, CAST(:hold_user_id AS uuid),"
+    " :hold_currency, CAST(:hold_amount AS numeric), :hold_state, CAST(:posted_amount AS numeric),"
+    " CAST(:fee AS numeric))"
+)
 
 
 async def _post(session: AsyncSession, plan: _Plan) -> Transfer:
-    locked = await _lock_accounts(session, plan)
-    accounts = locked.accounts
-    try:
-        _check_funds(plan, accounts)
-    except InsufficientFunds:
-        # A retry of a transfer that already posted is a replay, even if the money has moved on since.
-        if (existing := await _replay(session, plan)) is not None:
-            return existing
-        if locked.created:  # a refusal leaves nothing behind, not even an empty account
-            await session.execute(delete(LedgerAccount).where(LedgerAccount.id.in_(locked.created)))
-        raise
     transfer_id = plan.hold_id if plan.new_hold and plan.hold_id else uuid.uuid4()
-    legs = [(key, plan.legs[key]) for key in _ordered(plan.legs)]
+    keys = _ordered(plan.legs)
     params: dict[str, Any] = {
         "id": transfer_id, "reference": plan.reference, "type": plan.type, "reference_kind": plan.reference_kind,
         "reference_id": plan.reference_id, "tx_hash": plan.tx_hash, "hold_id": plan.hold_id,
-        "posting_ids": [uuid.uuid4() for _ in legs], "account_ids": [accounts[key][0] for key, _ in legs],
-        "currencies": [code for (_, code), _ in legs], "amounts": [amount for _, amount in legs],
+        "owner_types": ["user" if account.is_user else "system" for account, _ in keys],
+        "user_ids": [account.user_id for account, _ in keys], "kinds": [account.kind for account, _ in keys],
+        "currencies": [code for _, code in keys], "amounts": [plan.legs[key] for key in keys],
+        "hold_action": None, "hold_user_id": None, "hold_currency": None, "hold_amount": None, "hold_state": None,
+        "posted_amount": None, "fee": None,
     }
-    variant = None
     if plan.new_hold:
-        variant = "new"
-        params |= dict(zip(("hold_user_id", "hold_currency", "hold_amount"), plan.new_hold, strict=True))
-    elif plan.resolution:
-        variant = "resolve"
-        state, posted_amount, fee = plan.resolution
-        params |= {"hold_state": state, "posted_amount": posted_amount, "fee": fee}
-    row = (await session.execute(_STATEMENTS[variant], params)).first()
-    if row is None:  # the reference had posted (perhaps concurrently): a replay or a conflict
-        if (existing := await _replay(session, plan)) is None:
-            raise RuntimeError(f"transfer {plan.reference!r} conflicted but cannot be read back")
+        params["hold_action"] = "create"
+        params["hold_user_id"], params["hold_currency"], params["hold_amount"] = plan.new_hold
+    row = (await session.execute(_POST, params)).one()
+    if row.outcome == "posted":
+        return Transfer(transfer_id, plan.reference, plan.type, plan.reference_kind, plan.reference_id, plan.tx_hash,
+                        plan.hold_id, row.posted_at)
+    # The reference had posted (perhaps concurrently): a replay or a conflict. A retry of a transfer
+    # that already posted is a replay even when the money has moved on since (a refusal now).
+    existing = await _replay(session, plan)
+    if existing is not None:
         return existing
-    return Transfer(transfer_id, plan.reference, plan.type, plan.reference_kind, plan.reference_id, plan.tx_hash,
-                    plan.hold_id, row.created_at)
+    if row.outcome == "insufficient":
+        (account, code) = key = keys[row.short_leg - 1]
+        raise _insufficient(account.kind, code, int(row.short_balance), -plan.legs[key])
+    raise RuntimeError(f"transfer {plan.reference!r} conflicted but cannot be read back")
 
 
 async def _replay(session: AsyncSession, plan: _Plan) -> Transfer | None:
@@ -519,86 +404,111 @@ async def hold(session: AsyncSession, reference: str, user_id: uuid.UUID, curren
 
 _HOLD = text(
     "SELECT h.id, t.reference, h.user_id, h.currency, h.amount, h.state, h.posted_amount, h.fee, h.created_at,"
-    " h.resolved_at, t.reference_kind, t.reference_id"
-    " FROM ledger_holds AS h JOIN ledger_transfers AS t ON t.id = h.id WHERE h.id = :id"
+    " h.resolved_at FROM ledger_holds AS h JOIN ledger_transfers AS t ON t.id = h.id WHERE h.id = :id"
 )
-_HOLD_FOR_UPDATE = text(str(_HOLD) + " FOR UPDATE OF h")
 
 
 def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-async def _load_hold(session: AsyncSession, hold_id: uuid.UUID, *, for_update: bool) -> tuple[Hold, Any]:
-    row = (await session.execute(_HOLD_FOR_UPDATE if for_update else _HOLD, {"id": hold_id})).first()
+async def get_hold(session: AsyncSession, hold_id: uuid.UUID) -> Hold:
+    row = (await session.execute(_HOLD, {"id": hold_id})).first()
     if row is None:
         raise NotFound("No such hold.", code="hold_not_found", details={"hold_id": str(hold_id)})
-    found = Hold(row.id, row.reference, row.user_id, row.currency, int(row.amount), row.state,
-                 _optional_int(row.posted_amount), _optional_int(row.fee), row.created_at, row.resolved_at)
-    return found, row
+    return Hold(row.id, row.reference, row.user_id, row.currency, int(row.amount), row.state,
+                _optional_int(row.posted_amount), _optional_int(row.fee), row.created_at, row.resolved_at)
 
 
-async def get_hold(session: AsyncSession, hold_id: uuid.UUID) -> Hold:
-    return (await _load_hold(session, hold_id, for_update=False))[0]
+# One round trip per settlement: ledger_resolve_hold() (migration 0033) locks the hold's row (so a
+# post and a void of one hold serialize), refuses one already resolved, derives the legs from the
+# hold as post_hold and void_hold describe them, and writes them with ledger_post().
+_RESOLVE = text(
+    "SELECT outcome, posted_at, short_balance, existing_transfer_id, hold_reference, hold_user_id, hold_currency,"
+    " hold_amount, hold_state, hold_created_at, hold_posted_amount FROM ledger_resolve_hold("
+    "CAST(:hold_id AS uuid), CAST(:transfer_id AS uuid), :state, :type, :reference, :reference_kind, :reference_id,"
+    " :tx_hash, :destination_owner_type, CAST(:destination_user_id AS uuid), :destination_kind,"
+    " CAST(:amount AS numeric), CAST(:fee AS numeric), :fee_kind)"
+)
+
+_OWN_ACCOUNT = ("A hold settles to another user's available account or a system account; to return it to its owner, "
+                "void it.")
 
 
-async def _pending_hold(session: AsyncSession, hold_id: uuid.UUID) -> tuple[Hold, str | None, str | None]:
-    """The hold, row-locked (so a post and a void of one hold serialize), and its business object."""
-    found, row = await _load_hold(session, hold_id, for_update=True)
-    if found.state != "pending":
-        raise HoldAlreadyResolved(details={"hold_id": str(hold_id), "state": found.state})
-    return found, row.reference_kind, row.reference_id
+async def _resolve(session: AsyncSession, hold_id: uuid.UUID, state: str, *, type: str, reference: str | None,
+                   reference_kind: str | None = None, reference_id: str | None = None, tx_hash: str | None = None,
+                   destination: AccountRef | None = None, amount: int | None = None, fee: int | None = None,
+                   fee_account: AccountRef | None = None) -> Hold:
+    """Post (``state`` "posted") or void a pending hold, refusing as the module docstring says."""
+    _text_field("type", type, 40, required=True)
+    _text_field("reference", reference or None, 200)
+    _text_field("reference_kind", reference_kind or None, 40)
+    _text_field("reference_id", reference_id or None, 100)
+    _text_field("tx_hash", tx_hash, 100)
+    row = (await session.execute(_RESOLVE, {
+        "hold_id": hold_id, "transfer_id": uuid.uuid4(), "state": state, "type": type, "reference": reference or None,
+        "reference_kind": reference_kind or None, "reference_id": reference_id or None, "tx_hash": tx_hash,
+        "destination_owner_type": None if destination is None else "user" if destination.is_user else "system",
+        "destination_user_id": None if destination is None else destination.user_id,
+        "destination_kind": None if destination is None else destination.kind, "amount": amount, "fee": fee,
+        "fee_kind": None if fee_account is None else fee_account.kind,
+    })).one()
+    details: dict[str, Any] = {"hold_id": str(hold_id)}
+    if row.outcome == "posted":
+        posted_amount = None if state == "voided" else int(row.hold_posted_amount)
+        return Hold(hold_id, row.hold_reference, row.hold_user_id, row.hold_currency, int(row.hold_amount), state,
+                    posted_amount, fee if state == "posted" else None, row.hold_created_at, row.posted_at)
+    if row.outcome == "not_found":
+        raise NotFound("No such hold.", code="hold_not_found", details=details)
+    if row.outcome == "already_resolved":
+        raise HoldAlreadyResolved(details={**details, "state": row.hold_state})
+    if row.outcome == "invalid_amount":
+        _amount(int(row.hold_posted_amount))  # all but the fee is not > 0: refused as that amount would be
+    if row.outcome == "exceeds_hold":
+        raise InvalidInput("The posted amount and fee exceed the hold.", code="amount_exceeds_hold",
+                           details={"hold": str(row.hold_amount), "amount": str(row.hold_posted_amount),
+                                    "fee": str(fee)})
+    if row.outcome == "own_account":
+        # Money back to its owner is a void; keeping them apart keeps every hold auditable.
+        raise InvalidInput(_OWN_ACCOUNT, code="invalid_account")
+    if row.outcome == "exists":
+        suffix = ":post" if state == "posted" else ":void"
+        raise ReferenceConflict(details={"reference": reference or f"{row.hold_reference}{suffix}",
+                                         "transfer_id": str(row.existing_transfer_id)})
+    if row.outcome == "insufficient":  # the held balance is short of a pending hold: the books are broken
+        await currency(session, row.hold_currency)
+        raise _insufficient(HELD, row.hold_currency, int(row.short_balance), int(row.hold_amount))
+    raise RuntimeError(f"hold {hold_id}: unexpected outcome {row.outcome!r}")
 
 
 async def post_hold(session: AsyncSession, hold_id: uuid.UUID, destination: AccountRef, amount: int | None = None,
                     *, fee: int | None = None, fee_account: AccountRef | None = None, type: str = "hold_post",
                     reference: str | None = None, reference_kind: str | None = None, reference_id: str | None = None,
                     tx_hash: str | None = None) -> Hold:
-    """Settle a pending hold: ``amount`` (default: all but the fee) to ``destination``, ``fee`` to
-    ``fee_account`` (default: the system ``fees`` account), the rest back to the user's available."""
-    pending, hold_kind, hold_object = await _pending_hold(session, hold_id)
+    """Settle a pending hold: ``amount`` (default: all but the fee; > 0) to ``destination``, ``fee`` to
+    ``fee_account`` (default: the system ``fees`` account), the rest back to the owner's available.
+    Amount and fee together never exceed the hold. The destination is another user's available
+    account or a system account: money back to its owner is a void. The transfer's reference is
+    the hold's followed by ":post", its object the hold's, unless given."""
     fee = _amount(fee or 0, "fee", allow_zero=True)
-    amount = _amount(pending.amount - fee if amount is None else amount)
-    if amount + fee > pending.amount:
-        raise InvalidInput("The posted amount and fee exceed the hold.", code="amount_exceeds_hold",
-                           details={"hold": str(pending.amount), "amount": str(amount), "fee": str(fee)})
-    code, user = pending.currency, pending.user_id
-    if destination.is_user and (destination.kind == HELD or destination.user_id == user):
-        # Money back to its owner is a void; keeping them apart keeps every hold auditable.
-        raise InvalidInput("A hold settles to another user's available account or a system account; "
-                           "to return it to its owner, void it.", code="invalid_account")
-    fee_account = fee_account or AccountRef.system(FEES)
+    if amount is not None:
+        _amount(amount)
+    destination.checked()
+    if destination.is_user and destination.kind == HELD:
+        raise InvalidInput(_OWN_ACCOUNT, code="invalid_account")
+    fee_account = (fee_account or AccountRef.system(FEES)).checked()
     if fee and fee_account.is_user:
         raise InvalidInput("A fee goes to a system account.", code="invalid_account")
-    legs = [Leg(AccountRef.user(user, HELD), code, -pending.amount), Leg(destination, code, amount)]
-    if fee:
-        legs.append(Leg(fee_account, code, fee))
-    if rest := pending.amount - amount - fee:
-        legs.append(Leg(AccountRef.user(user), code, rest))
-    plan = await _plan(session, reference=reference or f"{pending.reference}:post", type=type, legs=legs,
-                       reference_kind=reference_kind or hold_kind, reference_id=reference_id or hold_object,
-                       tx_hash=tx_hash, allow_held=True, hold_id=hold_id, resolution=("posted", amount, fee))
-    posted = await _post(session, plan)
-    if posted.replayed:  # the reference belongs to another transfer with this very content
-        raise ReferenceConflict(details={"reference": plan.reference, "transfer_id": str(posted.id)})
-    return Hold(pending.id, pending.reference, user, code, pending.amount, "posted", amount, fee, pending.created_at,
-                posted.created_at)
+    return await _resolve(session, hold_id, "posted", type=type, reference=reference, reference_kind=reference_kind,
+                          reference_id=reference_id, tx_hash=tx_hash, destination=destination, amount=amount, fee=fee,
+                          fee_account=fee_account)
 
 
 async def void_hold(session: AsyncSession, hold_id: uuid.UUID, *, type: str = "hold_void",
                     reference: str | None = None) -> Hold:
-    """Return a pending hold to the user's available balance."""
-    pending, hold_kind, hold_object = await _pending_hold(session, hold_id)
-    code, user = pending.currency, pending.user_id
-    legs = [Leg(AccountRef.user(user, HELD), code, -pending.amount), Leg(AccountRef.user(user), code, pending.amount)]
-    plan = await _plan(session, reference=reference or f"{pending.reference}:void", type=type, legs=legs,
-                       reference_kind=hold_kind, reference_id=hold_object, tx_hash=None, allow_held=True,
-                       hold_id=hold_id, resolution=("voided", None, None))
-    voided = await _post(session, plan)
-    if voided.replayed:
-        raise ReferenceConflict(details={"reference": plan.reference, "transfer_id": str(voided.id)})
-    return Hold(pending.id, pending.reference, user, code, pending.amount, "voided", None, None, pending.created_at,
-                voided.created_at)
+    """Return a pending hold to the owner's available balance. The transfer's reference is the
+    hold's followed by ":void", its object the hold's, unless given."""
+    return await _resolve(session, hold_id, "voided", type=type, reference=reference)
 
 
 # --- reads --------------------------------------------------------------------------------------
@@ -613,12 +523,16 @@ async def check_available(session: AsyncSession, user_id: uuid.UUID, code: str, 
         raise _insufficient(AVAILABLE, code, balance, amount)
 
 
+# The read of every GET /wallet/balances, a Core statement on the table built once: no ORM
+# compilation or result handling per request.
+_ACCOUNT = LedgerAccount.__table__.c
+_USER_BALANCES = select(_ACCOUNT.currency, _ACCOUNT.kind, _ACCOUNT.balance).where(
+    _ACCOUNT.owner_type == "user", _ACCOUNT.user_id == bindparam("user_id"))
+
+
 async def balances(session: AsyncSession, user_id: uuid.UUID) -> list[Balance]:
     """Every currency the user has touched, plus USD always; by currency code."""
-    rows = await session.execute(
-        select(LedgerAccount.currency, LedgerAccount.kind, LedgerAccount.balance)
-        .where(LedgerAccount.owner_type == "user", LedgerAccount.user_id == user_id)
-    )
+    rows = await session.execute(_USER_BALANCES, {"user_id": user_id})
     amounts: dict[str, dict[str, int]] = {"USD": {AVAILABLE: 0, HELD: 0}}
     for row in rows:
         amounts.setdefault(row.currency, {AVAILABLE: 0, HELD: 0})[row.kind] = row.balance

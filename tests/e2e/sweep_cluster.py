@@ -69,6 +69,7 @@ def build_sweep_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[s
         "VIRTUOZ_REDIS_URL": ground.redis.url(),
         "VIRTUOZ_CHAINS": json.dumps(chains),
         "VIRTUOZ_API_PORT": str(api_port),
+        "VIRTUOZ_API_WORKERS": "2",  # the multi-process API, whatever the number of cores
         "VIRTUOZ_LOG_JSON": "false",
         "VIRTUOZ_HEARTBEAT_INTERVAL_SECONDS": "2",
         "VIRTUOZ_WORKER_POLL_MS": "50",

@@ -296,6 +296,7 @@ def build_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, An
         "VIRTUOZ_REDIS_URL": redis.url(),
         "VIRTUOZ_CHAINS": json.dumps(chains),
         "VIRTUOZ_API_PORT": str(api_port),
+        "VIRTUOZ_API_WORKERS": "2",  # the multi-process API, whatever the number of cores
         "VIRTUOZ_LOG_JSON": "false",
         "VIRTUOZ_HEARTBEAT_INTERVAL_SECONDS": "1",
         "VIRTUOZ_SANDBOX_CREDIT": "ETH:100,USDC:100000",

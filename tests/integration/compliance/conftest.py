@@ -23,6 +23,7 @@ from api.compliance.routes import (
 )
 from core import audit
 from core.db import create_engine, session_factory
+from core.file_stores import file_store
 from core.settings import Settings
 from jobs.broker import DEFAULT_NAMESPACE, close_broker, create_broker
 from jobs.context import using_settings
@@ -88,6 +89,15 @@ async def drain(broker: RedisBroker, settings: Settings) -> None:
     """Run the compliance worker until the reports queue is empty."""
     async with running_worker(broker, settings):
         await asyncio.to_thread(broker.join, "reports", timeout=JOIN_TIMEOUT_MS)
+
+
+async def report_file(settings: Settings, key: str) -> bytes:
+    """A report file as the worker stored it, read through the reports file store."""
+    store = file_store(settings, "reports")
+    try:
+        return b"".join([chunk async for chunk in store.read(key)])
+    finally:
+        await store.close()
 
 
 def bound(factory: async_sessionmaker[AsyncSession], broker: RedisBroker) -> async_sessionmaker[AsyncSession]:

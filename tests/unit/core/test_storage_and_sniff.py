@@ -4,9 +4,8 @@ import asyncio
 
 import pytest
 
-from core.errors import PayloadTooLarge
 from core.sniff import RefusedFileType, check_upload, safe_filename, sniff, utf8_guard
-from core.storage import InvalidStorageKey, LocalFileStore, shard_path
+from core.storage import InvalidStorageKey, shard_path
 
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n"
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 16
@@ -53,6 +52,7 @@ def test_safe_filename_keeps_only_a_display_name(name, expected):
     assert safe_filename(name) == expected
 
 
+# The stores themselves, local and S3 against one set of tests: tests/integration/core/test_file_stores.py.
 @pytest.mark.parametrize("key", ["../x", "a/b", "/abs", "x\x00y", "", "..", "a\\b"])
 def test_shard_path_refuses_traversal(key):
     with pytest.raises(InvalidStorageKey):
@@ -69,21 +69,6 @@ def test_shard_path_is_stable_and_two_levels_deep():
 async def chunks(*parts: bytes):
     for part in parts:
         yield part
-
-
-def test_local_store_writes_atomically_and_streams_back(tmp_path):
-    store = LocalFileStore(tmp_path)
-
-    async def scenario():
-        stored = await store.save("file-1", chunks(b"abc", b"def"), max_bytes=10)
-        assert (stored.size, len(stored.sha256)) == (6, 64)
-        assert b"".join([chunk async for chunk in store.read("file-1")]) == b"abcdef"
-        with pytest.raises(PayloadTooLarge):
-            await store.save("file-2", chunks(b"x" * 6, b"y" * 6), max_bytes=10)
-        assert not await store.exists("file-2")
-        assert list((tmp_path / ".incoming").iterdir()) == []
-
-    asyncio.run(scenario())
 
 
 def test_utf8_guard_refuses_binary_hidden_after_the_head():

@@ -30,7 +30,7 @@ from custody.ledger.models import LedgerAccount
 from jobs.scheduler import build_scheduler
 from tests.chain_fixtures import anvil_chain, usdc_artifact, usdc_cache_dir  # noqa: F401
 from tests.factories import run_schedule_entry
-from tests.integration.compliance.conftest import drain
+from tests.integration.compliance.conftest import drain, report_file
 from tests.integration.compliance.review.test_reconcile import credited_deposit, mined
 from tests.integration.custody.conftest import account_xpub, write_xpub_file
 from tests.integration.custody.deposits.conftest import usdc_address, wallet  # noqa: F401
@@ -101,7 +101,7 @@ async def test_the_job_compares_hot_wallet_and_deposit_addresses_with_the_liabil
 
     (report,) = await reconciliations(factory, start)
     assert (report.state, report.period_end, report.jurisdiction) == ("ready", end, "FATF"), report.error
-    rows = {row["currency"]: row for row in json.loads(Path(report.json_path).read_bytes())["rows"]}
+    rows = {row["currency"]: row for row in json.loads(await report_file(job_settings, report.json_path))["rows"]}
     head = await asyncio.to_thread(wallet.head)
     eth, usdc_row = rows["ETH"], rows["USDC"]
     assert (eth["hot_wallets"], eth["cold_wallets"], eth["deposit_addresses"], eth["onchain_balance"]) == (
@@ -133,7 +133,7 @@ async def test_without_chains_nothing_is_compared(broker, factory, settings) -> 
         (report,) = (await session.scalars(select(ComplianceReport).where(
             ComplianceReport.type == "reconciliation", ComplianceReport.period_start == start,
             ComplianceReport.unique_key.like("scheduled:FATF:reconciliation:%")))).all()
-    rows = json.loads(Path(report.json_path).read_bytes())["rows"]
+    rows = json.loads(await report_file(settings, report.json_path))["rows"]
     assert report.state == "ready" and all(row["status"] == "not_compared" for row in rows)
 
 

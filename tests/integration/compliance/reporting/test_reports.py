@@ -15,7 +15,6 @@ import json
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -26,7 +25,7 @@ from core import audit
 from core.db import unit_of_work
 from custody.ledger import service as ledger
 from custody.ledger.service import AccountRef
-from tests.integration.compliance.conftest import drain
+from tests.integration.compliance.conftest import drain, report_file
 
 ETH, USDC = 10**18, 10**6
 
@@ -170,12 +169,12 @@ async def test_other_report_types_are_generated_from_real_data(client, login_as,
             select(ComplianceReport).where(ComplianceReport.id.in_([uuid.UUID(i) for i in ids.values()])))).all()}
     assert all(report.state == "ready" for report in found.values())
     assert found["travel_rule"].rows == 1
-    suspicious = json.loads(Path(found["suspicious_activity"].json_path).read_bytes())["rows"]
+    suspicious = json.loads(await report_file(settings, found["suspicious_activity"].json_path))["rows"]
     assert [(row["subject"], row["subject_id"], row["state"]) for row in suspicious] == [
         ("transaction", str(flagged), "flagged")]  # and no KYC screening hit was submitted that day
     # Liabilities at the period's end include this test's user; real sums, one row per currency held.
     assert found["reconciliation"].rows >= 2
-    travel = json.loads(Path(found["travel_rule"].json_path).read_bytes())["rows"]
+    travel = json.loads(await report_file(settings, found["travel_rule"].json_path))["rows"]
     assert [(row["user_id"], row["amount"], row["value"]) for row in travel] == [(str(user), "1", "3000.00")]
 
 

@@ -110,3 +110,35 @@ async def test_crossing_transfers_between_two_users_never_deadlock(sessions, mak
     (a, _), (b, _) = await balance_of(sessions, alice, "USD"), await balance_of(sessions, bob, "USD")
     fees = sum(n % 3 for n in range(40))
     assert a + b == 200_000 - fees
+
+
+async def test_settlements_and_transfers_creating_the_same_new_accounts_never_deadlock(sessions, make_user_id, fund):
+    # Posts (legs derived in the database) and transfers (legs from the service) both create the
+    # two brand-new system accounts: they must agree on the order in which they create them.
+    tag = uuid.uuid4().hex[:8]
+    destination, fees = System(f"race_{tag}_a"), System(f"race_{tag}_b")
+    holds = []
+    for n in range(8):
+        buyer = await make_user_id()
+        await fund(buyer, "USD", 1_000)
+        async with unit_of_work(sessions) as session:
+            holds.append(await ledger.hold(session, f"race:{tag}:hold:{n}", buyer, "USD", 1_000))
+
+    async def settle(placed):
+        async with unit_of_work(sessions) as session:
+            return await ledger.post_hold(session, placed.id, destination, 900, fee=100, fee_account=fees)
+
+    async def credit(n):
+        async with unit_of_work(sessions) as session:
+            return await ledger.transfer(session, reference=f"race:{tag}:credit:{n}", type="p2p", legs=[
+                ledger.Leg(System(f"race_{tag}_source"), "USD", -300), ledger.Leg(fees, "USD", 100),
+                ledger.Leg(destination, "USD", 200)])
+
+    results = await asyncio.gather(*(settle(placed) for placed in holds), *(credit(n) for n in range(8)))
+    assert [held.state for held in results[:8]] == ["posted"] * 8
+    async with sessions() as session:
+        balances = dict((await session.execute(
+            select(LedgerAccount.kind, LedgerAccount.balance)
+            .where(LedgerAccount.owner_type == "system", LedgerAccount.kind.in_([destination.kind, fees.kind]))
+        )).all())
+    assert balances == {destination.kind: 8 * 900 + 8 * 200, fees.kind: 8 * 100 + 8 * 100}
