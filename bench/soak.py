@@ -37,7 +37,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from devnet.processes import free_port
+from devnet.processes import side_by_side_env
 
 WARM_UP_SECONDS = 60.0
 TOLERANCE = 0.10
@@ -82,21 +82,7 @@ def rss_mib(processes: dict[str, psutil.Process]) -> dict[str, float]:
 
 def start_devnet(root: Path) -> tuple[subprocess.Popen[bytes], Path]:
     data_dir = root / "devnet"
-    ports = {name: free_port() for name in ("api", "pg", "redis", "ethereum", "polygon", "smtp", "trp-a", "trp-b")}
-    env = {
-        **os.environ,
-        "VIRTUOZ_ENV": "devnet",
-        "VIRTUOZ_DATA_DIR": str(data_dir),
-        "VIRTUOZ_API_PORT": str(ports["api"]),
-        "VIRTUOZ_DEVNET_POSTGRES_PORT": str(ports["pg"]),
-        "VIRTUOZ_DEVNET_REDIS_PORT": str(ports["redis"]),
-        "VIRTUOZ_DEVNET_CHAIN_PORTS": json.dumps({"ethereum": ports["ethereum"], "polygon": ports["polygon"]}),
-        "VIRTUOZ_DEVNET_SMTP_PORT": str(ports["smtp"]),
-        "VIRTUOZ_TRAVEL_RULE_IDENTITIES": json.dumps([
-            {"name": "virtuoz", "legal_name": "VirtuOZ Devnet VASP", "port": ports["trp-a"]},
-            {"name": "counterparty", "legal_name": "Counterparty VASP Ltd (devnet)", "country": "DE",
-             "port": ports["trp-b"]}]),
-    }
+    env = side_by_side_env(data_dir)
     output = open(root / "devnet-output.log", "ab")  # noqa: SIM115 - open for the devnet's lifetime
     process = subprocess.Popen([sys.executable, "-m", "cli", "devnet"], env=env, stdout=output,
                                stderr=subprocess.STDOUT)

@@ -8,6 +8,7 @@ no orphan PostgreSQL, Redis or Anvil stays behind.
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -35,6 +36,26 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def side_by_side_env(data_dir: Path) -> dict[str, str]:
+    """The environment of a `virtuoz devnet` that runs beside another one (a test's, a benchmark's):
+    its own data directory and a free port for everything it listens on."""
+    ports = {name: free_port() for name in ("api", "pg", "redis", "ethereum", "polygon", "smtp", "trp-a", "trp-b")}
+    return {
+        **os.environ,
+        "VIRTUOZ_ENV": "devnet",
+        "VIRTUOZ_DATA_DIR": str(data_dir),
+        "VIRTUOZ_API_PORT": str(ports["api"]),
+        "VIRTUOZ_DEVNET_POSTGRES_PORT": str(ports["pg"]),
+        "VIRTUOZ_DEVNET_REDIS_PORT": str(ports["redis"]),
+        "VIRTUOZ_DEVNET_CHAIN_PORTS": json.dumps({"ethereum": ports["ethereum"], "polygon": ports["polygon"]}),
+        "VIRTUOZ_DEVNET_SMTP_PORT": str(ports["smtp"]),
+        "VIRTUOZ_TRAVEL_RULE_IDENTITIES": json.dumps([
+            {"name": "virtuoz", "legal_name": "VirtuOZ Devnet VASP", "port": ports["trp-a"]},
+            {"name": "counterparty", "legal_name": "Counterparty VASP Ltd (devnet)", "country": "DE",
+             "port": ports["trp-b"]}]),
+    }
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from devnet.processes import free_port
+from devnet.processes import side_by_side_env
 
 START_TIMEOUT = 180.0
 
@@ -30,22 +29,7 @@ def get_json(url: str) -> tuple[int, dict]:
 class Devnet:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        ports = {name: free_port() for name in ("api", "pg", "redis", "ethereum", "polygon", "smtp", "trp-a", "trp-b")}
-        self.env = {
-            **os.environ,
-            "VIRTUOZ_ENV": "devnet",
-            "VIRTUOZ_DATA_DIR": str(data_dir),
-            "VIRTUOZ_API_PORT": str(ports["api"]),
-            "VIRTUOZ_DEVNET_POSTGRES_PORT": str(ports["pg"]),
-            "VIRTUOZ_DEVNET_REDIS_PORT": str(ports["redis"]),
-            "VIRTUOZ_DEVNET_CHAIN_PORTS": json.dumps({"ethereum": ports["ethereum"], "polygon": ports["polygon"]}),
-            "VIRTUOZ_DEVNET_SMTP_PORT": str(ports["smtp"]),
-            "VIRTUOZ_TRAVEL_RULE_IDENTITIES": json.dumps([
-                {"name": "virtuoz", "legal_name": "VirtuOZ Devnet VASP", "port": ports["trp-a"]},
-                {"name": "counterparty", "legal_name": "Counterparty VASP Ltd (devnet)", "country": "DE",
-                 "port": ports["trp-b"]}]),
-            "VIRTUOZ_HEARTBEAT_INTERVAL_SECONDS": "1",
-        }
+        self.env = {**side_by_side_env(data_dir), "VIRTUOZ_HEARTBEAT_INTERVAL_SECONDS": "1"}
         self.process: subprocess.Popen | None = None
         self.output = data_dir.parent / "devnet-output.log"
 
