@@ -48,6 +48,7 @@ DEVNET_COLD_WALLET_KEY = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf70
 # PR_SET_PDEATHSIG delivers, so the chain is saved even when the devnet itself is killed.
 _STOP_SIGNAL = signal.SIGTERM
 # Periodic dumps bound what a crash (SIGKILL, power loss) can lose to this many seconds.
+_PERSISTED_STATES = 64
 _STATE_INTERVAL_SECONDS = 10
 
 
@@ -132,6 +133,10 @@ class AnvilChain:
             # --state loads the file if present and dumps to it on exit; the interval covers crashes.
             "--state", str(self.state_file),
             "--state-interval", str(_STATE_INTERVAL_SECONDS),
+            # Past its in-memory window Anvil writes every block's state to disk (hundreds of KB
+            # each) and leaves them there when killed: cap them, and keep them in our data dir.
+            "--max-persisted-states", str(_PERSISTED_STATES),
+            "--cache-path", str(self.data_dir / "states"),
         ]
         self.process = ManagedProcess(
             f"anvil-{self.name}",

@@ -115,3 +115,28 @@ def test_a_wiped_chain_gets_usdc_deployed_again(usdc_artifact: dict[str, Any], t
         assert web3_for(fresh).eth.get_code(address) != b""
     finally:
         fresh.stop()
+
+
+def _bytes_under(root: Path) -> int:
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
+
+
+def test_a_long_running_chain_keeps_its_disk_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Anvil spills old block states to ~/.foundry as JSON (hundreds of KB each) and, killed, never
+    # deletes them: a day of devnet or a few test sessions filled the disk.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    chain = AnvilChain("long", 31340, free_port(), tmp_path / "data", block_time=3600, log_dir=tmp_path).start()
+    try:
+        w3 = web3_for(chain)
+        for _ in range(30):
+            w3.provider.make_request("anvil_mine", [hex(100)])
+        head = w3.eth.block_number
+        assert head >= 3000
+        assert w3.eth.get_balance(FAUCET, block_identifier=head - 32) > 0
+    finally:
+        chain.stop()
+    assert _bytes_under(home) + _bytes_under(tmp_path / "data") < 200 * 2**20
