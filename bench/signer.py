@@ -5,8 +5,9 @@
 The full path is what `virtuoz signer` does for each message, minus Redis: parse the canonical
 request, verify the custody worker's Ed25519 authorization, read what the transaction pays
 (native or ERC-20), check the journal (repeat? nonce taken? replacement?), sanctions and the
-rolling 24 h limit, sign with eth-account, and commit the signature to the SQLite journal with
-an fsync before answering. It runs as the daemon runs it: the requests of a chunk are handled by
+rolling 24 h limit, sign (``signer.transactions``: the bytes eth-account's ``sign_transaction``
+gives, without its dict validation done twice), and commit the signature to the SQLite journal
+with an fsync before answering. It runs as the daemon runs it: the requests of a chunk are handled by
 a pool of ``SIGNER_THREADS`` threads (the daemon's Dramatiq worker threads), so that requests
 arriving during an fsync share the next one (group commit). The baseline signs the same
 transactions with eth-account's ``sign_transaction`` and nothing else, on one thread (the GIL
@@ -173,15 +174,15 @@ def _profile(signer: Signer, batch: list[tuple[str, str, str]], pool: ThreadPool
     journal.sync = timed("group commit (fsync) and waiting for it", journal.sync)  # type: ignore[method-assign]
     journal.held = timed_held  # type: ignore[method-assign]
     signer._verify = timed("Ed25519 authorization", signer._verify)  # type: ignore[method-assign]
-    import signer.service as service_module
+    from signer import transactions
 
-    original_sign = service_module.sign_transaction_dict
-    service_module.sign_transaction_dict = timed("eth-account signing", original_sign)
+    original_sign = transactions.sign
+    transactions.sign = timed("signing (secp256k1, EIP-1559 encoding)", original_sign)
     handle = timed("total", signer.handle)
     list(pool.map(lambda request: handle(*request), batch))
     for name, original in originals.items():
         setattr(signer if name == "_verify" else journal, name, original)
-    service_module.sign_transaction_dict = original_sign
+    transactions.sign = original_sign
     total = spent.pop("total")
     shares = [(name, seconds / total) for name, seconds in spent.items()]
     shares.append(("parse, policy, journal reads", 1 - sum(share for _, share in shares)))

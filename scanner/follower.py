@@ -7,9 +7,8 @@ The loop, each step:
 2. otherwise read ``cursor+1 .. head`` in batched requests (``batch_blocks`` blocks each: the full
    blocks, and the token ``Transfer`` logs of the same range; then the receipts of the transfers to
    deposit addresses, asked for together with other batches', ``scanner.receipts``), ``concurrency``
-   batches in flight and at most a transaction's worth read ahead, while a single writer commits
-   them **in order**: each transaction takes the batches read by the time the previous one
-   committed (up to ``commit_blocks`` blocks), so recording one range overlaps reading the next;
+   batches in flight, while a single writer commits them **in order**, ``commit_blocks`` blocks
+   per transaction: recording one range overlaps reading the next (one range read ahead, no more);
 3. before committing, check that each block's parent is the block before it (the cursor's hash
    for the first one). A break is a reorg: walk back through the stored hashes of recent blocks
    to the common ancestor, mark the deposits above it ``reorged`` (the worker reverses credits),
@@ -280,12 +279,13 @@ class Scanner:
                 group = [await in_flight.popleft()]
                 size = len(group[0].blocks)
                 refill()
-                # One transaction takes the batches already read, in order, up to ``commit_blocks``
-                # blocks; the next ones are read while it commits. Waiting for more would leave the
-                # database idle while the node answers, and the last transaction of a catch-up,
-                # which nothing overlaps, bigger. At the head, a new block is committed on its own.
-                while in_flight and in_flight[0].done() and size < self.config.commit_blocks:
-                    group.append(in_flight.popleft().result())
+                # Catching up, one transaction takes ``commit_blocks`` blocks while the next range
+                # is read; at the head, a new block is committed on its own at once. Committing each
+                # batch as soon as it is read overlaps more, but measured slower: the scanner is
+                # bound by its one thread's CPU, and every transaction costs its round trips and
+                # re-counts every deposit still waiting for confirmations.
+                while in_flight and size < self.config.commit_blocks:
+                    group.append(await in_flight.popleft())
                     size += len(group[-1].blocks)
                     refill()
                 await self._commit(group, head, final)
