@@ -4,8 +4,9 @@ Under several API workers (`virtuoz api` with VIRTUOZ_API_WORKERS > 1) each work
 to files in a directory the parent made for them (prometheus-client's multiprocess mode, chosen by
 PROMETHEUS_MULTIPROC_DIR in the worker's environment before prometheus_client is imported), and
 /metrics, whichever worker answers it, reads every worker's files: counters and histograms summed,
-gauges as the last value any live worker set. Per-process collectors (CPU, memory, file
-descriptors) cannot be summed and are left out there.
+gauges as the last value any live worker set; the domains' counters in each worker's default
+registry are in those files too. Per-process collectors (CPU, memory, file descriptors) cannot be
+summed and are left out there. A single API process serves its default registry beside its own.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import (
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -22,12 +24,12 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
 
+from core.metrics import Registries
 from core.time import utcnow
 from custody.deposits.queries import ScannerPosition
 from custody.treasury.hot_cold_models import HotWalletLevel
+from custody.withdrawals.queries import InFlight
 
 UNMATCHED = "unmatched"
 LATEST = "livemostrecent"  # a dead worker's last readings go with it (multiprocess.mark_process_dead)
@@ -54,9 +56,6 @@ class HttpMetrics:
         self.multiprocess_dir = multiprocess_dir
         self.worker = str(worker)
         self.registry = CollectorRegistry()
-        if multiprocess_dir is None:
-            ProcessCollector(registry=self.registry)
-            PlatformCollector(registry=self.registry)
         self.worker_requests = Counter(
             "virtuoz_api_worker_requests_total",
             "Requests answered by each API worker process (0 … VIRTUOZ_API_WORKERS - 1): how evenly the kernel "
@@ -101,6 +100,18 @@ class HttpMetrics:
                                        "ceiling (its surplus is on its way to the cold wallet).", ["chain", "asset"],
                                        registry=self.registry, multiprocess_mode=LATEST)
 
+        # Withdrawals approved and not yet mined: a count or an age that only grows is a stuck pipeline.
+        self.withdrawals_in_flight = Gauge("virtuoz_withdrawals_in_flight", "Withdrawals approved and not yet "
+                                           "mined, by state.", ["state"], registry=self.registry,
+                                           multiprocess_mode=LATEST)
+        self.withdrawals_oldest = Gauge("virtuoz_withdrawals_oldest_in_flight_seconds", "Age of the oldest "
+                                        "withdrawal in each state, since its last stage began (approval, sign "
+                                        "request, broadcast).", ["state"], registry=self.registry,
+                                        multiprocess_mode=LATEST)
+        self.withdrawals_waiting_on_fees = Gauge("virtuoz_withdrawals_waiting_on_fees", "Withdrawals in flight "
+                                                 "held by the signer's fee caps or used-up fee bumps, by state.",
+                                                 ["state"], registry=self.registry, multiprocess_mode=LATEST)
+
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         self.latency.labels(request.method, route_template(request), str(status)).observe(seconds)
         self._answered.inc()
@@ -120,13 +131,21 @@ class HttpMetrics:
             self.hot_below_floor.labels(level.chain, level.asset).set(1 if level.state == "below_floor" else 0)
             self.hot_above_ceiling.labels(level.chain, level.asset).set(1 if level.state == "above_ceiling" else 0)
 
+    def set_withdrawals_in_flight(self, rows: list[InFlight]) -> None:
+        for row in rows:
+            self.withdrawals_in_flight.labels(row.state).set(row.count)
+            self.withdrawals_oldest.labels(row.state).set(row.oldest_seconds)
+            self.withdrawals_waiting_on_fees.labels(row.state).set(row.waiting_on_fees)
+
     def set_queue_depths(self, depths: dict[str, int]) -> None:
         for queue, depth in depths.items():
             self.queue_depth.labels(queue).set(depth)
 
     def exposition(self) -> bytes:
         if self.multiprocess_dir is None:
-            return generate_latest(self.registry)
+            # With the process's default registry: its CPU and memory, and the counters the domains
+            # keep there (withdrawals requested and approved through this API, …).
+            return generate_latest(Registries([self.registry, REGISTRY]))
         # A fresh registry per scrape: the collector reads the files as they are now.
         every_worker = CollectorRegistry()
         MultiProcessCollector(every_worker, path=str(self.multiprocess_dir))

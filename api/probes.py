@@ -29,6 +29,8 @@ from custody.deposits import queries as deposit_queries
 from custody.deposits.queries import ScannerPosition
 from custody.treasury import hot_cold
 from custody.treasury.hot_cold_models import HotWalletLevel
+from custody.withdrawals import queries as withdrawal_queries
+from custody.withdrawals.queries import InFlight
 from jobs.broker import queue_depths
 from jobs.registry import QUEUES
 
@@ -150,28 +152,32 @@ async def check_readiness(deps: Dependencies, policy: ReadinessPolicy) -> Readin
     return ReadinessOut(status="not_ready" if failing else "ready", failing=failing, checks=list(checks))
 
 
-async def scanner_positions(deps: Dependencies, timeout: float) -> dict[str, ScannerPosition]:
-    """Each chain's scanner cursor; empty when the database does not answer in time."""
-    async def read() -> dict[str, ScannerPosition]:
+async def _read_or(deps: Dependencies, timeout: float, read: Callable[[AsyncSession], Awaitable[T]], empty: T) -> T:
+    """``read`` in a session of its own, or ``empty`` when the database does not answer in time:
+    status and metrics report what they can."""
+    async def run() -> T:
         async with deps.sessions() as session:
-            return await deposit_queries.scanner_positions(session)
+            return await read(session)
 
     try:
-        return await asyncio.wait_for(read(), timeout)
-    except Exception:  # status and metrics report what they can
-        return {}
+        return await asyncio.wait_for(run(), timeout)
+    except Exception:
+        return empty
+
+
+async def scanner_positions(deps: Dependencies, timeout: float) -> dict[str, ScannerPosition]:
+    """Each chain's scanner cursor."""
+    return await _read_or(deps, timeout, deposit_queries.scanner_positions, {})
 
 
 async def hot_levels(deps: Dependencies, timeout: float) -> list[HotWalletLevel]:
-    """The hot wallets' levels at the treasury's last check; empty when the database does not answer in time."""
-    async def read() -> list[HotWalletLevel]:
-        async with deps.sessions() as session:
-            return await hot_cold.levels(session)
+    """The hot wallets' levels at the treasury's last check."""
+    return await _read_or(deps, timeout, hot_cold.levels, [])
 
-    try:
-        return await asyncio.wait_for(read(), timeout)
-    except Exception:  # metrics report what they can
-        return []
+
+async def withdrawals_in_flight(deps: Dependencies, timeout: float) -> list[InFlight]:
+    """Withdrawals approved and not yet mined, per state."""
+    return await _read_or(deps, timeout, withdrawal_queries.in_flight, [])
 
 
 async def current_status(deps: Dependencies, settings: Settings, started_at: float) -> StatusOut:

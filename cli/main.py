@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(None, args)
     registry.load()
     try:
-        settings = load_settings()
+        settings = load_settings(args.process)
     except SettingsError as error:
         print(f"virtuoz: {error}", file=sys.stderr)
         return 2

@@ -482,6 +482,10 @@ class Settings(BaseSettings):
     probe_cache_seconds: float = Field(default=2.0, ge=0, le=60)
     cors_origins: list[str] = Field(default_factory=list)
     metrics_allowlist: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # /metrics of every process but the API (core.metrics): unset, none. One port per process: in a
+    # container each has its own address; `virtuoz devnet` gives each process a free port.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     docs_enabled: bool = True
 
     chains: list[ChainSettings] = Field(default_factory=list)
@@ -692,6 +696,9 @@ class Settings(BaseSettings):
     # Devnet only: where `virtuoz devnet` puts its embedded servers and chains.
     devnet_postgres_port: int = 8432
     devnet_redis_port: int = 8479
+    # /metrics of the devnet's processes but the API: this port and the next ones, one per process in
+    # devnet.json's order ("metrics"); 0 picks free ports (side-by-side devnets in tests).
+    devnet_metrics_port: int = Field(default=9480, ge=0, le=65535)
     devnet_chain_ports: dict[str, int] = Field(default_factory=lambda: {"ethereum": 8545, "polygon": 8546})
     devnet_block_time: float = Field(default=1.0, gt=0)
 
@@ -895,17 +902,32 @@ class Settings(BaseSettings):
     def is_production(self) -> bool:
         return self.env is Environment.PRODUCTION
 
-    def check(self) -> None:
-        """Refuse configurations that must never run; called by every process at start."""
+    def check(self, process: str | None = None) -> None:
+        """Refuse configurations that must never run; called by every process at start.
+
+        ``process`` "signer": the signer reads Redis and its own files only, never PostgreSQL nor the
+        platform's secret key, so it is not asked for them (its host must hold nothing it does not use).
+        """
         if self.signer_test_pause_file is not None and self.env != "test":
             raise SettingsError("VIRTUOZ_SIGNER_TEST_PAUSE_FILE is for the test suite only")
         if not self.is_production:
             return
         problems = []
-        if not self.database_url:
-            problems.append("VIRTUOZ_DATABASE_URL is unset (embedded PostgreSQL is for devnet and tests only)")
         if not self.redis_url:
             problems.append("VIRTUOZ_REDIS_URL is unset (embedded Redis is for devnet and tests only)")
+        if process != "signer":
+            problems.extend(self._platform_problems())
+        if problems:
+            if "env" not in self.model_fields_set:
+                problems.append("VIRTUOZ_ENV is unset, which means production: to run locally set VIRTUOZ_ENV=devnet "
+                                "(or test), as `make devnet` and `make test` do")
+            raise SettingsError("refusing to start in production: " + "; ".join(problems))
+
+    def _platform_problems(self) -> list[str]:
+        """What production refuses in every process that reads the database or holds the secret key."""
+        problems = []
+        if not self.database_url:
+            problems.append("VIRTUOZ_DATABASE_URL is unset (embedded PostgreSQL is for devnet and tests only)")
         secret = self.secret_key.get_secret_value()
         if secret == DEFAULT_SECRET_KEY:
             problems.append("VIRTUOZ_SECRET_KEY is the public default")
@@ -923,11 +945,7 @@ class Settings(BaseSettings):
         unset = [chain.name for chain in self.chains if "finality" not in chain.model_fields_set]
         if unset:
             problems.append(f"VIRTUOZ_CHAINS: set finality (\"confirmations\" or \"finalized\") for {', '.join(unset)}")
-        if problems:
-            if "env" not in self.model_fields_set:
-                problems.append("VIRTUOZ_ENV is unset, which means production: to run locally set VIRTUOZ_ENV=devnet "
-                                "(or test), as `make devnet` and `make test` do")
-            raise SettingsError("refusing to start in production: " + "; ".join(problems))
+        return problems
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -942,8 +960,9 @@ class Settings(BaseSettings):
         return self.redis_url
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read the environment; keyword overrides win (tests build settings this way)."""
+def load_settings(process: str | None = None, **overrides: object) -> Settings:
+    """Read the environment, checked for ``process`` (``Settings.check``); keyword overrides win
+    (tests build settings this way)."""
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    settings.check()
+    settings.check(process)
     return settings

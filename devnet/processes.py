@@ -51,6 +51,7 @@ def side_by_side_env(data_dir: Path) -> dict[str, str]:
         "VIRTUOZ_DEVNET_REDIS_PORT": str(ports["redis"]),
         "VIRTUOZ_DEVNET_CHAIN_PORTS": json.dumps({"ethereum": ports["ethereum"], "polygon": ports["polygon"]}),
         "VIRTUOZ_DEVNET_SMTP_PORT": str(ports["smtp"]),
+        "VIRTUOZ_DEVNET_METRICS_PORT": "0",
         "VIRTUOZ_TRAVEL_RULE_IDENTITIES": json.dumps([
             {"name": "virtuoz", "legal_name": "VirtuOZ Devnet VASP", "port": ports["trp-a"]},
             {"name": "counterparty", "legal_name": "Counterparty VASP Ltd (devnet)", "country": "DE",

@@ -32,7 +32,7 @@ from custody.hd import load_xpubs
 from custody.withdrawals.authorization import ensure_request_key_pair
 from devnet.chains import ANVIL_DEV_KEYS, DEVNET_COLD_WALLET_KEY, AnvilChain, compile_usdc, deploy_usdc, fund_wallet
 from devnet.content import ensure_demo_content
-from devnet.processes import ManagedProcess, port_open, stop_all
+from devnet.processes import ManagedProcess, free_port, port_open, stop_all
 from devnet.servers import EmbeddedPostgres, EmbeddedRedis
 from devnet.supervision import Supervisor
 from devnet.users import ensure_demo_users
@@ -232,8 +232,11 @@ def run_devnet(settings: Settings) -> int:
             stack.callback(stop_all, children)  # the platform's processes stop side by side
             passphrase = settings.signer_passphrase.get_secret_value() if settings.signer_passphrase else \
                 DEVNET_PASSPHRASE
+            metrics = _metrics_ports(settings, [name for name, _ in SERVICES if name != "api"])
             for name, argv in SERVICES:
                 child_env = {**env, "VIRTUOZ_SIGNER_PASSPHRASE": passphrase} if name == "signer" else env
+                if name in metrics:
+                    child_env = {**child_env, "VIRTUOZ_METRICS_PORT": str(metrics[name])}
                 children.append(ManagedProcess(name, [sys.executable, "-m", "cli", *argv], env=child_env,
                                                log_path=logs / f"{name}.log").start())
 
@@ -255,6 +258,8 @@ def run_devnet(settings: Settings) -> int:
                 "users": users,
                 "travel_rule": {"pki_dir": str(pki_dir), "identities": [
                     {"name": vasp.name, "legal_name": vasp.legal_name, "url": vasp.base_url} for vasp in vasps]},
+                "metrics": {"api": f"{api_url}/metrics",
+                            **{name: f"http://127.0.0.1:{port}/metrics" for name, port in metrics.items()}},
                 "logs": str(logs),
             }
             _write_atomically(manifest, document)
@@ -267,6 +272,11 @@ def run_devnet(settings: Settings) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _metrics_ports(settings: Settings, names: list[str]) -> dict[str, int]:
+    base = settings.devnet_metrics_port
+    return {name: base + index if base else free_port() for index, name in enumerate(names)}
 
 
 def _ensure_devnet_keystore(settings: Settings, data_dir: Path, chains: list[ChainSettings]

@@ -29,6 +29,7 @@ from dramatiq.middleware import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.db import create_engine, session_factory, unit_of_work
+from jobs.metrics import JobMetrics
 from jobs.registry import (
     DEFAULT_MAX_RETRIES,
     JobArg,
@@ -121,6 +122,7 @@ def create_broker(
             CurrentMessage(),
             AsyncIO(),
             database,  # after AsyncIO: see JobDatabase.after_worker_shutdown
+            JobMetrics(),
         ],
     )
     for spec in registered_jobs():

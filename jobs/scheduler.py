@@ -20,7 +20,10 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from prometheus_client import Counter, Gauge
+
 from core.logging import configure_logging
+from core.metrics import serve_metrics
 from core.settings import Settings
 from jobs import registry
 from jobs.broker import close_broker, create_broker
@@ -30,6 +33,11 @@ from jobs.worker import stop_on_signals
 log = logging.getLogger(__name__)
 
 SHUTDOWN_POLL_SECONDS = 0.2
+
+RUNS = Counter("virtuoz_scheduler_runs_total", "Scheduled tasks fired, by task and outcome (sent: its messages "
+               "are queued; failed: the broker refused them, the next tick tries again).", ["task", "outcome"])
+LAST_SENT = Gauge("virtuoz_scheduler_last_sent_timestamp_seconds", "When each task last queued its messages "
+                  "(Unix time).", ["task"])
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,19 @@ SCHEDULE: list[ScheduleEntry] = [
 ]
 
 
+def _counted(entry: ScheduleEntry) -> Callable[[dramatiq.Broker], None]:
+    def fire(broker: dramatiq.Broker) -> None:
+        try:
+            entry.enqueue(broker)
+        except Exception:
+            RUNS.labels(entry.id, "failed").inc()
+            raise  # APScheduler logs it
+        RUNS.labels(entry.id, "sent").inc()
+        LAST_SENT.labels(entry.id).set_to_current_time()
+
+    return fire
+
+
 def build_scheduler(
     settings: Settings, broker: dramatiq.Broker, schedule: Sequence[ScheduleEntry] = SCHEDULE
 ) -> BlockingScheduler:
@@ -128,7 +149,7 @@ def build_scheduler(
         # APScheduler reads next_run_time=None as "paused": leave it out unless running at start.
         start: dict[str, Any] = {"next_run_time": datetime.now(UTC)} if entry.run_at_start else {}
         scheduler.add_job(
-            entry.enqueue,
+            _counted(entry),
             entry.trigger(settings),
             args=[broker],
             id=entry.id,
@@ -148,6 +169,7 @@ def run_scheduler(settings: Settings) -> None:
     logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
     broker = create_broker(settings.require_redis_url())
     scheduler = build_scheduler(settings, broker)
+    serve_metrics(settings, "scheduler")
     with stop_on_signals() as stop:
         # start() blocks its thread, so it gets a thread of its own: the main thread waits for
         # the signal and calls shutdown() outside the signal handler (see stop_on_signals).

@@ -15,7 +15,9 @@ from core.logging import configure_logging
 from core.settings import Settings, SettingsError
 from jobs.broker import close_broker, create_broker
 from jobs.context import set_settings
+from core.metrics import serve_metrics
 from jobs.heartbeat import HEARTBEATS
+from jobs.metrics import watch_queues
 from jobs.registry import WORKERS
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,8 @@ def run_worker(settings: Settings, name: str, *, worker_threads: int = DEFAULT_W
         database_url=settings.require_database_url(),
         database_pool_size=settings.database_pool_size,
     )
+    watch_queues(broker.client, queues, broker.namespace)
+    serve_metrics(settings, f"worker:{name}")
     with stop_on_signals() as stop:
         worker = start_worker(broker, queues, worker_threads=worker_threads, poll_ms=settings.worker_poll_ms)
         try:

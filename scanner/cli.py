@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from core.db import create_engine, session_factory
 from core.logging import configure_logging
+from core.metrics import serve_metrics
 from core.settings import ChainSettings, Settings, UnknownChain
 from custody.chains import chain_for
 from custody.deposits import tracking
@@ -35,7 +36,8 @@ def add_commands(subparsers: Any) -> None:
     scanner = subparsers.add_parser("scanner", help="follow one chain: deposits, confirmations, reorgs")
     scanner.add_argument("--chain", required=True, help="a chain name from VIRTUOZ_CHAINS")
     scanner.add_argument("--metrics-port", type=int, default=None,
-                         help="serve this process's Prometheus counters on 127.0.0.1:PORT")
+                         help="serve this process's /metrics on VIRTUOZ_METRICS_HOST:PORT "
+                         "(default: VIRTUOZ_METRICS_PORT)")
     scanner.set_defaults(run=run, process="scanner")
 
 
@@ -69,8 +71,7 @@ async def _serve(settings: Settings, chain_settings: ChainSettings, metrics_port
         loop.add_signal_handler(signum, stop.set)
     config = ScanConfig.from_settings(settings)
     metrics = ScannerMetrics(chain_settings.name)
-    if metrics_port:
-        metrics.serve(metrics_port)
+    serve_metrics(settings, f"scanner:{chain_settings.name}", metrics.registry, port=metrics_port)
     # No pre-ping: it costs three round trips per transaction, one per committed batch. A stale
     # connection fails its step like any database error, and the step is read again from the
     # committed cursor; a connection PostgreSQL closed is dropped at checkout without a round trip.

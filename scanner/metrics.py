@@ -1,4 +1,5 @@
-"""The scanner process's own counters, served on ``--metrics-port`` when one is given.
+"""The scanner process's own counters, served with the process's (``core.metrics``) on
+``VIRTUOZ_METRICS_PORT`` or ``--metrics-port``.
 
 Height and lag need no port: the scanner writes them into ``scanner_cursors`` and the API's
 ``/metrics`` exposes them for every chain (``virtuoz_scanner_height``, ``virtuoz_scanner_lag_blocks``).
@@ -9,7 +10,7 @@ that contradict the blocks' blooms).
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class ScannerMetrics:
@@ -53,6 +54,3 @@ class ScannerMetrics:
 
     def refetched(self, outcome: str, blocks: int = 1) -> None:
         self.log_refetches.labels(self.chain, outcome).inc(blocks)
-
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        start_http_server(port, addr=host, registry=self.registry)

@@ -15,11 +15,18 @@ from typing import Any
 import dramatiq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dramatiq.brokers.redis import RedisBroker
+from prometheus_client import Counter, Gauge
 
 from core.sign_requests import sign_reply
 from signer.service import Refused, Signed
 
 log = logging.getLogger(__name__)
+
+DECISIONS = Counter("virtuoz_signer_decisions_total", "Requests the signer answered, by kind (withdrawal, cold "
+                    "transfer, sweep, topup), outcome (signed, repeated: the journal's earlier answer, refused) and "
+                    "reason (a refusal's; empty otherwise).", ["kind", "outcome", "reason"])
+LAST_DECISION = Gauge("virtuoz_signer_last_decision_timestamp_seconds", "When the signer last answered a "
+                      "request (Unix time).")
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,11 @@ def answer(broker: RedisBroker, outcome: Signed | Refused, reply: dramatiq.Messa
     if isinstance(outcome, Signed):
         log.info("signed %s %s: %s%s", what, outcome.withdrawal_id, outcome.tx_hash,
                  " (repeat)" if outcome.repeated else "")
+        DECISIONS.labels(what, "repeated" if outcome.repeated else "signed", "").inc()
     else:
         log.warning("refused %s %s: %s (%s)", what, outcome.withdrawal_id, outcome.reason, outcome.message)
+        DECISIONS.labels(what, "refused", outcome.reason).inc()
+    LAST_DECISION.set_to_current_time()
     if pause is not None and isinstance(outcome, Signed) and not outcome.repeated:
         pause(outcome.withdrawal_id)
     # Raises if Redis is down: the request is retried, and the journal answers it identically.

@@ -38,7 +38,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AgeLimit, Retries, ShutdownNotifications
+from prometheus_client import Gauge
 
+from core.metrics import serve_metrics
 from core.sanctions import SanctionsList
 from core.settings import Settings, SettingsError
 from core.sign_requests import (
@@ -73,6 +75,10 @@ SHUTDOWN_TIMEOUT_MS = 10_000
 # A dead signer's unacknowledged messages go back to the queue after this long (Dramatiq's own
 # recovery; the custody worker also re-asks after withdrawal_resend_seconds).
 HEARTBEAT_TIMEOUT_MS = 15_000
+# The heartbeat metric moves while the signer's threads are alive: "signer silent" alerts on its age.
+HEARTBEAT_SECONDS = 1.0
+HEARTBEAT = Gauge("virtuoz_signer_heartbeat_timestamp_seconds", "Set every second while the signer's consumer "
+                  "and worker threads are alive (Unix time): its age is how long the signer has been silent.")
 MAINTENANCE_CHANCE = 50_000  # per million commands: recover dead consumers' messages promptly
 
 
@@ -149,9 +155,15 @@ def declare_actor(broker: RedisBroker, signer: Signer, key: Ed25519PrivateKey,
     dramatiq.actor(sign_cold_transfer, broker=broker, actor_name=SIGN_COLD_TRANSFER_ACTOR, queue_name=SIGNER_QUEUE)
 
 
+def _consuming(worker: dramatiq.Worker) -> bool:
+    """Every consumer and worker thread alive: the signer still takes requests off its queue."""
+    threads = [*worker.consumers.values(), *worker.workers]
+    return bool(threads) and all(thread.is_alive() for thread in threads)
+
+
 def run_signer(settings: Settings, *, namespace: str = DEFAULT_NAMESPACE) -> int:
     """Run until SIGTERM/SIGINT; the passphrase from its file (devnet and test: the variable)."""
-    settings.check()
+    settings.check("signer")
     signer, key = build_signer(settings, read_passphrase(settings))
     broker = create_signer_broker(settings.require_redis_url(), namespace=namespace)
     declare_actor(broker, signer, key, settings.signer_test_pause_file)
@@ -170,9 +182,11 @@ def run_signer(settings: Settings, *, namespace: str = DEFAULT_NAMESPACE) -> int
     worker.start()
     log.info("signer running: hot wallets %s; journal %s", ", ".join(
         f"{chain.name} {signer.hot_wallet(chain.chain_id)}" for chain in settings.chains), settings.signer_journal_file)
+    serve_metrics(settings, "signer")
     try:
-        while not stop.wait(0.2):
-            pass
+        while not stop.wait(HEARTBEAT_SECONDS):
+            if _consuming(worker):
+                HEARTBEAT.set_to_current_time()
     finally:
         worker.stop(timeout=SHUTDOWN_TIMEOUT_MS)
         broker.close()

@@ -46,13 +46,19 @@ async def health(request: web.Request) -> HealthOut:
 @root.get("/readiness", access=PUBLIC, responses={200: ReadinessOut, 503: ReadinessOut})
 async def readiness(request: web.Request) -> web.Response:
     """Dependency readiness: 200 when every dependency of the readiness policy answers, else 503 naming them."""
+    report = await _readiness(request)
+    return json_response(report, status=200 if report.status == "ready" else 503)
+
+
+async def _readiness(request: web.Request) -> ReadinessOut:
+    """The readiness report (one probe per cache period), its checks copied into the dependency gauges."""
     policy, deps = request.config_dict[LIVE].readiness_policy, _dependencies(request)
     report = await request.config_dict[PROBE_CACHE].get(f"readiness:{policy.model_dump_json()}",
                                                         lambda: service.check_readiness(deps, policy))
     metrics = request.config_dict[METRICS]
     for check in report.checks:
         metrics.dependency_up.labels(check.name).set(1 if check.ok else 0)
-    return json_response(report, status=200 if report.status == "ready" else 503)
+    return report
 
 
 @root.get("/metrics", access=METRICS_ACCESS, responses={200: "text/plain"}, errors={403: ("metrics_forbidden",)})
@@ -68,9 +74,11 @@ async def metrics(request: web.Request) -> web.Response:
         registry.set_queue_depths(await queue_depths(request.config_dict[REDIS], QUEUES))
     except Exception:  # Redis down: the rest of the exposition is still worth scraping
         pass
+    await _readiness(request)  # a scrape alone keeps virtuoz_dependency_up current
     timeout = settings.readiness.timeout_seconds
     registry.set_scanner_positions(await service.scanner_positions(_dependencies(request), timeout))
     registry.set_hot_levels(await service.hot_levels(_dependencies(request), timeout))
+    registry.set_withdrawals_in_flight(await service.withdrawals_in_flight(_dependencies(request), timeout))
     return web.Response(body=registry.exposition(), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
 

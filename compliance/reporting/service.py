@@ -48,6 +48,7 @@ from compliance import prices
 from compliance.jurisdictions import REPORT_TYPES, Jurisdiction
 from compliance.kyc.models import KycCase
 from compliance.movements import MOVEMENTS, Movement, movements_between
+from compliance.reporting import metrics as reconciliation_metrics
 from compliance.reporting import onchain
 from compliance.reporting.models import ComplianceReport
 from compliance.review.models import TransactionReview
@@ -349,6 +350,7 @@ async def _reconciliation(session: AsyncSession, report: ComplianceReport, juris
         if currency in held:
             parts = held[currency]
             total = sum(part.total for part in parts)
+            reconciliation_metrics.record(currency, total - liabilities, report.period_end)
             row.update({
                 "onchain_balance": text(total), "hot_wallets": text(sum(part.hot_wallet for part in parts)),
                 "cold_wallets": text(sum(part.cold_wallet for part in parts)),

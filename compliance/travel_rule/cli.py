@@ -15,6 +15,7 @@ import asyncio
 from compliance.travel_rule import trp
 from compliance.travel_rule.server import serve
 from compliance.travel_rule.tls import identity_files
+from core.metrics import serve_metrics
 from core.settings import Settings
 
 
@@ -39,6 +40,7 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
         if missing:
             print(f"virtuoz trp: identity {name!r} lacks {', '.join(missing)} (VIRTUOZ_TRAVEL_RULE_PKI_DIR)")
             return 2
+    serve_metrics(settings, "trp")
     asyncio.run(serve(settings, args.identities))
     return 0
 

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -62,6 +63,19 @@ def _error(error: AppError) -> web.Response:
 
 
 Handler = Callable[[web.Request, str, dict[str, Any]], Awaitable[str]]
+
+REQUESTS = Counter("virtuoz_trp_requests_total", "TRP requests answered, by our identity, route template and "
+                   "status.", ["identity", "route", "status"])
+
+
+@web.middleware
+async def _counted(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                   ) -> web.StreamResponse:
+    response = await handler(request)  # _errors, inside, turns every failure into a response
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    REQUESTS.labels(request.app[IDENTITY].name, route, str(response.status)).inc()
+    return response
 
 
 @web.middleware
@@ -156,7 +170,7 @@ async def trp_identity(request: web.Request) -> web.Response:
 
 def create_trp_app(settings: Settings, identity: VaspIdentity, sessions: async_sessionmaker) -> web.Application:
     # The API's guards, in the API's order: errors outermost, so a body timeout is rendered too.
-    app = web.Application(middlewares=[_errors, body_timeout_middleware],
+    app = web.Application(middlewares=[_counted, _errors, body_timeout_middleware],
                           client_max_size=min(MAX_BODY_BYTES, settings.max_body_bytes))
     app.on_response_prepare.append(add_security_headers)
     app[SETTINGS], app[IDENTITY], app[SESSIONS] = settings, identity, sessions

@@ -16,6 +16,34 @@ from tests.e2e.devnet_harness import Devnet, count_marker, get_json, wait_gone
 pytestmark = pytest.mark.e2e
 
 
+# What each kind of process must export (a line of the exposition that starts so).
+PROCESS_METRICS = {
+    "api": ["virtuoz_http_request_duration_seconds", "virtuoz_withdrawals_in_flight{"],
+    "worker-custody": ["virtuoz_queue_depth{queue=\"custody\"}", "virtuoz_queue_dead_letters{queue=\"custody\"}",
+                       "# TYPE virtuoz_withdrawal_events_total counter", "# TYPE virtuoz_job_latency_seconds histogram"],
+    "worker-compliance": ["virtuoz_queue_depth{queue=\"reports\"}", "# TYPE virtuoz_reconciliation_shortfall gauge"],
+    "worker-treasury": ["# TYPE virtuoz_sweep_events_total counter"],
+    "scheduler": ["virtuoz_scheduler_runs_total{"],
+    "scanner-ethereum": ["virtuoz_scanner_blocks_total{chain=\"ethereum\"}"],
+    "signer": ["virtuoz_signer_heartbeat_timestamp_seconds ", "# TYPE virtuoz_signer_decisions_total counter"],
+    "trp": ["# TYPE virtuoz_trp_requests_total counter"],
+}
+
+
+def assert_every_process_serves_metrics(urls: dict[str, str]) -> None:
+    assert set(PROCESS_METRICS) <= set(urls)
+    assert len(set(urls.values())) == len(urls), "one port per process"
+    for process, url in urls.items():
+        with urllib.request.urlopen(url, timeout=10) as response:
+            lines = response.read().decode().splitlines()
+        assert any(line.startswith("process_") or line.startswith("virtuoz_api_worker") for line in lines), process
+        for wanted in PROCESS_METRICS.get(process, []):
+            assert any(line.startswith(wanted) for line in lines), f"{process} lacks {wanted}"
+        if process == "signer":
+            beat = next(line for line in lines if line.startswith("virtuoz_signer_heartbeat_timestamp_seconds "))
+            assert time.time() - float(beat.split()[1]) < 30, "the signer's heartbeat moves while it consumes"
+
+
 def test_devnet_runs_stops_cleanly_resumes_and_never_orphans(tmp_path):
     devnet = Devnet(tmp_path / "devnet")
     manifest, cold_seconds = devnet.start()
@@ -40,6 +68,8 @@ def test_devnet_runs_stops_cleanly_resumes_and_never_orphans(tmp_path):
         status, readiness = get_json(manifest["api_url"] + "/readiness")
         assert status == 200, readiness
         assert {"database", "redis", "chain:ethereum", "chain:polygon", "workers"} <= {c["name"] for c in readiness["checks"]}
+
+        assert_every_process_serves_metrics(manifest["metrics"])
 
         _, first = get_json(manifest["api_url"] + "/api/v1/status")
         time.sleep(2.5)

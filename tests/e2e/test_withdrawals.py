@@ -187,6 +187,12 @@ async def test_tampered_and_over_limit_requests_sent_straight_to_the_signer_are_
     await cluster.wait_for(refused, "the signer's refusals")
     assert journal_rows(cluster, "SELECT count(*) FROM signatures WHERE withdrawal_id IN (?, ?, ?)",
                         *expected) == [(0,)]
+    # And Prometheus sees them: the signer's decisions, by reason.
+    exposition = cluster.signer_metrics()
+    refusals = {reason: sum(float(line.split()[-1]) for line in exposition.splitlines()
+                            if line.startswith("virtuoz_signer_decisions_total{") and f'reason="{reason}"' in line)
+                for reason in ("invalid_authorization", "single_limit_exceeded")}
+    assert refusals["invalid_authorization"] >= 2 and refusals["single_limit_exceeded"] >= 1
     assert SIGNER_LIMITS["ETH"]["single"] == "5"
 
 

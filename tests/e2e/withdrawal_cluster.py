@@ -10,11 +10,13 @@ the faucet.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -81,6 +83,15 @@ class Cluster:
     def web3(self) -> Web3:
         return Web3(HTTPProvider(self.anvil.rpc_url, request_kwargs={"timeout": 10}))
 
+    @functools.cached_property
+    def signer_metrics_port(self) -> int:
+        return free_port()
+
+    def signer_metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.signer_metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.read().decode()
+
     @property
     def journal_file(self) -> Path:
         return self.data_dir / "signer" / "journal.sqlite3"
@@ -96,7 +107,8 @@ class Cluster:
         answering, and writes that file: the window a crash test must hit."""
         # The passphrase goes to the signer's environment only; so do the signer's own (tighter) limits.
         env = {**self.env, "VIRTUOZ_SIGNER_PASSPHRASE": DEVNET_PASSPHRASE,
-               "VIRTUOZ_SIGNER_LIMITS": json.dumps(SIGNER_LIMITS)}
+               "VIRTUOZ_SIGNER_LIMITS": json.dumps(SIGNER_LIMITS),
+               "VIRTUOZ_METRICS_PORT": str(self.signer_metrics_port)}
         if pause_file is not None:
             env["VIRTUOZ_SIGNER_TEST_PAUSE_FILE"] = str(pause_file)
         return self.start("signer", ["signer"], env)

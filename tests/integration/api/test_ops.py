@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from openapi_spec_validator import validate
 
 from api.keys import OPENAPI
 from core.heartbeats import record_heartbeat
 from core.db import create_engine, session_factory, unit_of_work
+from core.time import utcnow
+from tests.factories import DESTINATION, make_funded_user, make_withdrawal
 
 
 async def test_health(client):
@@ -131,3 +134,30 @@ async def test_docs_can_be_disabled(make_client, settings):
     client = await make_client(settings.model_copy(update={"docs_enabled": False}))
     assert (await client.get("/docs")).status == 404
     assert "/docs" not in client.app[OPENAPI]["paths"]
+
+
+async def test_metrics_show_withdrawals_in_flight_and_the_oldest_of_each_state(client, database_url):
+    engine = create_engine(database_url)
+    try:
+        sessions = session_factory(engine)
+        user_id = await make_funded_user(sessions, "ETH:10", tag="stuck", display_name="Stuck")
+        long_ago = utcnow() - timedelta(hours=2)
+        await make_withdrawal(sessions, user_id, "ethereum", amount=10**17, state="broadcast", nonce=1,
+                              hot_wallet=DESTINATION, broadcast_at=long_ago, alert="fee_above_cap")
+    finally:
+        await engine.dispose()
+
+    text = await (await client.get("/metrics")).text()
+    gauges = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line.startswith("virtuoz_withdrawals")}
+    assert gauges['virtuoz_withdrawals_in_flight{state="broadcast"}'] >= 1
+    assert gauges['virtuoz_withdrawals_oldest_in_flight_seconds{state="broadcast"}'] >= 2 * 3600 - 60
+    assert gauges['virtuoz_withdrawals_waiting_on_fees{state="broadcast"}'] >= 1
+    assert {f'virtuoz_withdrawals_in_flight{{state="{state}"}}' for state in ("approved", "signing", "signed")} <= set(gauges)
+
+
+async def test_a_scrape_alone_reports_dependencies_and_the_domain_counters(client):
+    # Nobody asked /readiness: the dependency gauges are current anyway, and the counters the
+    # domains keep in the process's default registry are served beside the HTTP ones.
+    text = await (await client.get("/metrics")).text()
+    assert 'virtuoz_dependency_up{dependency="database"} 1.0' in text
+    assert "# TYPE virtuoz_withdrawal_events_total counter" in text

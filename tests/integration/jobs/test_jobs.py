@@ -7,6 +7,7 @@ test's messages. The worker is a real ``dramatiq.Worker`` running in this proces
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 import redis.asyncio
+from prometheus_client import REGISTRY, CollectorRegistry
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,10 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import jobs
 from core.db import create_engine, session_factory, unit_of_work
 from core.heartbeats import ServiceHeartbeat, record_heartbeat, stale_services
+from core.metrics import serve_metrics
+from devnet.processes import free_port
 from jobs.broker import close_broker, create_broker, dead_letter_counts, queue_depths
-from jobs.heartbeat import HEARTBEATS, WORKERS, enqueue_heartbeats
+from jobs.heartbeat import HEARTBEATS, WORKERS
 from jobs import registry
 from jobs.registry import JobError, bind_broker, job
+from jobs.metrics import watch_queues
 from jobs.scheduler import build_scheduler
 from jobs.worker import start_worker
 
@@ -207,7 +212,7 @@ async def test_scheduled_heartbeats_reach_every_worker_kind(broker, factory, set
         await session.execute(delete(ServiceHeartbeat).where(ServiceHeartbeat.service.in_(WORKERS)))
 
     scheduled = build_scheduler(settings, broker).get_job("heartbeats")
-    assert scheduled is not None and scheduled.func is enqueue_heartbeats
+    assert scheduled is not None
     scheduled.func(*scheduled.args)
 
     queues = {queue for worker_queues in WORKERS.values() for queue in worker_queues}
@@ -274,3 +279,56 @@ def test_a_broker_refuses_a_sent_name_that_no_actor_answers(redis_url: str) -> N
 def test_sending_a_name_without_an_actor_fails_inside_the_transaction() -> None:
     with pytest.raises(JobError, match="no actor answers"):
         jobs.message("test.nobody_at_all", "x")
+
+
+def job_sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_worker_metrics_count_runs_retries_failures_and_dead_letters(broker, factory, service, settings) -> None:
+    labels = {"queue": "reports"}
+    done = {**labels, "actor": "test.record_beat", "outcome": "done"}
+    failed = {**labels, "actor": "test.record_beat_then_fail", "outcome": "failed"}
+    before = {name: job_sample(name, **found) for name, found in [
+        ("virtuoz_job_messages_total", done), ("virtuoz_job_messages_total", failed),
+        ("virtuoz_job_retries_total", {**labels, "actor": "test.record_beat"}),
+        ("virtuoz_job_dead_letters_total", {**labels, "actor": "test.record_beat_then_fail"}),
+        ("virtuoz_job_latency_seconds_count", labels)]}
+    broker.enqueue(record_beat.message(service))
+    first = record_beat.message(f"{service}-again")
+    broker.enqueue(first.copy(options={**first.options, "retries": 1}))  # as Retries sends a retry
+    broker.enqueue(record_beat_then_fail.message(f"{service}-fails"))
+
+    async with running_worker(broker, {"reports"}):
+        await join(broker, "reports")
+
+    assert job_sample("virtuoz_job_retries_total", queue="reports", actor="test.record_beat") == \
+        before["virtuoz_job_retries_total"] + 1
+    assert job_sample("virtuoz_job_dead_letters_total", queue="reports", actor="test.record_beat_then_fail") == \
+        before["virtuoz_job_dead_letters_total"] + 1
+    assert job_sample("virtuoz_job_latency_seconds_count", queue="reports") == \
+        before["virtuoz_job_latency_seconds_count"] + 3
+    assert job_sample("virtuoz_job_messages_total", **failed) >= 1
+
+
+async def test_a_worker_serves_its_queue_lengths_read_from_redis(broker, service, settings, namespace) -> None:
+    broker.enqueue(record_beat_then_fail.message(f"{service}-dead"))
+    async with running_worker(broker, {"reports"}):
+        await join(broker, "reports")
+    broker.enqueue(record_beat.message(service))  # waiting: no worker runs now
+    broker.enqueue(record_beat.message(f"{service}-later"), delay=3_600_000)
+
+    queues = CollectorRegistry()
+    watch_queues(broker.client, ["reports"], namespace, registry=queues)
+    server = serve_metrics(settings.model_copy(update={"metrics_port": free_port()}), "worker:test", queues)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        body = (await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())).decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    lines = set(body.splitlines())
+    assert 'virtuoz_queue_depth{queue="reports"} 1.0' in lines
+    assert 'virtuoz_queue_delayed{queue="reports"} 1.0' in lines
+    assert 'virtuoz_queue_dead_letters{queue="reports"} 1.0' in lines
+    assert any(line.startswith("process_cpu_seconds_total ") for line in lines)  # the process's own, too

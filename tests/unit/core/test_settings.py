@@ -97,3 +97,24 @@ def test_unset_env_refuses_default_secret(monkeypatch, tmp_path):
     assert "VIRTUOZ_SECRET_KEY is the public default" in result.stderr
     assert "VIRTUOZ_ENV=devnet" in result.stderr  # the message says how to run locally
     assert "Traceback" not in result.stderr
+
+
+def test_the_production_signer_needs_redis_only(tmp_path):
+    # The signer never opens PostgreSQL nor uses the platform's secret key: asking for them would
+    # put the database password and the secret key on the one host that must hold nothing else.
+    signer_only = Settings(env="production", redis_url="redis://cache:6379/0")
+    signer_only.check("signer")
+    with pytest.raises(SettingsError, match="VIRTUOZ_DATABASE_URL is unset"):
+        signer_only.check("api")
+    with pytest.raises(SettingsError, match="VIRTUOZ_REDIS_URL is unset"):
+        Settings(env="production").check("signer")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "signer"],
+        env={"PATH": "/usr/bin:/bin", "VIRTUOZ_ENV": "production", "VIRTUOZ_REDIS_URL": "redis://cache:6379/0"},
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    # Past the settings check, it stops at what a signer does need: its keystore's passphrase.
+    assert result.returncode != 0
+    assert "refusing to start in production" not in result.stderr
+    assert "PASSPHRASE" in result.stderr and "Traceback" not in result.stderr

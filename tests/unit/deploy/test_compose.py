@@ -83,10 +83,11 @@ def test_the_migration_runs_once_before_every_other_process(compose):
 def test_the_signer_is_alone_with_redis_on_an_internal_network(compose):
     signer = compose["services"]["signer"]
     assert signer["command"] == ["signer"]
-    [network] = signer["networks"]
-    assert compose["networks"][network]["internal"] is True
-    on_it = {name for name, service in compose["services"].items() if network in service.get("networks", [])}
-    assert on_it == {"signer", "redis"}
+    shared = {network: {name for name, service in compose["services"].items() if network in service.get("networks", [])}
+              for network in signer["networks"]}
+    # Redis to take requests and answer, Prometheus to read its /metrics: no one else, no way out.
+    assert sorted(shared.values(), key=sorted) == [{"prometheus", "signer"}, {"redis", "signer"}]
+    assert all(compose["networks"][network]["internal"] is True for network in shared)
     assert "ports" not in signer
 
 

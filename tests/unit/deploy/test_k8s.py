@@ -181,7 +181,10 @@ def test_the_signer_reaches_only_redis_and_dns(resources):
     [policy] = [policy for policy in of_kind(resources, "NetworkPolicy")
                 if policy["spec"]["podSelector"]["matchLabels"] == signer["spec"]["selector"]["matchLabels"]]
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
-    assert policy["spec"].get("ingress", []) == []  # it serves nothing
+    # Nothing reaches it but Prometheus, on its metrics port: the one port it serves.
+    [scraper] = policy["spec"]["ingress"]
+    assert [peer["podSelector"]["matchLabels"] for peer in scraper["from"]] == [{"app.kubernetes.io/name": "prometheus"}]
+    assert scraper["ports"] == [{"protocol": "TCP", "port": 9100}]
     redis, dns = policy["spec"]["egress"]
     assert [peer["podSelector"]["matchLabels"] for peer in redis["to"]] == [{"app.kubernetes.io/name": "redis"}]
     assert redis["ports"] == [{"protocol": "TCP", "port": 6379}]

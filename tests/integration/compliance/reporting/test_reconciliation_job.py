@@ -7,6 +7,7 @@ Time is advanced by telling the job what moment it is (``as_of``), never by slee
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import uuid
@@ -15,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from eth_account import Account
 from sqlalchemy import func, select
 
@@ -116,6 +118,12 @@ async def test_the_job_compares_hot_wallet_and_deposit_addresses_with_the_liabil
         assert Decimal(row["difference"]) == Decimal(row["onchain_balance"]) - owed
         assert row["status"] == ("covered" if Decimal(row["difference"]) >= 0 else "shortfall")
     assert report.rows == len(rows) and report.sha256
+    # What Prometheus scrapes from the compliance worker: the same differences, and whether one is short.
+    for row, currency, decimals in ((eth, "ETH", 18), (usdc_row, "USDC", 6)):
+        sample = functools.partial(REGISTRY.get_sample_value, labels={"currency": currency})
+        assert sample("virtuoz_reconciliation_difference_minor") == float(int(Decimal(row["difference"]) * 10**decimals))
+        assert sample("virtuoz_reconciliation_shortfall") == (0 if row["status"] == "covered" else 1)
+        assert sample("virtuoz_reconciliation_as_of_timestamp_seconds") == end.timestamp()
 
     # The next interval is a report of its own.
     broker.enqueue(reconcile_balances.message((later + timedelta(hours=6)).isoformat()))
