@@ -106,6 +106,11 @@ _HELD_VS_PENDING = text(
 )
 
 
+def _minor(value: Any) -> str:
+    # asyncpg reads NUMERIC as a Decimal that may print as -2.000E+19: amounts are whole minor units.
+    return str(int(value))
+
+
 async def verify_ledger(session: AsyncSession) -> list[str]:
     """Every broken invariant, one line each naming the rows; empty when the books hold."""
     problems: list[str] = []
@@ -114,20 +119,20 @@ async def verify_ledger(session: AsyncSession) -> list[str]:
         return list(await session.execute(query))
 
     for row in await rows(_CURRENCY_SUMS):
-        problems.append(f"currency {row.currency}: postings sum to {row.total}, not 0")
+        problems.append(f"currency {row.currency}: postings sum to {_minor(row.total)}, not 0")
     for row in await rows(_UNBALANCED_TRANSFERS):
-        problems.append(f"transfer {row.transfer_id} ({row.reference}): {row.currency} postings sum to {row.total}, not 0")
+        problems.append(f"transfer {row.transfer_id} ({row.reference}): {row.currency} postings sum to {_minor(row.total)}, not 0")
     for row in await rows(_EMPTY_TRANSFERS):
         problems.append(f"transfer {row.id} ({row.reference}) has no postings")
     for row in await rows(_BALANCE_DRIFT):
-        problems.append(f"{_account(row)}: balance {row.balance} but its postings sum to {row.total}")
+        problems.append(f"{_account(row)}: balance {_minor(row.balance)} but its postings sum to {_minor(row.total)}")
     for row in await rows(_NEGATIVE_USERS):
-        problems.append(f"{_account(row)}: negative user balance {row.balance}")
+        problems.append(f"{_account(row)}: negative user balance {_minor(row.balance)}")
     for row in await rows(_CURRENCY_MISMATCH):
         problems.append(f"posting {row.id}: currency {row.posting_currency} on account {row.account_id} "
                         f"in {row.currency}")
     for row in await rows(_HOLD_CREATION):
-        problems.append(f"hold {row.id}: its creating transfer does not move exactly {row.amount} from available "
+        problems.append(f"hold {row.id}: its creating transfer does not move exactly {_minor(row.amount)} from available "
                         f"to held ({row.postings} postings, available {row.available}, held {row.held}, "
                         f"hold_id {row.hold_id})")
     for row in await rows(_HOLD_RESOLUTIONS):
@@ -136,8 +141,8 @@ async def verify_ledger(session: AsyncSession) -> list[str]:
     for row in await rows(_HOLD_SETTLEMENT):
         problems.extend(f"hold {row.id} ({row.state}): {problem}" for problem in _settlement_problems(row))
     for row in await rows(_HELD_VS_PENDING):
-        problems.append(f"user {row.user_id} {row.currency}: held balance {row.balance} "
-                        f"(account {row.account_id}) but pending holds total {row.pending}")
+        problems.append(f"user {row.user_id} {row.currency}: held balance {_minor(row.balance)} "
+                        f"(account {row.account_id}) but pending holds total {_minor(row.pending)}")
     return problems
 
 

@@ -13,6 +13,7 @@ import asyncio
 import re
 import uuid
 
+import pytest
 from sqlalchemy import text
 
 from core.db import create_engine, session_factory, unit_of_work
@@ -64,7 +65,7 @@ def test_ledger_verify_reports_ok_on_consistent_books(postgres, settings, capsys
                         capsys.readouterr().out)
 
 
-async def _books_with_a_tampered_balance(url: str) -> tuple[uuid.UUID, uuid.UUID]:
+async def _books_with_a_tampered_balance(url: str, drift: int) -> tuple[uuid.UUID, uuid.UUID]:
     engine = create_engine(url)
     sessions = session_factory(engine)
     try:
@@ -75,20 +76,25 @@ async def _books_with_a_tampered_balance(url: str) -> tuple[uuid.UUID, uuid.UUID
             assert await ledger.verify_ledger(session) == []
             # What a bad manual fix would do: a balance changed without a posting.
             account_id = (await session.execute(text(
-                "UPDATE ledger_accounts SET balance = balance + 1 WHERE user_id = :id AND kind = 'available'"
-                " RETURNING id"), {"id": user_id})).scalar_one()
+                "UPDATE ledger_accounts SET balance = balance + :drift WHERE user_id = :id AND kind = 'available'"
+                " RETURNING id"), {"id": user_id, "drift": drift})).scalar_one()
     finally:
         await engine.dispose()
     return user_id, account_id
 
 
-def test_ledger_verify_names_a_tampered_account(postgres, settings, capsys):
-    url = fresh_database(postgres, "virtuoz_ledger_tampered")
-    user_id, account_id = asyncio.run(_books_with_a_tampered_balance(url))
+@pytest.mark.parametrize(("drift", "balance", "postings"), [
+    (1, "7501", "7500"),
+    # Whole minor units however large: never 1.000E+21 (asyncpg's Decimal for such a NUMERIC).
+    (10**21 - 7500, "1000000000000000000000", "7500"),
+])
+def test_ledger_verify_names_a_tampered_account(postgres, settings, capsys, drift, balance, postings):
+    url = fresh_database(postgres, f"virtuoz_ledger_tampered_{len(balance)}")
+    user_id, account_id = asyncio.run(_books_with_a_tampered_balance(url, drift))
     assert verify(settings, url) == 1
     out = capsys.readouterr().out
     assert out.startswith("ledger: 1 problem(s) in 3 accounts, 2 transfers, 0 withdrawals, 0 deposits:\n")
-    assert f"account {account_id} (user {user_id} available USD): balance 7501 but its postings sum to 7500" in out
+    assert f"account {account_id} (user {user_id} available USD): balance {balance} but its postings sum to {postings}" in out
 
 
 async def _a_confirmed_withdrawal_with_its_hold_pending(url: str) -> tuple[uuid.UUID, uuid.UUID]:
