@@ -6,9 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 NODE_MODULES := deploy/devnet/node_modules/.package-lock.json
+# Debian's RabbitMQ, for the scale-out tests only: each test session runs a private node of it.
+RABBITMQ := /usr/lib/rabbitmq/bin/rabbitmq-server
 PYTEST_ARGS ?= -n auto
 
-.PHONY: devnet test lint bench install clean-devnet
+.PHONY: devnet test test-cluster lint bench install clean-devnet
 
 install: $(INSTALLED) $(NODE_MODULES)
 
@@ -30,7 +32,15 @@ lint: $(INSTALLED)
 	$(BIN)/hadolint --failure-threshold warning deploy/Dockerfile
 
 test: install lint
-	VIRTUOZ_ENV=test $(BIN)/pytest $(PYTEST_ARGS)
+	VIRTUOZ_ENV=test $(BIN)/pytest $(PYTEST_ARGS) --ignore=tests/cluster
+
+# The platform scaled out on RabbitMQ (tests/cluster); one cluster at a time, so no -n.
+test-cluster: install $(RABBITMQ)
+	VIRTUOZ_ENV=test $(BIN)/pytest tests/cluster
+
+$(RABBITMQ):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server
 
 bench: install
 	@for bench in bench/*.py; do [ -e "$$bench" ] || continue; echo "== $$bench"; VIRTUOZ_ENV=test $(BIN)/python $$bench || exit 1; done

@@ -112,7 +112,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     timeout = app[SETTINGS].readiness.timeout_seconds
     client = Redis.from_url(app[SETTINGS].require_redis_url(), socket_timeout=timeout, socket_connect_timeout=timeout)
     app[REDIS] = client
-    app[BROKER] = create_broker(app[SETTINGS].require_redis_url())
+    app[BROKER] = create_broker(app[SETTINGS].require_redis_url(), broker_url=app[SETTINGS].broker_url)
     bind_broker(app[SESSIONS], app[BROKER])  # so services can send_after_commit
     bind_publisher(app[SESSIONS], client)  # and notify users after commit
     yield

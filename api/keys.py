@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import dramatiq
 from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -21,7 +22,7 @@ SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 READ_ENGINE = web.AppKey("read_engine", AsyncEngine)
 READ_SESSIONS = web.AppKey("read_sessions", async_sessionmaker[AsyncSession])
 REDIS = web.AppKey("redis", Redis)
-BROKER = web.AppKey("broker", "RedisBroker")
+BROKER = web.AppKey("broker", dramatiq.Broker)
 CHAINS = web.AppKey("chains", "list[EvmChain]")
 METRICS = web.AppKey("metrics", "HttpMetrics")
 ROUTE_TABLES = web.AppKey("route_tables", "list[tuple[str, Routes]]")

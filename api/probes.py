@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
+import dramatiq
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -31,7 +32,7 @@ from custody.treasury import hot_cold
 from custody.treasury.hot_cold_models import HotWalletLevel
 from custody.withdrawals import queries as withdrawal_queries
 from custody.withdrawals.queries import InFlight
-from jobs.broker import queue_depths
+from jobs.broker import queue_lengths
 from jobs.registry import QUEUES
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Dependencies:
     sessions: async_sessionmaker[AsyncSession]
     redis: Redis
     chains: list[EvmChain]
+    broker: dramatiq.Broker
 
 
 @dataclass
@@ -180,6 +182,15 @@ async def withdrawals_in_flight(deps: Dependencies, timeout: float) -> list[InFl
     return await _read_or(deps, timeout, withdrawal_queries.in_flight, [])
 
 
+async def queues_waiting(deps: Dependencies, timeout: float) -> dict[str, int]:
+    """Messages waiting in each queue; empty when the broker does not answer in time."""
+    try:
+        lengths = await asyncio.wait_for(asyncio.to_thread(queue_lengths, deps.broker, QUEUES), timeout)
+    except Exception:  # status and metrics report what they can
+        return {}
+    return {queue: length.waiting for queue, length in lengths.items()}
+
+
 async def current_status(deps: Dependencies, settings: Settings, started_at: float) -> StatusOut:
     timeout = settings.readiness.timeout_seconds
 
@@ -198,11 +209,8 @@ async def current_status(deps: Dependencies, settings: Settings, started_at: flo
 
     chain_ids = {chain.name: chain.chain_id for chain in settings.chains}
     chains = await asyncio.gather(*(chain_status(chain, chain_ids[chain.name]) for chain in deps.chains))
-    queues: dict[str, int | None]
-    try:
-        queues = dict(await asyncio.wait_for(queue_depths(deps.redis, QUEUES), timeout))
-    except Exception:
-        queues = dict.fromkeys(QUEUES)
+    waiting = await queues_waiting(deps, timeout)
+    queues: dict[str, int | None] = {queue: waiting.get(queue) for queue in QUEUES}
     return StatusOut(
         version=VERSION,
         environment=settings.env.value,

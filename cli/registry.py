@@ -57,6 +57,7 @@ import identity.grants.projection  # noqa: F401
 import identity.models  # noqa: F401
 import identity.projection  # noqa: F401
 import jobs.heartbeat  # noqa: F401
+import jobs.runs  # noqa: F401
 import notifications.actors  # noqa: F401
 import notifications.service  # noqa: F401
 import notifications.webhooks.actors  # noqa: F401

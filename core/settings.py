@@ -338,6 +338,14 @@ class ReadinessPolicy(BaseModel):
     heartbeat_max_age_seconds: float = Field(default=30.0, gt=0)
 
 
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps")
+
+
+def is_redis_url(url: str) -> bool:
+    """A broker URL naming Redis (otherwise RabbitMQ)."""
+    return url.startswith(("redis://", "rediss://", "unix://"))
+
+
 class SettingsError(RuntimeError):
     """The configuration cannot run in this environment; the message says why."""
 
@@ -346,7 +354,7 @@ class SettingsError(RuntimeError):
 # a value in the environment shows in `docker inspect`, `/proc/<pid>/environ` and crash reports. The
 # chains are among them because RPC provider URLs carry API keys. The signer passphrase and the
 # custody request key have had file settings of their own from the start.
-SECRET_FILE_SETTINGS = ("secret_key", "database_url", "redis_url", "jwt_private_key", "jwt_public_key",
+SECRET_FILE_SETTINGS = ("secret_key", "database_url", "redis_url", "broker_url", "jwt_private_key", "jwt_public_key",
                         "smtp_password", "ingest_hmac_secret", "chains", "s3_access_key_id", "s3_secret_access_key")
 
 
@@ -420,6 +428,9 @@ class Settings(BaseSettings):
     # and hand their URLs to every child process. Production requires both.
     database_url: str | None = None
     redis_url: str | None = None
+    # Where Dramatiq's queues live: unset, Redis (redis_url); amqp://… for RabbitMQ when scaled out.
+    # Redis stays required beside it, for pub/sub, throttles and in-flight claims.
+    broker_url: str | None = None
     database_pool_size: int = Field(default=10, ge=1)
 
     api_host: str = "127.0.0.1"
@@ -494,6 +505,10 @@ class Settings(BaseSettings):
     # also how often a stream re-checks its session and user: at most 15 s of life after a logout
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=15)
     heartbeat_interval_seconds: float = Field(default=5.0, gt=0)
+    # Scheduler replicas (README, "Processes"): the leading one renews its lease (a PostgreSQL
+    # advisory lock on a session that the server ends after this long without a renewal); a standby
+    # takes over within about this long of the leader dying or hanging.
+    scheduler_lease_seconds: float = Field(default=15.0, ge=1, le=600)
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -819,6 +834,13 @@ class Settings(BaseSettings):
     def _cold_wallets_are_addresses(cls, value: dict[str, str]) -> dict[str, str]:
         return {chain: checksum_address(address, f"cold wallet of {chain}") for chain, address in value.items()}
 
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if value is not None and value.split("://", 1)[0] not in BROKER_SCHEMES:
+            raise ValueError(f"VIRTUOZ_BROKER_URL must start with {', '.join(f'{s}://' for s in BROKER_SCHEMES)}")
+        return value
+
     @field_validator("metrics_allowlist", "trusted_proxies")
     @classmethod
     def _networks_parse(cls, value: list[str]) -> list[str]:
@@ -905,17 +927,22 @@ class Settings(BaseSettings):
     def check(self, process: str | None = None) -> None:
         """Refuse configurations that must never run; called by every process at start.
 
-        ``process`` "signer": the signer reads Redis and its own files only, never PostgreSQL nor the
-        platform's secret key, so it is not asked for them (its host must hold nothing it does not use).
+        ``process`` "signer": the signer reads its queue (the broker) and its own files only, never
+        PostgreSQL nor the platform's secret key, so it is not asked for them (its host must hold
+        nothing it does not use).
         """
         if self.signer_test_pause_file is not None and self.env != "test":
             raise SettingsError("VIRTUOZ_SIGNER_TEST_PAUSE_FILE is for the test suite only")
         if not self.is_production:
             return
         problems = []
-        if not self.redis_url:
-            problems.append("VIRTUOZ_REDIS_URL is unset (embedded Redis is for devnet and tests only)")
-        if process != "signer":
+        if process == "signer":
+            if not (self.broker_url or self.redis_url):
+                problems.append("VIRTUOZ_BROKER_URL and VIRTUOZ_REDIS_URL are unset: the signer takes its requests "
+                                "from one of them")
+        else:
+            if not self.redis_url:
+                problems.append("VIRTUOZ_REDIS_URL is unset (embedded Redis is for devnet and tests only)")
             problems.extend(self._platform_problems())
         if problems:
             if "env" not in self.model_fields_set:
@@ -953,6 +980,10 @@ class Settings(BaseSettings):
                 "VIRTUOZ_DATABASE_URL is unset: run the process under `virtuoz devnet`, or point it at PostgreSQL"
             )
         return self.database_url
+
+    def require_broker_url(self) -> str:
+        """Dramatiq's broker: VIRTUOZ_BROKER_URL, else Redis."""
+        return self.broker_url or self.require_redis_url()
 
     def require_redis_url(self) -> str:
         if not self.redis_url:

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from devnet.processes import ManagedProcess, port_open
+from devnet.processes import ManagedProcess, free_port, port_open
 
 POSTGRES_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 
@@ -153,3 +153,59 @@ def wait_for_port_closed(port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while port_open(port) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")  # Debian's rabbitmq-server, run as us
+EPMD = Path("/usr/bin/epmd")
+
+
+class RabbitMQ:
+    """A private RabbitMQ node (Debian's ``rabbitmq-server``) on ``127.0.0.1:port``, its data, cookie
+    and Erlang port mapper all under ``data_dir`` and its own ports: never the system's node."""
+
+    def __init__(self, data_dir: Path, port: int, *, log_dir: Path | None = None) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self.log_dir = (log_dir or data_dir.parent).resolve()
+        self.process: ManagedProcess | None = None
+        # The node's distribution port and its own epmd, beside the AMQP port; kept for restarts.
+        self.dist_port, self.epmd_port = free_port(), free_port()
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.data_dir),  # the Erlang cookie
+            "RABBITMQ_NODENAME": f"virtuoz{port}@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_CRASH_DUMP": str(self.log_dir / "erl_crash.dump"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(self.data_dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.log_dir / "rabbitmq"),
+            "RABBITMQ_CONFIG_FILE": str(self.data_dir / "rabbitmq"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.data_dir / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.data_dir / "enabled_plugins"),
+        }
+
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def start(self, timeout: float = 60.0) -> RabbitMQ:
+        if not RABBITMQ_SERVER.exists():
+            raise RuntimeError(f"{RABBITMQ_SERVER} is missing: `make test-cluster` installs Debian's rabbitmq-server")
+        if port_open(self.port):
+            raise RuntimeError(f"port {self.port} is taken: is another RabbitMQ running?")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "enabled_plugins").write_text("[].\n")
+        # guest may log in from loopback only, which is all this node listens on.
+        (self.data_dir / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
+        self.process = ManagedProcess("rabbitmq", [str(RABBITMQ_SERVER)], env=self.env,
+                                      log_path=self.log_dir / "rabbitmq.log").start()
+        self.process.wait_until(lambda: port_open(self.port), timeout)
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop(timeout=30)
+        # Erlang started a port mapper of its own for the node: it outlives the node unless told.
+        subprocess.run([str(EPMD), "-kill"], env=self.env, capture_output=True, timeout=10, check=False)

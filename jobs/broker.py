@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import dramatiq
 import redis
 import redis.asyncio
 from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
 from dramatiq.middleware import (
@@ -29,6 +31,7 @@ from dramatiq.middleware import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.db import create_engine, session_factory, unit_of_work
+from core.settings import is_redis_url
 from jobs.metrics import JobMetrics
 from jobs.registry import (
     DEFAULT_MAX_RETRIES,
@@ -95,11 +98,13 @@ class JobDatabase(Middleware):
 def create_broker(
     redis_url: str,
     *,
+    broker_url: str | None = None,
     database_url: str | None = None,
     database_pool_size: int = 10,
     namespace: str = DEFAULT_NAMESPACE,
-) -> RedisBroker:
-    """A Redis broker with every registered job declared as an actor.
+) -> dramatiq.Broker:
+    """The broker with every registered job declared as an actor: Redis, or RabbitMQ when
+    ``broker_url`` is an ``amqp://`` URL (Redis still holds the keys kept beside the queues).
 
     Processes that only send (api, scheduler) omit ``database_url``; workers pass it. A job name
     that some module sends but no actor answers is refused here, at start, not at 3 a.m.
@@ -108,33 +113,76 @@ def create_broker(
     if missing:
         raise JobError("jobs sent but never answered (load their actors in cli.registry): "
                        + ", ".join(f"{job_name} (sent by {sender})" for job_name, sender in sorted(missing.items())))
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
     database = JobDatabase(database_url, database_pool_size)
-    broker = RedisBroker(
-        client=client,
-        namespace=namespace,
-        middleware=[
-            AgeLimit(),
-            TimeLimit(),
-            ShutdownNotifications(),
-            Callbacks(),
-            Retries(max_retries=DEFAULT_MAX_RETRIES),
-            CurrentMessage(),
-            AsyncIO(),
-            database,  # after AsyncIO: see JobDatabase.after_worker_shutdown
-            JobMetrics(),
-        ],
-    )
+    broker = message_broker(redis_url, broker_url, namespace, [
+        AgeLimit(),
+        TimeLimit(),
+        ShutdownNotifications(),
+        Callbacks(),
+        Retries(max_retries=DEFAULT_MAX_RETRIES),
+        CurrentMessage(),
+        AsyncIO(),
+        database,  # after AsyncIO: see JobDatabase.after_worker_shutdown
+        JobMetrics(),
+    ])
     for spec in registered_jobs():
         if spec.fn is not None:
             _declare_actor(broker, spec, database)
     return broker
 
 
-def close_broker(broker: RedisBroker) -> None:
-    # RedisBroker.close() leaves the client's connections open; close them too.
+class RabbitmqBesideRedis(RabbitmqBroker):
+    """Dramatiq's messages on RabbitMQ; ``client`` and ``namespace`` are the Redis the platform keeps
+    its own keys in (claims of messages in flight), as a ``RedisBroker`` has them."""
+
+    def __init__(self, url: str, *, client: redis.Redis, namespace: str, middleware: list[Middleware]) -> None:
+        # Publisher confirms: an enqueue returns once RabbitMQ has the message, or raises.
+        super().__init__(url=url, middleware=middleware, confirm_delivery=True)
+        self.client, self.namespace = client, namespace
+
+
+def message_broker(redis_url: str, broker_url: str | None, namespace: str,
+                   middleware: list[Middleware]) -> RedisBroker | RabbitmqBesideRedis:
+    """Dramatiq's broker for ``broker_url`` (unset: Redis at ``redis_url``), with ``middleware``."""
+    url = broker_url or redis_url
+    client = redis.Redis.from_url(url if is_redis_url(url) else redis_url,
+                                  socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
+    if is_redis_url(url):
+        return RedisBroker(client=client, namespace=namespace, middleware=middleware)
+    return RabbitmqBesideRedis(url, client=client, namespace=namespace, middleware=middleware)
+
+
+def close_broker(broker: dramatiq.Broker) -> None:
+    # close() leaves the Redis client's connections open; close them too.
     broker.close()
     broker.client.close()
+
+
+class QueueLengths(NamedTuple):
+    waiting: int  # ready to run, not yet taken by a worker
+    delayed: int  # retries in backoff and delayed sends, not yet taken by a worker
+    dead: int  # retries exhausted; Dramatiq keeps them a week
+
+
+def queue_lengths(broker: dramatiq.Broker, queues: Iterable[str]) -> dict[str, QueueLengths]:
+    """Each queue's lengths as the broker holds them (blocking: call it from a thread)."""
+    names = list(queues)
+    if isinstance(broker, RabbitmqBroker):
+        return {queue: QueueLengths(*broker.get_queue_message_counts(queue)) for queue in names}
+    pipe = broker.client.pipeline(transaction=False)
+    for queue in names:
+        waiting, delayed, dead = _redis_keys(broker.namespace, queue)
+        pipe.llen(waiting)
+        pipe.llen(delayed)
+        pipe.zcard(dead)
+    counts = pipe.execute()
+    return {queue: QueueLengths(*counts[3 * index:3 * index + 3]) for index, queue in enumerate(names)}
+
+
+def _redis_keys(namespace: str, queue: str) -> tuple[str, str, str]:
+    """A queue's keys in Dramatiq's Redis layout (dispatch.lua): the list of messages waiting, the
+    delay queue (itself a queue), the sorted set of dead letters."""
+    return f"{namespace}:{queue}", f"{namespace}:{queue}.DQ", f"{namespace}:{queue}.XQ"
 
 
 def _declare_actor(broker: RedisBroker, spec: JobSpec, database: JobDatabase) -> None:
@@ -178,7 +226,7 @@ async def queue_depths(
     names = list(queues)
     async with client.pipeline(transaction=False) as pipe:
         for queue in names:
-            pipe.llen(f"{namespace}:{queue}")
+            pipe.llen(_redis_keys(namespace, queue)[0])
         counts = await pipe.execute()
     return {queue: int(count) for queue, count in zip(names, counts, strict=True)}
 
@@ -193,6 +241,6 @@ async def dead_letter_counts(
     names = list(queues)
     async with client.pipeline(transaction=False) as pipe:
         for queue in names:
-            pipe.zcard(f"{namespace}:{queue}.XQ")
+            pipe.zcard(_redis_keys(namespace, queue)[2])
         counts = await pipe.execute()
     return {queue: int(count) for queue, count in zip(names, counts, strict=True)}

@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import dramatiq
-import redis
 from dramatiq.common import q_name
 from dramatiq.middleware import Middleware
 from prometheus_client import REGISTRY, Counter, Histogram
@@ -76,12 +75,10 @@ class JobMetrics(Middleware):
 
 
 class QueueCollector(Collector):
-    """Queue lengths read from Redis at scrape time (``<ns>:<queue>``, ``.DQ``, ``.XQ``)."""
+    """Queue lengths read from the broker at scrape time, by ``read``: queue → (waiting, delayed, dead)."""
 
-    def __init__(self, client: redis.Redis, queues: Iterable[str], namespace: str) -> None:
-        self.client = client
-        self.queues = sorted(queues)
-        self.namespace = namespace
+    def __init__(self, read: Callable[[], Mapping[str, tuple[int, int, int]]]) -> None:
+        self.read = read
 
     def collect(self) -> Iterator[Metric]:
         waiting = GaugeMetricFamily("virtuoz_queue_depth", "Messages waiting in each Dramatiq queue.",
@@ -92,26 +89,21 @@ class QueueCollector(Collector):
         dead = GaugeMetricFamily("virtuoz_queue_dead_letters", "Messages in each queue's dead-letter set "
                                  "(retries exhausted; kept 7 days).", labels=["queue"])
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for queue in self.queues:
-                pipe.llen(f"{self.namespace}:{queue}")
-                pipe.llen(f"{self.namespace}:{queue}.DQ")
-                pipe.zcard(f"{self.namespace}:{queue}.XQ")
-            counts = pipe.execute()
-        except redis.RedisError as error:
-            # Redis down: no queue series this scrape (absent, not a made-up zero); the worker's
-            # readiness and the broker's own errors say why.
+            lengths = self.read()
+        except Exception as error:
+            # The broker down: no queue series this scrape (absent, not a made-up zero); the worker's
+            # own errors say why.
             log.warning("queue lengths unavailable: %s", error)
             return
-        for index, queue in enumerate(self.queues):
-            waiting.add_metric([queue], counts[3 * index])
-            delayed.add_metric([queue], counts[3 * index + 1])
-            dead.add_metric([queue], counts[3 * index + 2])
+        for queue, (waiting_count, delayed_count, dead_count) in sorted(lengths.items()):
+            waiting.add_metric([queue], waiting_count)
+            delayed.add_metric([queue], delayed_count)
+            dead.add_metric([queue], dead_count)
         yield from (waiting, delayed, dead)
 
 
-def watch_queues(client: redis.Redis, queues: Iterable[str], namespace: str,
+def watch_queues(read: Callable[[], Mapping[str, tuple[int, int, int]]],
                  registry: CollectorRegistry = REGISTRY) -> QueueCollector:
-    collector = QueueCollector(client, queues, namespace)
+    collector = QueueCollector(read)
     registry.register(collector)
     return collector

@@ -13,7 +13,7 @@ import dramatiq
 
 from core.logging import configure_logging
 from core.settings import Settings, SettingsError
-from jobs.broker import close_broker, create_broker
+from jobs.broker import close_broker, create_broker, queue_lengths
 from jobs.context import set_settings
 from core.metrics import serve_metrics
 from jobs.heartbeat import HEARTBEATS
@@ -97,10 +97,11 @@ def run_worker(settings: Settings, name: str, *, worker_threads: int = DEFAULT_W
     configure_logging(settings.log_level, json=settings.log_json, process=f"worker:{name}")  # as the CLI names it
     broker = create_broker(
         settings.require_redis_url(),
+        broker_url=settings.broker_url,
         database_url=settings.require_database_url(),
         database_pool_size=settings.database_pool_size,
     )
-    watch_queues(broker.client, queues, broker.namespace)
+    watch_queues(lambda: queue_lengths(broker, queues))
     serve_metrics(settings, f"worker:{name}")
     with stop_on_signals() as stop:
         worker = start_worker(broker, queues, worker_threads=worker_threads, poll_ms=settings.worker_poll_ms)

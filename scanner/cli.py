@@ -78,7 +78,7 @@ async def _serve(settings: Settings, chain_settings: ChainSettings, metrics_port
     engine = create_engine(settings.require_database_url(), pool_size=config.concurrency + 2,
                            server_settings=session_limits(settings.scanner_lease_seconds), pre_ping=False)
     sessions = session_factory(engine)
-    broker = create_broker(settings.require_redis_url())
+    broker = create_broker(settings.require_redis_url(), broker_url=settings.broker_url)
     bind_broker(sessions, broker)
     redis = Redis.from_url(settings.require_redis_url())
     bind_publisher(sessions, redis)

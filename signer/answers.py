@@ -14,7 +14,6 @@ from typing import Any
 
 import dramatiq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import Counter, Gauge
 
 from core.sign_requests import sign_reply
@@ -49,7 +48,7 @@ def reply_message(outcome: Signed | Refused, key: Ed25519PrivateKey, replies: Re
                             options={})
 
 
-def answer(broker: RedisBroker, outcome: Signed | Refused, reply: dramatiq.Message[Any], what: str,
+def answer(broker: dramatiq.Broker, outcome: Signed | Refused, reply: dramatiq.Message[Any], what: str,
            pause: Callable[[str], None] | None = None) -> None:
     """Log the outcome, stop in the test suite's "journaled but not answered" window when asked, send the reply."""
     if isinstance(outcome, Signed):

@@ -36,13 +36,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AgeLimit, Retries, ShutdownNotifications
 from prometheus_client import Gauge
 
 from core.metrics import serve_metrics
 from core.sanctions import SanctionsList
-from core.settings import Settings, SettingsError
+from core.settings import Settings, SettingsError, is_redis_url
 from core.sign_requests import (
     CUSTODY_QUEUE,
     REFUSED_ACTOR,
@@ -110,12 +111,15 @@ def build_signer(settings: Settings, passphrase: str) -> tuple[Signer, Ed25519Pr
     return Signer(seed, settings.chains, policy, journal, request_public_key(settings)), signer_key(seed)
 
 
-def create_signer_broker(redis_url: str, *, namespace: str = DEFAULT_NAMESPACE) -> RedisBroker:
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
+def create_signer_broker(broker_url: str, *, namespace: str = DEFAULT_NAMESPACE) -> dramatiq.Broker:
+    """The signer's channel: the platform's broker, Redis or RabbitMQ (``amqp://``)."""
+    middleware = [AgeLimit(), ShutdownNotifications(), Retries(max_retries=20, min_backoff=1_000, max_backoff=30_000)]
+    if not is_redis_url(broker_url):
+        # Publisher confirms: a reply is sent once RabbitMQ has it; the request stays unacknowledged until then.
+        return RabbitmqBroker(url=broker_url, confirm_delivery=True, middleware=middleware)
+    client = redis.Redis.from_url(broker_url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
     return RedisBroker(client=client, namespace=namespace, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
-                       maintenance_chance=MAINTENANCE_CHANCE,
-                       middleware=[AgeLimit(), ShutdownNotifications(),
-                                   Retries(max_retries=20, min_backoff=1_000, max_backoff=30_000)])
+                       maintenance_chance=MAINTENANCE_CHANCE, middleware=middleware)
 
 
 WITHDRAWAL_REPLIES = Replies(CUSTODY_QUEUE, signed=(SIGNED_REPLY, SIGNED_ACTOR), refused=(REFUSED_REPLY, REFUSED_ACTOR))
@@ -132,7 +136,7 @@ def _pause_after_journal(pause_file: Path, withdrawal_id: str) -> None:
     threading.Event().wait()
 
 
-def declare_actor(broker: RedisBroker, signer: Signer, key: Ed25519PrivateKey,
+def declare_actor(broker: dramatiq.Broker, signer: Signer, key: Ed25519PrivateKey,
                   pause_file: Path | None = None) -> None:
     pause = None if pause_file is None else (lambda request_id: _pause_after_journal(pause_file, request_id))
 
@@ -165,7 +169,7 @@ def run_signer(settings: Settings, *, namespace: str = DEFAULT_NAMESPACE) -> int
     """Run until SIGTERM/SIGINT; the passphrase from its file (devnet and test: the variable)."""
     settings.check("signer")
     signer, key = build_signer(settings, read_passphrase(settings))
-    broker = create_signer_broker(settings.require_redis_url(), namespace=namespace)
+    broker = create_signer_broker(settings.require_broker_url(), namespace=namespace)
     declare_actor(broker, signer, key, settings.signer_test_pause_file)
     # Sweeps and gas top-ups (core.sweep_requests): the same keys, journal and fee caps, their own rules.
     pause_file = settings.signer_test_pause_file
@@ -190,7 +194,8 @@ def run_signer(settings: Settings, *, namespace: str = DEFAULT_NAMESPACE) -> int
     finally:
         worker.stop(timeout=SHUTDOWN_TIMEOUT_MS)
         broker.close()
-        broker.client.close()
+        if isinstance(broker, RedisBroker):
+            broker.client.close()  # close() leaves the client's connections open
         signer.journal.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -29,7 +29,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from dramatiq.brokers.redis import RedisBroker
 
 from core.sign_requests import (
     SIGNER_QUEUE,
@@ -188,7 +187,7 @@ def reply_for(outcome: Signed | Refused, key: Ed25519PrivateKey) -> dramatiq.Mes
     return reply_message(outcome, key, SWEEP_REPLIES)
 
 
-def declare_actor(broker: RedisBroker, sweeps: SweepSigner, key: Ed25519PrivateKey,
+def declare_actor(broker: dramatiq.Broker, sweeps: SweepSigner, key: Ed25519PrivateKey,
                   pause: Callable[[str], None] | None = None) -> None:
     """``signer.sign_sweep`` on the signer queue (``core.sweep_requests``). ``pause``: the test suite's
     window "journaled but not answered" (``signer.daemon``), called with the request id."""

@@ -6,11 +6,13 @@ Synchronous web3 (test set-up, like devnet/chains.py); from async tests call it 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
 from web3 import HTTPProvider, Web3
+from web3.exceptions import BlockNotFound
 
 from devnet.chains import ANVIL_DEV_KEYS, FAUCET_KEY
 
@@ -81,7 +83,7 @@ class ChainWallet:
         before = self.block_hash(number)
         for _ in range(attempts):
             self.rpc("anvil_reorg", [self.head() - number + 1, []])
-            if self.block_hash(number) != before:
+            if self._block_hash_once_mined(number) != before:
                 return
         raise AssertionError(f"block {number} survived {attempts} reorgs")
 
@@ -92,6 +94,17 @@ class ChainWallet:
     def receipt_block(self, tx_hash: str, timeout: float = 30.0) -> tuple[int, str]:
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.05)
         return receipt["blockNumber"], receipt["blockHash"].to_0x_hex()
+
+    def _block_hash_once_mined(self, number: int, timeout: float = 10.0) -> str:
+        # Under load the replacement blocks can be seen a moment after the reorg call returns.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.block_hash(number)
+            except BlockNotFound:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def block_hash(self, number: int) -> str:
         return self.w3.eth.get_block(number)["hash"].to_0x_hex()

@@ -9,6 +9,7 @@ from api.access import PUBLIC, Access
 from api.client_ip import client_address
 from api.http import json_response
 from api.keys import (
+    BROKER,
     CHAINS,
     ENGINE,
     LIVE,
@@ -23,8 +24,6 @@ from api.keys import (
 from api.ops.schemas import HealthOut, ReadinessOut, StatusOut
 from api.registry import Routes
 from core.errors import Forbidden
-from jobs.broker import queue_depths
-from jobs.registry import QUEUES
 
 root = Routes(tag="operations")
 v1 = Routes(tag="operations")
@@ -34,7 +33,8 @@ METRICS_ACCESS = Access(public=True, note="IP allowlist (VIRTUOZ_METRICS_ALLOWLI
 
 def _dependencies(request: web.Request) -> service.Dependencies:
     app = request.config_dict
-    return service.Dependencies(engine=app[ENGINE], sessions=app[SESSIONS], redis=app[REDIS], chains=app[CHAINS])
+    return service.Dependencies(engine=app[ENGINE], sessions=app[SESSIONS], redis=app[REDIS], chains=app[CHAINS],
+                                broker=app[BROKER])
 
 
 @root.get("/health", access=PUBLIC, responses={200: HealthOut})
@@ -70,10 +70,7 @@ async def metrics(request: web.Request) -> web.Response:
     if remote is None or not any(remote in network for network in settings.metrics_networks):
         raise Forbidden("Metrics are not served to this address.", code="metrics_forbidden")
     registry = request.config_dict[METRICS]
-    try:
-        registry.set_queue_depths(await queue_depths(request.config_dict[REDIS], QUEUES))
-    except Exception:  # Redis down: the rest of the exposition is still worth scraping
-        pass
+    registry.set_queue_depths(await service.queues_waiting(_dependencies(request), settings.readiness.timeout_seconds))
     await _readiness(request)  # a scrape alone keeps virtuoz_dependency_up current
     timeout = settings.readiness.timeout_seconds
     registry.set_scanner_positions(await service.scanner_positions(_dependencies(request), timeout))

@@ -189,7 +189,7 @@ async def serve(settings: Settings, names: list[str] | None = None, stop: asynci
     sessions = session_factory(engine)
     # Like every process: the broker (which loads every domain's jobs and models) for jobs sent
     # after commit, and Redis for the notifications a decision sends.
-    broker = create_broker(settings.require_redis_url())
+    broker = create_broker(settings.require_redis_url(), broker_url=settings.broker_url)
     bind_broker(sessions, broker)
     redis = Redis.from_url(settings.require_redis_url())
     bind_publisher(sessions, redis)

@@ -54,7 +54,7 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
 async def migrate(settings: Settings, chain_settings: ChainSettings, retired: str, new: str, operator: str,
                   timeout: float) -> int:
     engine = create_engine(settings.require_database_url(), pool_size=1)
-    broker = create_broker(settings.require_redis_url())
+    broker = create_broker(settings.require_redis_url(), broker_url=settings.broker_url)
     factory = session_factory(engine)
     bind_broker(factory, broker)
     print(f"{chain_settings.name}: moving {retired} (retired) -> {new}")

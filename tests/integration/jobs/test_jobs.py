@@ -25,7 +25,7 @@ from core.db import create_engine, session_factory, unit_of_work
 from core.heartbeats import ServiceHeartbeat, record_heartbeat, stale_services
 from core.metrics import serve_metrics
 from devnet.processes import free_port
-from jobs.broker import close_broker, create_broker, dead_letter_counts, queue_depths
+from jobs.broker import close_broker, create_broker, dead_letter_counts, queue_depths, queue_lengths
 from jobs.heartbeat import HEARTBEATS, WORKERS
 from jobs import registry
 from jobs.registry import JobError, bind_broker, job
@@ -319,7 +319,7 @@ async def test_a_worker_serves_its_queue_lengths_read_from_redis(broker, service
     broker.enqueue(record_beat.message(f"{service}-later"), delay=3_600_000)
 
     queues = CollectorRegistry()
-    watch_queues(broker.client, ["reports"], namespace, registry=queues)
+    watch_queues(lambda: queue_lengths(broker, ["reports"]), registry=queues)
     server = serve_metrics(settings.model_copy(update={"metrics_port": free_port()}), "worker:test", queues)
     try:
         url = f"http://127.0.0.1:{server.server_port}/metrics"

@@ -99,14 +99,14 @@ def test_unset_env_refuses_default_secret(monkeypatch, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_the_production_signer_needs_redis_only(tmp_path):
+def test_the_production_signer_needs_its_broker_only(tmp_path):
     # The signer never opens PostgreSQL nor uses the platform's secret key: asking for them would
     # put the database password and the secret key on the one host that must hold nothing else.
     signer_only = Settings(env="production", redis_url="redis://cache:6379/0")
     signer_only.check("signer")
     with pytest.raises(SettingsError, match="VIRTUOZ_DATABASE_URL is unset"):
         signer_only.check("api")
-    with pytest.raises(SettingsError, match="VIRTUOZ_REDIS_URL is unset"):
+    with pytest.raises(SettingsError, match="the signer takes its requests from one of them"):
         Settings(env="production").check("signer")
 
     result = subprocess.run(
@@ -118,3 +118,17 @@ def test_the_production_signer_needs_redis_only(tmp_path):
     assert result.returncode != 0
     assert "refusing to start in production" not in result.stderr
     assert "PASSPHRASE" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_broker_is_redis_unless_an_amqp_url_is_given():
+    assert Settings(env="test", redis_url="redis://cache:6379/0").require_broker_url() == "redis://cache:6379/0"
+    rabbit = Settings(env="test", redis_url="redis://cache:6379/0", broker_url="amqp://mq:5672/%2F")
+    assert rabbit.require_broker_url() == "amqp://mq:5672/%2F"
+    with pytest.raises(ValueError, match="VIRTUOZ_BROKER_URL"):
+        Settings(env="test", broker_url="http://mq:5672/")
+    # Redis stays required beside RabbitMQ (pub/sub, throttles, in-flight claims); the signer needs
+    # only the channel its requests come in on.
+    production = {**PRODUCTION_OK, "redis_url": None, "broker_url": "amqp://mq:5672/%2F"}
+    with pytest.raises(SettingsError, match="VIRTUOZ_REDIS_URL is unset"):
+        Settings(**production).check("api")
+    Settings(env="production", broker_url="amqp://mq:5672/%2F").check("signer")
