@@ -13,7 +13,7 @@ from core.settings import Settings
 from custody import ledger
 from custody.escrow.service import link_seller
 from identity import email_verification, service
-from identity.models import User
+from identity.models import LOCK_USER, User
 from notifications.emails import product_email
 from notifications.product_emails import queue_verification_email
 
@@ -39,7 +39,7 @@ async def _send_verification(session: AsyncSession, settings: Settings, user: Us
 async def resend_verification(session: AsyncSession, settings: Settings, redis: Redis,
                               user_id: uuid.UUID) -> tuple[User, datetime]:
     """A new link for the caller (the earlier ones stop working) and its expiry; throttled per user."""
-    user = await session.get_one(User, user_id, with_for_update=True)  # resends at once: the last link works
+    user = await session.get_one(User, user_id, with_for_update=LOCK_USER)  # resends at once: the last link works
     if user.email_verified:
         raise email_verification.AlreadyVerified()
     await email_verification.count_resend(redis, settings, user.id)

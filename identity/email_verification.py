@@ -26,7 +26,7 @@ from core.crypto import token_digest
 from core.errors import Conflict, Forbidden, InvalidInput, TooManyRequests
 from core.settings import Settings
 from core.time import utcnow
-from identity.models import EmailVerificationToken, User
+from identity.models import LOCK_USER, EmailVerificationToken, User
 
 RESEND_PREFIX = "virtuoz:email-verification-resends"
 PAGE = "/verify-email"  # served by the integrator's front end (on the devnet, by the API)
@@ -67,7 +67,7 @@ async def consume(session: AsyncSession, token: str) -> User:
     )
     if row is None or row.used_at is not None or row.expires_at <= utcnow():
         raise InvalidToken()
-    user = await session.get_one(User, row.user_id, with_for_update=True)
+    user = await session.get_one(User, row.user_id, with_for_update=LOCK_USER)
     if user.email != row.email:  # sent to an address the account no longer has
         raise InvalidToken()
     row.used_at = utcnow()

@@ -15,6 +15,13 @@ ROLES = ("customer", "support", "operator", "compliance", "admin")
 STAFF_ROLES = frozenset({"support", "operator", "compliance", "admin"})
 
 
+# How a user's row is locked (a step-up, an MFA or password change, a role change): FOR NO KEY
+# UPDATE. FOR UPDATE would also block the FOR KEY SHARE that PostgreSQL takes on it to check every
+# foreign key naming the user (a ledger account, a deposit, a notification written meanwhile): a
+# withdrawal request and a deposit credit of the same customer deadlocked on it. The id never changes.
+LOCK_USER = {"key_share": True}
+
+
 class User(IdMixin, TimestampMixin, Base):
     __tablename__ = "users"
 

@@ -25,7 +25,7 @@ from core.pagination import keyset_before, next_page
 from core.settings import Settings
 from core.time import utcnow
 from identity import mfa, passwords, throttle
-from identity.models import ROLES, AuthSession, RecoveryCode, RefreshToken, User
+from identity.models import LOCK_USER, ROLES, AuthSession, RecoveryCode, RefreshToken, User
 from identity.tokens import issue_access_token, new_refresh_token
 
 
@@ -99,7 +99,7 @@ async def register(session: AsyncSession, email: str, password: str, display_nam
 
 async def update_profile(session: AsyncSession, user_id: uuid.UUID, changes: dict[str, str]) -> User:
     """The user's own display name and locale; an audit event names what changed (no event if nothing did)."""
-    user = await session.get_one(User, user_id, with_for_update=True)
+    user = await session.get_one(User, user_id, with_for_update=LOCK_USER)
     if "locale" in changes:
         changes = {**changes, "locale": normalize_locale(changes["locale"])}
     changed = {name: value for name, value in changes.items() if getattr(user, name) != value}
@@ -138,7 +138,7 @@ async def login(session: AsyncSession, redis: Redis, settings: Settings, *, emai
     email = normalize_email(email)
     # Counted before the password is verified: a burst of guesses cannot all pass one check.
     attempt = await throttle.reserve_login(redis, settings, email, ip)
-    user = await session.scalar(select(User).where(User.email == email).with_for_update())
+    user = await session.scalar(select(User).where(User.email == email).with_for_update(**LOCK_USER))
     # Unknown emails verify against a dummy hash: same work, same answer, no enumeration.
     password_ok = await passwords.verify_password(user.password_hash if user else passwords.dummy_hash(), password)
     if user is None or not password_ok:
@@ -285,7 +285,7 @@ async def _confirm_step_up(session: AsyncSession, settings: Settings, redis: Red
     the password and, when MFA is on, a current code, every failure counted on the step-up counters
     (the row lock serializes their check and count), so a stolen session cannot guess its way to
     turning MFA off or taking the account over."""
-    user = await session.get_one(User, user_id, with_for_update=True)
+    user = await session.get_one(User, user_id, with_for_update=LOCK_USER)
     await throttle.check_step_up(redis, settings, user_id)
     if not await passwords.verify_password(user.password_hash, password):
         await throttle.record_step_up_failure(redis, settings, user_id)
@@ -333,7 +333,7 @@ async def mfa_verify(session: AsyncSession, settings: Settings, user: User, code
 async def mfa_disable(session: AsyncSession, settings: Settings, redis: Redis, user_id: uuid.UUID, *,
                       password: str, code: str) -> None:
     """Turn MFA off with the password and a current code (or a recovery code)."""
-    user = await session.get_one(User, user_id, with_for_update=True)
+    user = await session.get_one(User, user_id, with_for_update=LOCK_USER)
     if not user.mfa_enabled:
         raise Conflict("Two-factor authentication is not on.", code="mfa_not_enabled")
     await _confirm_step_up(session, settings, redis, user_id, password, code, recovery_allowed=True,
@@ -351,7 +351,7 @@ async def change_password(session: AsyncSession, settings: Settings, redis: Redi
     """A new password, confirmed like an MFA change (the current password, a current TOTP code when
     MFA is on; recovery codes are for a lost authenticator, not for this); every other session of
     the user is revoked, the one that asked stays. Returns how many were revoked."""
-    user = await session.get_one(User, user_id, with_for_update=True)
+    user = await session.get_one(User, user_id, with_for_update=LOCK_USER)
     passwords.check_policy(new_password, user.email)  # the registration policy, before any guess is counted
     await _confirm_step_up(session, settings, redis, user_id, current_password, totp_code, recovery_allowed=False,
                            refused_event="user.password_change_refused")
@@ -372,7 +372,7 @@ async def require_step_up(session: AsyncSession, settings: Settings, redis: Redi
                           code: str | None) -> None:
     """For sensitive actions (withdrawals): a fresh TOTP code when the user has MFA on. Wrong codes
     are counted: past the limit, 429 until the window ends (even for a right code)."""
-    user = await session.get_one(User, user_id, with_for_update=True)
+    user = await session.get_one(User, user_id, with_for_update=LOCK_USER)
     if not user.mfa_enabled:
         return
     if not code:
@@ -435,7 +435,7 @@ async def list_users(session: AsyncSession, *, email: str | None, role: str | No
 
 async def _lock_admins(session: AsyncSession) -> list[uuid.UUID]:
     return list(await session.scalars(
-        select(User.id).where(any_(User.roles) == "admin", User.status == "active").with_for_update()
+        select(User.id).where(any_(User.roles) == "admin", User.status == "active").with_for_update(**LOCK_USER)
     ))
 
 

@@ -25,7 +25,7 @@ from compliance.screening import service as screening
 from core import audit
 from core.errors import Forbidden, InvalidInput, NotFound
 from core.time import utcnow
-from identity.models import User
+from identity.models import LOCK_USER, User
 from notifications.service import notify
 
 AGGREGATE = "kyc_case"
@@ -50,7 +50,7 @@ class QueueItem:
 
 
 async def _status(session: AsyncSession, user_id: uuid.UUID) -> str:
-    status = await session.scalar(select(User.kyc_status).where(User.id == user_id).with_for_update())
+    status = await session.scalar(select(User.kyc_status).where(User.id == user_id).with_for_update(**LOCK_USER))
     if status is None:
         raise NotFound("No such user.", code="user_not_found")
     return status

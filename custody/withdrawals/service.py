@@ -61,7 +61,7 @@ from custody.withdrawals.models import Withdrawal, WithdrawalApproval, Withdrawa
 from custody.withdrawals.policy import checks
 from custody.withdrawals.states import FINAL, transition
 from identity.email_verification import require_verified as require_email_verified
-from identity.models import User
+from identity.models import LOCK_USER, User
 from identity.service import require_step_up
 from notifications import service as notifications
 
@@ -321,7 +321,7 @@ async def step_up_approver(session: AsyncSession, settings: Settings, redis: Red
     """An approval moves customers' money: a stolen operator session alone must not do it. Every
     approval takes a fresh TOTP code of the approver (each code once), and an approver without MFA
     is refused outright rather than waved through."""
-    approver = await session.get_one(User, operator_id, with_for_update=True)  # MFA cannot be turned off meanwhile
+    approver = await session.get_one(User, operator_id, with_for_update=LOCK_USER)  # MFA cannot be turned off meanwhile
     if not approver.mfa_enabled:
         raise MfaRequiredForApproval()
     await require_step_up(session, settings, redis, operator_id, totp_code)
