@@ -45,7 +45,7 @@ async def track_sweeps(session: AsyncSession) -> None:
     """One ``treasury.track_sweep`` per sweep in flight, unless the last one is still waiting."""
     subjects = await pipeline.active_sweeps(session)
     for subject in await inflight.claim(session, TRACK_SWEEP, subjects, TRACK_EXPIRES_AFTER_MS):
-        jobs.send_after_commit(session, TRACK_SWEEP, subject)
+        inflight.send_after_commit(session, TRACK_SWEEP, subject)
 
 
 @job(TRACK_SWEEP, queue=TREASURY_QUEUE, max_retries=0, expires_after_ms=TRACK_EXPIRES_AFTER_MS)

@@ -135,4 +135,4 @@ async def track_withdrawals(session: AsyncSession) -> None:
     for job_name, subjects in ((TRACK_WITHDRAWAL, await pipeline.active_withdrawals(session)),
                                (TRACK_FILLER, await fillers.active_fillers(session))):
         for subject in await inflight.claim(session, job_name, subjects, TRACK_EXPIRES_AFTER_MS):
-            jobs.send_after_commit(session, job_name, subject)
+            inflight.send_after_commit(session, job_name, subject)
