@@ -34,9 +34,10 @@ lint: $(INSTALLED)
 test: install lint
 	VIRTUOZ_ENV=test $(BIN)/pytest $(PYTEST_ARGS) --ignore=tests/cluster
 
-# The platform scaled out on RabbitMQ (tests/cluster); one cluster at a time, so no -n.
+# The platform scaled out on RabbitMQ (tests/cluster); one cluster at a time, so no -n; -s shows
+# the table of what it did and saw.
 test-cluster: install $(RABBITMQ)
-	VIRTUOZ_ENV=test $(BIN)/pytest tests/cluster
+	VIRTUOZ_ENV=test $(BIN)/pytest tests/cluster -s
 
 $(RABBITMQ):
 	apt-get update -qq

@@ -285,8 +285,7 @@ def lay_ground(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, Any],
     return Ground(data_dir, database_url, redis, anvil, usdc, hot_wallet)
 
 
-def build_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, Any],
-                  extra_env: dict[str, str] | None = None) -> Cluster:
+def build_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, Any]) -> Cluster:
     ground = lay_ground(root, postgres, artifact, database_prefix="withdrawals", native_wei=500 * 10**18,
                         usdc_minor=10**12)
     data_dir, database_url, redis, anvil, usdc = (ground.data_dir, ground.database_url, ground.redis, ground.anvil,
@@ -327,7 +326,6 @@ def build_cluster(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, An
         "VIRTUOZ_WITHDRAWAL_FEES": json.dumps({"ETH": "0.001", "USDC": "1"}),
         "VIRTUOZ_SIGNER_LIMITS": json.dumps(CUSTODY_SIGNER_LIMITS),
         "VIRTUOZ_KYC_WITHDRAWAL_LIMITS": "{}",  # the customers here are unverified (compliance.kyc.limits)
-        **(extra_env or {}),
     }
     cluster = ground.cluster(artifact, f"http://127.0.0.1:{api_port}", env, vasps)
     cluster.start_signer()

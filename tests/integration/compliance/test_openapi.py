@@ -1,13 +1,10 @@
-"""The compliance routes document themselves: the OpenAPI document stays valid 3.1 with them mounted."""
+"""The compliance routes document themselves (the whole document's validity: tests/unit/api/test_openapi_contract.py)."""
 
 from __future__ import annotations
 
-from openapi_spec_validator import validate
 
-
-async def test_openapi_with_compliance_routes_is_valid_3_1(client) -> None:
+async def test_openapi_documents_the_compliance_routes(client) -> None:
     document = await (await client.get("/api/v1/openapi.json")).json()
-    validate(document)
     paths = document["paths"]
     assert {"/api/v1/me/kyc", "/api/v1/admin/kyc/queue", "/api/v1/admin/kyc/{user_id}/decision",
             "/api/v1/compliance/reports", "/api/v1/compliance/reports/{jurisdiction}",
