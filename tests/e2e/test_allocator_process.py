@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from bip_utils import Bip32Secp256k1, Bip39SeedGenerator
-from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,7 +20,6 @@ from core.db import create_engine, session_factory
 from custody.addresses.models import DepositAddress
 from custody.hd import deposit_address
 from devnet.processes import ManagedProcess
-from jobs.broker import close_broker, create_broker
 from jobs.registry import registered_jobs
 from signer.derivation import ChainKeys
 from signer.exports import write_exports
@@ -34,16 +32,6 @@ REFILL_TIMEOUT = 20.0
 EXIT_TIMEOUT = 10.0
 MNEMONIC = "test test test test test test test test test test test junk"
 BATCH = 12
-
-
-@pytest.fixture
-def broker(redis_url: str) -> Iterator[RedisBroker]:
-    """Sends on the default namespace, the one the worker consumes."""
-    broker = create_broker(redis_url)
-    broker.flush_all()
-    yield broker
-    broker.flush_all()
-    close_broker(broker)
 
 
 @pytest.fixture

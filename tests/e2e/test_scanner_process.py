@@ -35,7 +35,6 @@ from custody.addresses.service import allocate
 from custody.deposits.models import CREDITED, REORGED, Deposit
 from devnet.chains import AnvilChain, deploy_usdc
 from devnet.processes import ManagedProcess
-from jobs.broker import close_broker, create_broker
 from jobs.registry import bind_broker
 from tests.chain_fixtures import anvil_chain, usdc_artifact, usdc_cache_dir  # noqa: F401
 from tests.chain_wallet import ChainWallet
@@ -58,16 +57,6 @@ def database_url(postgres) -> str:
     url = postgres.url(name)
     upgrade(url)
     return url
-
-
-@pytest.fixture
-def broker(redis_url: str) -> Iterator[RedisBroker]:
-    """Sends on the default namespace, the one the worker process consumes; emptied around the test."""
-    broker = create_broker(redis_url)
-    broker.flush_all()
-    yield broker
-    broker.flush_all()
-    close_broker(broker)
 
 
 @pytest.fixture

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio
-from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.db import create_engine
 from core.migrate import upgrade
 from devnet.processes import ManagedProcess, free_port
-from jobs.broker import DEFAULT_NAMESPACE, close_broker, create_broker
+from jobs.broker import DEFAULT_NAMESPACE
 from jobs.runs import ScheduledRun
 
 pytestmark = pytest.mark.e2e
@@ -47,16 +46,6 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url, pool_size=2)
     yield engine
     await engine.dispose()
-
-
-@pytest.fixture
-def broker(redis_url: str) -> Iterator[RedisBroker]:
-    """The default namespace, the one the schedulers send on; emptied around the test."""
-    broker = create_broker(redis_url)
-    broker.flush_all()
-    yield broker
-    broker.flush_all()
-    close_broker(broker)
 
 
 @pytest.fixture

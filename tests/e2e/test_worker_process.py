@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio
-from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db import create_engine, session_factory, unit_of_work
 from core.heartbeats import ServiceHeartbeat
 from devnet.processes import ManagedProcess
-from jobs.broker import close_broker, create_broker, queue_depths
+from jobs.broker import queue_depths
 from jobs.heartbeat import HEARTBEATS, WORKERS
 
 pytestmark = pytest.mark.e2e
@@ -27,16 +26,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # a loaded 2-core runner take well over 20 s to beat.
 READY_TIMEOUT = 60.0
 EXIT_TIMEOUT = 10.0
-
-
-@pytest.fixture
-def broker(redis_url: str) -> Iterator[RedisBroker]:
-    """Sends on the default namespace, the one the child processes consume."""
-    broker = create_broker(redis_url)
-    broker.flush_all()
-    yield broker
-    broker.flush_all()
-    close_broker(broker)
 
 
 @pytest.fixture
