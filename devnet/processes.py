@@ -11,6 +11,7 @@ import ctypes
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,10 +33,23 @@ def _die_with_parent(signal_number: int) -> Callable[[], None]:
     return set_parent_death_signal
 
 
+# Below Linux's ephemeral range (32768-60999 by default), where the kernel never puts a client socket.
+_SERVER_PORTS = range(20_000, 32_000)
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A free port for a server to listen on, outside the ephemeral range. A port from the kernel's
+    own pick (bind to 0) is in that range, where any outgoing connection may take it before the
+    server binds it, or while a server restarts on it (a client retrying the stopped server can
+    even connect to itself there, TCP's simultaneous open): the server then fails EADDRINUSE."""
+    for port in random.sample(_SERVER_PORTS, 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_SERVER_PORTS.start}-{_SERVER_PORTS.stop - 1}")
 
 
 def side_by_side_env(data_dir: Path) -> dict[str, str]:

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from devnet.processes import ManagedProcess, free_port, port_open
+from devnet.processes import ManagedProcess, port_open, free_port
 
 POSTGRES_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 

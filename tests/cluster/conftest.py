@@ -17,6 +17,6 @@ from devnet.servers import RabbitMQ
 @pytest.fixture(scope="session")
 def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
     root: Path = tmp_path_factory.mktemp("rabbitmq")
-    server = RabbitMQ(root / "data", free_port(), log_dir=root).start()
+    server = RabbitMQ(root / "data", free_port(), log_dir=root).start()  # restarted by the tests
     yield server
     server.stop()

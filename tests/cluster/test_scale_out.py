@@ -255,7 +255,7 @@ def build_platform(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, A
                "native": chain.native, "confirmations": CONFIRMATIONS, "finality": "confirmations",
                "tokens": {"USDC": usdc[chain.name]}, "account": chain.account, "start_height": 0}
               for chain in CHAINS]
-    api_ports = [free_port(), free_port()]
+    api_ports = [free_port(), free_port()]  # api-b is started again on its port
     high = json.dumps({"ETH": "1000", "POL": "1000000", "USDC": "1000000"})
     env = {
         **{name: value for name, value in os.environ.items() if not name.startswith("VIRTUOZ_")},
