@@ -84,6 +84,26 @@ def close_after_transaction(session: AsyncSession, store: FileStore) -> None:
     on_rollback(session, store.close)
 
 
+class Measured:
+    """The chunks of an upload, counted and hashed as they pass; past ``max_bytes`` it raises at once
+    (413), before the chunk that crosses the limit is stored. Every file store saves through it."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], max_bytes: int) -> None:
+        self.chunks, self.max_bytes = chunks, max_bytes
+        self.size, self.digest = 0, hashlib.sha256()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.chunks:
+            self.size += len(chunk)
+            if self.size > self.max_bytes:
+                raise PayloadTooLarge(details={"max_bytes": self.max_bytes})
+            self.digest.update(chunk)
+            yield chunk
+
+    def stored(self, key: str) -> StoredFile:
+        return StoredFile(key, self.size, self.digest.hexdigest())
+
+
 class LocalFileStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -97,14 +117,10 @@ class LocalFileStore:
         final = self._path(key)
         temporary = self.root / ".incoming" / f"{uuid.uuid4()}.part"
         await asyncio.to_thread(temporary.parent.mkdir, parents=True, exist_ok=True)
-        digest, size = hashlib.sha256(), 0
+        measured = Measured(chunks, max_bytes)
         handle = await asyncio.to_thread(open, temporary, "wb")
         try:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(details={"max_bytes": max_bytes})
-                digest.update(chunk)
+            async for chunk in measured:
                 await asyncio.to_thread(handle.write, chunk)
             await asyncio.to_thread(handle.flush)
             await asyncio.to_thread(os.fsync, handle.fileno())
@@ -115,7 +131,7 @@ class LocalFileStore:
             handle.close()
             temporary.unlink(missing_ok=True)
             raise
-        return StoredFile(key, size, digest.hexdigest())
+        return measured.stored(key)
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
         handle = await asyncio.to_thread(open, self._path(key), "rb")

@@ -12,7 +12,6 @@ signature are ever put in a log line or an error.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -25,9 +24,8 @@ from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
-from core.errors import PayloadTooLarge
 from core.settings import Settings
-from core.storage import CHUNK, Area, StoredFile, shard_path
+from core.storage import CHUNK, Area, Measured, StoredFile, shard_path
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +110,11 @@ class S3FileStore:
         upload is aborted, so no object appears and no parts stay behind (S3 keeps and bills them)."""
         object_key = self.object_key(key)  # refuses a bad key before anything is sent
         client = await self._s3()
-        digest, size, pending = hashlib.sha256(), 0, bytearray()
+        measured, pending = Measured(chunks, max_bytes), bytearray()
         upload_id: str | None = None
         parts: list[dict[str, Any]] = []
         try:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(details={"max_bytes": max_bytes})
-                digest.update(chunk)
+            async for chunk in measured:
                 pending += chunk
                 while len(pending) >= self.part_bytes:
                     if upload_id is None:
@@ -142,7 +136,7 @@ class S3FileStore:
                 # Shielded: a request cancelled while uploading must still abort what it began.
                 await asyncio.shield(self._abort(client, object_key, upload_id))
             raise
-        return StoredFile(key, size, digest.hexdigest())
+        return measured.stored(key)
 
     async def _upload_part(self, client: Any, object_key: str, upload_id: str, number: int,
                            body: bytes) -> dict[str, Any]:
