@@ -145,7 +145,9 @@ _INSERT_NEW = text(
     " AS x(id, chain, tx_hash, log_index, tx_log_index, revision, supersedes, block_number, block_hash, from_address,"
     " to_address, user_id, asset, amount)"
     " CROSS JOIN LATERAL (SELECT greatest(0, coalesce(CAST(:height AS bigint) - x.block_number + 1, 0)) AS counted) AS c"
-    " ON CONFLICT (chain, tx_hash, tx_log_index) WHERE state <> 'orphaned' DO NOTHING"
+    # No conflict target: with one (the live key's index), a key inserted at the same moment by
+    # another recording passes that check first, then fails on the (key, revision) constraint.
+    " ON CONFLICT DO NOTHING"
     " RETURNING id, credit_requested_at IS NOT NULL AS due"
 )
 

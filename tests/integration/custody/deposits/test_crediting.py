@@ -397,3 +397,32 @@ async def test_a_token_row_recorded_before_0023_is_still_matched_by_its_block_po
     assert again == tracking.Recorded(first.deposit_id, "known")
     assert len(await rows_of_key(factory, chain, tx)) == 1
     assert await available(factory, user, "USDC") == 8 * USDC
+
+
+# One key recorded by eight at once, a hundred times over: the failure was seen every run here.
+ROUNDS, KEYS, RECORDERS = 100, 1, 8
+
+
+async def test_concurrent_recordings_of_the_same_new_deposits_never_fail(factory) -> None:
+    """The scanner and ingests recording the same fresh keys at once: one row per key, each
+    recording told the same deposits, none failing. PostgreSQL checks ON CONFLICT's arbiter
+    before inserting, so two inserts of a key can both pass it; only the insert's own unique
+    index entries catch the second, and on an index not named as arbiter that is an error."""
+    chain = chain_name()
+    user = await make_user(factory, tag="race")
+    for _ in range(ROUNDS):
+        seen = [observed(chain, user, tx_hash(), amount=USDC, block=5, log_index=index) for index in range(KEYS)]
+        results = await asyncio.gather(*(record(factory, *seen, height=5) for _ in range(RECORDERS)),
+                                       return_exceptions=True)
+        failures = [result for result in results if isinstance(result, BaseException)]
+        assert not failures, failures[0]
+        assert len({tuple(item.deposit_id for item in result) for result in results}) == 1
+        async with factory() as session:
+            keys = (await session.execute(select(Deposit.tx_hash).where(Deposit.chain == chain,
+                                                                        Deposit.tx_hash.in_([s.tx_hash for s in seen])))).all()
+        assert len(keys) == len(seen)
+
+
+
+ROUNDS = 60
+KEYS = 3
