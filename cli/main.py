@@ -12,6 +12,7 @@ from cli.audit import add_commands as add_audit_commands
 from cli.operator import add_commands as add_operator_commands
 from compliance.cli import add_commands as add_compliance_commands
 from compliance.travel_rule.cli import add_commands as add_trp_commands
+from core.allocator import return_large_blocks
 from core.logging import configure_logging
 from core.settings import Settings, SettingsError, load_settings
 from custody.books.cli import add_commands as add_ledger_commands
@@ -96,6 +97,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return_large_blocks()
     args = parser().parse_args(argv)
     if getattr(args, "offline", False):  # reads no setting: a customer checking a proof has none
         return args.run(None, args)
