@@ -12,7 +12,10 @@ API's workers). The load comes from 127.0.0.1 only and every phase ends by itsel
   ``GET /api/v1/wallet/balances`` with a Bearer token, for ``--seconds`` per round, against the
   bare server answering the same JSON body (serialized per request) and the API, rounds
   alternating. The best round of each counts; p99 is over every measured request of that side.
-  Prints ``ratio api/bare`` (requests/s) and both p99s.
+  Prints ``ratio api/bare`` (requests/s) and both p99s. A third server, the floor, measured in
+  the same rounds: the bare server reading the same balance rows with raw asyncpg per request (a
+  pool as large as the API's, the user taken from the token unverified) — what any API that reads
+  the database per request can reach here at best; ``floor/bare`` bounds ``api/bare``.
 - writes: the same clients ``POST /api/v1/escrow`` (create; a fresh ``Idempotency-Key`` each):
   requests/s and p99.
 - fan-out: ``--subscribers`` users (one stream each, distinct users: a stream follows its user's
@@ -42,7 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +56,8 @@ from typing import Any
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 import aiohttp
+import asyncpg
+import jwt
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -170,17 +175,34 @@ def describe(name: str, measured: Measured) -> str:
 
 # --- the bare baseline server ---------------------------------------------------------------------
 
-def serve_bare(port: int, body: str) -> None:
-    """One process of the baseline: the same JSON body, serialized per request, nothing else."""
+# What the floor server reads per request: the rows ledger.balances reads, by hand.
+FLOOR_READ = "SELECT currency, kind, balance FROM ledger_accounts WHERE owner_type = 'user' AND user_id = $1"
+
+
+def serve_bare(port: int, body: str, database_url: str | None = None, pool_size: int = 0) -> None:
+    """One process of the baseline: the same JSON body, serialized per request, nothing else. With
+    ``database_url``, the floor: before answering, the balance rows of the user named by the
+    token's ``sub`` (not verified) read with raw asyncpg from a pool of ``pool_size``."""
     document = json.loads(body)
+    pool = web.AppKey("pool", asyncpg.Pool)
 
     async def balances(request: web.Request) -> web.Response:
+        if database_url is not None:
+            token = request.headers["Authorization"].removeprefix("Bearer ")
+            user_id = uuid.UUID(jwt.decode(token, options={"verify_signature": False})["sub"])
+            await request.app[pool].fetch(FLOOR_READ, user_id)
         return web.json_response(document)
 
     async def pid(request: web.Request) -> web.Response:
         return web.Response(text=str(os.getpid()))
 
+    async def connections(app: web.Application) -> AsyncIterator[None]:
+        async with asyncpg.create_pool(database_url, min_size=pool_size, max_size=pool_size) as app[pool]:
+            yield
+
     app = web.Application()
+    if database_url is not None:
+        app.cleanup_ctx.append(connections)
     app.router.add_get(BALANCES, balances)
     app.router.add_get("/pid", pid)
     web.run_app(app, host=HOST, port=port, reuse_port=True, access_log=None, print=None)
@@ -344,7 +366,7 @@ async def bench(args: argparse.Namespace, root: Path, database_url: str, redis_u
     try:
         _, reader_tokens = await make_users(sessions, settings, args.clients, credit=True)
 
-        api_port, bare_port = free_port(), free_port()
+        api_port = free_port()
         env = {
             **os.environ, "VIRTUOZ_ENV": "test", "VIRTUOZ_DATA_DIR": str(root / "data"),
             "VIRTUOZ_DATABASE_URL": database_url, "VIRTUOZ_REDIS_URL": redis_url, "VIRTUOZ_CHAINS": "[]",
@@ -366,30 +388,38 @@ async def bench(args: argparse.Namespace, root: Path, database_url: str, redis_u
         status, body = await fresh_get_with(api_url + BALANCES, reader_tokens[0])
         assert status == 200, body
 
-        bare = [ManagedProcess(f"bare-{index}", [sys.executable, str(Path(__file__).resolve()), "--bare-port",
-                                                 str(bare_port), "--bare-body", body],
-                               cwd=REPO_ROOT, log_path=logs / f"bare-{index}.log").start()
-                for index in range(args.workers)]
-        processes.extend(bare)
-        bare_url = f"http://{HOST}:{bare_port}"
-        bare_pids: set[str] = set()
+        async def baseline(name: str, *database: str) -> str:
+            port = free_port()
+            servers = [ManagedProcess(f"{name}-{index}", [sys.executable, str(Path(__file__).resolve()), "--bare-port",
+                                                          str(port), "--bare-body", body, *database],
+                                      cwd=REPO_ROOT, log_path=logs / f"{name}-{index}.log").start()
+                       for index in range(args.workers)]
+            processes.extend(servers)
+            url = f"http://{HOST}:{port}"
+            pids: set[str] = set()
 
-        async def bare_processes() -> set[str]:
-            bare_pids.add((await fresh_get(bare_url + "/pid"))[1])
-            return bare_pids
+            async def answered() -> set[str]:
+                pids.add((await fresh_get(url + "/pid"))[1])
+                return pids
 
-        await until_every_process_answers(bare, bare_port, args.workers, bare_processes)
+            await until_every_process_answers(servers, port, args.workers, answered)
+            return url
+
+        targets = {"bare": await baseline("bare"),
+                   "floor": await baseline("floor", "--bare-database", database_url, "--bare-pool-size",
+                                           str(2 * settings.database_pool_size)),
+                   "api": api_url}
         print(f"api bench: {args.clients} clients, {args.seconds:g}s x {args.rounds} rounds, {args.workers} API and "
               f"bare processes, {args.load_processes} load process(es), {os.cpu_count()} CPUs (load average "
               f"{os.getloadavg()[0]:.1f} before); body {len(body)} bytes: {body}")
 
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=args.load_processes, mp_context=spawn) as pool:
-            for target in (bare_url, api_url):  # warm up: connections, pools, caches
+            for target in targets.values():  # warm up: connections, pools, caches
                 run_round(pool, args.load_processes, target + BALANCES, "GET", reader_tokens, min(2.0, args.seconds))
-            measured: dict[str, list[Measured]] = {"bare": [], "api": []}
+            measured: dict[str, list[Measured]] = {name: [] for name in targets}
             for number in range(args.rounds):
-                for name, target in (("bare", bare_url), ("api", api_url)):
+                for name, target in targets.items():
                     round_result = run_round(pool, args.load_processes, target + BALANCES, "GET", reader_tokens,
                                              args.seconds)
                     measured[name].append(round_result)
@@ -416,13 +446,19 @@ async def bench(args: argparse.Namespace, root: Path, database_url: str, redis_u
         print(f"bare aiohttp ({args.workers} processes): {best['bare'].rps:8.0f} req/s, p99 {1000 * p99['bare']:.1f} ms")
         print(f"API GET {BALANCES} ({args.workers} workers): {best['api'].rps:8.0f} req/s, "
               f"p99 {1000 * p99['api']:.1f} ms")
+        print(f"floor, bare + one raw asyncpg read per request ({args.workers} processes): "
+              f"{best['floor'].rps:8.0f} req/s, p99 {1000 * p99['floor']:.1f} ms")
         print(f"ratio api/bare: {best['api'].rps / best['bare'].rps:.2f}")
+        print(f"ratio floor/bare: {best['floor'].rps / best['bare'].rps:.2f} (what one database read per request "
+              f"leaves of the bare server), api/floor: {best['api'].rps / best['floor'].rps:.2f}")
         print(f"API POST {ESCROW} (create, Idempotency-Key): {best_write.rps:8.0f} req/s, p99 {1000 * write_p99:.1f} ms")
         print(f"load average {os.getloadavg()[0]:.1f} at the end (other work on this machine skews every figure)")
         delays = [fanout.last - fanout.committed for fanout in fanouts]
-        print(f"SSE fan-out to {args.subscribers} streams, commit -> last delivery: median "
-              f"{1000 * statistics.median(delays):.1f} ms, max {1000 * max(delays):.1f} ms over {len(delays)} commits")
-        failed = any(result.errors for result in (*measured["bare"], *measured["api"], *writes))
+        if delays:
+            print(f"SSE fan-out to {args.subscribers} streams, commit -> last delivery: median "
+                  f"{1000 * statistics.median(delays):.1f} ms, max {1000 * max(delays):.1f} ms over {len(delays)} commits")
+        failed = any(result.errors for result in (*(result for rounds in measured.values() for result in rounds),
+                                                  *writes))
         if failed:
             print("some requests failed (see NON-2xx above): FAILED")
         if any(fanout.remaining for fanout in fanouts):
@@ -456,9 +492,11 @@ def main() -> int:
                                                   "the temporary directory, removed at the end)")
     parser.add_argument("--bare-port", type=int, help=argparse.SUPPRESS)  # internal: one bare server process
     parser.add_argument("--bare-body", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-database", help=argparse.SUPPRESS)  # internal: a floor server's database
+    parser.add_argument("--bare-pool-size", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_port:
-        serve_bare(args.bare_port, args.bare_body)
+        serve_bare(args.bare_port, args.bare_body, args.bare_database, args.bare_pool_size)
         return 0
     os.environ.setdefault("XDG_RUNTIME_DIR", str(Path(tempfile.gettempdir()) / f"virtuoz-runtime-{os.getuid()}"))
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, exist_ok=True)

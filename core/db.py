@@ -85,10 +85,13 @@ def async_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0,
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None, connect_timeout: float = 5.0,
                   server_settings: dict[str, str] | None = None, pre_ping: bool = True,
                   read_only: bool = False) -> AsyncEngine:
-    """``server_settings``: PostgreSQL settings of every connection of this engine (``SET`` at connect).
+    """``max_overflow``: connections opened past ``pool_size`` when every pooled one is in use, and
+    closed as soon as they are given back while the pool is full (default: as many as the pool).
+
+    ``server_settings``: PostgreSQL settings of every connection of this engine (``SET`` at connect).
 
     ``pre_ping`` (daemons): every checkout first asks the server whether the connection still
     works, so after PostgreSQL restarts a stale pooled connection is replaced instead of failing
@@ -114,7 +117,7 @@ def create_engine(url: str, *, pool_size: int = 10, connect_timeout: float = 5.0
     engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_pre_ping=pre_ping,
         pool_timeout=connect_timeout,
         connect_args=connect_args,
