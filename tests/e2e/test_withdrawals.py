@@ -26,6 +26,7 @@ from tests.e2e.withdrawal_cluster import (
     SIGNER_ONLY_SANCTIONED,
     STUCK_BLOCKS,
     Cluster,
+    User,
     build_cluster,
     fresh_address,
     stop_cluster,
@@ -47,8 +48,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres, usdc_artifact) -
 @pytest.fixture(scope="module")
 async def people(cluster: Cluster) -> AsyncIterator[dict]:
     await cluster.wait_ready()
-    yield {"customer": await cluster.user(), "operator": await cluster.approver(),
-           "operators": [await cluster.approver() for _ in range(10)]}
+    yield {"customer": await cluster.user(), "operators": [await cluster.approver() for _ in range(10)]}
+
+
+@pytest.fixture
+async def operator(cluster: Cluster, people: dict) -> User:
+    """An approver of this test's own: each code is good once per 30 s step, and one approver shared
+    by the module would have every test after the first few wait for the next step."""
+    return await cluster.approver()
 
 
 def journal_rows(cluster: Cluster, sql: str, *args: object) -> list[tuple]:
@@ -65,8 +72,8 @@ async def balances(cluster: Cluster, user) -> dict[str, dict[str, str]]:
     return {item["currency"]: item for item in body["balances"]}
 
 
-async def test_eth_and_usdc_withdrawals_arrive_on_chain_and_debit_amount_plus_fee_once(cluster, people) -> None:
-    customer, operator = people["customer"], people["operator"]
+async def test_eth_and_usdc_withdrawals_arrive_on_chain_and_debit_amount_plus_fee_once(cluster, people, operator) -> None:
+    customer = people["customer"]
     before = await balances(cluster, customer)
     destination = fresh_address()
     eth = await cluster.request(customer, chain="ethereum", asset="ETH", to_address=destination, amount="1.25")
@@ -156,6 +163,7 @@ async def test_a_signer_killed_mid_stream_still_sends_every_withdrawal_exactly_o
 
 
 async def test_tampered_and_over_limit_requests_sent_straight_to_the_signer_are_refused(cluster) -> None:
+    await cluster.wait_ready()  # the signer's journal exists once it runs, whichever test comes first
     key = _parse((cluster.data_dir / "custody-request-key.pem").read_text())
     genuine = payment_tx(chain_id=31337, sender=cluster.hot_wallet, nonce=10_000, destination=fresh_address(),
                          amount=ETH // 10, token=None, gas=21_000, fees=Fees(3 * 10**9, 10**9))
@@ -196,8 +204,8 @@ async def test_tampered_and_over_limit_requests_sent_straight_to_the_signer_are_
     assert SIGNER_LIMITS["ETH"]["single"] == "5"
 
 
-async def test_an_over_limit_withdrawal_fails_audited_its_hold_voided_and_its_nonce_reused(cluster, people) -> None:
-    customer, operator = people["customer"], people["operator"]
+async def test_an_over_limit_withdrawal_fails_audited_its_hold_voided_and_its_nonce_reused(cluster, people, operator) -> None:
+    customer = people["customer"]
     before = await balances(cluster, customer)
     # Above the limits the custody side knows, a request is refused at once, holding nothing.
     status, body = await cluster.call("POST", "/platform/crypto/withdrawals/request", customer.headers,
@@ -220,8 +228,8 @@ async def test_an_over_limit_withdrawal_fails_audited_its_hold_voided_and_its_no
     assert done["state"] == "confirmed" and done["nonce"] == failed["nonce"]  # no gap left behind
 
 
-async def test_rollback_before_signing_releases_and_after_broadcast_is_409(cluster, people) -> None:
-    customer, operator = people["customer"], people["operator"]
+async def test_rollback_before_signing_releases_and_after_broadcast_is_409(cluster, people, operator) -> None:
+    customer = people["customer"]
     before = await balances(cluster, customer)
     created = await cluster.request(customer, chain="ethereum", asset="ETH", to_address=fresh_address(), amount="1")
     status, body = await cluster.call("POST", f"/platform/crypto/withdrawals/{created['id']}/rollback",
@@ -235,10 +243,10 @@ async def test_rollback_before_signing_releases_and_after_broadcast_is_409(clust
     assert (status, body["error"]["code"]) == (409, "already_broadcast")
 
 
-async def test_a_stuck_transaction_is_replaced_with_higher_fees_and_mined_once(cluster, people) -> None:
+async def test_a_stuck_transaction_is_replaced_with_higher_fees_and_mined_once(cluster, people, operator) -> None:
     """Mining is paused, the broadcast transaction dropped from the pool, blocks mined empty: the
     custody worker asks the signer for a fee bump at the same nonce, and only that one is mined."""
-    customer, operator = people["customer"], people["operator"]
+    customer = people["customer"]
     destination = fresh_address()
     cluster.rpc("evm_setIntervalMining", 0)
     try:
@@ -277,11 +285,11 @@ async def test_a_stuck_transaction_is_replaced_with_higher_fees_and_mined_once(c
     assert STUCK_BLOCKS <= 5
 
 
-async def test_refused_nonce_does_not_stall_later_withdrawals(cluster, people) -> None:
+async def test_refused_nonce_does_not_stall_later_withdrawals(cluster, people, operator) -> None:
     """The signer refuses a withdrawal (its own sanctions list names the destination; the API's does not)
     after the next nonce went to another withdrawal: a filler (0 ETH, hot wallet to itself) takes the
     refused nonce at once, so the later withdrawal is mined instead of waiting behind a gap for ever."""
-    customer, operator = people["customer"], people["operator"]
+    customer = people["customer"]
     refused = await cluster.request(customer, chain="ethereum", asset="ETH", to_address=SIGNER_ONLY_SANCTIONED,
                                     amount="0.01")
     later_destination = fresh_address()
@@ -342,8 +350,8 @@ async def travel_rule_rows(cluster: Cluster, withdrawal_id: str) -> list:
     return [outbound[0], *inbound]
 
 
-async def test_a_withdrawal_above_the_threshold_waits_for_trp_acceptance_then_is_mined(cluster, people) -> None:
-    customer, operator = people["customer"], people["operator"]
+async def test_a_withdrawal_above_the_threshold_waits_for_trp_acceptance_then_is_mined(cluster, people, operator) -> None:
+    customer = people["customer"]
     account = await beneficiary_account(cluster)
     created = await cluster.request(customer, chain="ethereum", asset="USDC", to_address=account, amount="1500",
                                     travel_rule=travel_rule_for(cluster, account))
