@@ -43,7 +43,6 @@ import aiohttp
 import asyncpg
 import pytest
 import redis
-from aiobotocore.session import get_session
 from web3 import HTTPProvider, Web3
 
 from core.migrate import upgrade
@@ -51,7 +50,7 @@ from core.sign_requests import load_signer_public_key
 from custody.hd import load_xpubs
 from custody.withdrawals.authorization import ensure_request_key_pair
 from devnet.chains import AnvilChain, deploy_usdc, fund_wallet
-from devnet.processes import ManagedProcess, free_port, port_open
+from devnet.processes import ManagedProcess, free_port
 from devnet.servers import EmbeddedPostgres, EmbeddedRedis, RabbitMQ
 from jobs.broker import close_broker, create_broker
 from signer.derivation import ChainKeys
@@ -60,6 +59,7 @@ from tests.chain_fixtures import usdc_artifact, usdc_cache_dir  # noqa: F401 - f
 from tests.chain_wallet import ChainWallet
 from tests.e2e.withdrawal_cluster import REPO_ROOT, Cluster, User, fresh_address
 from tests.factories import Totp
+from tests.s3_server import S3Server, start_moto
 
 # The whole run, set-up included, is bounded here; the default 300 s is for one test of the suite.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480)]
@@ -76,7 +76,6 @@ CUSTOMERS = 20  # the first half on Ethereum, the second on Polygon
 DEPOSITS = 50
 APPROVERS = 10  # two approvals each: one TOTP step apiece, no waiting for the next
 TIMEOUT = 120.0  # a bound for a hung wait, not a performance limit
-S3_REGION, S3_KEY_ID, S3_SECRET = "us-east-1", "virtuoz-test-key-id", "virtuoz-test-secret-key"
 KYC_APPLICATION = {"first_name": "Ada", "last_name": "Lovelace", "date_of_birth": "1985-12-10", "country": "CA",
                    "address": {"street_name": "Rue Sherbrooke O", "building_number": "1380", "post_code": "H3G 1J5",
                                "town_name": "Montreal", "country": "CA"}}
@@ -109,7 +108,7 @@ class Platform:
     scheduler_ports: dict[str, int]
     redis: EmbeddedRedis
     moto: ManagedProcess
-    s3_endpoint: str
+    s3: S3Server
     bucket: str
     dead: list[ManagedProcess] = dataclasses.field(default_factory=list)
     turn: int = 0
@@ -188,35 +187,6 @@ def holds_lease(process: ManagedProcess) -> bool:
     return ": lease acquired" in process.tail(10_000)
 
 
-def start_moto(logs: Path) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    moto = ManagedProcess("moto_server", [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1",
-                                          "-p", str(port)], log_path=logs / "moto_server.log").start()
-    moto.wait_until(lambda: port_open(port))
-    return moto, f"http://127.0.0.1:{port}"
-
-
-def s3_client(endpoint: str) -> Any:
-    return get_session().create_client("s3", endpoint_url=endpoint, region_name=S3_REGION,
-                                       aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET)
-
-
-async def create_bucket(endpoint: str, bucket: str) -> None:
-    async with s3_client(endpoint) as client:
-        await client.create_bucket(Bucket=bucket)
-
-
-async def bucket_objects(endpoint: str, bucket: str) -> dict[str, bytes]:
-    async with s3_client(endpoint) as client:
-        listing = await client.list_objects_v2(Bucket=bucket)
-        found = {}
-        for item in listing.get("Contents", []):
-            response = await client.get_object(Bucket=bucket, Key=item["Key"])
-            async with response["Body"] as body:
-                found[item["Key"]] = await body.read()
-        return found
-
-
 def build_platform(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, Any], rabbitmq: RabbitMQ) -> Platform:
     data_dir = root / "data"
     logs = data_dir / "logs"
@@ -226,9 +196,8 @@ def build_platform(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, A
     database_url = postgres.url(database)
     upgrade(database_url)
     redis = EmbeddedRedis(root / "redis", free_port(), log_dir=logs).start()
-    moto, s3_endpoint = start_moto(logs)
-    bucket = f"virtuoz-scale-{uuid.uuid4().hex[:12]}"
-    asyncio.run(create_bucket(s3_endpoint, bucket))
+    moto, s3 = start_moto(logs)
+    bucket = asyncio.run(s3.new_bucket())
     anvils: dict[str, AnvilChain] = {}
     usdc: dict[str, str] = {}
     for chain in CHAINS:
@@ -266,11 +235,7 @@ def build_platform(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, A
         "VIRTUOZ_DATABASE_POOL_SIZE": "4",  # 17 processes on one PostgreSQL of 200 connections
         "VIRTUOZ_REDIS_URL": redis.url(),
         "VIRTUOZ_BROKER_URL": rabbitmq.url(),
-        "VIRTUOZ_FILE_STORE": f"s3://{bucket}/virtuoz",
-        "VIRTUOZ_S3_ENDPOINT_URL": s3_endpoint,
-        "VIRTUOZ_S3_REGION": S3_REGION,
-        "VIRTUOZ_S3_ACCESS_KEY_ID": S3_KEY_ID,
-        "VIRTUOZ_S3_SECRET_ACCESS_KEY": S3_SECRET,
+        **s3.environment(bucket),
         "VIRTUOZ_CHAINS": json.dumps(chains),
         "VIRTUOZ_API_WORKERS": "1",
         "VIRTUOZ_LOG_JSON": "false",
@@ -298,7 +263,7 @@ def build_platform(root: Path, postgres: EmbeddedPostgres, artifact: dict[str, A
     for cluster in clusters[1:]:
         cluster.processes = clusters[0].processes  # one set of processes, two front doors
     platform = Platform(clusters, anvils, hot_wallets, {"scheduler-1": free_port(), "scheduler-2": free_port()},
-                        redis, moto, s3_endpoint, bucket)
+                        redis, moto, s3, bucket)
     main = platform.main
     try:
         # What an earlier test of the session left on the shared RabbitMQ node is not ours to consume.
@@ -415,7 +380,7 @@ async def files_through_both_apis(platform: Platform) -> str:
             async with http.get(f"{reader.api_url}/api/v1/admin/kyc/{applicant.user_id}/documents/{document['id']}",
                                 headers=officer.headers) as answer:
                 assert answer.status == 200 and await answer.read() == content, answer.status
-    stored = await bucket_objects(platform.s3_endpoint, platform.bucket)
+    stored = await platform.s3.objects(platform.bucket)
     evidence = [content for key, content in stored.items() if key.startswith("virtuoz/evidence/")]
     assert sorted(evidence) == sorted(content for _, content, _ in KYC_DOCUMENTS), list(stored)
     # The compliance workers write their reports there too (the scheduler asks for some at start).

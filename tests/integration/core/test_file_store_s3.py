@@ -20,7 +20,7 @@ from jobs.broker import DEFAULT_NAMESPACE, close_broker, create_broker
 from tests.factories import make_escrow
 from tests.integration.compliance.conftest import drain, unmounted
 from tests.integration.compliance.kyc.test_kyc_documents import PDF, PNG, submit_form
-from tests.integration.core.conftest import S3Server
+from tests.s3_server import S3Server
 
 MiB = 1024 * 1024
 
@@ -47,13 +47,8 @@ def app_broker(redis_url: str, database_url: str) -> Iterator[RedisBroker]:
 
 
 async def objects(s3_server: S3Server, bucket: str) -> dict[str, bytes]:
+    found = await s3_server.objects(bucket)
     async with s3_server.client() as client:
-        listing = await client.list_objects_v2(Bucket=bucket)
-        found = {}
-        for item in listing.get("Contents", []):
-            response = await client.get_object(Bucket=bucket, Key=item["Key"])
-            async with response["Body"] as body:
-                found[item["Key"]] = await body.read()
         uploads = await client.list_multipart_uploads(Bucket=bucket)
     assert uploads.get("Uploads", []) == [], "an upload was left open"
     return found
